@@ -1,0 +1,54 @@
+//! How a bridge's addresses are written as the local part (and resource) of
+//! a JID on the gateway's domain.
+//!
+//! The core strips and adds XEP-0106 escaping itself: a bridge reads and
+//! writes the *unescaped* local part (`#rust%irc.libera.chat`,
+//! `@alice:example.org`), never `\40` sequences. The local part the bridge
+//! receives has been through the XMPP server's case folding, so a bridge on
+//! a case-sensitive network must encode case in its own reversible way and
+//! document it.
+
+use crate::id::Address;
+
+/// The mapping between a network's addresses and JID local parts.
+pub trait AddressRules: Send + Sync {
+    /// Parses the unescaped local part of a JID on the gateway domain (and
+    /// its resource, if the JID is a full JID that names an occupant).
+    ///
+    /// `local` is never empty: the bare gateway domain is handled by the
+    /// core. Returns an error that the user can read when the local part
+    /// names nothing on the network.
+    fn parse(&self, local: &str, resource: Option<&str>) -> Result<Address, AddressError>;
+
+    /// Writes an address as an unescaped local part and optional resource:
+    /// the inverse of [`AddressRules::parse`].
+    fn format(&self, address: &Address) -> (String, Option<String>);
+
+    /// The text of the XEP-0100 `jabber:iq:gateway` prompt.
+    fn prompt(&self) -> Prompt;
+
+    /// Turns what a user typed at the prompt into an address (which the core
+    /// then writes as a JID).
+    fn from_prompt(&self, input: &str) -> Result<Address, AddressError>;
+}
+
+/// Description and label of the address prompt (XEP-0100).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Prompt {
+    /// A sentence telling the user what to type.
+    pub description: String,
+    /// A short label for the input field.
+    pub label: String,
+}
+
+/// An address that the bridge does not understand.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+#[error("{0}")]
+pub struct AddressError(pub String);
+
+impl AddressError {
+    /// Creates an error with a message meant for the user.
+    pub fn new(message: impl Into<String>) -> Self {
+        Self(message.into())
+    }
+}

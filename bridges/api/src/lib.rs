@@ -1,0 +1,55 @@
+//! The bridge API of Ferry: what a network bridge implements and what it
+//! exchanges with the gateway core.
+//!
+//! A bridge speaks its own network and nothing else. The core owns every
+//! XMPP stanza, the database and the mapping of addresses to JIDs; a bridge
+//! only ever sees the neutral types of this crate:
+//!
+//! * [`Network`] is the bridge as a whole: its [`NetworkInfo`] (name,
+//!   capabilities), its [`AddressRules`], its registration [`Form`], and the
+//!   factory for per-user [`Session`]s.
+//! * A [`Session`] is one user's connection to the network. The core drives
+//!   it with [`Action`]s (send a message, join a room, run a command …) and
+//!   the session reports what happens on the network as [`Event`]s through
+//!   its [`EventSink`].
+//! * Everything a user addresses is an [`Address`]: a contact, a room, an
+//!   occupant of a room or a network service (an IRC server, say).
+//!
+//! Each session runs in its own task; a panic or error in one is reported to
+//! that user and the session is restarted, so a bridge never needs global
+//! error handling of its own.
+
+pub mod action;
+pub mod address;
+pub mod command;
+pub mod error;
+pub mod event;
+pub mod form;
+pub mod id;
+pub mod message;
+pub mod network;
+pub mod room;
+pub mod text;
+
+pub use action::{Action, Outcome};
+pub use address::{AddressError, AddressRules, Prompt};
+pub use command::{CommandCall, CommandReply, CommandScope, CommandSpec};
+pub use error::{BridgeError, ErrorKind, LoginError};
+pub use event::{
+    Avatar, Closed, ConnectionState, ContactInfo, Envelope, Event, EventSink, Flushed, RoomExit,
+};
+pub use form::{Field, FieldKind, FieldOption, Form, FormError, FormValues};
+pub use id::{Address, ContactId, MessageId, RoomId, ServiceId, UserId};
+pub use message::{
+    Attachment, AttachmentSource, ChatState, IncomingMessage, MessageKind, OutgoingMessage,
+    ReplyTo, Sender,
+};
+pub use network::{
+    Account, BridgeSetup, Capabilities, CloseReason, KeyValue, Network, NetworkInfo, Registration,
+    Secret, Session, SessionContext, SessionPolicy, Spawner, StoreError, TaskFailure,
+    WebhookRequest, WebhookResponse,
+};
+pub use room::{
+    Affiliation, HistoryPolicy, Occupant, Presence, Role, RoomInfo, RoomListing, Show, Subject,
+};
+pub use text::{Color, Rich, Span, Style};

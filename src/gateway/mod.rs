@@ -1,0 +1,66 @@
+//! The XMPP face of one bridge: routes every stanza addressed to the
+//! bridge's domain, runs the users' sessions, and turns the sessions'
+//! events into stanzas.
+//!
+//! What lives here: session actors and their supervision, service discovery
+//! and capabilities, registration (XEP-0077, the `jabber:iq:register`
+//! command, the chat fallback), the ad-hoc command engine and the core's
+//! commands, XEP-0100 `jabber:iq:gateway`, access control, presence and
+//! roster management, and 1:1 messages with their extensions. Rooms are
+//! hosted by [`crate::muc`].
+
+use std::path::PathBuf;
+use std::sync::Arc;
+
+use ferry_bridge::Network;
+use tokio::sync::mpsc;
+use tokio_util::sync::CancellationToken;
+
+use crate::access::AccessPolicy;
+use crate::component::{ComponentHandle, Inbound};
+use crate::http::Media;
+use crate::metrics::BridgeMetrics;
+use crate::store::Store;
+
+/// Settings of one bridge's gateway, from the configuration.
+#[derive(Clone, Debug)]
+pub struct GatewaySettings {
+    /// The bridge's name (its configuration section: `irc`, `matrix` …).
+    pub name: String,
+    /// The component domain.
+    pub domain: String,
+    /// Who may use the bridge, who administers it.
+    pub access: AccessPolicy,
+    /// Largest message body accepted or produced, in bytes.
+    pub max_message_bytes: usize,
+    /// The bridge's data directory; sessions get subdirectories.
+    pub data_dir: PathBuf,
+}
+
+/// Everything a bridge's gateway runs on.
+pub struct GatewayParts {
+    /// Settings.
+    pub settings: GatewaySettings,
+    /// The bridge.
+    pub network: Arc<dyn Network>,
+    /// The component stream.
+    pub component: ComponentHandle,
+    /// Stanzas from the XMPP server.
+    pub inbound: mpsc::Receiver<Inbound>,
+    /// The bridge's database.
+    pub store: Store,
+    /// File publishing.
+    pub media: Media,
+    /// Counters.
+    pub metrics: Arc<BridgeMetrics>,
+    /// Cancelled when Ferry shuts down.
+    pub shutdown: CancellationToken,
+}
+
+/// Runs the gateway until `shutdown` is cancelled, then sends unavailable
+/// presence to every user, closes every session cleanly and flushes the
+/// store before returning.
+pub async fn run(parts: GatewayParts) -> anyhow::Result<()> {
+    let _ = parts;
+    todo!("gateway: run")
+}

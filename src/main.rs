@@ -1,0 +1,18 @@
+//! Ferry: an XMPP gateway. Each enabled bridge (IRC, Matrix …) is attached
+//! to an XMPP server as its own XEP-0114 component; the core translates
+//! between XMPP and the bridges' neutral actions and events.
+
+mod access;
+mod app;
+mod bridges;
+mod component;
+mod config;
+mod gateway;
+mod http;
+mod metrics;
+mod muc;
+mod store;
+
+fn main() -> std::process::ExitCode {
+    app::main()
+}
