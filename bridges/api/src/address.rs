@@ -12,8 +12,10 @@ use crate::id::Address;
 
 /// The mapping between a network's addresses and JID local parts.
 pub trait AddressRules: Send + Sync {
-    /// Parses the unescaped local part of a JID on the gateway domain (and
-    /// its resource, if the JID is a full JID that names an occupant).
+    /// Parses the unescaped local part of a JID on the gateway domain, with
+    /// the JID's resource if it has one. A bridge uses the resource where it
+    /// names something (the occupant of a room) and ignores it elsewhere
+    /// (a client may write to any resource of a contact).
     ///
     /// `local` is never empty: the bare gateway domain is handled by the
     /// core. Returns an error that the user can read when the local part
