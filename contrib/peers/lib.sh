@@ -1,0 +1,201 @@
+# lib.sh — shared settings and helpers of Ferry's peer scripts (sourced, not run).
+#
+# Every port, secret and path below can be overridden from the environment.
+# The peers themselves are described in peers.d/NAME.sh, one file per server;
+# see README.md for how to add one.
+
+# ---------------------------------------------------------------- locations
+PEERS_HOME=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
+FERRY_VENVS=${FERRY_VENVS:-/opt/ferry-venvs}
+TMPBASE=${TMPDIR:-/tmp}
+
+# ---------------------------------------------------------------- what to start
+# Groups: xmpp = Prosody (+ ejabberd with WITH_EJABBERD=1), irc = InspIRCd + ngIRCd,
+# matrix = Synapse. Add a group here and a peers.d/NAME.sh to support a new server.
+PEERS=${PEERS:-"xmpp irc matrix"}
+WITH_EJABBERD=${WITH_EJABBERD:-0}
+declare -A PEER_GROUPS=(
+  [xmpp]="prosody"
+  [irc]="inspircd ngircd"
+  [matrix]="synapse"
+)
+[ "$WITH_EJABBERD" = 1 ] && PEER_GROUPS[xmpp]="prosody ejabberd"
+# Launch order: slow starters first, so their start-up overlaps the fast ones'.
+PEER_ORDER=(synapse ejabberd prosody inspircd ngircd)
+
+# ---------------------------------------------------------------- versions
+SYNAPSE_VERSION=${SYNAPSE_VERSION:-1.163.2}
+SLIXMPP_VERSION=${SLIXMPP_VERSION:-1.17.0}
+
+# ---------------------------------------------------------------- ports
+XMPP_C2S_PORT=${XMPP_C2S_PORT:-15222}
+XMPP_COMPONENT_PORT=${XMPP_COMPONENT_PORT:-15347}
+XMPP_HTTP_PORT=${XMPP_HTTP_PORT:-15280}      # Prosody's HTTP (XEP-0363 upload.localhost)
+EJ_C2S_PORT=${EJ_C2S_PORT:-25222}
+EJ_COMPONENT_PORT=${EJ_COMPONENT_PORT:-25347}
+EJ_DIST_PORT=${EJ_DIST_PORT:-25370}
+IRC_PORT=${IRC_PORT:-16667}                  # InspIRCd (fakelag off)
+NGIRCD_PORT=${NGIRCD_PORT:-16668}            # ngIRCd (flood penalty off)
+MATRIX_PORT=${MATRIX_PORT:-18008}            # Synapse client API
+MATRIX_AS_PORT=${MATRIX_AS_PORT:-18009}      # the gateway's appservice listener (not started here)
+
+# ---------------------------------------------------------------- XMPP accounts and components
+XMPP_DOMAIN=localhost
+XMPP_USERS=${XMPP_USERS:-"admin:adminpw alice:alicepw bob:bobpw carol:carolpw"}
+XMPP_LOAD_USERS=${XMPP_LOAD_USERS:-0}        # also load01..loadNN (password $XMPP_LOAD_PASSWORD)
+XMPP_LOAD_PASSWORD=${XMPP_LOAD_PASSWORD:-loadpw}
+# XEP-0114 components Ferry connects as. The first three are privileged (XEP-0356),
+# the "2" ones are not (to test the fallbacks). Secrets: <NAME>_COMPONENT_SECRET.
+PRIVILEGED_COMPONENTS="irc matrix test"
+UNPRIVILEGED_COMPONENTS="irc2 matrix2 test2"
+IRC_COMPONENT_SECRET=${IRC_COMPONENT_SECRET:-ircsecret}
+MATRIX_COMPONENT_SECRET=${MATRIX_COMPONENT_SECRET:-matrixsecret}
+TEST_COMPONENT_SECRET=${TEST_COMPONENT_SECRET:-testsecret}
+IRC2_COMPONENT_SECRET=${IRC2_COMPONENT_SECRET:-irc2secret}
+MATRIX2_COMPONENT_SECRET=${MATRIX2_COMPONENT_SECRET:-matrix2secret}
+TEST2_COMPONENT_SECRET=${TEST2_COMPONENT_SECRET:-test2secret}
+PROSODY_NAGLE=${PROSODY_NAGLE:-false}
+# XEP-0363 file sharing on Prosody (upload.localhost, plain HTTP on loopback); 0 = off
+XMPP_UPLOAD=${XMPP_UPLOAD:-1}
+
+# ---------------------------------------------------------------- IRC
+IRC_OPER_NAME=${IRC_OPER_NAME:-oper}
+IRC_OPER_PASSWORD=${IRC_OPER_PASSWORD:-operpw}
+INSPIRCD_MODULES=${INSPIRCD_MODULES:-"cap ircv3 ircv3_servertime ircv3_echomessage ircv3_msgid ircv3_batch ircv3_labeledresponse ircv3_capnotify ircv3_chghost ircv3_invitenotify ircv3_ctctags ircv3_accounttag namesx uhnames monitor setname botmode"}
+NGIRCD_LISTEN=${NGIRCD_LISTEN:-127.0.0.1,127.0.0.2}
+NGIRCD_MAX_PENALTY=${NGIRCD_MAX_PENALTY:-0}
+
+# ---------------------------------------------------------------- Matrix
+MATRIX_USERS=${MATRIX_USERS:-"alice:alicepw bob:bobpw carol:carolpw"}
+MATRIX_REGISTRATION_SECRET=test-registration-secret
+MATRIX_AS_TOKEN=as-token-for-tests
+MATRIX_HS_TOKEN=hs-token-for-tests
+
+# ---------------------------------------------------------------- helpers
+log() { printf '[%s %(%H:%M:%S)T] %s\n' "${LOG_TAG:-peers}" -1 "$*"; }
+die() { echo "${LOG_TAG:-peers}: $*" >&2; exit 1; }
+now() { date +%s.%N; }
+since() { awk -v a="$1" -v b="$(now)" 'BEGIN{printf "%.2f", b-a}'; }
+past() { awk -v a="$1" -v b="$(now)" -v l="$2" 'BEGIN{exit !(b-a>l)}'; }
+
+# the peers of the selected groups, in launch order
+selected_peers() {
+  local want=" " g p
+  for g in $PEERS; do
+    [ -n "${PEER_GROUPS[$g]+x}" ] || die "unknown peer group '$g' (known: ${!PEER_GROUPS[*]})"
+    want+="${PEER_GROUPS[$g]} "
+  done
+  for p in "${PEER_ORDER[@]}"; do [[ "$want" == *" $p "* ]] && echo "$p"; done
+  return 0
+}
+
+port_free() { ! (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null; }
+wait_port() { # PORT TIMEOUT NAME
+  local t; t=$(now)
+  while port_free "$1"; do
+    sleep 0.05
+    past "$t" "$2" && die "$3 did not open port $1 within $2 s; see $DIR/logs"
+  done
+  return 0
+}
+wait_until() { # TIMEOUT DESCRIPTION COMMAND...
+  local lim=$1 what=$2 t; shift 2; t=$(now)
+  until "$@" >/dev/null 2>&1; do
+    sleep 0.05
+    past "$t" "$lim" && die "timed out after $lim s waiting for $what; see $DIR/logs"
+  done
+  return 0
+}
+
+# live (non-zombie) members of process group $1
+members() { ps -e -o pid=,pgid=,stat= | awk -v g="$1" '$2==g && $3 !~ /^Z/ {print $1}'; }
+starttime() { awk '{print $22}' "/proc/$1/stat" 2>/dev/null; }
+
+# launch NAME CMD... : runs CMD in its own session/process group with output to
+# $DIR/logs/NAME.log, records "PID STARTTIME" in $DIR/pids/NAME.pid and the command
+# line in $DIR/cmds/NAME.cmd (restart-peer.sh relaunches it from there).
+launch() {
+  local name=$1; shift
+  local out=$DIR/logs/$name.log
+  printf '%q ' "$@" >"$DIR/cmds/$name.cmd"
+  setsid "$@" >>"$out" 2>&1 </dev/null &
+  local pid=$!
+  echo "$pid $(starttime "$pid")" >"$DIR/pids/$name.pid"
+}
+relaunch() { # NAME: start again from the recorded command line
+  local name=$1 cmd
+  cmd=$(cat "$DIR/cmds/$name.cmd") || die "$name was never started from $DIR"
+  eval "setsid $cmd >>\"\$DIR/logs/\$name.log\" 2>&1 </dev/null &"
+  local pid=$!
+  echo "$pid $(starttime "$pid")" >"$DIR/pids/$name.pid"
+}
+
+# stop_group NAME [TIMEOUT]: SIGTERM to the recorded process group, SIGKILL after
+# TIMEOUT s (default 20); never touches a recycled PID. Returns 0 if something ran.
+stop_group() {
+  local name=$1 lim=${2:-20} f=$DIR/pids/$1.pid pid start t left
+  [ -f "$f" ] || return 1
+  read -r pid start <"$f" || true
+  rm -f "$f"
+  [ -n "${pid:-}" ] || return 1
+  if [ -r "/proc/$pid/stat" ] && [ "$(starttime "$pid")" != "${start:-}" ]; then
+    log "$name: pid $pid was recycled, not touching it"; return 1
+  fi
+  if [ -z "$(members "$pid")" ] && ! kill -0 "$pid" 2>/dev/null; then
+    log "$name (pid $pid) was already gone"; return 1
+  fi
+  kill -TERM -- "-$pid" 2>/dev/null || kill -TERM "$pid" 2>/dev/null
+  t=$(now)
+  while [ -n "$(members "$pid")" ] && ! past "$t" "$lim"; do sleep 0.05; done
+  left=$(members "$pid")
+  if [ -n "$left" ]; then
+    log "$name (group $pid) ignored SIGTERM, sending SIGKILL to: $left"
+    kill -KILL -- "-$pid" 2>/dev/null; kill -KILL $left 2>/dev/null
+  fi
+  return 0
+}
+
+# ensure_packages PKG... : apt-get install what is missing. Debian containers ship
+# /usr/sbin/policy-rc.d (exit 101) so installing a daemon does not start a system-wide
+# instance on the default ports; if it is absent it is added for the duration of the
+# install. Waits for someone else's apt lock instead of failing.
+ensure_packages() {
+  local missing=() p t rc=0 added=0 aptlog=$TMPBASE/ferry-apt.log
+  for p in "$@"; do
+    dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q 'install ok installed' || missing+=("$p")
+  done
+  [ ${#missing[@]} -eq 0 ] && return 0
+  [ "$(id -u)" = 0 ] || die "missing packages ${missing[*]} (run as root, or install them first)"
+  log "apt-get install ${missing[*]}"; t=$(now)
+  if [ ! -e /usr/sbin/policy-rc.d ]; then
+    printf '#!/bin/sh\nexit 101\n' >/usr/sbin/policy-rc.d; chmod 755 /usr/sbin/policy-rc.d; added=1
+  fi
+  local apt=(apt-get -o DPkg::Lock::Timeout=900 -y -q --no-install-recommends)
+  if ! DEBIAN_FRONTEND=noninteractive "${apt[@]}" install "${missing[@]}" >"$aptlog" 2>&1; then
+    apt-get -o DPkg::Lock::Timeout=900 -q update >>"$aptlog" 2>&1
+    DEBIAN_FRONTEND=noninteractive "${apt[@]}" install "${missing[@]}" >>"$aptlog" 2>&1 || rc=1
+  fi
+  [ $added = 1 ] && rm -f /usr/sbin/policy-rc.d
+  [ $rc = 0 ] || { tail -20 "$aptlog" >&2; die "apt-get install ${missing[*]} failed (log: $aptlog)"; }
+  log "apt done in $(since "$t")s"
+}
+
+# ensure_venv NAME PIP-ARGS... : a venv in $FERRY_VENVS/NAME with PIP-ARGS installed;
+# reused as long as the arguments (and the content of any -r file) are unchanged.
+ensure_venv() {
+  local name=$1; shift
+  local v=$FERRY_VENVS/$name spec t a
+  spec=$(printf '%s\n' "$@"; for a in "$@"; do [ -f "$a" ] && cat "$a"; done; true)
+  if [ -x "$v/bin/python" ] && [ "$(cat "$v/.ferry-spec" 2>/dev/null)" = "$spec" ]; then return 0; fi
+  python3 -c 'import ensurepip' 2>/dev/null || ensure_packages python3-venv
+  log "creating venv $v ($*)"; t=$(now)
+  mkdir -p "$FERRY_VENVS"
+  [ -x "$v/bin/python" ] || python3 -m venv "$v" || die "python3 -m venv $v failed"
+  "$v/bin/pip" install -q "$@" >"$v.pip.log" 2>&1 || { tail -20 "$v.pip.log" >&2; die "pip install into $v failed (log: $v.pip.log)"; }
+  printf '%s' "$spec" >"$v/.ferry-spec"
+  log "venv $v ready in $(since "$t")s"
+}
+
+# load every peer definition
+for _f in "$PEERS_HOME"/peers.d/*.sh; do source "$_f"; done
+unset _f
