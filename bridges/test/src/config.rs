@@ -1,0 +1,218 @@
+//! The `[test]` configuration section and the capability switches it
+//! controls.
+
+use std::collections::BTreeMap;
+
+use ferry_bridge::Capabilities;
+use serde::Deserialize;
+
+/// The test network's own keys of its configuration section.
+#[derive(Clone, Debug, Deserialize, PartialEq, Eq)]
+#[serde(deny_unknown_fields, default)]
+pub struct Config {
+    /// Accounts of the network: name -> password. Names are lower-case
+    /// ASCII letters, digits, `.`, `_` and `-`; `echo` and `server` are
+    /// taken by the bot and the service.
+    pub accounts: BTreeMap<String, String>,
+    /// Sessions run while the user is offline (`SessionPolicy::AlwaysOn`);
+    /// false: started on demand.
+    pub always_on: bool,
+    /// Capabilities to switch off (names of [`CAPABILITY_NAMES`]), to test
+    /// how the core handles a network that lacks them. The session refuses
+    /// the matching actions with an `Unsupported` error.
+    pub disable: Vec<String>,
+    /// The network confirms delivery (`Event::Delivered`) when the
+    /// recipient's session got a message.
+    pub delivery_receipts: bool,
+    /// The bot waits this long before answering (0: at once).
+    pub echo_delay_ms: u64,
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        let accounts = [
+            ("alice", "alicepw"),
+            ("bob", "bobpw"),
+            ("carol", "carolpw"),
+            ("admin", "adminpw"),
+        ]
+        .into_iter()
+        .map(|(a, p)| (a.to_owned(), p.to_owned()))
+        .collect();
+        Self {
+            accounts,
+            always_on: true,
+            disable: Vec::new(),
+            delivery_receipts: true,
+            echo_delay_ms: 0,
+        }
+    }
+}
+
+/// The names `disable` accepts: the fields of [`Capabilities`].
+pub const CAPABILITY_NAMES: &[&str] = &[
+    "rooms",
+    "private_messages",
+    "corrections",
+    "retractions",
+    "moderation",
+    "reactions",
+    "replies",
+    "threads",
+    "chat_states",
+    "delivery_receipts",
+    "displayed_markers",
+    "attachments",
+    "formatting",
+    "subject_change",
+    "nick_change",
+    "invites",
+    "moderation_roles",
+    "history",
+    "room_list",
+    "contact_presence",
+    "contact_list",
+    "version_query",
+    "ping",
+];
+
+/// Whether a name is a valid account or room name of the test network.
+pub(crate) fn valid_name(name: &str) -> bool {
+    !name.is_empty()
+        && name.len() <= 64
+        && name.bytes().all(|b| {
+            b.is_ascii_lowercase() || b.is_ascii_digit() || matches!(b, b'.' | b'_' | b'-')
+        })
+}
+
+impl Config {
+    /// Checks the section and returns the capabilities it leaves on.
+    pub(crate) fn capabilities(&self) -> Result<Capabilities, String> {
+        for name in self.accounts.keys() {
+            if !valid_name(name) {
+                return Err(format!(
+                    "[test] accounts: {name:?} is not a valid account name \
+                     (lower-case letters, digits, '.', '_', '-')"
+                ));
+            }
+            if name == crate::echo::ECHO || name == crate::address::SERVER {
+                return Err(format!(
+                    "[test] accounts: {name:?} is reserved (the bot and the service)"
+                ));
+            }
+        }
+        let mut caps = Capabilities {
+            rooms: true,
+            private_messages: true,
+            corrections: true,
+            retractions: true,
+            moderation: true,
+            reactions: true,
+            replies: true,
+            threads: true,
+            chat_states: true,
+            delivery_receipts: self.delivery_receipts,
+            displayed_markers: true,
+            attachments: true,
+            formatting: true,
+            subject_change: true,
+            nick_change: true,
+            invites: true,
+            moderation_roles: true,
+            history: true,
+            room_list: true,
+            contact_presence: true,
+            contact_list: true,
+            version_query: true,
+            ping: true,
+        };
+        for name in &self.disable {
+            let flag = match name.as_str() {
+                "rooms" => &mut caps.rooms,
+                "private_messages" => &mut caps.private_messages,
+                "corrections" => &mut caps.corrections,
+                "retractions" => &mut caps.retractions,
+                "moderation" => &mut caps.moderation,
+                "reactions" => &mut caps.reactions,
+                "replies" => &mut caps.replies,
+                "threads" => &mut caps.threads,
+                "chat_states" => &mut caps.chat_states,
+                "delivery_receipts" => &mut caps.delivery_receipts,
+                "displayed_markers" => &mut caps.displayed_markers,
+                "attachments" => &mut caps.attachments,
+                "formatting" => &mut caps.formatting,
+                "subject_change" => &mut caps.subject_change,
+                "nick_change" => &mut caps.nick_change,
+                "invites" => &mut caps.invites,
+                "moderation_roles" => &mut caps.moderation_roles,
+                "history" => &mut caps.history,
+                "room_list" => &mut caps.room_list,
+                "contact_presence" => &mut caps.contact_presence,
+                "contact_list" => &mut caps.contact_list,
+                "version_query" => &mut caps.version_query,
+                "ping" => &mut caps.ping,
+                other => {
+                    return Err(format!(
+                        "[test] disable: unknown capability {other:?} (known: {})",
+                        CAPABILITY_NAMES.join(", ")
+                    ));
+                }
+            };
+            *flag = false;
+        }
+        Ok(caps)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn defaults_have_four_accounts_and_everything_on() {
+        let c = Config::default();
+        assert_eq!(c.accounts.get("alice").map(String::as_str), Some("alicepw"));
+        assert_eq!(c.accounts.len(), 4);
+        let caps = c.capabilities().unwrap();
+        assert!(caps.rooms && caps.delivery_receipts && caps.ping);
+    }
+
+    #[test]
+    fn disable_switches_capabilities_off_and_rejects_unknown_names() {
+        let c = Config {
+            disable: vec!["corrections".into(), "rooms".into()],
+            ..Config::default()
+        };
+        let caps = c.capabilities().unwrap();
+        assert!(!caps.corrections && !caps.rooms && caps.reactions);
+        let bad = Config {
+            disable: vec!["teleport".into()],
+            ..Config::default()
+        };
+        let err = bad.capabilities().unwrap_err();
+        assert!(
+            err.contains("teleport") && err.contains("corrections"),
+            "{err}"
+        );
+    }
+
+    #[test]
+    fn bad_and_reserved_account_names_are_refused() {
+        for name in ["Alice", "a b", "", "echo", "server"] {
+            let mut c = Config::default();
+            c.accounts.insert(name.into(), "pw".into());
+            assert!(c.capabilities().is_err(), "{name:?} accepted");
+        }
+    }
+
+    #[test]
+    fn every_capability_name_is_known() {
+        for name in CAPABILITY_NAMES {
+            let c = Config {
+                disable: vec![(*name).to_owned()],
+                ..Config::default()
+            };
+            assert!(c.capabilities().is_ok(), "{name}");
+        }
+    }
+}
