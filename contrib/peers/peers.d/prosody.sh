@@ -92,7 +92,9 @@ LUA
       printf 'Component "%s.localhost"\n  component_secret = "%s"\n' "$c" "${!v}"
     done
     echo
-    echo 'Component "conference.localhost" "muc"'
+    printf '%s\n' 'Component "conference.localhost" "muc"' \
+      '  -- a new room is usable at once (Prosody locks it until configured by default)' \
+      '  muc_room_locking = false' '  restrict_room_creation = false'
     if [ "$XMPP_UPLOAD" = 1 ]; then
       cat <<LUA
 
