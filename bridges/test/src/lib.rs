@@ -18,6 +18,11 @@
 //! a resource an occupant of that room, `server` the network's service.
 //!
 //! Configuration (`[test]` in `ferry.toml`, see [`Config`]).
+//!
+//! Timing, as on real networks: the events an action causes (the bot's
+//! answer, a `Delivered`, `RoomJoined`) are queued while the action runs and
+//! may reach the core before it has seen the action's outcome; the core must
+//! not depend on the order of the two. `echo_delay_ms` delays the bot.
 
 mod address;
 pub mod commands;
