@@ -1,10 +1,504 @@
 //! Command line, start-up and shutdown: reads the configuration, opens each
 //! enabled bridge's store, starts its component stream and gateway, serves
 //! HTTP, and on SIGTERM/SIGINT shuts everything down cleanly.
+//!
+//! Start-up refuses a configuration with problems (the same checks as
+//! `ferry check`) and a bridge that fails to build; both exit non-zero.
+//! Once running, nothing exits the process but a signal: streams reconnect,
+//! sessions restart, errors are logged.
 
+use std::path::{Path, PathBuf};
 use std::process::ExitCode;
+use std::sync::Arc;
+use std::time::{Duration, SystemTime};
+
+use anyhow::Context as _;
+use clap::{Parser, Subcommand};
+use ferry_bridge::BridgeSetup;
+use tokio_util::sync::CancellationToken;
+
+use crate::bridges::Registry;
+use crate::component::{self, ComponentConfig, ComponentHandle};
+use crate::config::{self, Config, Problem};
+use crate::gateway::{self, GatewayParts, GatewaySettings};
+use crate::http::{self, HttpBridge, Media};
+use crate::metrics::Metrics;
+use crate::store::{Key, Store};
+
+/// How long the gateways get to say goodbye on shutdown.
+const GATEWAY_SHUTDOWN: Duration = Duration::from_secs(20);
+/// How long the component streams get to send what is queued.
+const COMPONENT_CLOSE: Duration = Duration::from_secs(5);
+
+/// Ferry: an XMPP gateway to IRC, Matrix and more, attached to your XMPP
+/// server as XEP-0114 components.
+#[derive(Debug, Parser)]
+#[command(name = "ferry", version, about, long_about = None)]
+struct Cli {
+    /// The configuration file.
+    #[arg(
+        long,
+        short = 'c',
+        global = true,
+        value_name = "PATH",
+        default_value = "ferry.toml"
+    )]
+    config: PathBuf,
+
+    #[command(subcommand)]
+    command: Option<Command>,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Run the gateway (the default).
+    Run,
+    /// Check the configuration: one line per problem, exit status 1 if any.
+    Check,
+    /// List the registered users of each bridge, from the databases.
+    Users {
+        /// Only this bridge (its section name, e.g. irc).
+        #[arg(long, value_name = "NAME")]
+        bridge: Option<String>,
+    },
+}
 
 /// Runs the `ferry` command.
 pub fn main() -> ExitCode {
-    todo!("app: main")
+    // Before anything that may use TLS (bridges' clients).
+    let _ = tokio_rustls::rustls::crypto::aws_lc_rs::default_provider().install_default();
+    let cli = Cli::parse();
+    let registry = Registry::compiled();
+    let env = config::env_overrides(
+        std::env::vars_os()
+            .filter_map(|(k, v)| Some((k.into_string().ok()?, v.into_string().ok()?))),
+    );
+    match cli.command.unwrap_or(Command::Run) {
+        Command::Check => check(&cli.config, &env, &registry),
+        Command::Users { bridge } => users(&cli.config, &env, &registry, bridge.as_deref()),
+        Command::Run => run(&cli.config, &env, registry),
+    }
+}
+
+/// Loads the configuration and applies the checks that need the file
+/// system (the key file's mode).
+fn load(
+    path: &Path,
+    env: &[(String, String)],
+    registry: &Registry,
+) -> Result<Config, Vec<Problem>> {
+    let config = config::load(path, env, registry)?;
+    if let Err(e) = Key::check_file(&config.storage.key_file) {
+        return Err(vec![Problem(format!(
+            "{}: [storage] key_file: {e}",
+            path.display()
+        ))]);
+    }
+    Ok(config)
+}
+
+fn print_problems(problems: &[Problem]) {
+    for p in problems {
+        eprintln!("{p}");
+    }
+}
+
+fn check(path: &Path, env: &[(String, String)], registry: &Registry) -> ExitCode {
+    match load(path, env, registry) {
+        Ok(config) => {
+            println!("ok: {}", config.summary());
+            ExitCode::SUCCESS
+        }
+        Err(problems) => {
+            print_problems(&problems);
+            eprintln!(
+                "{}: {} problem{}",
+                path.display(),
+                problems.len(),
+                if problems.len() == 1 { "" } else { "s" }
+            );
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn users(
+    path: &Path,
+    env: &[(String, String)],
+    registry: &Registry,
+    only: Option<&str>,
+) -> ExitCode {
+    let config = match load(path, env, registry) {
+        Ok(c) => c,
+        Err(problems) => {
+            print_problems(&problems);
+            return ExitCode::FAILURE;
+        }
+    };
+    if let Some(name) = only
+        && !config.bridges.iter().any(|b| b.name == name)
+    {
+        eprintln!("no enabled bridge named {name:?} in {}", path.display());
+        return ExitCode::FAILURE;
+    }
+    let mut status = ExitCode::SUCCESS;
+    for bridge in config
+        .bridges
+        .iter()
+        .filter(|b| only.is_none_or(|n| n == b.name))
+    {
+        let db = config.database_path(&bridge.name);
+        if !db.exists() {
+            println!("{} ({}): no database yet", bridge.name, bridge.domain);
+            continue;
+        }
+        let result = Key::load(&config.storage.key_file)
+            .and_then(|key| Store::open(&db, Arc::new(key)))
+            .and_then(|store| store.users());
+        match result {
+            Ok(users) => {
+                println!(
+                    "{} ({}): {} registered user{}",
+                    bridge.name,
+                    bridge.domain,
+                    users.len(),
+                    if users.len() == 1 { "" } else { "s" }
+                );
+                for u in users {
+                    println!(
+                        "  {}\t{}\tregistered {}",
+                        u.user,
+                        u.account_name,
+                        format_time(u.registered_at)
+                    );
+                }
+            }
+            Err(e) => {
+                eprintln!("{}: {}: {e}", bridge.name, db.display());
+                status = ExitCode::FAILURE;
+            }
+        }
+    }
+    status
+}
+
+/// `YYYY-MM-DD HH:MM:SS UTC`.
+pub fn format_time(t: SystemTime) -> String {
+    let secs = t
+        .duration_since(SystemTime::UNIX_EPOCH)
+        .map(|d| d.as_secs() as i64)
+        .unwrap_or(0);
+    let (days, rem) = (secs.div_euclid(86_400), secs.rem_euclid(86_400));
+    // Civil date from days since 1970-01-01 (Howard Hinnant's algorithm).
+    let z = days + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z.rem_euclid(146_097);
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let day = doy - (153 * mp + 2) / 5 + 1;
+    let month = if mp < 10 { mp + 3 } else { mp - 9 };
+    let year = yoe + era * 400 + i64::from(month <= 2);
+    format!(
+        "{year:04}-{month:02}-{day:02} {:02}:{:02}:{:02} UTC",
+        rem / 3600,
+        rem % 3600 / 60,
+        rem % 60
+    )
+}
+
+fn init_tracing(level: &str) {
+    use tracing_subscriber::EnvFilter;
+    let filter = match std::env::var("RUST_LOG") {
+        Ok(env) if !env.trim().is_empty() => EnvFilter::builder().parse_lossy(env),
+        _ => EnvFilter::builder().parse_lossy(level),
+    };
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .try_init();
+}
+
+fn run(path: &Path, env: &[(String, String)], registry: Registry) -> ExitCode {
+    let config = match load(path, env, &registry) {
+        Ok(c) => c,
+        Err(problems) => {
+            print_problems(&problems);
+            eprintln!(
+                "ferry: not starting: {} configuration problem{} (see `ferry check --config {}`)",
+                problems.len(),
+                if problems.len() == 1 { "" } else { "s" },
+                path.display()
+            );
+            return ExitCode::FAILURE;
+        }
+    };
+    init_tracing(&config.log.level);
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .thread_name("ferry")
+        .build()
+    {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("ferry: cannot start the async runtime: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    let result = runtime.block_on(serve(config, registry));
+    // Bridges may leave blocking tasks behind (DNS lookups …).
+    runtime.shutdown_timeout(Duration::from_secs(2));
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            tracing::error!("{e:#}");
+            eprintln!("ferry: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+/// Creates a directory (and its parents) readable only by the owner.
+fn create_private_dir(dir: &Path) -> anyhow::Result<()> {
+    use std::os::unix::fs::DirBuilderExt;
+    std::fs::DirBuilder::new()
+        .recursive(true)
+        .mode(0o700)
+        .create(dir)
+        .with_context(|| format!("cannot create directory {}", dir.display()))
+}
+
+struct Running {
+    name: String,
+    component: ComponentHandle,
+    store: Store,
+    gateway: tokio::task::JoinHandle<anyhow::Result<()>>,
+}
+
+/// Starts everything, waits for a signal, shuts down.
+async fn serve(config: Config, registry: Registry) -> anyhow::Result<()> {
+    let started = std::time::Instant::now();
+    tracing::info!(
+        version = env!("CARGO_PKG_VERSION"),
+        config = %config.path.display(),
+        "ferry starting: {}",
+        config.summary()
+    );
+    create_private_dir(&config.storage.data_dir)?;
+    let key = Arc::new(
+        Key::load_or_create(&config.storage.key_file)
+            .with_context(|| format!("key file {}", config.storage.key_file.display()))?,
+    );
+    let mut metrics = Metrics::default();
+    let shutdown = CancellationToken::new();
+    // The component streams outlive the gateways: goodbyes go out through
+    // them, then they are closed.
+    let streams_down = CancellationToken::new();
+    let media = match (&config.http.listen, &config.http.public_url) {
+        (Some(_), Some(url)) => Media::new(
+            config.storage.data_dir.join("media"),
+            url.clone(),
+            config.http.max_media_bytes,
+        )?,
+        _ => Media::disabled(),
+    };
+
+    // Build every bridge before connecting anything: a bridge that cannot be
+    // built is a configuration error.
+    let mut prepared = Vec::new();
+    for bridge in &config.bridges {
+        let dir = config.bridge_dir(&bridge.name);
+        create_private_dir(&dir)?;
+        let store = Store::open(&config.database_path(&bridge.name), key.clone())
+            .with_context(|| format!("[{}] cannot open the database", bridge.name))?;
+        let network = registry
+            .build(
+                &bridge.name,
+                &bridge.section,
+                BridgeSetup {
+                    domain: bridge.domain.clone(),
+                    data_dir: dir.clone(),
+                },
+            )
+            .map_err(|e| anyhow::anyhow!("[{}] the bridge cannot start: {e}", bridge.name))?;
+        tracing::info!(
+            bridge = %bridge.name,
+            "{} on {}: database {}, users allowed: {}",
+            network.info().name,
+            bridge.domain,
+            store.path().display(),
+            bridge.access.patterns().join(", ")
+        );
+        prepared.push((bridge, dir, store, network));
+    }
+
+    let mut http_bridges = Vec::new();
+    let mut running = Vec::new();
+    let mut parts = Vec::new();
+    for (bridge, dir, store, network) in prepared {
+        let bridge_metrics = metrics.bridge(&bridge.name);
+        let (component, inbound) = component::start(
+            ComponentConfig::new(
+                bridge.domain.clone(),
+                bridge.secret.expose(),
+                config.xmpp.host.clone(),
+                config.xmpp.port,
+            )
+            .with_keepalive(config.xmpp.keepalive, config.xmpp.keepalive_timeout),
+            store.clone(),
+            bridge_metrics.clone(),
+            streams_down.clone(),
+        );
+        http_bridges.push(HttpBridge {
+            name: bridge.name.clone(),
+            network: network.clone(),
+            component: component.clone(),
+            metrics: bridge_metrics.clone(),
+            store: store.clone(),
+        });
+        parts.push((
+            bridge.name.clone(),
+            store.clone(),
+            component.clone(),
+            GatewayParts {
+                settings: GatewaySettings {
+                    name: bridge.name.clone(),
+                    domain: bridge.domain.clone(),
+                    access: bridge.access.clone(),
+                    max_message_bytes: config.limits.max_message_bytes,
+                    data_dir: dir,
+                },
+                network,
+                component,
+                inbound,
+                store,
+                media: media.clone(),
+                metrics: bridge_metrics,
+                shutdown: shutdown.clone(),
+            },
+        ));
+    }
+
+    if media.is_enabled() {
+        tracing::info!(
+            "files are published under {}/media/",
+            config.http.public_url.as_deref().unwrap_or("")
+        );
+    }
+    let http_task = match config.http.listen {
+        Some(addr) => {
+            let listener = tokio::net::TcpListener::bind(addr)
+                .await
+                .with_context(|| format!("[http] cannot listen on {addr}"))?;
+            tracing::info!("HTTP listening on {addr}");
+            let state = http::HttpState::new(
+                http_bridges,
+                metrics.clone(),
+                media.clone(),
+                config.http.max_body_bytes,
+            );
+            let stop = streams_down.clone();
+            Some(tokio::spawn(async move {
+                if let Err(e) = http::serve(listener, state, stop).await {
+                    tracing::error!("HTTP server failed: {e}");
+                }
+            }))
+        }
+        None => None,
+    };
+
+    for (name, store, component, p) in parts {
+        let task_name = name.clone();
+        let gateway = tokio::spawn(async move {
+            let result = gateway::run(p).await;
+            if let Err(e) = &result {
+                tracing::error!(bridge = %task_name, "gateway stopped: {e:#}");
+            }
+            result
+        });
+        running.push(Running {
+            name,
+            component,
+            store,
+            gateway,
+        });
+    }
+    tracing::info!("ferry started in {} ms", started.elapsed().as_millis());
+
+    wait_for_signal().await;
+    tracing::info!("shutting down");
+    shutdown.cancel();
+    // A second signal ends the process at once.
+    tokio::spawn(async {
+        wait_for_signal().await;
+        eprintln!("ferry: second signal, exiting without a clean shutdown");
+        std::process::exit(130);
+    });
+
+    for r in &mut running {
+        match tokio::time::timeout(GATEWAY_SHUTDOWN, &mut r.gateway).await {
+            Ok(Ok(_)) => {}
+            Ok(Err(e)) => tracing::error!(bridge = %r.name, "gateway task failed: {e}"),
+            Err(_) => {
+                tracing::warn!(bridge = %r.name, "gateway did not stop in time");
+                r.gateway.abort();
+            }
+        }
+    }
+    for r in &running {
+        r.component.close(COMPONENT_CLOSE).await;
+        if let Err(e) = r.store.flush().await {
+            tracing::error!(bridge = %r.name, "flushing the database failed: {e}");
+        }
+    }
+    streams_down.cancel();
+    if let Some(task) = http_task {
+        let _ = tokio::time::timeout(Duration::from_secs(2), task).await;
+    }
+    tracing::info!("ferry stopped");
+    Ok(())
+}
+
+async fn wait_for_signal() {
+    use tokio::signal::unix::{SignalKind, signal};
+    let mut term = match signal(SignalKind::terminate()) {
+        Ok(s) => s,
+        Err(e) => {
+            tracing::error!("cannot listen for SIGTERM: {e}");
+            let _ = tokio::signal::ctrl_c().await;
+            return;
+        }
+    };
+    tokio::select! {
+        _ = term.recv() => {}
+        _ = tokio::signal::ctrl_c() => {}
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn formats_utc_times() {
+        assert_eq!(
+            format_time(SystemTime::UNIX_EPOCH),
+            "1970-01-01 00:00:00 UTC"
+        );
+        let t = SystemTime::UNIX_EPOCH + Duration::from_secs(1_795_000_000);
+        assert_eq!(format_time(t), "2026-11-18 11:06:40 UTC");
+        let leap = SystemTime::UNIX_EPOCH + Duration::from_secs(951_782_400);
+        assert_eq!(format_time(leap), "2000-02-29 00:00:00 UTC");
+    }
+
+    #[test]
+    fn cli_parses() {
+        let cli = Cli::try_parse_from(["ferry", "check", "--config", "x.toml"]).expect("parses");
+        assert!(matches!(cli.command, Some(Command::Check)));
+        assert_eq!(cli.config, PathBuf::from("x.toml"));
+        let cli = Cli::try_parse_from(["ferry", "--config", "y.toml"]).expect("parses");
+        assert!(cli.command.is_none());
+        let cli = Cli::try_parse_from(["ferry", "users", "--bridge", "irc"]).expect("parses");
+        assert!(matches!(cli.command, Some(Command::Users { bridge: Some(ref b) }) if b == "irc"));
+    }
 }

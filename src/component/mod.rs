@@ -19,20 +19,38 @@
 //! The XEP-0356 privileges the server announces after the handshake
 //! (`urn:xmpp:privilege:2` from Prosody, `:1` from ejabberd) are recorded
 //! per server domain in [`Privileges`].
+//!
+//! How "confirmed" works: the component pings itself (an IQ from its
+//! domain to its domain, which the server routes back). The server handles
+//! a stream in order, so when the ping comes back every stanza written
+//! before it has been processed. A ping follows every burst of writes, so
+//! the window of unconfirmed stanzas stays small; when a connection dies,
+//! the unconfirmed ones are put back in the outbox ahead of anything newer
+//! (a duplicate is better than a loss).
 
-use std::collections::BTreeMap;
+mod connection;
+#[cfg(test)]
+pub(crate) mod fake_server;
+pub mod privilege;
+#[cfg(test)]
+mod tests;
+
+use std::collections::{BTreeMap, HashMap};
+use std::fmt;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, SystemTime};
 
-use tokio::sync::mpsc;
+use tokio::sync::{mpsc, oneshot};
 use tokio_util::sync::CancellationToken;
 use xmpp_parsers::iq::Iq;
-use xmpp_parsers::minidom::Element;
+use xmpp_parsers::minidom::{Element, Node};
 
 use crate::metrics::BridgeMetrics;
 use crate::store::Store;
 
 /// Where and how to connect.
-#[derive(Clone, Debug)]
+#[derive(Clone)]
 pub struct ComponentConfig {
     /// The component's domain (`irc.example.org`).
     pub domain: String,
@@ -42,6 +60,74 @@ pub struct ComponentConfig {
     pub host: String,
     /// Its component port.
     pub port: u16,
+    /// Timers of the connection.
+    pub tuning: Tuning,
+}
+
+impl ComponentConfig {
+    /// A configuration with the default timers.
+    pub fn new(
+        domain: impl Into<String>,
+        secret: impl Into<String>,
+        host: impl Into<String>,
+        port: u16,
+    ) -> ComponentConfig {
+        ComponentConfig {
+            domain: domain.into(),
+            secret: secret.into(),
+            host: host.into(),
+            port,
+            tuning: Tuning::default(),
+        }
+    }
+
+    /// Sets the keepalive timers (`[xmpp] keepalive`, `keepalive_timeout`).
+    pub fn with_keepalive(mut self, keepalive: Duration, timeout: Duration) -> ComponentConfig {
+        self.tuning.keepalive = keepalive;
+        self.tuning.keepalive_timeout = timeout;
+        self
+    }
+}
+
+/// The timers of a component connection.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Tuning {
+    /// Silence after which a keepalive ping is sent.
+    pub keepalive: Duration,
+    /// How long a ping may go unanswered before the stream counts as dead.
+    pub keepalive_timeout: Duration,
+    /// Time allowed to connect and complete the handshake.
+    pub connect_timeout: Duration,
+    /// First delay before reconnecting; doubles on each failure.
+    pub backoff_min: Duration,
+    /// Longest delay between attempts.
+    pub backoff_max: Duration,
+    /// Delay after the server refused the handshake (wrong secret).
+    pub refused_retry: Duration,
+}
+
+impl Default for Tuning {
+    fn default() -> Self {
+        Tuning {
+            keepalive: Duration::from_secs(60),
+            keepalive_timeout: Duration::from_secs(15),
+            connect_timeout: Duration::from_secs(10),
+            backoff_min: Duration::from_millis(500),
+            backoff_max: Duration::from_secs(30),
+            refused_retry: Duration::from_secs(30),
+        }
+    }
+}
+
+impl fmt::Debug for ComponentConfig {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("ComponentConfig")
+            .field("domain", &self.domain)
+            .field("host", &self.host)
+            .field("port", &self.port)
+            .field("tuning", &self.tuning)
+            .finish_non_exhaustive()
+    }
 }
 
 /// What arrives from the XMPP server.
@@ -167,45 +253,167 @@ pub enum RequestError {
 }
 
 /// Sends stanzas on the component stream. Cheap to clone.
-#[derive(Clone, Debug)]
-pub struct ComponentHandle {}
+#[derive(Clone)]
+pub struct ComponentHandle {
+    shared: Arc<Shared>,
+}
+
+impl fmt::Debug for ComponentHandle {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("ComponentHandle")
+            .field("domain", &self.shared.domain)
+            .finish_non_exhaustive()
+    }
+}
+
+/// What the handle asks of the connection task.
+enum Command {
+    /// Send a stanza (in order).
+    Send(Element),
+    /// Send what is queued, close the stream, stop.
+    Close {
+        timeout: Duration,
+        done: oneshot::Sender<()>,
+    },
+}
+
+type PendingRequests = HashMap<String, oneshot::Sender<Result<Iq, RequestError>>>;
+
+/// State shared by the handles and the connection task.
+struct Shared {
+    domain: String,
+    commands: mpsc::UnboundedSender<Command>,
+    store: Store,
+    metrics: Arc<BridgeMetrics>,
+    state: Mutex<StreamState>,
+    privileges: Mutex<Privileges>,
+    pending: Mutex<PendingRequests>,
+    ids: AtomicU64,
+}
+
+impl Shared {
+    fn set_state(&self, state: StreamState) {
+        if let Ok(mut s) = self.state.lock() {
+            *s = state;
+        }
+    }
+
+    fn next_id(&self, kind: &str) -> String {
+        format!("ferry-{kind}-{}", self.ids.fetch_add(1, Ordering::Relaxed))
+    }
+
+    /// Completes a pending request; false if no request has that id.
+    fn complete(&self, id: &str, result: Result<Iq, RequestError>) -> bool {
+        let waiter = self.pending.lock().ok().and_then(|mut p| p.remove(id));
+        match waiter {
+            Some(tx) => {
+                let _ = tx.send(result);
+                true
+            }
+            None => false,
+        }
+    }
+
+    /// Fails every request waiting for an answer (the stream died).
+    fn fail_pending(&self) {
+        let waiters: Vec<_> = match self.pending.lock() {
+            Ok(mut p) => p.drain().collect(),
+            Err(_) => Vec::new(),
+        };
+        for (_, tx) in waiters {
+            let _ = tx.send(Err(RequestError::Disconnected));
+        }
+    }
+}
 
 impl ComponentHandle {
     /// The component's domain.
     pub fn domain(&self) -> &str {
-        todo!("component: domain")
+        &self.shared.domain
     }
 
     /// Queues a stanza. Never blocks, never fails: stanzas go out in the
-    /// order of the calls, now or after a reconnection.
+    /// order of the calls, now or after a reconnection. (After
+    /// [`ComponentHandle::close`], stanzas are kept in the outbox for the
+    /// next start.)
     pub fn send(&self, stanza: Element) {
-        let _ = stanza;
-        todo!("component: send")
+        let stanza = to_component_namespace(stanza);
+        if let Err(mpsc::error::SendError(Command::Send(stanza))) =
+            self.shared.commands.send(Command::Send(stanza))
+        {
+            let text = String::from(&stanza);
+            match self.shared.store.outbox_push(&[text]) {
+                Ok(()) => {
+                    self.shared
+                        .metrics
+                        .outbox_depth
+                        .fetch_add(1, Ordering::Relaxed);
+                }
+                Err(e) => tracing::error!(
+                    domain = %self.shared.domain,
+                    "a stanza sent after the stream was closed is lost: {e}"
+                ),
+            }
+        }
     }
 
     /// Sends an IQ get/set (an id is assigned if it has none) and waits for
     /// its result. Responses to these requests are not delivered as
     /// [`Inbound`].
-    pub async fn request(&self, iq: Iq, timeout: Duration) -> Result<Iq, RequestError> {
-        let _ = (iq, timeout);
-        todo!("component: request")
+    pub async fn request(&self, mut iq: Iq, timeout: Duration) -> Result<Iq, RequestError> {
+        if iq.id().is_empty() {
+            *iq.id_mut() = self.shared.next_id("iq");
+        }
+        let id = iq.id().to_owned();
+        let (tx, rx) = oneshot::channel();
+        if let Ok(mut p) = self.shared.pending.lock() {
+            p.insert(id.clone(), tx);
+        }
+        self.send(Element::from(iq));
+        match tokio::time::timeout(timeout, rx).await {
+            Ok(Ok(result)) => result,
+            Ok(Err(_)) => Err(RequestError::Disconnected),
+            Err(_) => {
+                if let Ok(mut p) = self.shared.pending.lock() {
+                    p.remove(&id);
+                }
+                Err(RequestError::Timeout)
+            }
+        }
     }
 
     /// The privileges granted on the current (or last) connection.
     pub fn privileges(&self) -> Privileges {
-        todo!("component: privileges")
+        self.shared
+            .privileges
+            .lock()
+            .map(|p| p.clone())
+            .unwrap_or_default()
     }
 
     /// The state of the stream.
     pub fn state(&self) -> StreamState {
-        todo!("component: state")
+        self.shared
+            .state
+            .lock()
+            .map(|s| s.clone())
+            .unwrap_or(StreamState::Closed)
     }
 
     /// Sends what is queued, closes the stream cleanly and stops
     /// reconnecting. Returns when done (or after `timeout`).
     pub async fn close(&self, timeout: Duration) {
-        let _ = timeout;
-        todo!("component: close")
+        let (done, wait) = oneshot::channel();
+        if self
+            .shared
+            .commands
+            .send(Command::Close { timeout, done })
+            .is_err()
+        {
+            return;
+        }
+        // The task gives up confirming after `timeout`; allow it to finish.
+        let _ = tokio::time::timeout(timeout + Duration::from_secs(1), wait).await;
     }
 }
 
@@ -216,6 +424,59 @@ pub fn start(
     metrics: std::sync::Arc<BridgeMetrics>,
     shutdown: CancellationToken,
 ) -> (ComponentHandle, mpsc::Receiver<Inbound>) {
-    let _ = (config, store, metrics, shutdown);
-    todo!("component: start")
+    let (commands_tx, commands_rx) = mpsc::unbounded_channel();
+    let (inbound_tx, inbound_rx) = mpsc::channel(1024);
+    let shared = Arc::new(Shared {
+        domain: config.domain.clone(),
+        commands: commands_tx,
+        store: store.clone(),
+        metrics: metrics.clone(),
+        state: Mutex::new(StreamState::Connecting {
+            attempt: 0,
+            last_error: None,
+        }),
+        privileges: Mutex::new(Privileges::default()),
+        pending: Mutex::new(HashMap::new()),
+        ids: AtomicU64::new(1),
+    });
+    let task = connection::Task::new(
+        config,
+        store,
+        metrics,
+        shared.clone(),
+        commands_rx,
+        inbound_tx,
+        shutdown,
+    );
+    tokio::spawn(task.run());
+    (ComponentHandle { shared }, inbound_rx)
+}
+
+/// Stanzas built with the client namespace (`jabber:client`) or the server
+/// one are rewritten to the component namespace, which is the default
+/// namespace of the component stream.
+fn to_component_namespace(el: Element) -> Element {
+    const FOREIGN: [&str; 2] = ["jabber:client", "jabber:server"];
+    fn needs(el: &Element) -> bool {
+        FOREIGN.contains(&el.ns().as_str()) || el.children().any(needs)
+    }
+    fn rebuild(el: &Element) -> Element {
+        let ns = if FOREIGN.contains(&el.ns().as_str()) {
+            xmpp_parsers::ns::COMPONENT_ACCEPT.to_owned()
+        } else {
+            el.ns()
+        };
+        let mut out = Element::bare(el.name(), ns);
+        *out.attrs_mut() = el.attrs().clone();
+        for node in el.nodes() {
+            match node {
+                Node::Element(child) => {
+                    out.append_child(rebuild(child));
+                }
+                Node::Text(text) => out.append_text_node(text.clone()),
+            }
+        }
+        out
+    }
+    if needs(&el) { rebuild(&el) } else { el }
 }

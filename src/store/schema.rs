@@ -1,0 +1,89 @@
+//! The database schema as numbered migration steps, applied in order at
+//! open. `PRAGMA user_version` records how many steps a database has had;
+//! a step is never edited once released, changes are new steps.
+
+use rusqlite::Connection;
+
+/// Step N (1-based) brings a database from version N-1 to N.
+pub(crate) const MIGRATIONS: &[&str] = &[
+    // 1: registered users and their data.
+    "CREATE TABLE users (
+        jid TEXT PRIMARY KEY NOT NULL,
+        account_name TEXT NOT NULL,
+        secret BLOB NOT NULL,             -- sealed with the gateway key, AD = jid
+        registered_at INTEGER NOT NULL    -- unix nanoseconds
+    ) WITHOUT ROWID;
+    CREATE TABLE preferences (
+        jid TEXT NOT NULL,
+        var TEXT NOT NULL,
+        vals TEXT NOT NULL,               -- JSON array of strings
+        PRIMARY KEY (jid, var)
+    ) WITHOUT ROWID;
+    CREATE TABLE kv (
+        scope TEXT NOT NULL,              -- '' for the bridge, else the user's jid
+        key TEXT NOT NULL,
+        value BLOB NOT NULL,
+        PRIMARY KEY (scope, key)
+    ) WITHOUT ROWID;",
+    // 2: message ids and the room archive.
+    "CREATE TABLE message_map (
+        jid TEXT NOT NULL,
+        chat TEXT NOT NULL,
+        xmpp_id TEXT NOT NULL,
+        foreign_id TEXT NOT NULL,
+        UNIQUE (jid, chat, xmpp_id)
+    );
+    CREATE INDEX message_map_foreign ON message_map (jid, chat, foreign_id);
+    CREATE TABLE archive (
+        jid TEXT NOT NULL,
+        room TEXT NOT NULL,
+        id TEXT NOT NULL,                 -- sortable archive id (stanza-id)
+        ts INTEGER NOT NULL,              -- unix nanoseconds
+        nick TEXT NOT NULL,
+        foreign_id TEXT,
+        stanza TEXT NOT NULL,
+        PRIMARY KEY (jid, room, id)
+    ) WITHOUT ROWID;",
+    // 3: component outbox and roster state.
+    "CREATE TABLE outbox (
+        seq INTEGER PRIMARY KEY AUTOINCREMENT,
+        stanza TEXT NOT NULL
+    );
+    CREATE TABLE roster (
+        jid TEXT NOT NULL,
+        contact TEXT NOT NULL,
+        name TEXT,
+        to_user INTEGER NOT NULL,
+        from_user INTEGER NOT NULL,
+        via TEXT NOT NULL,
+        PRIMARY KEY (jid, contact)
+    ) WITHOUT ROWID;",
+];
+
+/// The version a fully migrated database has.
+pub(crate) const LATEST: usize = MIGRATIONS.len();
+
+/// Brings the database to version `target`, one transaction per step.
+pub(crate) fn migrate(conn: &mut Connection, target: usize) -> Result<usize, String> {
+    let current: i64 = conn
+        .pragma_query_value(None, "user_version", |r| r.get(0))
+        .map_err(|e| format!("cannot read the schema version: {e}"))?;
+    let current = usize::try_from(current).unwrap_or(usize::MAX);
+    if current > LATEST {
+        return Err(format!(
+            "the database has schema version {current}, newer than this ferry knows ({LATEST}): it was written by a newer ferry; upgrade ferry"
+        ));
+    }
+    for (i, step) in MIGRATIONS.iter().enumerate().take(target).skip(current) {
+        let version = i + 1;
+        let tx = conn
+            .transaction()
+            .map_err(|e| format!("migration {version}: {e}"))?;
+        tx.execute_batch(step)
+            .and_then(|()| tx.pragma_update(None, "user_version", version as i64))
+            .and_then(|()| tx.commit())
+            .map_err(|e| format!("migration {version} failed: {e}"))?;
+        tracing::debug!("database migrated to schema version {version}");
+    }
+    Ok(current)
+}

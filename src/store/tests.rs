@@ -1,0 +1,755 @@
+//! Tests of the store against real SQLite files in a temporary directory.
+
+use std::time::Instant;
+
+use super::*;
+
+struct Fixture {
+    dir: tempfile::TempDir,
+    key: Arc<Key>,
+}
+
+impl Fixture {
+    fn new() -> Fixture {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let key = Arc::new(Key::load_or_create(&dir.path().join("ferry.key")).expect("key"));
+        Fixture { dir, key }
+    }
+
+    fn path(&self) -> PathBuf {
+        self.dir.path().join("test.db")
+    }
+
+    fn open(&self) -> Store {
+        Store::open(&self.path(), self.key.clone()).expect("open")
+    }
+}
+
+fn alice() -> UserId {
+    UserId::new("alice@example.org")
+}
+
+fn bob() -> UserId {
+    UserId::new("bob@example.org")
+}
+
+fn account(name: &str, secret: &[u8]) -> Account {
+    Account {
+        name: name.into(),
+        secret: Secret(secret.to_vec()),
+    }
+}
+
+impl Store {
+    /// Holds the writer until the returned sender is dropped or sent to.
+    fn pause_writer(&self) -> std::sync::mpsc::Sender<()> {
+        let (tx, rx) = std::sync::mpsc::channel::<()>();
+        let (started_tx, started_rx) = std::sync::mpsc::channel::<()>();
+        self.inner
+            .writer
+            .submit(
+                "pausing",
+                Box::new(move |_| {
+                    let _ = started_tx.send(());
+                    let _ = rx.recv();
+                    Ok(())
+                }),
+                None,
+            )
+            .expect("submit");
+        started_rx.recv().expect("writer paused");
+        tx
+    }
+}
+
+#[test]
+fn accounts_are_sealed_and_survive_a_restart() {
+    let f = Fixture::new();
+    {
+        let store = f.open();
+        store
+            .register(&alice(), &account("alice-irc", b"pa55word-of-alice"))
+            .expect("register");
+        let first = store.user(&alice()).expect("read").expect("registered");
+        assert_eq!(first.account_name, "alice-irc");
+        // Re-registering replaces the account, keeps the date.
+        store
+            .register(&alice(), &account("alice-new", b"pa55word-of-alice-2"))
+            .expect("register again");
+        let again = store.user(&alice()).expect("read").expect("registered");
+        assert_eq!(again.registered_at, first.registered_at);
+        assert_eq!(again.account_name, "alice-new");
+        store
+            .register(&bob(), &account("bob", b"bobsecret"))
+            .expect("register");
+    }
+    let raw = std::fs::read(f.path()).expect("db file");
+    let wal = std::fs::read(f.dir.path().join("test.db-wal")).unwrap_or_default();
+    for bytes in [&raw, &wal] {
+        assert!(
+            !bytes.windows(17).any(|w| w == b"pa55word-of-alice"),
+            "secret stored in the clear"
+        );
+    }
+    let store = f.open();
+    let users = store.users().expect("users");
+    assert_eq!(
+        users.iter().map(|u| u.user.as_str()).collect::<Vec<_>>(),
+        vec!["alice@example.org", "bob@example.org"]
+    );
+    assert_eq!(
+        store.account(&alice()).expect("account"),
+        Some(account("alice-new", b"pa55word-of-alice-2"))
+    );
+    assert_eq!(store.account(&UserId::new("nobody@x")).expect("ok"), None);
+}
+
+#[test]
+fn a_sealed_secret_moved_to_another_user_does_not_open() {
+    let f = Fixture::new();
+    let store = f.open();
+    store
+        .register(&alice(), &account("a", b"alice-token"))
+        .expect("register");
+    store
+        .register(&bob(), &account("b", b"bob-token"))
+        .expect("register");
+    drop(store);
+    let conn = Connection::open(f.path()).expect("open");
+    conn.execute(
+        "UPDATE users SET secret = (SELECT secret FROM users WHERE jid = 'alice@example.org')
+         WHERE jid = 'bob@example.org'",
+        [],
+    )
+    .expect("swap");
+    drop(conn);
+    let store = f.open();
+    let e = store.account(&bob()).expect_err("refused");
+    assert!(e.0.contains("cannot decrypt"), "{e}");
+    assert!(store.account(&alice()).expect("alice").is_some());
+}
+
+#[test]
+fn a_wrong_key_is_detected() {
+    let f = Fixture::new();
+    f.open()
+        .register(&alice(), &account("a", b"alice-token"))
+        .expect("register");
+    let other = Arc::new(Key::load_or_create(&f.dir.path().join("other.key")).expect("key"));
+    let store = Store::open(&f.path(), other).expect("open");
+    assert!(store.account(&alice()).is_err());
+}
+
+#[test]
+fn reads_see_every_write_issued_before_them() {
+    let f = Fixture::new();
+    let store = f.open();
+    for i in 0..200 {
+        store.map_message(&alice(), "#room", &format!("x{i}"), &format!("f{i}"));
+        assert_eq!(
+            store
+                .foreign_id(&alice(), "#room", &format!("x{i}"))
+                .expect("read"),
+            Some(format!("f{i}"))
+        );
+    }
+    store.set_roster_item(
+        &alice(),
+        &RosterItem {
+            jid: "c@gw".into(),
+            to_user: true,
+            ..RosterItem::default()
+        },
+    );
+    assert_eq!(store.roster(&alice()).expect("roster").len(), 1);
+    // From another thread too.
+    let s2 = store.clone();
+    std::thread::spawn(move || s2.map_message(&bob(), "c", "x", "y"))
+        .join()
+        .expect("thread");
+    assert_eq!(
+        store.xmpp_id(&bob(), "c", "y").expect("read"),
+        Some("x".into())
+    );
+}
+
+#[test]
+fn queued_writes_share_one_transaction() {
+    let f = Fixture::new();
+    let store = f.open();
+    let before = store.stats();
+    let release = store.pause_writer();
+    for i in 0..1000 {
+        store.map_message(&alice(), "chat", &format!("x{i}"), &format!("f{i}"));
+    }
+    let (tx, rx) = std::sync::mpsc::sync_channel(1);
+    store
+        .inner
+        .writer
+        .submit("marker", Box::new(|_| Ok(())), Some(writer::Reply::Blocking(tx)))
+        .expect("submit");
+    drop(release);
+    rx.recv().expect("reply").expect("committed");
+    let after = store.stats();
+    // The paused batch, then one transaction for all 1000 writes.
+    assert_eq!(after.commits - before.commits, 2, "{before:?} -> {after:?}");
+    assert_eq!(after.writes - before.writes, 1 + 1000 + 1);
+    assert_eq!(
+        store.foreign_id(&alice(), "chat", "x999").expect("read"),
+        Some("f999".into())
+    );
+}
+
+#[test]
+fn a_failing_write_does_not_take_the_batch_down() {
+    let f = Fixture::new();
+    let store = f.open();
+    let release = store.pause_writer();
+    store.map_message(&alice(), "chat", "a", "1");
+    let (tx, rx) = std::sync::mpsc::sync_channel(1);
+    store
+        .inner
+        .writer
+        .submit(
+            "a broken write",
+            Box::new(|c| {
+                c.execute("INSERT INTO no_such_table VALUES (1)", [])
+                    .map(drop)
+            }),
+            Some(writer::Reply::Blocking(tx)),
+        )
+        .expect("submit");
+    store.map_message(&alice(), "chat", "b", "2");
+    drop(release);
+    let result = rx.recv().expect("reply");
+    assert!(result.expect_err("failed").0.contains("a broken write"));
+    assert_eq!(
+        store.foreign_id(&alice(), "chat", "a").expect("read"),
+        Some("1".into())
+    );
+    assert_eq!(
+        store.foreign_id(&alice(), "chat", "b").expect("read"),
+        Some("2".into())
+    );
+}
+
+#[test]
+fn batched_writes_are_committed_when_the_store_is_dropped() {
+    let f = Fixture::new();
+    {
+        let store = f.open();
+        for i in 0..50 {
+            store.map_message(&alice(), "c", &format!("x{i}"), &format!("f{i}"));
+        }
+    }
+    let store = f.open();
+    assert_eq!(
+        store.foreign_id(&alice(), "c", "x49").expect("read"),
+        Some("f49".into())
+    );
+}
+
+#[test]
+fn migrates_from_version_1_and_keeps_data() {
+    let f = Fixture::new();
+    {
+        let old = Store::open_at_version(&f.path(), f.key.clone(), 1).expect("v1");
+        old.register(&alice(), &account("a", b"s"))
+            .expect("register");
+        old.kv(KvScope::Bridge).put("k", b"v").expect("put");
+    }
+    let conn = Connection::open(f.path()).expect("open");
+    let v: i64 = conn
+        .pragma_query_value(None, "user_version", |r| r.get(0))
+        .expect("version");
+    assert_eq!(v, 1);
+    let tables: i64 = conn
+        .query_row(
+            "SELECT count(*) FROM sqlite_master WHERE name IN ('archive', 'outbox')",
+            [],
+            |r| r.get(0),
+        )
+        .expect("tables");
+    assert_eq!(tables, 0);
+    drop(conn);
+
+    let store = f.open();
+    assert_eq!(
+        store.account(&alice()).expect("account"),
+        Some(account("a", b"s"))
+    );
+    assert_eq!(
+        store.kv(KvScope::Bridge).get("k").expect("get"),
+        Some(b"v".to_vec())
+    );
+    store.outbox_push(&["<message/>".into()]).expect("outbox");
+    let id = store.new_archive_id();
+    store.archive(entry(&alice(), "#r", &id, 1, "n"));
+    assert_eq!(
+        store
+            .archive_last(&alice(), "#r")
+            .expect("last")
+            .map(|e| e.id),
+        Some(id)
+    );
+    drop(store);
+    let conn = Connection::open(f.path()).expect("open");
+    let v: i64 = conn
+        .pragma_query_value(None, "user_version", |r| r.get(0))
+        .expect("version");
+    assert_eq!(v, schema::LATEST as i64);
+}
+
+#[test]
+fn refuses_a_database_from_a_newer_ferry() {
+    let f = Fixture::new();
+    drop(f.open());
+    let conn = Connection::open(f.path()).expect("open");
+    conn.pragma_update(None, "user_version", 99).expect("set");
+    drop(conn);
+    let e = Store::open(&f.path(), f.key.clone()).expect_err("refused");
+    assert!(e.0.contains("newer"), "{e}");
+}
+
+#[test]
+fn wal_mode_is_on() {
+    let f = Fixture::new();
+    let _store = f.open();
+    let conn = Connection::open(f.path()).expect("open");
+    let mode: String = conn
+        .pragma_query_value(None, "journal_mode", |r| r.get(0))
+        .expect("mode");
+    assert_eq!(mode, "wal");
+}
+
+#[test]
+fn key_value_spaces_are_separate() {
+    let f = Fixture::new();
+    let store = f.open();
+    let bridge = store.kv(KvScope::Bridge);
+    let a = store.kv(KvScope::User(alice()));
+    let b = store.kv(KvScope::User(bob()));
+    bridge.put("token", b"bridge").expect("put");
+    a.put("token", b"alice").expect("put");
+    a.put("room/#a", b"1").expect("put");
+    a.put("room/#b", b"2").expect("put");
+    a.put("roomz", b"3").expect("put");
+    assert_eq!(bridge.get("token").expect("get"), Some(b"bridge".to_vec()));
+    assert_eq!(a.get("token").expect("get"), Some(b"alice".to_vec()));
+    assert_eq!(b.get("token").expect("get"), None);
+    assert_eq!(
+        a.list("room/").expect("list"),
+        vec![
+            ("room/#a".to_owned(), b"1".to_vec()),
+            ("room/#b".to_owned(), b"2".to_vec())
+        ]
+    );
+    assert_eq!(a.list("").expect("list").len(), 4);
+    a.delete("room/#a").expect("delete");
+    assert_eq!(a.list("room/").expect("list").len(), 1);
+    a.put("token", b"replaced").expect("put");
+    assert_eq!(a.get("token").expect("get"), Some(b"replaced".to_vec()));
+}
+
+#[test]
+fn preferences_round_trip_and_replace() {
+    let f = Fixture::new();
+    let store = f.open();
+    assert!(store.preferences(&alice()).expect("prefs").is_empty());
+    let mut v = FormValues::new();
+    v.set_one("nick", "al");
+    v.set("channels", vec!["#a".into(), "#b".into()]);
+    store.set_preferences(&alice(), &v).expect("set");
+    assert_eq!(store.preferences(&alice()).expect("prefs"), v);
+    let w = FormValues::new().with("nick", "alice");
+    store.set_preferences(&alice(), &w).expect("set");
+    assert_eq!(store.preferences(&alice()).expect("prefs"), w);
+    assert!(store.preferences(&bob()).expect("prefs").is_empty());
+}
+
+fn entry(user: &UserId, room: &str, id: &str, second: u64, nick: &str) -> ArchiveEntry {
+    ArchiveEntry {
+        user: user.clone(),
+        room: room.into(),
+        id: id.into(),
+        timestamp: SystemTime::UNIX_EPOCH
+            + Duration::from_nanos(1_700_000_000_000_000_000 + second * 1_000_000_000 + 123),
+        nick: nick.into(),
+        foreign_id: Some(format!("f-{id}")),
+        stanza: format!("<message id='{id}'><body>{second}</body></message>"),
+    }
+}
+
+/// Ten messages in #r (nicks alternate a/b), one in #other, one of bob's.
+fn archive_fixture(store: &Store) -> Vec<String> {
+    let mut ids = Vec::new();
+    for i in 1..=10u64 {
+        let id = store.new_archive_id();
+        store.archive(entry(
+            &alice(),
+            "#r",
+            &id,
+            i,
+            if i % 2 == 0 { "b" } else { "a" },
+        ));
+        ids.push(id);
+    }
+    let id = store.new_archive_id();
+    store.archive(entry(&alice(), "#other", &id, 5, "a"));
+    let id = store.new_archive_id();
+    store.archive(entry(&bob(), "#r", &id, 5, "a"));
+    ids
+}
+
+fn page_ids(page: &ArchivePage) -> Vec<String> {
+    page.items.iter().map(|e| e.id.clone()).collect()
+}
+
+#[test]
+fn archive_pages_forward_and_backward() {
+    let f = Fixture::new();
+    let store = f.open();
+    let ids = archive_fixture(&store);
+    let q = ArchiveQuery {
+        user: Some(alice()),
+        room: "#r".into(),
+        max: 3,
+        ..ArchiveQuery::default()
+    };
+    // Forward from the start.
+    let p = store.archive_query(&q).expect("query");
+    assert_eq!(page_ids(&p), ids[0..3]);
+    assert!(!p.complete);
+    assert_eq!(p.count, 10);
+    let mut after = p.items[2].id.clone();
+    let mut seen = page_ids(&p);
+    loop {
+        let p = store
+            .archive_query(&ArchiveQuery {
+                after_id: Some(after.clone()),
+                ..q.clone()
+            })
+            .expect("query");
+        assert_eq!(p.count, 10);
+        seen.extend(page_ids(&p));
+        if p.complete {
+            assert_eq!(page_ids(&p), ids[9..10]);
+            break;
+        }
+        after = p.items.last().expect("items").id.clone();
+    }
+    assert_eq!(seen, ids);
+
+    // The last page, then backwards.
+    let p = store
+        .archive_query(&ArchiveQuery {
+            before_id: Some(String::new()),
+            ..q.clone()
+        })
+        .expect("query");
+    assert_eq!(page_ids(&p), ids[7..10]);
+    assert!(!p.complete);
+    let p = store
+        .archive_query(&ArchiveQuery {
+            before_id: Some(ids[7].clone()),
+            ..q.clone()
+        })
+        .expect("query");
+    assert_eq!(page_ids(&p), ids[4..7]);
+    assert!(!p.complete);
+    let p = store
+        .archive_query(&ArchiveQuery {
+            before_id: Some(ids[1].clone()),
+            ..q.clone()
+        })
+        .expect("query");
+    assert_eq!(page_ids(&p), ids[0..1]);
+    assert!(p.complete);
+    // Exactly a full page at the end is complete too.
+    let p = store
+        .archive_query(&ArchiveQuery {
+            before_id: Some(ids[3].clone()),
+            ..q.clone()
+        })
+        .expect("query");
+    assert_eq!(page_ids(&p), ids[0..3]);
+    assert!(p.complete);
+    // Between two ids.
+    let p = store
+        .archive_query(&ArchiveQuery {
+            after_id: Some(ids[2].clone()),
+            before_id: Some(ids[6].clone()),
+            max: 10,
+            ..q.clone()
+        })
+        .expect("query");
+    assert_eq!(page_ids(&p), ids[3..6]);
+    assert!(p.complete);
+}
+
+#[test]
+fn archive_filters() {
+    let f = Fixture::new();
+    let store = f.open();
+    let ids = archive_fixture(&store);
+    let base = ArchiveQuery {
+        user: Some(alice()),
+        room: "#r".into(),
+        max: 100,
+        ..ArchiveQuery::default()
+    };
+    let p = store
+        .archive_query(&ArchiveQuery {
+            with_nick: Some("b".into()),
+            ..base.clone()
+        })
+        .expect("query");
+    assert_eq!(p.count, 5);
+    assert!(p.items.iter().all(|e| e.nick == "b"));
+    assert!(p.complete);
+    let t = |s: u64| {
+        SystemTime::UNIX_EPOCH + Duration::from_nanos(1_700_000_000_000_000_000 + s * 1_000_000_000)
+    };
+    let p = store
+        .archive_query(&ArchiveQuery {
+            start: Some(t(3)),
+            end: Some(t(6)),
+            ..base.clone()
+        })
+        .expect("query");
+    // Times are second + 123 ns: 3..=5 fall in [t(3), t(6)].
+    assert_eq!(page_ids(&p), ids[2..5]);
+    assert_eq!(p.count, 3);
+    let p = store
+        .archive_query(&ArchiveQuery {
+            user: Some(bob()),
+            ..base.clone()
+        })
+        .expect("query");
+    assert_eq!(p.count, 1);
+    let p = store
+        .archive_query(&ArchiveQuery {
+            user: None,
+            ..base.clone()
+        })
+        .expect("query");
+    assert_eq!(p.count, 11);
+    let p = store
+        .archive_query(&ArchiveQuery {
+            max: 0,
+            ..base.clone()
+        })
+        .expect("query");
+    assert!(p.items.is_empty());
+    assert_eq!(p.count, 10);
+    assert!(!p.complete);
+    let p = store
+        .archive_query(&ArchiveQuery {
+            room: "#empty".into(),
+            ..base.clone()
+        })
+        .expect("query");
+    assert!(p.items.is_empty() && p.complete && p.count == 0);
+    // Entries come back exactly as stored.
+    let first = &store.archive_query(&base).expect("query").items[0];
+    assert_eq!(*first, entry(&alice(), "#r", &ids[0], 1, "a"));
+}
+
+#[test]
+fn archive_ids_grow_across_restarts() {
+    let f = Fixture::new();
+    let last = {
+        let store = f.open();
+        let ids: Vec<String> = (0..1000).map(|_| store.new_archive_id()).collect();
+        let mut sorted = ids.clone();
+        sorted.sort();
+        sorted.dedup();
+        assert_eq!(sorted, ids, "ids are unique and sorted");
+        // An id from the future (a clock that went back since).
+        let future = format_archive_id(now_micros() + 3_600_000_000);
+        store.archive(entry(&alice(), "#r", &future, 1, "a"));
+        future
+    };
+    let store = f.open();
+    let next = store.new_archive_id();
+    assert!(next > last, "{next} <= {last}");
+    assert_eq!(
+        store
+            .archive_last(&alice(), "#r")
+            .expect("last")
+            .map(|e| e.id),
+        Some(last)
+    );
+    assert_eq!(store.archive_last(&alice(), "#none").expect("last"), None);
+}
+
+#[test]
+fn roster_items() {
+    let f = Fixture::new();
+    let store = f.open();
+    let item = RosterItem {
+        jid: "carol%irc.x@irc.example.org".into(),
+        name: Some("Carol".into()),
+        to_user: true,
+        from_user: false,
+        via: "privilege".into(),
+    };
+    store.set_roster_item(&alice(), &item);
+    store.set_roster_item(
+        &alice(),
+        &RosterItem {
+            jid: "dave@irc.example.org".into(),
+            ..RosterItem::default()
+        },
+    );
+    assert_eq!(store.roster(&alice()).expect("roster")[0], item);
+    assert!(store.roster(&bob()).expect("roster").is_empty());
+    let updated = RosterItem {
+        from_user: true,
+        ..item.clone()
+    };
+    store.set_roster_item(&alice(), &updated);
+    store.remove_roster_item(&alice(), "dave@irc.example.org");
+    assert_eq!(store.roster(&alice()).expect("roster"), vec![updated]);
+}
+
+#[test]
+fn unregister_removes_everything_of_the_user() {
+    let f = Fixture::new();
+    let store = f.open();
+    for u in [alice(), bob()] {
+        store.register(&u, &account("x", b"y")).expect("register");
+        store
+            .set_preferences(&u, &FormValues::new().with("a", "b"))
+            .expect("prefs");
+        store
+            .kv(KvScope::User(u.clone()))
+            .put("k", b"v")
+            .expect("kv");
+        store.map_message(&u, "c", "x", "f");
+        store.archive(entry(&u, "#r", &store.new_archive_id(), 1, "n"));
+        store.set_roster_item(
+            &u,
+            &RosterItem {
+                jid: "c@gw".into(),
+                ..RosterItem::default()
+            },
+        );
+    }
+    store.kv(KvScope::Bridge).put("k", b"bridge").expect("kv");
+    store.unregister(&alice()).expect("unregister");
+    assert_eq!(store.user(&alice()).expect("user"), None);
+    assert!(store.preferences(&alice()).expect("prefs").is_empty());
+    assert_eq!(store.kv(KvScope::User(alice())).get("k").expect("kv"), None);
+    assert_eq!(store.foreign_id(&alice(), "c", "x").expect("map"), None);
+    assert_eq!(store.archive_last(&alice(), "#r").expect("archive"), None);
+    assert!(store.roster(&alice()).expect("roster").is_empty());
+    // Bob and the bridge keep theirs.
+    assert!(store.user(&bob()).expect("user").is_some());
+    assert_eq!(
+        store.foreign_id(&bob(), "c", "x").expect("map"),
+        Some("f".into())
+    );
+    assert_eq!(
+        store.kv(KvScope::Bridge).get("k").expect("kv"),
+        Some(b"bridge".to_vec())
+    );
+}
+
+#[test]
+fn outbox_keeps_order() {
+    let f = Fixture::new();
+    let store = f.open();
+    store
+        .outbox_push(&["<a/>".into(), "<b/>".into()])
+        .expect("push");
+    store.outbox_push(&["<c/>".into()]).expect("push");
+    let all = store.outbox_peek(10).expect("peek");
+    assert_eq!(
+        all.iter().map(|(_, s)| s.as_str()).collect::<Vec<_>>(),
+        ["<a/>", "<b/>", "<c/>"]
+    );
+    assert!(all.windows(2).all(|w| w[0].0 < w[1].0));
+    assert_eq!(store.outbox_len().expect("len"), 3);
+    store.outbox_remove(all[1].0).expect("remove");
+    assert_eq!(store.outbox_peek(10).expect("peek").len(), 1);
+    store.outbox_push(&["<d/>".into()]).expect("push");
+    let rest = store.outbox_peek(1).expect("peek");
+    assert_eq!(rest[0].1, "<c/>");
+    drop(store);
+    let store = f.open();
+    assert_eq!(
+        store
+            .outbox_peek(10)
+            .expect("peek")
+            .into_iter()
+            .map(|(_, s)| s)
+            .collect::<Vec<_>>(),
+        ["<c/>", "<d/>"]
+    );
+}
+
+/// Write throughput, printed (run with `cargo test --release -- --ignored
+/// --nocapture bench_store`).
+#[test]
+#[ignore = "benchmark: run on demand"]
+fn bench_store_archive_inserts() {
+    let f = Fixture::new();
+    let store = f.open();
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .build()
+        .expect("rt");
+    for &n in &[10_000usize, 100_000] {
+        let before = store.stats();
+        let start = Instant::now();
+        for i in 0..n {
+            let id = store.new_archive_id();
+            store.archive(ArchiveEntry {
+                user: alice(),
+                room: "#bench".into(),
+                id,
+                timestamp: SystemTime::now(),
+                nick: format!("nick{}", i % 50),
+                foreign_id: Some(format!("msg-{i}")),
+                stanza: format!(
+                    "<message xmlns='jabber:component:accept' type='groupchat' from='#bench%irc.example.org@irc.example.org/nick{}' to='alice@example.org'><body>message number {i} with some text in it</body></message>",
+                    i % 50
+                ),
+            });
+        }
+        let queued = start.elapsed();
+        rt.block_on(store.flush()).expect("flush");
+        let total = start.elapsed();
+        let after = store.stats();
+        println!(
+            "store bench: {n} archive inserts queued in {:.1} ms, committed in {:.1} ms ({:.0} inserts/s), {} commits",
+            queued.as_secs_f64() * 1e3,
+            total.as_secs_f64() * 1e3,
+            n as f64 / total.as_secs_f64(),
+            after.commits - before.commits
+        );
+    }
+    let start = Instant::now();
+    let n = 1000;
+    for i in 0..n {
+        store.map_message(&alice(), "c", &format!("x{i}"), &format!("f{i}"));
+        let _ = store
+            .foreign_id(&alice(), "c", &format!("x{i}"))
+            .expect("read");
+    }
+    println!(
+        "store bench: {n} write+read-your-write pairs in {:.1} ms",
+        start.elapsed().as_secs_f64() * 1e3
+    );
+    let start = Instant::now();
+    for i in 0..n {
+        store
+            .kv(KvScope::Bridge)
+            .put(&format!("k{i}"), b"value")
+            .expect("put");
+    }
+    println!(
+        "store bench: {n} durable kv puts (one commit each) in {:.1} ms",
+        start.elapsed().as_secs_f64() * 1e3
+    );
+}

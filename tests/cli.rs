@@ -1,0 +1,309 @@
+//! The `ferry` command line, run as a real process: `--version`, `--help`,
+//! `ferry check` on good and bad configurations (one line per problem,
+//! exit status), and `ferry run` refusing a bad configuration.
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+
+fn ferry() -> Command {
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_ferry"));
+    // The tests' own FERRY_* variables must not leak into the configs.
+    for (k, _) in std::env::vars_os() {
+        if k.to_string_lossy().starts_with("FERRY_") {
+            cmd.env_remove(k);
+        }
+    }
+    cmd.env_remove("RUST_LOG");
+    cmd
+}
+
+struct Dir(tempfile::TempDir);
+
+impl Dir {
+    fn new() -> Dir {
+        Dir(tempfile::tempdir().expect("tempdir"))
+    }
+
+    fn path(&self) -> &Path {
+        self.0.path()
+    }
+
+    fn config(&self, toml: &str) -> PathBuf {
+        let path = self.path().join("ferry.toml");
+        let toml = toml.replace("$DIR", &self.path().display().to_string());
+        std::fs::write(&path, toml).expect("write config");
+        path
+    }
+}
+
+fn check(config: &Path, env: &[(&str, &str)]) -> Output {
+    let mut cmd = ferry();
+    cmd.arg("check").arg("--config").arg(config);
+    for (k, v) in env {
+        cmd.env(k, v);
+    }
+    cmd.output().expect("run ferry")
+}
+
+fn stderr(o: &Output) -> String {
+    String::from_utf8_lossy(&o.stderr).into_owned()
+}
+
+fn stdout(o: &Output) -> String {
+    String::from_utf8_lossy(&o.stdout).into_owned()
+}
+
+/// Asserts `ferry check` fails and prints a line containing each of
+/// `lines`, each prefixed with where the value came from.
+fn assert_problems(o: &Output, origin: &str, lines: &[&str]) {
+    let err = stderr(o);
+    assert!(
+        !o.status.success(),
+        "check accepted it:\n{}{err}",
+        stdout(o)
+    );
+    assert_eq!(o.status.code(), Some(1), "{err}");
+    for want in lines {
+        assert!(
+            err.lines()
+                .any(|l| l.starts_with(origin) && l.contains(want)),
+            "no line {origin}: …{want}… in:\n{err}"
+        );
+    }
+    // A count at the end.
+    assert!(
+        err.lines().last().is_some_and(|l| l.contains("problem")),
+        "{err}"
+    );
+}
+
+#[test]
+fn version_and_help() {
+    let o = ferry().arg("--version").output().expect("run");
+    assert!(o.status.success());
+    assert_eq!(
+        stdout(&o).trim(),
+        format!("ferry {}", env!("CARGO_PKG_VERSION"))
+    );
+    let o = ferry().arg("--help").output().expect("run");
+    assert!(o.status.success());
+    let help = stdout(&o);
+    for word in ["check", "run", "users", "--config", "--version"] {
+        assert!(help.contains(word), "{word} missing from --help:\n{help}");
+    }
+}
+
+#[test]
+fn a_missing_file_is_a_problem() {
+    let dir = Dir::new();
+    let missing = dir.path().join("nope.toml");
+    let o = check(&missing, &[]);
+    assert_problems(
+        &o,
+        &missing.display().to_string(),
+        &["cannot read the configuration file"],
+    );
+}
+
+#[test]
+fn core_problems_are_reported_one_line_each() {
+    let dir = Dir::new();
+    let config = dir.config(
+        r#"
+[xmpp]
+hots = "typo"
+port = 70000
+keepalive = 0
+
+[storage]
+data_dir = "$DIR/data"
+
+[access]
+users = ["*@example.org", "[unclosed@example.org", "nodomain"]
+admins = ["admin@example.org/phone"]
+
+[http]
+listen = "127.0.0.1:99999"
+public_url = "ftp://example.org"
+
+[log]
+level = "ferry=shouting"
+
+[limits]
+max_message_bytes = "lots"
+
+[bogus]
+x = 1
+"#,
+    );
+    let o = check(&config, &[]);
+    let origin = config.display().to_string();
+    assert_problems(
+        &o,
+        &origin,
+        &[
+            "[xmpp] unknown key \"hots\" (known keys: host, port, keepalive, keepalive_timeout)",
+            "[xmpp] port: 70000 is out of range (1-65535)",
+            "[xmpp] keepalive: 0 is out of range",
+            "[access] bad pattern \"[unclosed@example.org\"",
+            "[access] bad admin \"admin@example.org/phone\"",
+            "[http] listen: \"127.0.0.1:99999\": port 99999 is out of range",
+            "[http] public_url: \"ftp://example.org\" is not an http:// or https:// URL",
+            "[log] level: bad filter \"ferry=shouting\"",
+            "[limits] max_message_bytes: expected a whole number",
+            "unknown section [bogus]",
+            "no bridge is enabled",
+        ],
+    );
+}
+
+#[test]
+fn bad_listen_and_toml_syntax() {
+    let dir = Dir::new();
+    let config = dir.config("[http]\nlisten = \"not an address\"\n");
+    let o = check(&config, &[]);
+    assert_problems(
+        &o,
+        &config.display().to_string(),
+        &["[http] listen: \"not an address\" is not an address:port"],
+    );
+    let config = dir.config("[xmpp\nport = 5347\n");
+    let o = check(&config, &[]);
+    assert!(!o.status.success());
+    assert!(stderr(&o).contains("ferry.toml"), "{}", stderr(&o));
+}
+
+#[test]
+fn environment_overrides_are_checked_and_named() {
+    let dir = Dir::new();
+    let config = dir.config("[xmpp]\nport = 5347\n");
+    let o = check(
+        &config,
+        &[
+            ("FERRY_XMPP__PORT", "123456"),
+            ("FERRY_XMPP__HOTS", "x"),
+            ("FERRY_VENVS", "/opt/ferry-venvs"),
+        ],
+    );
+    assert_problems(
+        &o,
+        "FERRY_XMPP__PORT",
+        &["[xmpp] port: 123456 is out of range"],
+    );
+    assert_problems(&o, "FERRY_XMPP__HOTS", &["[xmpp] unknown key \"hots\""]);
+    assert!(!stderr(&o).contains("VENVS"), "{}", stderr(&o));
+}
+
+#[test]
+fn a_key_file_others_can_read_is_refused() {
+    use std::os::unix::fs::PermissionsExt;
+    let dir = Dir::new();
+    let key = dir.path().join("ferry.key");
+    std::fs::write(&key, format!("{}\n", "ab".repeat(32))).expect("write");
+    std::fs::set_permissions(&key, std::fs::Permissions::from_mode(0o644)).expect("chmod");
+    let config = dir.config(&format!(
+        "[storage]\ndata_dir = \"$DIR/data\"\nkey_file = \"{}\"\n",
+        key.display()
+    ));
+    let o = check(&config, &[]);
+    assert!(!o.status.success());
+    let err = stderr(&o);
+    assert!(
+        err.contains("[storage] key_file")
+            && err.contains("readable by others")
+            && err.contains("chmod 600"),
+        "{err}"
+    );
+}
+
+#[test]
+fn uncompiled_bridges_are_reported() {
+    let dir = Dir::new();
+    let config = dir.config("[email]\ndomain = \"mail.example.org\"\nsecret = \"x\"\n");
+    let o = check(&config, &[]);
+    assert_problems(
+        &o,
+        &config.display().to_string(),
+        &["[email] this ferry was built without the email bridge"],
+    );
+}
+
+#[test]
+fn run_refuses_a_bad_configuration() {
+    let dir = Dir::new();
+    let config = dir.config("[xmpp]\nport = 0\n");
+    let o = ferry().arg("--config").arg(&config).output().expect("run");
+    assert_eq!(o.status.code(), Some(1));
+    let err = stderr(&o);
+    assert!(err.contains("[xmpp] port: 0 is out of range"), "{err}");
+    assert!(err.contains("not starting"), "{err}");
+    // Nothing was created.
+    assert!(!dir.path().join("data").exists());
+}
+
+/// The bridge sections of the example configuration.
+fn example_bridges(text: &str) -> Vec<String> {
+    const CORE: [&str; 6] = ["xmpp", "storage", "access", "http", "log", "limits"];
+    text.lines()
+        .filter_map(|l| {
+            l.trim()
+                .strip_prefix('[')?
+                .strip_suffix(']')
+                .map(str::to_owned)
+        })
+        .filter(|s| !CORE.contains(&s.as_str()))
+        .collect()
+}
+
+fn compiled(bridge: &str) -> bool {
+    match bridge {
+        "irc" => cfg!(feature = "irc"),
+        "matrix" => cfg!(feature = "matrix"),
+        "email" => cfg!(feature = "email"),
+        "sms" => cfg!(feature = "sms"),
+        "test" => cfg!(feature = "test-bridge"),
+        _ => false,
+    }
+}
+
+/// `ferry check` accepts `config/ferry.example.toml` (with its secrets from
+/// the environment, as an operator would set them). Bridges the binary was
+/// built without are the only thing it may complain about.
+#[test]
+fn the_example_configuration_is_accepted() {
+    let example = Path::new(env!("CARGO_MANIFEST_DIR")).join("config/ferry.example.toml");
+    let text = std::fs::read_to_string(&example).expect("config/ferry.example.toml");
+    let bridges = example_bridges(&text);
+    let dir = Dir::new();
+    // The example's paths are relative to the working directory.
+    let mut cmd = ferry();
+    cmd.current_dir(dir.path())
+        .arg("check")
+        .arg("--config")
+        .arg(&example);
+    let o = cmd.output().expect("run");
+    let missing: Vec<&String> = bridges.iter().filter(|b| !compiled(b)).collect();
+    if missing.is_empty() && !bridges.is_empty() {
+        assert!(
+            o.status.success(),
+            "ferry check rejects the example:\n{}",
+            stderr(&o)
+        );
+        assert!(stdout(&o).starts_with("ok: "), "{}", stdout(&o));
+    } else {
+        // Every line must be about a bridge this build lacks.
+        let err = stderr(&o);
+        for line in err
+            .lines()
+            .filter(|l| !l.ends_with("problems") && !l.ends_with("problem"))
+        {
+            assert!(
+                missing
+                    .iter()
+                    .any(|b| line.contains(&format!("[{b}] this ferry was built without")))
+                    || line.contains("no bridge is enabled"),
+                "the example has a problem: {line}\n(all output:\n{err})"
+            );
+        }
+    }
+}
