@@ -13,7 +13,7 @@ use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
 use anyhow::Context as _;
-use clap::{Parser, Subcommand};
+use clap::{CommandFactory, FromArgMatches, Parser, Subcommand};
 use ferry_bridge::BridgeSetup;
 use tokio_util::sync::CancellationToken;
 
@@ -67,8 +67,20 @@ enum Command {
 pub fn main() -> ExitCode {
     // Before anything that may use TLS (bridges' clients).
     let _ = tokio_rustls::rustls::crypto::aws_lc_rs::default_provider().install_default();
-    let cli = Cli::parse();
     let registry = Registry::compiled();
+    let names: Vec<&str> = registry.names().collect();
+    let command = Cli::command().after_help(format!(
+        "Bridges in this build: {}",
+        if names.is_empty() {
+            "none".to_owned()
+        } else {
+            names.join(", ")
+        }
+    ));
+    let cli = match Cli::from_arg_matches(&command.get_matches()) {
+        Ok(cli) => cli,
+        Err(e) => e.exit(),
+    };
     let env = config::env_overrides(
         std::env::vars_os()
             .filter_map(|(k, v)| Some((k.into_string().ok()?, v.into_string().ok()?))),

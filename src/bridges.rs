@@ -34,6 +34,7 @@ pub type BuildFn<C> = fn(C, BridgeSetup) -> Result<Arc<dyn Network>, String>;
 pub type ConfigError = Box<figment::Error>;
 
 trait Constructor: Send + Sync {
+    fn known_keys(&self) -> Option<&'static [&'static str]>;
     fn check(&self, section: &Dict) -> Result<(), ConfigError>;
     fn build(&self, section: &Dict, setup: BridgeSetup) -> Result<Arc<dyn Network>, String>;
 }
@@ -57,6 +58,20 @@ impl<C: DeserializeOwned + Default> Typed<C> {
 }
 
 impl<C: DeserializeOwned + Default> Constructor for Typed<C> {
+    /// The keys `C` accepts, learnt from the error a key no config has
+    /// provokes (`deny_unknown_fields` lists the expected ones).
+    fn known_keys(&self) -> Option<&'static [&'static str]> {
+        let mut probe = Dict::new();
+        probe.insert("\u{1}".into(), figment::value::Value::from(0u8));
+        match Figment::from(Serialized::defaults(&probe)).extract_lossy::<C>() {
+            Err(e) => e.into_iter().find_map(|e| match e.kind {
+                figment::error::Kind::UnknownField(_, expected) => Some(expected),
+                _ => None,
+            }),
+            Ok(_) => None,
+        }
+    }
+
     fn check(&self, section: &Dict) -> Result<(), ConfigError> {
         Self::config(section).map(|_| ())
     }
@@ -94,6 +109,8 @@ impl Registry {
     pub fn compiled() -> Registry {
         #[allow(unused_mut)]
         let mut registry = Registry::empty();
+        #[cfg(feature = "test-bridge")]
+        registry.add("test", ferry_testbridge::build);
         registry
     }
 
@@ -135,9 +152,29 @@ impl Registry {
             })
     }
 
-    /// Checks a bridge's own keys (its section without the core's keys).
-    pub fn check(&self, name: &str, section: &Dict) -> Result<(), ConfigError> {
-        self.get(name)?.check(section)
+    /// Checks a bridge's own keys (its section without the core's keys):
+    /// every unknown key, then the values of the known ones.
+    pub fn check(&self, name: &str, section: &Dict) -> Result<(), Vec<figment::Error>> {
+        let bridge = self.get(name).map_err(|e| vec![*e])?;
+        let mut errors = Vec::new();
+        let mut known_only = section.clone();
+        if let Some(known) = bridge.known_keys() {
+            for key in section.keys().filter(|k| !known.contains(&k.as_str())) {
+                errors.push(
+                    figment::Error::from(figment::error::Kind::UnknownField(key.clone(), known))
+                        .with_path(key),
+                );
+                known_only.remove(key);
+            }
+        }
+        if let Err(e) = bridge.check(&known_only) {
+            errors.push(*e);
+        }
+        if errors.is_empty() {
+            Ok(())
+        } else {
+            Err(errors)
+        }
     }
 
     /// Builds a bridge from its own keys.
@@ -303,13 +340,25 @@ mod tests {
             .check("tiny", &dict(&[("greting", Value::from("x"))]))
             .expect_err("unknown key");
         assert!(
-            matches!(&e.kind, figment::error::Kind::UnknownField(f, _) if f == "greting"),
+            matches!(&e[0].kind, figment::error::Kind::UnknownField(f, known) if f == "greting" && known.contains(&"greeting")),
             "{e:?}"
         );
         let e = r
             .check("tiny", &dict(&[("repeat", Value::from("many"))]))
             .expect_err("bad type");
-        assert_eq!(e.path, vec!["repeat".to_owned()]);
+        assert_eq!(e[0].path, vec!["repeat".to_owned()]);
+        // Every unknown key and the bad value, together.
+        let e = r
+            .check(
+                "tiny",
+                &dict(&[
+                    ("a", Value::from(1u8)),
+                    ("b", Value::from(1u8)),
+                    ("repeat", Value::from("many")),
+                ]),
+            )
+            .expect_err("three problems");
+        assert_eq!(e.len(), 3, "{e:?}");
         assert!(r.check("nope", &Dict::new()).is_err());
     }
 

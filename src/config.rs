@@ -635,8 +635,10 @@ pub fn load(
         for key in CORE_BRIDGE_KEYS {
             own.remove(*key);
         }
-        if let Err(e) = registry.check(name, &own) {
-            problems.figment_error(name, *e);
+        if let Err(errors) = registry.check(name, &own) {
+            for e in errors {
+                problems.figment_error(name, e);
+            }
         }
         if let Some(domain) = &domain
             && let Some(other) = domains.insert(domain.clone(), name.clone())

@@ -88,7 +88,14 @@ fn version_and_help() {
     let o = ferry().arg("--help").output().expect("run");
     assert!(o.status.success());
     let help = stdout(&o);
-    for word in ["check", "run", "users", "--config", "--version"] {
+    for word in [
+        "check",
+        "run",
+        "users",
+        "--config",
+        "--version",
+        "Bridges in this build:",
+    ] {
         assert!(help.contains(word), "{word} missing from --help:\n{help}");
     }
 }
@@ -255,15 +262,18 @@ fn example_bridges(text: &str) -> Vec<String> {
         .collect()
 }
 
-fn compiled(bridge: &str) -> bool {
-    match bridge {
-        "irc" => cfg!(feature = "irc"),
-        "matrix" => cfg!(feature = "matrix"),
-        "email" => cfg!(feature = "email"),
-        "sms" => cfg!(feature = "sms"),
-        "test" => cfg!(feature = "test-bridge"),
-        _ => false,
-    }
+/// The bridges of this build, as `ferry --help` lists them.
+fn compiled() -> Vec<String> {
+    let o = ferry().arg("--help").output().expect("run");
+    let help = stdout(&o);
+    let line = help
+        .lines()
+        .find_map(|l| l.strip_prefix("Bridges in this build: "))
+        .expect("--help lists the bridges");
+    line.split(", ")
+        .filter(|b| *b != "none")
+        .map(str::to_owned)
+        .collect()
 }
 
 /// `ferry check` accepts `config/ferry.example.toml` (with its secrets from
@@ -282,7 +292,8 @@ fn the_example_configuration_is_accepted() {
         .arg("--config")
         .arg(&example);
     let o = cmd.output().expect("run");
-    let missing: Vec<&String> = bridges.iter().filter(|b| !compiled(b)).collect();
+    let compiled = compiled();
+    let missing: Vec<&String> = bridges.iter().filter(|b| !compiled.contains(b)).collect();
     if missing.is_empty() && !bridges.is_empty() {
         assert!(
             o.status.success(),
@@ -305,5 +316,101 @@ fn the_example_configuration_is_accepted() {
                 "the example has a problem: {line}\n(all output:\n{err})"
             );
         }
+    }
+}
+
+/// With the test bridge compiled in: a good configuration passes, and the
+/// problems of a bridge section are named with the section.
+#[cfg(feature = "test-bridge")]
+mod with_test_bridge {
+    use super::*;
+
+    #[test]
+    fn a_good_configuration_passes_with_a_summary() {
+        let dir = Dir::new();
+        let secret = dir.path().join("secret");
+        std::fs::write(&secret, "from-a-file\n").expect("write");
+        let config = dir.config(&format!(
+            "[storage]\ndata_dir = \"$DIR/data\"\n[http]\nlisten = \"127.0.0.1:8780\"\n[test]\ndomain = \"test.example.org\"\nsecret_file = \"{}\"\naccounts = {{ alice = \"pw\" }}\n",
+            secret.display()
+        ));
+        let o = check(&config, &[]);
+        assert!(o.status.success(), "{}", stderr(&o));
+        let out = stdout(&o);
+        assert!(
+            out.starts_with("ok: 1 bridge: test (test.example.org)"),
+            "{out}"
+        );
+        assert!(out.contains("HTTP on 127.0.0.1:8780"), "{out}");
+        assert!(!out.contains("from-a-file"));
+        // The secret may come from the environment instead.
+        let config = dir.config("[test]\ndomain = \"test.example.org\"\n");
+        let o = check(&config, &[("FERRY_TEST__SECRET", "12345")]);
+        assert!(o.status.success(), "{}", stderr(&o));
+        // And the bridge's own keys too.
+        let o = check(
+            &config,
+            &[
+                ("FERRY_TEST__SECRET", "x"),
+                ("FERRY_TEST__ECHO_DELAY_MS", "250"),
+            ],
+        );
+        assert!(o.status.success(), "{}", stderr(&o));
+    }
+
+    #[test]
+    fn bridge_section_problems() {
+        let dir = Dir::new();
+        let config = dir.config(
+            "[test]\nsecret = \"a\"\nsecret_file = \"/nonexistent\"\naccounts = 5\nacounts = {}\n",
+        );
+        let o = check(&config, &[]);
+        assert_problems(
+            &o,
+            &config.display().to_string(),
+            &[
+                "[test] missing key \"domain\"",
+                "[test] both secret and secret_file are set",
+                "[test] unknown key \"acounts\"",
+            ],
+        );
+        let config = dir.config(
+            "[test]\ndomain = \"test.example.org\"\nsecret_file = \"/nonexistent/secret\"\n",
+        );
+        let o = check(&config, &[]);
+        assert_problems(
+            &o,
+            &config.display().to_string(),
+            &["[test] secret_file /nonexistent/secret: cannot read it"],
+        );
+        let config = dir.config("[test]\ndomain = \"test.example.org\"\n");
+        let o = check(&config, &[]);
+        assert_problems(
+            &o,
+            &config.display().to_string(),
+            &["[test] missing key \"secret\""],
+        );
+        let o = check(
+            &config,
+            &[
+                ("FERRY_TEST__ECHO_DELAY_MS", "soon"),
+                ("FERRY_TEST__SECRET", "x"),
+            ],
+        );
+        assert!(!o.status.success());
+        assert!(
+            stderr(&o).contains("[test] echo_delay_ms"),
+            "{}",
+            stderr(&o)
+        );
+    }
+
+    #[test]
+    fn disabled_bridge_is_not_checked() {
+        let dir = Dir::new();
+        let config = dir.config("[test]\nenabled = false\nbogus = 1\n");
+        let o = check(&config, &[]);
+        assert_problems(&o, &config.display().to_string(), &["no bridge is enabled"]);
+        assert!(!stderr(&o).contains("bogus"));
     }
 }

@@ -43,6 +43,9 @@ type Stream = XmppStream<BufStream<TcpStream>>;
 const WRITE_BURST: usize = 256;
 /// Outbox entries read at once.
 const OUTBOX_BATCH: usize = 256;
+/// How long to wait for a privilege advertisement after the first ping's
+/// answer when none came before it.
+const PRIVILEGE_GRACE: Duration = Duration::from_millis(500);
 
 /// Why a connection attempt failed.
 enum ConnectError {
@@ -356,11 +359,24 @@ impl Task {
         if let Err(e) = self.write_ping(&mut stream, &first_ping).await {
             return Ended::Dead(e);
         }
+        // Some servers (ejabberd) announce from another process, a little
+        // after the handshake: without an advertisement by the first ping's
+        // answer, wait a moment for one; after one, a ping round collects
+        // any others sent with it.
+        let mut waiting: Option<String> = Some(first_ping);
+        let mut grace_until: Option<Instant> = None;
         let deadline = Instant::now() + self.config.tuning.keepalive_timeout;
         loop {
+            let until = match (&waiting, grace_until) {
+                (None, Some(g)) => g.min(deadline),
+                _ => deadline,
+            };
             let next = tokio::select! {
                 next = stream.next() => next,
-                _ = tokio::time::sleep_until(deadline) => {
+                _ = tokio::time::sleep_until(until) => {
+                    if waiting.is_none() {
+                        break;
+                    }
                     return Ended::Dead(format!(
                         "the server did not answer the first ping within {} s",
                         self.config.tuning.keepalive_timeout.as_secs_f32()
@@ -369,14 +385,33 @@ impl Task {
             };
             match next {
                 Some(Ok(el)) => {
-                    if is_ping_answer(&el, &first_ping) {
-                        break;
+                    if waiting.as_deref().is_some_and(|id| is_ping_answer(&el, id)) {
+                        waiting = None;
+                        if !privileges.by_domain.is_empty() {
+                            break;
+                        }
+                        grace_until.get_or_insert(Instant::now() + PRIVILEGE_GRACE);
+                        continue;
                     }
-                    if !self.take_advert(&el, &mut privileges) {
+                    if self.take_advert(&el, &mut privileges) {
+                        if waiting.is_none() {
+                            let id = self.new_ping_id();
+                            if let Err(e) = self.write_ping(&mut stream, &id).await {
+                                return Ended::Dead(e);
+                            }
+                            waiting = Some(id);
+                        }
+                    } else {
                         buffered.push(el);
                     }
                 }
-                Some(Err(ReadError::SoftTimeout)) => {}
+                Some(Err(ReadError::SoftTimeout)) => {
+                    // Keep the stream's read timer happy.
+                    let id = self.new_ping_id();
+                    if let Err(e) = self.write_ping(&mut stream, &id).await {
+                        return Ended::Dead(e);
+                    }
+                }
                 Some(Err(ReadError::ParseError(e))) => {
                     tracing::warn!(domain = %self.domain(), "unparsable data from the server: {e}");
                 }

@@ -53,6 +53,7 @@ struct Options {
     domain: String,
     secret: String,
     adverts: Vec<Element>,
+    advert_delay: Duration,
     answer_pings: Arc<AtomicBool>,
 }
 
@@ -73,6 +74,17 @@ impl FakeServer {
     /// Starts listening for component `domain` with `secret`; `adverts`
     /// are sent right after each successful handshake.
     pub async fn start(domain: &str, secret: &str, adverts: Vec<Element>) -> FakeServer {
+        FakeServer::start_with(domain, secret, adverts, Duration::ZERO).await
+    }
+
+    /// Like [`FakeServer::start`], with the advertisements sent `delay`
+    /// after the handshake (as ejabberd does, from another process).
+    pub async fn start_with(
+        domain: &str,
+        secret: &str,
+        adverts: Vec<Element>,
+        advert_delay: Duration,
+    ) -> FakeServer {
         let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
         let port = listener.local_addr().expect("addr").port();
         let (events_tx, events) = mpsc::unbounded_channel();
@@ -82,6 +94,7 @@ impl FakeServer {
                 domain: domain.to_owned(),
                 secret: secret.to_owned(),
                 adverts,
+                advert_delay,
                 answer_pings: Arc::new(AtomicBool::new(true)),
             },
             events_tx,
@@ -355,12 +368,15 @@ async fn connection(
         }
     }
     let _ = events.send(Event::Connected(n));
-    for advert in &options.adverts {
-        if xs.send(advert).await.is_err() {
-            return;
+    let mut adverts: Vec<Element> = options.adverts.clone();
+    if options.advert_delay.is_zero() {
+        for advert in adverts.drain(..) {
+            if xs.send(&advert).await.is_err() {
+                return;
+            }
         }
     }
-    serve(&mut xs, n, &options, &events, &mut orders).await;
+    serve(&mut xs, n, &options, &events, &mut orders, adverts).await;
     let _ = events.send(Event::Closed(n));
 }
 
@@ -370,11 +386,20 @@ async fn serve<Io: AsyncBufRead + AsyncWrite + Unpin>(
     options: &Options,
     events: &mpsc::UnboundedSender<Event>,
     orders: &mut mpsc::UnboundedReceiver<Order>,
+    mut late_adverts: Vec<Element>,
 ) {
     let mut handled = 0usize;
     let mut die_at: Option<usize> = None;
+    let adverts_at = tokio::time::Instant::now() + options.advert_delay;
     loop {
         tokio::select! {
+            _ = tokio::time::sleep_until(adverts_at), if !late_adverts.is_empty() => {
+                for advert in late_adverts.drain(..) {
+                    if xs.send(&advert).await.is_err() {
+                        return;
+                    }
+                }
+            }
             next = xs.next() => {
                 let el = match next {
                     Some(Ok(FallibleStreamElement::Ok(XmppStreamElement::Stanza(st)))) => Element::from(st),

@@ -139,6 +139,9 @@ pub enum Inbound {
     /// with an error.
     Invalid(InvalidStanza),
     /// The stream is (again) up; the privileges granted on this connection.
+    /// (An advertisement that comes later than the server's answers to the
+    /// first pings still updates [`ComponentHandle::privileges`]; the
+    /// handle always has the current grants.)
     Connected(Privileges),
     /// The stream went down (the handle keeps queueing).
     Disconnected(String),

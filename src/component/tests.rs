@@ -193,6 +193,27 @@ async fn handshake_privileges_and_stanzas_both_ways() {
 }
 
 #[tokio::test]
+async fn a_late_advertisement_is_waited_for() {
+    let mut server =
+        FakeServer::start_with(DOMAIN, SECRET, adverts(), Duration::from_millis(150)).await;
+    let mut rig = Rig::start(server.port, SECRET, fast());
+    server.connected(5).await;
+    let privileges = rig.connected(5).await;
+    assert_eq!(privileges.by_domain.len(), 2, "{privileges:?}");
+}
+
+#[tokio::test]
+async fn without_privileges_the_stream_still_comes_up() {
+    let mut server = FakeServer::start(DOMAIN, SECRET, vec![]).await;
+    let mut rig = Rig::start(server.port, SECRET, fast());
+    server.connected(5).await;
+    let started = std::time::Instant::now();
+    let privileges = rig.connected(5).await;
+    assert!(privileges.by_domain.is_empty());
+    assert!(started.elapsed() < Duration::from_secs(2));
+}
+
+#[tokio::test]
 async fn a_refused_handshake_is_reported_and_retried() {
     let mut server = FakeServer::start(DOMAIN, SECRET, vec![]).await;
     let rig = Rig::start(server.port, "wrong-secret", fast());

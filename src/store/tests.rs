@@ -186,7 +186,11 @@ fn queued_writes_share_one_transaction() {
     store
         .inner
         .writer
-        .submit("marker", Box::new(|_| Ok(())), Some(writer::Reply::Blocking(tx)))
+        .submit(
+            "marker",
+            Box::new(|_| Ok(())),
+            Some(writer::Reply::Blocking(tx)),
+        )
         .expect("submit");
     drop(release);
     rx.recv().expect("reply").expect("committed");
