@@ -10,7 +10,8 @@
 #
 #   tests/run.sh                    everything
 #   tests/run.sh core irc           build + pytest of tests/core and tests/irc only
-#   tests/run.sh rust               fmt + clippy + Rust tests only (no servers)
+#   tests/run.sh rust               fmt + clippy + Rust tests only (servers
+#                                   too: Rust integration tests use them)
 #   tests/run.sh rust smoke         both
 #   tests/run.sh core -k register   pytest -k expression (other -x/-v/... go to pytest too)
 #   tests/run.sh -- ARGS            everything after -- goes to pytest
@@ -18,7 +19,7 @@
 # Options: --no-lint (skip fmt and clippy), --keep-peers (leave the servers
 # running; stop them with contrib/peers/stop-peers.sh $PEERS_DIR), -h.
 # Environment: CARGO_TARGET_DIR (honoured), CARGO_BUILD_JOBS (default 2),
-# FERRY_VENVS (default /opt/ferry-venvs), PEERS_DIR (default
+# FERRY_VENVS (default /opt/ferry-venvs), WITH_EJABBERD (default 1), PEERS_DIR (default
 # /tmp/ferry-test-peers), REUSE_PEERS=1 (use servers already running in
 # PEERS_DIR and leave them running), FERRY_HTTP_PORT (first port for ferry's
 # HTTP listeners, default 15780), every port of contrib/peers/lib.sh.
@@ -26,6 +27,8 @@ set -uo pipefail
 REPO=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 cd "$REPO" || exit 1
 LOG_TAG=run
+# ejabberd too (the second XMPP server, XEP-0356 v1): the component tests use it
+export WITH_EJABBERD=${WITH_EJABBERD:-1}
 source "$REPO/contrib/peers/lib.sh"
 
 usage() { sed -n '2,/^set -uo/p' "$0" | sed '$d; s/^# \{0,1\}//'; }
@@ -130,7 +133,7 @@ if cargo nextest --version >/dev/null 2>&1; then NEXTEST=1; else log "cargo-next
 
 # ---------------------------------------------------------------- servers (in the background, while building)
 PEERS_LOG=$RUN_DIR/peers.log
-if [ $WANT_PYTEST = 1 ]; then
+if [ $WANT_PYTEST = 1 ] || [ $RUST = 1 ]; then
   if [ "${REUSE_PEERS:-0}" = 1 ] && [ -f "$PEERS_DIR/peers.env" ]; then
     log "using the servers already running in $PEERS_DIR (REUSE_PEERS=1)"
     echo reuse >"$PEERS_LOG"
@@ -141,6 +144,27 @@ if [ $WANT_PYTEST = 1 ]; then
     log "starting servers ($PEERS_FOR_TESTS) in $PEERS_DIR in the background (log: $PEERS_LOG)"
   fi
 fi
+
+# waits for the servers started in the background (once); 1 if they failed
+peers_ok=1
+wait_peers() {
+  if [ -n "$PEERS_PID" ]; then
+    if wait "$PEERS_PID"; then
+      # (its own start-up time: it ran in parallel with the build)
+      record peers PASS "$(sed -nE 's/^peers started under .* in ([0-9.]+)s.*/\1/p' "$PEERS_LOG" | tail -1)"
+    else
+      peers_ok=0; record peers FAIL "$(since "$T_PEERS")"
+      echo "run.sh: starting the servers failed:" >&2; tail -30 "$PEERS_LOG" >&2
+    fi
+    PEERS_PID=
+    cat "$PEERS_LOG"
+  fi
+  [ $peers_ok = 1 ]
+}
+# runs a command with the servers' settings (peers.env) in its environment
+with_peers() {
+  ( set -a; [ -f "$PEERS_DIR/peers.env" ] && source "$PEERS_DIR/peers.env"; set +a; exec "$@" )
+}
 
 # ---------------------------------------------------------------- Rust
 TARGET_DIR=$(cargo metadata --format-version 1 --no-deps 2>/dev/null |
@@ -153,13 +177,16 @@ if [ $RUST = 1 ]; then
   if [ $LINT = 1 ]; then
     step clippy cargo clippy --workspace --all-targets --features test-bridge --locked -- -D warnings
   fi
+  # Rust integration tests talk to the real servers (they fail, saying so,
+  # when the servers are missing).
+  wait_peers
   if [ $NEXTEST = 1 ]; then
-    step rust-tests cargo nextest run --workspace --features test-bridge --locked --no-fail-fast
+    step rust-tests with_peers cargo nextest run --workspace --features test-bridge --locked --no-fail-fast
     summary=$(grep -E '^ +Summary .* tests? run:' "$RUN_DIR/rust-tests.log" | tail -1)
     p=$(sed -nE 's/.* ([0-9]+) passed.*/\1/p' <<<"$summary"); f=$(sed -nE 's/.* ([0-9]+) failed.*/\1/p' <<<"$summary")
     TESTS_PASSED=$((TESTS_PASSED + ${p:-0})); TESTS_FAILED=$((TESTS_FAILED + ${f:-0}))
   else
-    step rust-tests cargo test --workspace --features test-bridge --locked --no-fail-fast
+    step rust-tests with_peers cargo test --workspace --features test-bridge --locked --no-fail-fast
     read -r p f < <(awk '/^test result:/ {for (i=1;i<=NF;i++) {if ($(i+1) ~ /^passed/) p+=$i; if ($(i+1) ~ /^failed/) f+=$i}} END {print p+0, f+0}' "$RUN_DIR/rust-tests.log")
     TESTS_PASSED=$((TESTS_PASSED + p)); TESTS_FAILED=$((TESTS_FAILED + f))
   fi
@@ -167,18 +194,7 @@ fi
 
 # ---------------------------------------------------------------- end-to-end
 if [ $WANT_PYTEST = 1 ]; then
-  peers_ok=1
-  if [ -n "$PEERS_PID" ]; then
-    if wait "$PEERS_PID"; then
-      # (its own start-up time: it ran in parallel with the build)
-      record peers PASS "$(sed -nE 's/^peers started under .* in ([0-9.]+)s.*/\1/p' "$PEERS_LOG" | tail -1)"
-    else
-      peers_ok=0; record peers FAIL "$(since "$T_PEERS")"
-      echo "run.sh: starting the servers failed:" >&2; tail -30 "$PEERS_LOG" >&2
-    fi
-    PEERS_PID=
-    cat "$PEERS_LOG"
-  fi
+  wait_peers
   if [ $BUILD_OK = 0 ]; then
     record pytest "FAIL (no ferry binary: the build failed)" 0
   elif [ $peers_ok = 0 ]; then
