@@ -124,7 +124,7 @@ if ! command -v cargo >/dev/null || ! rustc --version >/dev/null 2>&1; then
 fi
 log "$(rustc --version), $(cargo --version)"
 install_prereqs() {
-  ensure_packages build-essential curl ca-certificates
+  ensure_packages build-essential curl ca-certificates procps python3
   ensure_venv test -r "$REPO/tests/requirements.txt"
 }
 step install install_prereqs || { echo "run.sh: installing the prerequisites failed" >&2; exit 1; }

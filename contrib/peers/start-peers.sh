@@ -23,7 +23,7 @@ mapfile -t SEL < <(selected_peers)
 [ ${#SEL[@]} -gt 0 ] || die "no peers selected (PEERS='$PEERS')"
 
 # ---------------------------------------------------------------- install
-PKGS=(curl)
+PKGS=(curl procps ca-certificates python3)
 for p in "${SEL[@]}"; do PKGS+=($("${p}_packages")); done
 ensure_packages "${PKGS[@]}"
 for p in "${SEL[@]}"; do
