@@ -138,6 +138,10 @@ if [ $WANT_PYTEST = 1 ] || [ $RUST = 1 ]; then
     log "using the servers already running in $PEERS_DIR (REUSE_PEERS=1)"
     echo reuse >"$PEERS_LOG"
   else
+    if ls "$PEERS_DIR"/pids/*.pid >/dev/null 2>&1; then
+      log "servers of an earlier run are still recorded in $PEERS_DIR: stopping them"
+      "$REPO/contrib/peers/stop-peers.sh" "$PEERS_DIR"
+    fi
     T_PEERS=$(now)
     PEERS="$PEERS_FOR_TESTS" "$REPO/contrib/peers/start-peers.sh" "$PEERS_DIR" >"$PEERS_LOG" 2>&1 &
     PEERS_PID=$! PEERS_STARTED=1
