@@ -140,17 +140,45 @@ fn users(
     registry: &Registry,
     only: Option<&str>,
 ) -> ExitCode {
+    let stdout = std::io::stdout();
+    let stderr = std::io::stderr();
+    list_users(
+        path,
+        env,
+        registry,
+        only,
+        &mut stdout.lock(),
+        &mut stderr.lock(),
+    )
+}
+
+/// `ferry users`: the registered users of each enabled bridge, read from
+/// the databases (nothing is created).
+fn list_users(
+    path: &Path,
+    env: &[(String, String)],
+    registry: &Registry,
+    only: Option<&str>,
+    out: &mut dyn std::io::Write,
+    err: &mut dyn std::io::Write,
+) -> ExitCode {
     let config = match load(path, env, registry) {
         Ok(c) => c,
         Err(problems) => {
-            print_problems(&problems);
+            for p in problems {
+                let _ = writeln!(err, "{p}");
+            }
             return ExitCode::FAILURE;
         }
     };
     if let Some(name) = only
         && !config.bridges.iter().any(|b| b.name == name)
     {
-        eprintln!("no enabled bridge named {name:?} in {}", path.display());
+        let _ = writeln!(
+            err,
+            "no enabled bridge named {name:?} in {}",
+            path.display()
+        );
         return ExitCode::FAILURE;
     }
     let mut status = ExitCode::SUCCESS;
@@ -161,7 +189,7 @@ fn users(
     {
         let db = config.database_path(&bridge.name);
         if !db.exists() {
-            println!("{} ({}): no database yet", bridge.name, bridge.domain);
+            let _ = writeln!(out, "{} ({}): no database yet", bridge.name, bridge.domain);
             continue;
         }
         let result = Key::load(&config.storage.key_file)
@@ -169,7 +197,8 @@ fn users(
             .and_then(|store| store.users());
         match result {
             Ok(users) => {
-                println!(
+                let _ = writeln!(
+                    out,
                     "{} ({}): {} registered user{}",
                     bridge.name,
                     bridge.domain,
@@ -177,7 +206,8 @@ fn users(
                     if users.len() == 1 { "" } else { "s" }
                 );
                 for u in users {
-                    println!(
+                    let _ = writeln!(
+                        out,
                         "  {}\t{}\tregistered {}",
                         u.user,
                         u.account_name,
@@ -186,7 +216,7 @@ fn users(
                 }
             }
             Err(e) => {
-                eprintln!("{}: {}: {e}", bridge.name, db.display());
+                let _ = writeln!(err, "{}: {}: {e}", bridge.name, db.display());
                 status = ExitCode::FAILURE;
             }
         }
@@ -501,6 +531,77 @@ mod tests {
         assert_eq!(format_time(t), "2026-11-18 11:06:40 UTC");
         let leap = SystemTime::UNIX_EPOCH + Duration::from_secs(951_782_400);
         assert_eq!(format_time(leap), "2000-02-29 00:00:00 UTC");
+    }
+
+    #[derive(Debug, Default, serde::Deserialize)]
+    #[serde(default, deny_unknown_fields)]
+    struct NoKeys {}
+
+    fn never(_: NoKeys, _: BridgeSetup) -> Result<Arc<dyn ferry_bridge::Network>, String> {
+        Err("not built in this test".into())
+    }
+
+    #[test]
+    fn users_are_listed_from_the_database() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let config = dir.path().join("ferry.toml");
+        std::fs::write(
+            &config,
+            format!(
+                "[storage]\ndata_dir = \"{}\"\n[test]\ndomain = \"test.example.org\"\nsecret = \"s\"\n",
+                dir.path().join("data").display()
+            ),
+        )
+        .expect("write");
+        let mut registry = Registry::empty();
+        registry.add("test", never);
+        let run = |only: Option<&str>| {
+            let (mut out, mut err) = (Vec::new(), Vec::new());
+            let code = list_users(&config, &[], &registry, only, &mut out, &mut err);
+            (
+                code,
+                String::from_utf8(out).expect("utf-8"),
+                String::from_utf8(err).expect("utf-8"),
+            )
+        };
+        let (code, out, _) = run(None);
+        assert_eq!(code, ExitCode::SUCCESS);
+        assert_eq!(out, "test (test.example.org): no database yet\n");
+        assert!(!dir.path().join("data").exists(), "nothing created");
+
+        let key = Arc::new(Key::load_or_create(&dir.path().join("data/ferry.key")).expect("key"));
+        let store = Store::open(&dir.path().join("data/test.db"), key).expect("store");
+        for (jid, name) in [
+            ("bob@example.org", "bob-acct"),
+            ("alice@example.org", "alice-acct"),
+        ] {
+            store
+                .register(
+                    &ferry_bridge::UserId::new(jid),
+                    &ferry_bridge::Account {
+                        name: name.into(),
+                        secret: ferry_bridge::Secret(b"pw".to_vec()),
+                    },
+                )
+                .expect("register");
+        }
+        drop(store);
+        let (code, out, _) = run(Some("test"));
+        assert_eq!(code, ExitCode::SUCCESS);
+        let lines: Vec<&str> = out.lines().collect();
+        assert_eq!(lines[0], "test (test.example.org): 2 registered users");
+        assert!(
+            lines[1].starts_with("  alice@example.org\talice-acct\tregistered 20"),
+            "{out}"
+        );
+        assert!(
+            lines[2].starts_with("  bob@example.org\tbob-acct\tregistered 20"),
+            "{out}"
+        );
+        assert!(!out.contains("pw"));
+        let (code, _, err) = run(Some("irc"));
+        assert_eq!(code, ExitCode::FAILURE);
+        assert!(err.contains("no enabled bridge named \"irc\""), "{err}");
     }
 
     #[test]

@@ -552,10 +552,10 @@ pub fn load(
         };
         AccessPolicy::new(&users, &access.admins).ok()
     };
-    if let Some(storage) = &storage {
-        if let Err(e) = crate::store::Key::check_file(&storage.key_file) {
-            problems.push("storage.key_file", format!("[storage] key_file: {e}"));
-        }
+    if let Some(storage) = &storage
+        && let Err(e) = crate::store::Key::check_file(&storage.key_file)
+    {
+        problems.push("storage.key_file", format!("[storage] key_file: {e}"));
     }
 
     let mut bridges = Vec::new();

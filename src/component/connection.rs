@@ -167,6 +167,11 @@ impl Task {
         let mut refused = false;
         loop {
             if attempt > 0 {
+                // What went wrong is visible (in /health) while waiting.
+                self.shared.set_state(StreamState::Connecting {
+                    attempt,
+                    last_error: last_error.clone(),
+                });
                 let delay = self.backoff(attempt, refused);
                 tracing::debug!(domain = %self.domain(), "reconnecting in {} ms", delay.as_millis());
                 if !self.wait_disconnected(Some(delay)).await {

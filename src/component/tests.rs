@@ -242,6 +242,39 @@ async fn a_refused_handshake_is_reported_and_retried() {
 }
 
 #[tokio::test]
+async fn the_state_shows_the_failure_while_waiting_to_retry() {
+    let slow = Tuning {
+        backoff_min: Duration::from_secs(5),
+        backoff_max: Duration::from_secs(10),
+        refused_retry: Duration::from_secs(10),
+        ..fast()
+    };
+    let mut server = FakeServer::start(DOMAIN, SECRET, vec![]).await;
+    let refused = Rig::start(server.port, "wrong", slow);
+    refused
+        .wait_for("the refusal shown", 2, |r| {
+            matches!(&r.handle.state(), StreamState::Connecting { attempt: 1, last_error: Some(e) } if e.contains("not-authorized"))
+        })
+        .await;
+    let mut rig = Rig::start(server.port, SECRET, slow);
+    loop {
+        if let Event::Connected(_) = server.next_event(5).await {
+            break;
+        }
+    }
+    rig.connected(5).await;
+    server.drop_connection().await;
+    rig.disconnected(5).await;
+    match rig.handle.state() {
+        StreamState::Connecting {
+            attempt: 1,
+            last_error: Some(_),
+        } => {}
+        other => panic!("while waiting to reconnect the state is {other:?}"),
+    }
+}
+
+#[tokio::test]
 async fn reconnects_after_the_server_drops_the_connection() {
     let mut server = FakeServer::start(DOMAIN, SECRET, vec![]).await;
     let mut rig = Rig::start(server.port, SECRET, fast());
