@@ -601,10 +601,15 @@ impl Conn {
     }
 
     fn on_nick(&mut self, msg: &Message) {
-        let old = msg.nick().to_owned();
+        let mut old = msg.nick().to_owned();
         let new = msg.param(0).to_owned();
         if new.is_empty() {
             return;
+        }
+        // InspIRCd answers a labeled NICK from the new mask
+        // (`:new!u@h NICK new`): that is our own change.
+        if old == new && new != self.nick {
+            old = self.nick.clone();
         }
         let old_key = self.fold(&old);
         let new_key = self.fold(&new);

@@ -968,3 +968,6 @@ impl Conn {
         self.lost.take()
     }
 }
+
+#[cfg(test)]
+mod tests;
