@@ -108,7 +108,7 @@ impl Conn {
                 self.on_nick_refused_registering(&msg)
             }
             "375" | "372" => self.on_motd(&msg),
-            "376" | "422" => self.on_ready(now),
+            "376" | "422" => self.on_ready(),
             "ERROR" => self.server_error = Some(msg.trailing().to_owned()),
             "BATCH" => self.on_batch(msg, now),
             "JOIN" => self.on_join(&msg),
@@ -412,11 +412,10 @@ impl Conn {
         self.emit(Event::Occupant { room, occupant });
     }
 
-    /// Reports a channel to the core as joined, with all it needs.
-    pub(super) fn emit_room_joined(&mut self, key: &str) {
-        let Some(ch) = self.channels.get(key) else { return };
-        let occupants: Vec<Occupant> = ch.members.values().map(|m| self.occupant_of(m)).collect();
-        let info = RoomInfo {
+    /// What the core shows about a channel.
+    pub(super) fn room_info(&self, key: &str) -> Option<RoomInfo> {
+        let ch = self.channels.get(key)?;
+        Some(RoomInfo {
             room: ch.room.clone(),
             name: Some(ch.name.clone()),
             description: None,
@@ -426,7 +425,14 @@ impl Conn {
             password_protected: ch.key.is_some(),
             occupant_count: Some(ch.members.len() as u32),
             history: ch.history,
-        };
+        })
+    }
+
+    /// Reports a channel to the core as joined, with all it needs.
+    pub(super) fn emit_room_joined(&mut self, key: &str) {
+        let Some(info) = self.room_info(key) else { return };
+        let Some(ch) = self.channels.get(key) else { return };
+        let occupants: Vec<Occupant> = ch.members.values().map(|m| self.occupant_of(m)).collect();
         let subject = ch.topic.clone();
         let nick = self.nick.clone();
         self.emit(Event::RoomJoined {
@@ -909,6 +915,11 @@ impl Conn {
         let name = msg.param(1).to_owned();
         let users = msg.param(2).parse().ok();
         let topic = crate::format::strip(msg.params.get(3).map(String::as_str).unwrap_or(""));
+        // InspIRCd puts the channel modes first: "[+nt] topic".
+        let topic = match topic.strip_prefix("[+").and_then(|t| t.split_once("] ")) {
+            Some((modes, rest)) if !modes.contains(']') => rest.to_owned(),
+            _ => topic,
+        };
         let room = self.env.addresses.room_id(&self.settings.server, &name);
         if let Some(p) = self.pending.iter_mut().find(|p| matches!(p.kind, PendingKind::List { .. })) {
             if let PendingKind::List { rooms } = &mut p.kind {

@@ -432,6 +432,7 @@ impl Conn {
         let fallback = crate::proto::encoding_for(&settings.encoding_in).unwrap_or(encoding_rs::WINDOWS_1252);
         let out_encoding = settings.encoding_out.as_deref().and_then(crate::proto::encoding_for);
         let nick = settings.nick.clone().unwrap_or_else(|| nick.to_owned());
+        let env_idle = env.idle_timeout;
         Self {
             service: ServiceId::new(settings.server.clone()),
             settings,
@@ -468,7 +469,8 @@ impl Conn {
             reactions: HashMap::new(),
             own_reactions: HashMap::new(),
             typing_sent: HashMap::new(),
-            last_activity: now,
+            // No private conversation yet.
+            last_activity: now.checked_sub(env_idle).unwrap_or(now),
             last_read: now,
             ping_sent: None,
             ctcp_answered: None,

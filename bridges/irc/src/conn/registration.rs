@@ -4,7 +4,7 @@
 //! and what happens once the server is ready (after-connect commands,
 //! AWAY, MONITOR, joining every wanted channel).
 
-use std::time::{Instant, SystemTime};
+use std::time::SystemTime;
 
 use ferry_bridge::{ErrorKind, Event, Presence};
 
@@ -301,7 +301,7 @@ impl Conn {
     }
 
     /// End of MOTD (or no MOTD): the server is ready.
-    pub(super) fn on_ready(&mut self, now: Instant) {
+    pub(super) fn on_ready(&mut self) {
         if self.phase == Phase::Ready {
             return;
         }
@@ -310,7 +310,6 @@ impl Conn {
         self.registered_once = true;
         self.connected_since = Some(SystemTime::now());
         self.status = None;
-        self.last_activity = self.last_activity.max(now);
         self.publish_traits();
         if !self.motd_shown && !self.motd.is_empty() {
             self.motd_shown = true;

@@ -72,6 +72,10 @@ impl Conn {
                 ch.history = history;
                 if !persistent && !ch.xmpp {
                     self.part(&k, None, now);
+                } else if ch.synced && ch.xmpp {
+                    if let Some(info) = self.room_info(&k) {
+                        self.emit(ferry_bridge::Event::RoomInfo(info));
+                    }
                 }
             }
             Request::Send { to, msg, reply } => match to {
@@ -327,7 +331,9 @@ impl Conn {
             }
             Request::List { reply } => {
                 self.last_activity = now;
-                self.line("LIST", &[]);
+                if let Ok(l) = Line::new("LIST", &[]) {
+                    self.send_when_ready(l);
+                }
                 self.pending.push(Pending {
                     label: None,
                     kind: PendingKind::List { rooms: Vec::new() },

@@ -378,3 +378,41 @@ impl Gw {
         self.act(Action::SendMessage(OutgoingMessage::text(to, unique("id"), body))).await
     }
 }
+
+// ------------------------------------------------------------------ exclusivity
+
+/// Holds an exclusive lock shared by every test process (a file lock):
+/// tests that restart a server take it, and so do all tests using that
+/// server.
+pub struct Exclusive(std::fs::File);
+
+pub fn exclusive(name: &str) -> Exclusive {
+    let path = std::env::temp_dir().join(format!("ferry-irc-tests-{name}.lock"));
+    let f = std::fs::OpenOptions::new()
+        .create(true)
+        .truncate(false)
+        .write(true)
+        .open(&path)
+        .expect("lock file");
+    f.lock().expect("lock");
+    Exclusive(f)
+}
+
+/// Restarts a peer with the project's script (`contrib/peers/restart-peer.sh`,
+/// or the shared reference one), `down` seconds down.
+pub fn restart_peer(name: &str, down: u32) {
+    let repo = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../..");
+    let script = std::env::var("RESTART_PEER").map(std::path::PathBuf::from).unwrap_or_else(|_| {
+        let own = repo.join("contrib/peers/restart-peer.sh");
+        if own.exists() { own } else { repo.join("../shared/peers/restart-peer.sh") }
+    });
+    let dir = std::env::var("PEERS_DIR").expect("PEERS_DIR is not set (source peers.env)");
+    let out = std::process::Command::new("bash")
+        .arg(&script)
+        .arg(&dir)
+        .arg(name)
+        .arg(down.to_string())
+        .output()
+        .unwrap_or_else(|e| panic!("cannot run {}: {e}", script.display()));
+    assert!(out.status.success(), "restart-peer failed: {}", String::from_utf8_lossy(&out.stderr));
+}
