@@ -180,9 +180,7 @@ impl AddressRules for IrcAddresses {
     fn prompt(&self) -> Prompt {
         match &self.fixed_server {
             Some(server) => Prompt {
-                description: format!(
-                    "Enter an IRC channel (#channel) or a nickname on {server}"
-                ),
+                description: format!("Enter an IRC channel (#channel) or a nickname on {server}"),
                 label: "Channel or nickname".into(),
             },
             None => Prompt {

@@ -164,10 +164,7 @@ mod tests {
             CaseMapping::from_isupport("strict-rfc1459"),
             CaseMapping::StrictRfc1459
         );
-        assert_eq!(
-            CaseMapping::from_isupport("rfc7613"),
-            CaseMapping::Rfc1459
-        );
+        assert_eq!(CaseMapping::from_isupport("rfc7613"), CaseMapping::Rfc1459);
     }
 
     #[test]

@@ -19,13 +19,18 @@ use crate::settings::{ChannelOptions, GlobalOptions, SaslMechanism, ServerOption
 
 const SUBMIT: &str = "submit";
 const APPLIED: &str = "Configuration successfully applied.";
-const SECRET_HINT: &str = "Leave empty to keep the current value; enter a single dash (-) to remove it.";
+const SECRET_HINT: &str =
+    "Leave empty to keep the current value; enter a single dash (-) to remove it.";
 
 /// The commands the bridge adds to the core's.
 pub fn specs(fixed: bool) -> Vec<CommandSpec> {
     let mut v = vec![
         CommandSpec::new(
-            if fixed { "global-configure" } else { "configure" },
+            if fixed {
+                "global-configure"
+            } else {
+                "configure"
+            },
             "Configure a few settings",
             CommandScope::Gateway,
         ),
@@ -34,7 +39,11 @@ pub fn specs(fixed: bool) -> Vec<CommandSpec> {
             "Disconnect from the selected IRC servers",
             CommandScope::Gateway,
         ),
-        CommandSpec::new("configure", "Configure the IRC server", CommandScope::Service),
+        CommandSpec::new(
+            "configure",
+            "Configure the IRC server",
+            CommandScope::Service,
+        ),
         CommandSpec::new(
             "get-irc-connection-info",
             "Get your IRC connection information",
@@ -43,7 +52,11 @@ pub fn specs(fixed: bool) -> Vec<CommandSpec> {
         CommandSpec::new("configure", "Configure the IRC channel", CommandScope::Room),
     ];
     if fixed {
-        v.push(CommandSpec::new("server-configure", "Configure the IRC server", CommandScope::Gateway));
+        v.push(CommandSpec::new(
+            "server-configure",
+            "Configure the IRC server",
+            CommandScope::Gateway,
+        ));
         v.push(CommandSpec::new(
             "get-irc-connection-info",
             "Get your IRC connection information",
@@ -55,7 +68,12 @@ pub fn specs(fixed: bool) -> Vec<CommandSpec> {
 
 /// Runs one step of a command.
 pub async fn run(s: &mut IrcSession, call: CommandCall) -> Result<Outcome, BridgeError> {
-    let fixed = s.shared.config.fixed_server.clone().map(|f| f.to_ascii_lowercase());
+    let fixed = s
+        .shared
+        .config
+        .fixed_server
+        .clone()
+        .map(|f| f.to_ascii_lowercase());
     let reply = match (&call.target, call.node.as_str()) {
         (None, "configure") if fixed.is_none() => global_configure(s, &call)?,
         (None, "global-configure") if fixed.is_some() => global_configure(s, &call)?,
@@ -81,7 +99,7 @@ pub async fn run(s: &mut IrcSession, call: CommandCall) -> Result<Outcome, Bridg
             return Err(BridgeError::not_found(format!(
                 "There is no command {:?} here",
                 call.node
-            )))
+            )));
         }
     };
     Ok(Outcome::Command(reply))
@@ -106,7 +124,10 @@ fn bad(field: &str, why: impl std::fmt::Display) -> BridgeError {
 fn parse_u32(values: &FormValues, var: &str) -> Result<Option<u32>, BridgeError> {
     match values.get(var).map(str::trim).filter(|v| !v.is_empty()) {
         None => Ok(None),
-        Some(v) => v.parse().map(Some).map_err(|_| bad(var, format!("{v:?} is not a number"))),
+        Some(v) => v
+            .parse()
+            .map(Some)
+            .map_err(|_| bad(var, format!("{v:?} is not a number"))),
     }
 }
 
@@ -120,14 +141,18 @@ fn parse_bool(values: &FormValues, var: &str) -> Result<Option<bool>, BridgeErro
 }
 
 fn parse_ports(values: &FormValues, var: &str) -> Result<Option<Vec<u16>>, BridgeError> {
-    let Some(all) = values.all(var) else { return Ok(None) };
+    let Some(all) = values.all(var) else {
+        return Ok(None);
+    };
     let mut ports = Vec::new();
     for v in all.iter().flat_map(|v| v.split([',', ';', ' ', '\n'])) {
         let v = v.trim();
         if v.is_empty() {
             continue;
         }
-        let p: u16 = v.parse().map_err(|_| bad(var, format!("{v:?} is not a port number")))?;
+        let p: u16 = v
+            .parse()
+            .map_err(|_| bad(var, format!("{v:?} is not a port number")))?;
         if p == 0 {
             return Err(bad(var, "0 is not a port number"));
         }
@@ -203,11 +228,22 @@ fn global_configure(s: &mut IrcSession, call: &CommandCall) -> Result<CommandRep
 fn server_form(s: &IrcSession, server: &str, o: &ServerOptions, fixed: bool) -> Form {
     let config = &s.shared.config;
     let ports = |p: &Option<Vec<u16>>, d: &Vec<u16>| -> Vec<String> {
-        p.clone().unwrap_or_else(|| d.clone()).iter().map(u16::to_string).collect()
+        p.clone()
+            .unwrap_or_else(|| d.clone())
+            .iter()
+            .map(u16::to_string)
+            .collect()
     };
-    let set = |x: &Option<String>| if x.is_some() { "(currently set) " } else { "(not set) " };
-    let mut form = Form::new(format!("Configure the IRC server {server}"))
-        .instructions("Edit the form, to configure the settings of the IRC server ".to_owned() + server);
+    let set = |x: &Option<String>| {
+        if x.is_some() {
+            "(currently set) "
+        } else {
+            "(not set) "
+        }
+    };
+    let mut form = Form::new(format!("Configure the IRC server {server}")).instructions(
+        "Edit the form, to configure the settings of the IRC server ".to_owned() + server,
+    );
     if !fixed {
         form = form.field(
             Field::text("address", "Address")
@@ -329,7 +365,12 @@ async fn server_configure(
         return Ok(form_reply(server_form(s, server, &current, fixed)));
     }
     let v = &call.values;
-    let text = |var: &str| v.get(var).map(str::trim).filter(|x| !x.is_empty()).map(str::to_owned);
+    let text = |var: &str| {
+        v.get(var)
+            .map(str::trim)
+            .filter(|x| !x.is_empty())
+            .map(str::to_owned)
+    };
     let address = if fixed { None } else { text("address") };
     if let Some(a) = &address {
         crate::address::valid_server(a).map_err(|e| bad("address", e.0))?;
@@ -340,20 +381,31 @@ async fn server_configure(
     }
     let throttle_limit = match text("throttle_limit") {
         None => None,
-        Some(t) => Some(t.parse::<i64>().map_err(|_| bad("throttle_limit", format!("{t:?} is not a number")))?),
+        Some(t) => Some(
+            t.parse::<i64>()
+                .map_err(|_| bad("throttle_limit", format!("{t:?} is not a number")))?,
+        ),
     };
     let fingerprint = text("fingerprint");
     if let Some(fp) = &fingerprint {
         let n = crate::transport::normalize_fingerprint(fp).len();
         if n != 40 && n != 64 {
-            return Err(bad("fingerprint", "expected a SHA-256 (64 hex digits) or SHA-1 (40) fingerprint"));
+            return Err(bad(
+                "fingerprint",
+                "expected a SHA-256 (64 hex digits) or SHA-1 (40) fingerprint",
+            ));
         }
     }
     let mechanism = match v.get("sasl_mechanism") {
         None | Some("auto") => SaslMechanism::Auto,
         Some("plain") => SaslMechanism::Plain,
         Some("external") => SaslMechanism::External,
-        Some(other) => return Err(bad("sasl_mechanism", format!("{other:?} is not one of the choices"))),
+        Some(other) => {
+            return Err(bad(
+                "sasl_mechanism",
+                format!("{other:?} is not one of the choices"),
+            ));
+        }
     };
     let client_cert = match v.all("client_cert") {
         None => current.client_cert.clone(),
@@ -377,7 +429,8 @@ async fn server_configure(
         })
         .unwrap_or_default();
     for c in &after_connect_commands {
-        crate::proto::Line::raw(c).map_err(|e| bad("after_connect_commands", format!("{c:?}: {e}")))?;
+        crate::proto::Line::raw(c)
+            .map_err(|e| bad("after_connect_commands", format!("{c:?}: {e}")))?;
     }
     let custom = s.shared.config.realname_customization;
     let o = ServerOptions {
@@ -393,14 +446,24 @@ async fn server_configure(
         nick,
         pass: secret(v, "pass", current.pass.clone()),
         after_connect_commands,
-        username: if custom { text("username") } else { current.username.clone() },
-        realname: if custom { text("realname") } else { current.realname.clone() },
+        username: if custom {
+            text("username")
+        } else {
+            current.username.clone()
+        },
+        realname: if custom {
+            text("realname")
+        } else {
+            current.realname.clone()
+        },
         throttle_limit,
         max_history_length: parse_u32(v, "max_history_length")?,
         encoding_out: parse_encoding(v, "encoding_out")?,
         encoding_in: parse_encoding(v, "encoding_in")?,
     };
-    if o.ports.as_ref().is_some_and(Vec::is_empty) && o.tls_ports.as_ref().is_some_and(Vec::is_empty) {
+    if o.ports.as_ref().is_some_and(Vec::is_empty)
+        && o.tls_ports.as_ref().is_some_and(Vec::is_empty)
+    {
         return Err(bad("ports", "give at least one port or TLS port"));
     }
     if o.client_cert.is_some() {
@@ -430,7 +493,9 @@ async fn channel_configure(
 ) -> Result<CommandReply, BridgeError> {
     let store = SettingsStore::new(s.store.as_ref());
     let current = store.channel(room.as_str())?;
-    let name = split_id(room.as_str()).map(|(c, _)| c.to_owned()).unwrap_or_default();
+    let name = split_id(room.as_str())
+        .map(|(c, _)| c.to_owned())
+        .unwrap_or_default();
     if first_step(call) {
         let record = match current.record_history {
             None => "unset",
@@ -472,7 +537,12 @@ async fn channel_configure(
         Some("unset") => None,
         Some("true") | Some("1") => Some(true),
         Some("false") | Some("0") => Some(false),
-        Some(other) => return Err(bad("record_history", format!("{other:?} is not one of the choices"))),
+        Some(other) => {
+            return Err(bad(
+                "record_history",
+                format!("{other:?} is not one of the choices"),
+            ));
+        }
     };
     let o = ChannelOptions {
         record_history,
@@ -488,7 +558,10 @@ async fn channel_configure(
 // ------------------------------------------------------------------ info
 
 fn ago(since: SystemTime) -> String {
-    let secs = SystemTime::now().duration_since(since).map(|d| d.as_secs()).unwrap_or(0);
+    let secs = SystemTime::now()
+        .duration_since(since)
+        .map(|d| d.as_secs())
+        .unwrap_or(0);
     let when = chrono::DateTime::<chrono::Utc>::from(since).format("%Y-%m-%d %H:%M:%S UTC");
     format!("since {when} ({secs} seconds ago)")
 }
@@ -501,10 +574,16 @@ async fn connection_info(s: &mut IrcSession, server: &str) -> CommandReply {
     match (&info.endpoint, info.connected) {
         (Some((host, port)), true) => {
             let since = info.since.map(ago).unwrap_or_default();
-            lines.push(format!("Connected to IRC server {host} on port {port} {since}"));
+            lines.push(format!(
+                "Connected to IRC server {host} on port {port} {since}"
+            ));
             lines.push(format!(
                 "Transport: {}",
-                if info.tls { "TLS (encrypted)" } else { "plain text (not encrypted)" }
+                if info.tls {
+                    "TLS (encrypted)"
+                } else {
+                    "plain text (not encrypted)"
+                }
             ));
             if let Some(fp) = &info.fingerprint {
                 lines.push(format!("Certificate SHA-256: {fp}"));
@@ -522,7 +601,13 @@ async fn connection_info(s: &mut IrcSession, server: &str) -> CommandReply {
         let chans: Vec<String> = info
             .channels
             .iter()
-            .map(|(c, p)| if *p { format!("{c} (persistent)") } else { c.clone() })
+            .map(|(c, p)| {
+                if *p {
+                    format!("{c} (persistent)")
+                } else {
+                    c.clone()
+                }
+            })
             .collect();
         lines.push(format!("Channels: {}", chans.join(", ")));
     }
@@ -538,7 +623,9 @@ async fn disconnect(s: &mut IrcSession, call: &CommandCall) -> Result<CommandRep
     let servers = s.connected_servers();
     if first_step(call) {
         if servers.is_empty() {
-            return Ok(CommandReply::done("You are not connected to any IRC server."));
+            return Ok(CommandReply::done(
+                "You are not connected to any IRC server.",
+            ));
         }
         let mut field = Field::new("irc-servers", FieldKind::ListMulti)
             .label("IRC servers to disconnect from")
@@ -547,12 +634,18 @@ async fn disconnect(s: &mut IrcSession, call: &CommandCall) -> Result<CommandRep
             field = field.option(srv.clone(), srv.clone()).value(srv.clone());
         }
         let form = Form::new("Disconnect from the selected IRC servers")
-            .instructions("Select the IRC servers to disconnect from and, optionally, a quit message")
+            .instructions(
+                "Select the IRC servers to disconnect from and, optionally, a quit message",
+            )
             .field(field)
             .field(Field::text("quit-message", "Quit message").value("Disconnected by user"));
         return Ok(form_reply(form));
     }
-    let chosen: Vec<String> = call.values.all("irc-servers").map(<[String]>::to_vec).unwrap_or_default();
+    let chosen: Vec<String> = call
+        .values
+        .all("irc-servers")
+        .map(<[String]>::to_vec)
+        .unwrap_or_default();
     if chosen.is_empty() {
         return Err(bad("irc-servers", "select at least one server"));
     }
@@ -580,7 +673,8 @@ mod tests {
     #[test]
     fn every_biboumi_node_is_offered() {
         let v = specs(false);
-        let has = |node: &str, scope: CommandScope| v.iter().any(|c| c.node == node && c.scope == scope);
+        let has =
+            |node: &str, scope: CommandScope| v.iter().any(|c| c.node == node && c.scope == scope);
         assert!(has("configure", CommandScope::Gateway));
         assert!(has("disconnect-from-irc-server", CommandScope::Gateway));
         assert!(has("configure", CommandScope::Service));
@@ -595,12 +689,23 @@ mod tests {
     fn ports_and_secrets() {
         let mut v = FormValues::new();
         v.set("ports", vec!["6667".into(), "7000, 7001".into()]);
-        assert_eq!(parse_ports(&v, "ports").unwrap(), Some(vec![6667, 7000, 7001]));
+        assert_eq!(
+            parse_ports(&v, "ports").unwrap(),
+            Some(vec![6667, 7000, 7001])
+        );
         v.set("ports", vec!["x".into()]);
-        assert!(parse_ports(&v, "ports").unwrap_err().message.contains("ports"));
+        assert!(
+            parse_ports(&v, "ports")
+                .unwrap_err()
+                .message
+                .contains("ports")
+        );
         let v = FormValues::new().with("pass", "-");
         assert_eq!(secret(&v, "pass", Some("old".into())), None);
-        assert_eq!(secret(&FormValues::new(), "pass", Some("old".into())), Some("old".into()));
+        assert_eq!(
+            secret(&FormValues::new(), "pass", Some("old".into())),
+            Some("old".into())
+        );
         let v = FormValues::new().with("pass", "new");
         assert_eq!(secret(&v, "pass", None), Some("new".into()));
     }

@@ -50,11 +50,17 @@ mod tests {
     fn parses_queries_and_actions() {
         assert_eq!(
             parse("\x01ACTION waves\x01"),
-            Some(Ctcp { command: "ACTION", args: "waves" })
+            Some(Ctcp {
+                command: "ACTION",
+                args: "waves"
+            })
         );
         assert_eq!(
             parse("\x01VERSION"),
-            Some(Ctcp { command: "VERSION", args: "" })
+            Some(Ctcp {
+                command: "VERSION",
+                args: ""
+            })
         );
         assert!(parse("\x01version\x01").unwrap().is("VERSION"));
         assert_eq!(parse("plain"), None);

@@ -55,7 +55,10 @@ impl Limits {
 
     /// Takes a slot for a connection to `server`, or says which cap is hit.
     pub fn acquire(self: &Arc<Self>, server: &str) -> Result<Slot, String> {
-        let mut c = self.counts.lock().map_err(|_| "internal error".to_owned())?;
+        let mut c = self
+            .counts
+            .lock()
+            .map_err(|_| "internal error".to_owned())?;
         if self.global > 0 && c.0 >= self.global {
             return Err(format!(
                 "The gateway already has {} IRC connections open, its limit; try again later",
@@ -119,7 +122,9 @@ pub struct DriverEnv {
     pub slot: Slot,
 }
 
-type Connecting = Pin<Box<dyn Future<Output = (Result<Connected, String>, Option<(String, String, String)>)> + Send>>;
+type Connecting = Pin<
+    Box<dyn Future<Output = (Result<Connected, String>, Option<(String, String, String)>)> + Send>,
+>;
 
 fn jitter(d: Duration) -> Duration {
     let nanos = std::time::SystemTime::now()
@@ -227,9 +232,13 @@ pub async fn run(mut conn: Conn, mut rx: mpsc::Receiver<Request>, sink: EventSin
         }
 
         let mut deadline = conn.next_deadline(now);
-        for d in [throttled_until, reconnect_at.filter(|_| io.is_none() && connecting.is_none()), quit_deadline]
-            .into_iter()
-            .flatten()
+        for d in [
+            throttled_until,
+            reconnect_at.filter(|_| io.is_none() && connecting.is_none()),
+            quit_deadline,
+        ]
+        .into_iter()
+        .flatten()
         {
             deadline = Some(deadline.map_or(d, |x| x.min(d)));
         }
@@ -373,19 +382,29 @@ fn start_connect(conn: &Conn, env: &DriverEnv) -> Connecting {
     let tls = env.tls.clone();
     let bind = env.bind;
     let timeout = env.connect_timeout;
-    let webirc = env.webirc_password.clone().map(|p| (p, env.user_host.clone()));
+    let webirc = env
+        .webirc_password
+        .clone()
+        .map(|p| (p, env.user_host.clone()));
     Box::pin(async move {
         let webirc = match webirc {
-            Some((password, host)) => match tokio::time::timeout(timeout, tokio::net::lookup_host((host.as_str(), 0))).await {
-                Ok(Ok(mut addrs)) => {
-                    let ip = addrs.next().map(|a| a.ip().to_string());
-                    ip.map(|ip| (password, host.clone(), ip))
+            Some((password, host)) => {
+                match tokio::time::timeout(timeout, tokio::net::lookup_host((host.as_str(), 0)))
+                    .await
+                {
+                    Ok(Ok(mut addrs)) => {
+                        let ip = addrs.next().map(|a| a.ip().to_string());
+                        ip.map(|ip| (password, host.clone(), ip))
+                    }
+                    _ => None,
                 }
-                _ => None,
-            },
+            }
             None => None,
         };
-        (transport::connect(&settings, &tls, bind, timeout).await, webirc)
+        (
+            transport::connect(&settings, &tls, bind, timeout).await,
+            webirc,
+        )
     })
 }
 

@@ -59,8 +59,13 @@ fn palette_color(i: usize) -> Option<Color> {
 pub fn nearest_palette(c: Color) -> u8 {
     let mut best = (u32::MAX, 0u8);
     for (i, &rgb) in PALETTE.iter().enumerate() {
-        let (r, g, b) = ((rgb >> 16) as i32, ((rgb >> 8) & 0xff) as i32, (rgb & 0xff) as i32);
-        let d = ((r - c.0 as i32).pow(2) + (g - c.1 as i32).pow(2) + (b - c.2 as i32).pow(2)) as u32;
+        let (r, g, b) = (
+            (rgb >> 16) as i32,
+            ((rgb >> 8) & 0xff) as i32,
+            (rgb & 0xff) as i32,
+        );
+        let d =
+            ((r - c.0 as i32).pow(2) + (g - c.1 as i32).pow(2) + (b - c.2 as i32).pow(2)) as u32;
         if d < best.0 {
             best = (d, i as u8);
         }
@@ -365,7 +370,11 @@ pub fn split_line(text: &str, max: usize, encoding: Option<&'static Encoding>) -
                 }
             }
             pieces.push(std::mem::take(&mut cur));
-            IrcState::default().transition(&rest_state, rest.chars().next().or(token.chars().next()), &mut cur);
+            IrcState::default().transition(
+                &rest_state,
+                rest.chars().next().or(token.chars().next()),
+                &mut cur,
+            );
             cur.push_str(&rest);
             cur_len = wire_len(&cur, encoding);
             content = !rest.is_empty();
@@ -416,7 +425,11 @@ fn tokens(text: &str) -> Vec<&str> {
                 end += 1;
                 digits += 1;
             }
-            if digits > 0 && end + 1 < bytes.len() && bytes[end] == b',' && bytes[end + 1].is_ascii_digit() {
+            if digits > 0
+                && end + 1 < bytes.len()
+                && bytes[end] == b','
+                && bytes[end + 1].is_ascii_digit()
+            {
                 end += 2;
                 if end < bytes.len() && bytes[end].is_ascii_digit() {
                     end += 1;
@@ -487,7 +500,10 @@ mod tests {
         // Short hex is not a colour.
         assert_eq!(parse("\x04fff y").to_plain(), "fff y");
         // Unknown control characters vanish, text stays.
-        assert_eq!(parse("bell\x07 \x01ACTION\x01 \x1b[0m").to_plain(), "bell ACTION [0m");
+        assert_eq!(
+            parse("bell\x07 \x01ACTION\x01 \x1b[0m").to_plain(),
+            "bell ACTION [0m"
+        );
     }
 
     #[test]

@@ -40,7 +40,11 @@ impl IdentRegistry {
         let Some((local, remote)) = parsed else {
             return format!("{q} : ERROR : INVALID-PORT\r\n");
         };
-        let ident = self.map.lock().ok().and_then(|m| m.get(&(local, remote)).cloned());
+        let ident = self
+            .map
+            .lock()
+            .ok()
+            .and_then(|m| m.get(&(local, remote)).cloned());
         match ident {
             Some(id) => format!("{local}, {remote} : USERID : OTHER : {id}\r\n"),
             None => format!("{local}, {remote} : ERROR : NO-USER\r\n"),
@@ -62,7 +66,10 @@ pub fn bind(addr: SocketAddr) -> std::io::Result<std::net::TcpListener> {
 
 /// Serves identd on a bound listener until the task is aborted. Must be
 /// called inside the tokio runtime.
-pub fn serve(listener: std::net::TcpListener, registry: IdentRegistry) -> std::io::Result<tokio::task::JoinHandle<()>> {
+pub fn serve(
+    listener: std::net::TcpListener,
+    registry: IdentRegistry,
+) -> std::io::Result<tokio::task::JoinHandle<()>> {
     let listener = TcpListener::from_std(listener)?;
     Ok(tokio::spawn(async move {
         loop {
@@ -76,11 +83,19 @@ pub fn serve(listener: std::net::TcpListener, registry: IdentRegistry) -> std::i
                 let mut lines = BufReader::new(r.take_limited()).lines();
                 // One query per connection is the norm; serve a few.
                 for _ in 0..4 {
-                    let line = match tokio::time::timeout(Duration::from_secs(10), lines.next_line()).await {
+                    let line = match tokio::time::timeout(
+                        Duration::from_secs(10),
+                        lines.next_line(),
+                    )
+                    .await
+                    {
                         Ok(Ok(Some(l))) => l,
                         _ => break,
                     };
-                    if w.write_all(registry.answer(&line).as_bytes()).await.is_err() {
+                    if w.write_all(registry.answer(&line).as_bytes())
+                        .await
+                        .is_err()
+                    {
                         break;
                     }
                 }
@@ -110,7 +125,10 @@ mod tests {
         r.register(50000, 6667, ident_of("alice@example.org"));
         assert_eq!(
             r.answer("50000 , 6667\r\n"),
-            format!("50000, 6667 : USERID : OTHER : {}\r\n", ident_of("alice@example.org"))
+            format!(
+                "50000, 6667 : USERID : OTHER : {}\r\n",
+                ident_of("alice@example.org")
+            )
         );
         assert_eq!(r.answer("1, 2"), "1, 2 : ERROR : NO-USER\r\n");
         assert_eq!(r.answer("junk"), "junk : ERROR : INVALID-PORT\r\n");

@@ -81,7 +81,8 @@ pub fn build(config: Config, setup: BridgeSetup) -> Result<Arc<dyn Network>, Str
     let traits = TraitsRegistry::default();
     let identd = if config.identd_port != 0 {
         let addr = std::net::SocketAddr::new(config.identd_address, config.identd_port);
-        let listener = identd::bind(addr).map_err(|e| format!("irc.identd_port: cannot listen on {addr}: {e}"))?;
+        let listener = identd::bind(addr)
+            .map_err(|e| format!("irc.identd_port: cannot listen on {addr}: {e}"))?;
         let registry = IdentRegistry::default();
         if tokio::runtime::Handle::try_current().is_err() {
             return Err("irc: identd needs to be started inside the runtime".into());
@@ -94,7 +95,10 @@ pub fn build(config: Config, setup: BridgeSetup) -> Result<Arc<dyn Network>, Str
     let shared = Shared {
         addresses: IrcAddresses::new(config.fixed_server.clone(), traits.clone()),
         traits,
-        limits: Arc::new(Limits::new(config.max_connections, config.max_connections_per_server)),
+        limits: Arc::new(Limits::new(
+            config.max_connections,
+            config.max_connections_per_server,
+        )),
         tls: Arc::new(TlsContext::new(config.ca_file.as_deref())),
         identd,
         version: format!("Ferry {} (XMPP gateway)", env!("CARGO_PKG_VERSION")),
@@ -167,7 +171,10 @@ impl Network for IrcNetwork {
              These values are defaults for every IRC server; each server can also be \
              configured with the 'configure' command on irc.server@this gateway.",
         );
-        form = form.field(Field::text("nick", "Nickname").desc("Used on every IRC server unless a server sets its own"));
+        form = form.field(
+            Field::text("nick", "Nickname")
+                .desc("Used on every IRC server unless a server sets its own"),
+        );
         if self.shared.config.realname_customization {
             form = form
                 .field(Field::text("username", "Username").desc("IRC username (ident)"))
@@ -179,9 +186,10 @@ impl Network for IrcNetwork {
                     .desc("The SASL password below is only ever sent to this server"),
             );
         }
-        form.field(Field::private("sasl_password", "SASL password").desc(
-            "Your account password on the IRC network (NickServ); checked by logging in",
-        ))
+        form.field(
+            Field::private("sasl_password", "SASL password")
+                .desc("Your account password on the IRC network (NickServ); checked by logging in"),
+        )
     }
 
     fn commands(&self) -> Vec<CommandSpec> {
@@ -198,7 +206,9 @@ impl Network for IrcNetwork {
             address::valid_nick(n).map_err(|e| invalid("nick", e.0))?;
         }
         let username = values.get("username").map(str::to_owned);
-        let realname = values.get("realname").map(|r| r.replace(['\r', '\n', '\0'], " "));
+        let realname = values
+            .get("realname")
+            .map(|r| r.replace(['\r', '\n', '\0'], " "));
         let server = match &self.shared.config.fixed_server {
             Some(s) => values.get("sasl_password").map(|_| s.to_ascii_lowercase()),
             None => values.get("server").map(str::to_ascii_lowercase),
@@ -208,7 +218,10 @@ impl Network for IrcNetwork {
         }
         let sasl_password = values.get("sasl_password").map(str::to_owned);
         if sasl_password.is_some() && server.is_none() {
-            return Err(invalid("server", "Say which IRC server the SASL password is for".into()));
+            return Err(invalid(
+                "server",
+                "Say which IRC server the SASL password is for".into(),
+            ));
         }
         let defaults = Defaults {
             nick: nick.clone(),
@@ -242,8 +255,13 @@ pub(crate) fn secs(s: u64) -> Duration {
 }
 
 /// An event sink for tests and probes.
-pub fn sink_pair(user: &UserId, cap: usize) -> (EventSink, tokio::sync::mpsc::Receiver<ferry_bridge::Envelope>) {
+pub fn sink_pair(
+    user: &UserId,
+    cap: usize,
+) -> (
+    EventSink,
+    tokio::sync::mpsc::Receiver<ferry_bridge::Envelope>,
+) {
     let (tx, rx) = tokio::sync::mpsc::channel(cap);
     (EventSink::new(user.clone(), tx), rx)
 }
-

@@ -481,7 +481,10 @@ mod tests {
         assert!(Line::new("PRIVMSG", &["#c d", "x"]).is_err());
         assert!(Line::new("PRIVMSG", &[":c", "x"]).is_err());
         assert!(Line::new("PRI VMSG", &["x"]).is_err());
-        assert_eq!(Line::raw("WHOIS x\nQUIT"), Err(LineError::ForbiddenCharacter));
+        assert_eq!(
+            Line::raw("WHOIS x\nQUIT"),
+            Err(LineError::ForbiddenCharacter)
+        );
         assert!(Line::tagged(&[("a b", None)], "TAGMSG", &["#c"]).is_err());
     }
 
@@ -495,7 +498,12 @@ mod tests {
         assert_eq!(l.as_str(), "PRIVMSG #c ::)");
         let l = Line::new("TOPIC", &["#c", ""]).unwrap();
         assert_eq!(l.as_str(), "TOPIC #c :");
-        let l = Line::tagged(&[("+typing", Some("active")), ("label", Some("a;b"))], "TAGMSG", &["#c"]).unwrap();
+        let l = Line::tagged(
+            &[("+typing", Some("active")), ("label", Some("a;b"))],
+            "TAGMSG",
+            &["#c"],
+        )
+        .unwrap();
         assert_eq!(l.as_str(), "@+typing=active;label=a\\:b TAGMSG #c");
         assert_eq!(l.command(), "TAGMSG");
         let mut out = Vec::new();

@@ -7,9 +7,9 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use ferry_bridge::{
-    Action, Address, BridgeError, CloseReason, ErrorKind, Event, EventSink,
-    HistoryPolicy, KeyValue, LoginError, OutgoingMessage, Outcome, Presence, RoomId,
-    Session, SessionContext, Show, Spawner, UserId,
+    Action, Address, BridgeError, CloseReason, ErrorKind, Event, EventSink, HistoryPolicy,
+    KeyValue, LoginError, Outcome, OutgoingMessage, Presence, RoomId, Session, SessionContext,
+    Show, Spawner, UserId,
 };
 use tokio::sync::{mpsc, oneshot};
 use tokio::task::JoinHandle;
@@ -18,7 +18,7 @@ use crate::address::split_id;
 use crate::conn::{Conn, ConnEnv, ConnInfo, CtcpQuery, Request, Target};
 use crate::driver::{self, DriverEnv};
 use crate::settings::{ConnSettings, Defaults, SettingsStore};
-use crate::{secs, unavailable, Shared};
+use crate::{Shared, secs, unavailable};
 
 /// A running connection.
 pub(crate) struct ConnHandle {
@@ -85,7 +85,13 @@ impl IrcSession {
     /// The resolved settings of one server.
     pub(crate) fn conn_settings(&self, server: &str) -> Result<ConnSettings, BridgeError> {
         let opts = self.settings().server(server)?;
-        Ok(ConnSettings::resolve(&self.shared.config, &self.user, server, &self.defaults, &opts))
+        Ok(ConnSettings::resolve(
+            &self.shared.config,
+            &self.user,
+            server,
+            &self.defaults,
+            &opts,
+        ))
     }
 
     fn default_nick(&self) -> String {
@@ -114,7 +120,11 @@ impl IrcSession {
     }
 
     /// The connection to `server`, started if needed.
-    pub(crate) fn connection(&mut self, server: &str, nick: Option<&str>) -> Result<mpsc::Sender<Request>, BridgeError> {
+    pub(crate) fn connection(
+        &mut self,
+        server: &str,
+        nick: Option<&str>,
+    ) -> Result<mpsc::Sender<Request>, BridgeError> {
         if let Some(tx) = self.running(server) {
             return Ok(tx);
         }
@@ -151,7 +161,13 @@ impl IrcSession {
             connect_timeout: secs(config.connect_timeout),
             reconnect_max: secs(config.reconnect_max_delay.max(1)),
             webirc_password: config.webirc_password.clone(),
-            user_host: self.user.as_str().rsplit('@').next().unwrap_or("localhost").to_owned(),
+            user_host: self
+                .user
+                .as_str()
+                .rsplit('@')
+                .next()
+                .unwrap_or("localhost")
+                .to_owned(),
             identd: self
                 .shared
                 .identd
@@ -160,10 +176,17 @@ impl IrcSession {
             slot,
         };
         let (tx, rx) = mpsc::channel(256);
-        let task = self
-            .spawner
-            .spawn("irc-connection", driver::run(conn, rx, self.events.clone(), denv));
-        self.conns.insert(server.to_owned(), ConnHandle { tx: tx.clone(), task });
+        let task = self.spawner.spawn(
+            "irc-connection",
+            driver::run(conn, rx, self.events.clone(), denv),
+        );
+        self.conns.insert(
+            server.to_owned(),
+            ConnHandle {
+                tx: tx.clone(),
+                task,
+            },
+        );
         Ok(tx)
     }
 
@@ -179,7 +202,9 @@ impl IrcSession {
             None => self.running(server).ok_or_else(|| unavailable(server))?,
         };
         let (reply, wait) = oneshot::channel();
-        tx.send(make(reply)).await.map_err(|_| unavailable(server))?;
+        tx.send(make(reply))
+            .await
+            .map_err(|_| unavailable(server))?;
         wait.await.map_err(|_| unavailable(server))?
     }
 
@@ -213,7 +238,9 @@ impl IrcSession {
 
     /// Applies changed channel settings to a joined channel.
     pub(crate) async fn channel_settings_changed(&mut self, room: &RoomId) {
-        let Some((chan, server)) = split_id(room.as_str()) else { return };
+        let Some((chan, server)) = split_id(room.as_str()) else {
+            return;
+        };
         let (history, persistent) = self.history_policy(server, room);
         let (chan, server) = (chan.to_owned(), server.to_owned());
         self.tell(
@@ -253,9 +280,18 @@ impl IrcSession {
     /// Disconnects from a server with a QUIT message and waits (a little)
     /// for the connection to end.
     pub(crate) async fn disconnect(&mut self, server: &str, message: Option<String>) {
-        let Some(tx) = self.running(server) else { return };
+        let Some(tx) = self.running(server) else {
+            return;
+        };
         let (done, wait) = oneshot::channel();
-        if tx.send(Request::Quit { message, done: Some(done) }).await.is_ok() {
+        if tx
+            .send(Request::Quit {
+                message,
+                done: Some(done),
+            })
+            .await
+            .is_ok()
+        {
             let _ = tokio::time::timeout(Duration::from_secs(3), wait).await;
         }
         if let Some(h) = self.conns.remove(server) {
@@ -308,7 +344,9 @@ impl IrcSession {
             Address::Contact(c) => split_id(c.as_str())
                 .map(|(n, _)| n.to_owned())
                 .ok_or_else(|| BridgeError::bad_request(format!("{c} is not an IRC user"))),
-            other => Err(BridgeError::bad_request(format!("{other} is not an IRC user"))),
+            other => Err(BridgeError::bad_request(format!(
+                "{other} is not an IRC user"
+            ))),
         }
     }
 
@@ -341,7 +379,8 @@ impl IrcSession {
                 format!("You are not in {chan} on {server}"),
             ));
         }
-        self.ask(&server, start, |reply| Request::Send { to, msg, reply }).await
+        self.ask(&server, start, |reply| Request::Send { to, msg, reply })
+            .await
     }
 }
 
@@ -351,7 +390,11 @@ impl Session for IrcSession {
         match action {
             Action::SendMessage(msg) => self.send(msg).await,
             Action::Edit { message, .. } => self.send(message).await,
-            Action::Retract { chat, target, moderate } => {
+            Action::Retract {
+                chat,
+                target,
+                moderate,
+            } => {
                 let (server, to) = self.target_of(&chat)?;
                 let reason = moderate.flatten();
                 self.ask(&server, None, |reply| Request::Redact {
@@ -362,10 +405,19 @@ impl Session for IrcSession {
                 })
                 .await
             }
-            Action::React { chat, target, emojis } => {
+            Action::React {
+                chat,
+                target,
+                emojis,
+            } => {
                 let (server, to) = self.target_of(&chat)?;
-                self.ask(&server, None, |reply| Request::React { to, target, emojis, reply })
-                    .await
+                self.ask(&server, None, |reply| Request::React {
+                    to,
+                    target,
+                    emojis,
+                    reply,
+                })
+                .await
             }
             Action::ChatState { chat, state } => {
                 if let Ok((server, to)) = self.target_of(&chat) {
@@ -374,7 +426,11 @@ impl Session for IrcSession {
                 Ok(Outcome::Done)
             }
             Action::Displayed { .. } => Ok(Outcome::Done),
-            Action::JoinRoom { room, nick, password } => {
+            Action::JoinRoom {
+                room,
+                nick,
+                password,
+            } => {
                 let (chan, server) = Self::server_of_room(&room)?;
                 let (history, persistent) = self.history_policy(&server, &room);
                 let req = Request::Join {
@@ -390,13 +446,23 @@ impl Session for IrcSession {
                     Err(e) => Err(e),
                 };
                 if let Err(error) = sent {
-                    let _ = self.events.send(Event::RoomJoinFailed { room, error }).await;
+                    let _ = self
+                        .events
+                        .send(Event::RoomJoinFailed { room, error })
+                        .await;
                 }
                 Ok(Outcome::Done)
             }
             Action::LeaveRoom { room, reason } => {
                 let (chan, server) = Self::server_of_room(&room)?;
-                self.tell(&server, Request::Leave { channel: chan, reason }).await;
+                self.tell(
+                    &server,
+                    Request::Leave {
+                        channel: chan,
+                        reason,
+                    },
+                )
+                .await;
                 Ok(Outcome::Done)
             }
             Action::SetSubject { room, subject } => {
@@ -410,7 +476,8 @@ impl Session for IrcSession {
             }
             Action::ChangeNick { room, nick } => {
                 let (_, server) = Self::server_of_room(&room)?;
-                self.ask(&server, None, |reply| Request::Nick { nick, reply }).await
+                self.ask(&server, None, |reply| Request::Nick { nick, reply })
+                    .await
             }
             Action::Kick { room, nick, reason } => {
                 let (chan, server) = Self::server_of_room(&room)?;
@@ -422,7 +489,12 @@ impl Session for IrcSession {
                 })
                 .await
             }
-            Action::SetRole { room, nick, role, reason } => {
+            Action::SetRole {
+                room,
+                nick,
+                role,
+                reason,
+            } => {
                 let (chan, server) = Self::server_of_room(&room)?;
                 self.ask(&server, None, |reply| Request::Role {
                     channel: chan,
@@ -481,7 +553,11 @@ impl Session for IrcSession {
                 self.watch(c.as_str(), false).await?;
                 Ok(Outcome::Done)
             }
-            Action::FetchHistory { chat, before, limit } => {
+            Action::FetchHistory {
+                chat,
+                before,
+                limit,
+            } => {
                 let (server, to) = self.target_of(&chat)?;
                 if self.running(&server).is_none() {
                     return Ok(Outcome::History(Vec::new()));
@@ -502,11 +578,12 @@ impl Session for IrcSession {
                         None => {
                             return Err(BridgeError::bad_request(
                                 "List the channels of a server on irc.server@this gateway",
-                            ))
+                            ));
                         }
                     },
                 };
-                self.ask(&server, Some(None), |reply| Request::List { reply }).await
+                self.ask(&server, Some(None), |reply| Request::List { reply })
+                    .await
             }
             Action::QueryVersion(addr) => {
                 let (server, to) = self.target_of(&addr)?;
@@ -581,7 +658,9 @@ async fn futures_join(waits: Vec<oneshot::Receiver<()>>) {
 impl IrcSession {
     async fn watch(&mut self, contact: &str, add: bool) -> Result<(), BridgeError> {
         let Some((nick, server)) = split_id(contact) else {
-            return Err(BridgeError::bad_request(format!("{contact} is not an IRC user")));
+            return Err(BridgeError::bad_request(format!(
+                "{contact} is not an IRC user"
+            )));
         };
         let (nick, server) = (nick.to_owned(), server.to_owned());
         let mut list = self.settings().contacts(&server)?;
@@ -599,8 +678,14 @@ impl IrcSession {
 
 /// Checks registration values for real: connects to the server, logs in
 /// with SASL, and quits. Used by [`ferry_bridge::Network::login`].
-pub async fn probe_login(shared: &Arc<Shared>, user: &UserId, server: &str, defaults: &Defaults) -> Result<(), LoginError> {
-    let settings = ConnSettings::resolve(&shared.config, user, server, defaults, &Default::default());
+pub async fn probe_login(
+    shared: &Arc<Shared>,
+    user: &UserId,
+    server: &str,
+    defaults: &Defaults,
+) -> Result<(), LoginError> {
+    let settings =
+        ConnSettings::resolve(&shared.config, user, server, defaults, &Default::default());
     let slot = shared
         .limits
         .acquire(server)
@@ -614,7 +699,10 @@ pub async fn probe_login(shared: &Arc<Shared>, user: &UserId, server: &str, defa
         version: shared.version.clone(),
         down: Arc::new(Mutex::new(BTreeSet::new())),
     };
-    let nick = defaults.nick.clone().unwrap_or_else(|| "ferry-check".into());
+    let nick = defaults
+        .nick
+        .clone()
+        .unwrap_or_else(|| "ferry-check".into());
     let conn = Conn::new(settings, env, &nick, Instant::now());
     let denv = DriverEnv {
         tls: shared.tls.clone(),
@@ -622,7 +710,12 @@ pub async fn probe_login(shared: &Arc<Shared>, user: &UserId, server: &str, defa
         connect_timeout: secs(shared.config.connect_timeout),
         reconnect_max: secs(1),
         webirc_password: shared.config.webirc_password.clone(),
-        user_host: user.as_str().rsplit('@').next().unwrap_or("localhost").to_owned(),
+        user_host: user
+            .as_str()
+            .rsplit('@')
+            .next()
+            .unwrap_or("localhost")
+            .to_owned(),
         identd: None,
         slot,
     };
@@ -631,7 +724,9 @@ pub async fn probe_login(shared: &Arc<Shared>, user: &UserId, server: &str, defa
     let mut result = Err(LoginError::Unreachable(format!("{server} did not answer")));
     let deadline = tokio::time::Instant::now() + secs(shared.config.connect_timeout * 3);
     while let Ok(Some(env)) = tokio::time::timeout_at(deadline, rx.recv()).await {
-        let ferry_bridge::Envelope::Event { event, .. } = env else { continue };
+        let ferry_bridge::Envelope::Event { event, .. } = env else {
+            continue;
+        };
         match event {
             Event::ServicePresence { presence, .. } if presence.show != Show::Offline => {
                 result = Ok(());
@@ -656,11 +751,8 @@ pub async fn probe_login(shared: &Arc<Shared>, user: &UserId, server: &str, defa
         .await;
     drop(tx);
     // Drain events until the probe connection is gone.
-    let drain = async {
-        while rx.recv().await.is_some() {}
-    };
+    let drain = async { while rx.recv().await.is_some() {} };
     let _ = tokio::time::timeout(Duration::from_secs(3), drain).await;
     task.abort();
     result
 }
-

@@ -236,12 +236,20 @@ impl ConnSettings {
         defaults: &Defaults,
         opts: &ServerOptions,
     ) -> ConnSettings {
-        let tls_ports = opts.tls_ports.clone().unwrap_or_else(|| config.tls_ports.clone());
+        let tls_ports = opts
+            .tls_ports
+            .clone()
+            .unwrap_or_else(|| config.tls_ports.clone());
         let plain_ports = opts.ports.clone().unwrap_or_else(|| config.ports.clone());
         let mut ports: Vec<(u16, bool)> = tls_ports.iter().map(|p| (*p, true)).collect();
         ports.extend(plain_ports.iter().map(|p| (*p, false)));
         let nick = opts.nick.clone().or_else(|| defaults.nick.clone());
-        let jid_local = user.as_str().split('@').next().unwrap_or("ferry").to_owned();
+        let jid_local = user
+            .as_str()
+            .split('@')
+            .next()
+            .unwrap_or("ferry")
+            .to_owned();
         let custom = config.realname_customization;
         let username = custom
             .then(|| opts.username.clone().or_else(|| defaults.username.clone()))
@@ -260,7 +268,10 @@ impl ConnSettings {
                 .then(|| defaults.sasl_password.clone())
                 .flatten()
         });
-        let has_cert = opts.client_cert.as_deref().is_some_and(|c| !c.trim().is_empty());
+        let has_cert = opts
+            .client_cert
+            .as_deref()
+            .is_some_and(|c| !c.trim().is_empty());
         let sasl_external = match opts.sasl_mechanism {
             SaslMechanism::External => true,
             SaslMechanism::Plain => false,
@@ -398,7 +409,13 @@ mod tests {
             realname_from_jid: true,
             ..Config::default()
         };
-        let c = ConnSettings::resolve(&config, &user, "irc.y", &Defaults::default(), &ServerOptions::default());
+        let c = ConnSettings::resolve(
+            &config,
+            &user,
+            "irc.y",
+            &Defaults::default(),
+            &ServerOptions::default(),
+        );
         assert_eq!(c.realname, "alice@example.org");
         assert_eq!(c.username, "alice");
     }

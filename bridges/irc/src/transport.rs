@@ -14,13 +14,13 @@ use rustls_pki_types::pem::PemObject;
 use rustls_pki_types::{CertificateDer, PrivateKeyDer, ServerName, UnixTime};
 use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::net::{TcpSocket, TcpStream};
-use tokio_rustls::rustls::{
-    self,
-    client::danger::{HandshakeSignatureValid, ServerCertVerified, ServerCertVerifier},
-    crypto::{verify_tls12_signature, verify_tls13_signature, CryptoProvider},
-    pki_types, ClientConfig, DigitallySignedStruct, RootCertStore, SignatureScheme,
-};
 use tokio_rustls::TlsConnector;
+use tokio_rustls::rustls::{
+    self, ClientConfig, DigitallySignedStruct, RootCertStore, SignatureScheme,
+    client::danger::{HandshakeSignatureValid, ServerCertVerified, ServerCertVerifier},
+    crypto::{CryptoProvider, verify_tls12_signature, verify_tls13_signature},
+    pki_types,
+};
 
 use crate::settings::ConnSettings;
 
@@ -73,10 +73,14 @@ impl TlsContext {
                     let _ = store.add(cert);
                 }
                 if let Some(path) = &self.ca_file {
-                    let pem = std::fs::read(path).map_err(|e| format!("cannot read ca_file {}: {e}", path.display()))?;
+                    let pem = std::fs::read(path)
+                        .map_err(|e| format!("cannot read ca_file {}: {e}", path.display()))?;
                     for cert in CertificateDer::pem_slice_iter(&pem) {
-                        let cert = cert.map_err(|e| format!("bad certificate in {}: {e}", path.display()))?;
-                        store.add(cert).map_err(|e| format!("bad certificate in {}: {e}", path.display()))?;
+                        let cert = cert
+                            .map_err(|e| format!("bad certificate in {}: {e}", path.display()))?;
+                        store
+                            .add(cert)
+                            .map_err(|e| format!("bad certificate in {}: {e}", path.display()))?;
                     }
                 }
                 Ok(Arc::new(store))
@@ -107,9 +111,10 @@ impl TlsContext {
         };
         let config = match &settings.client_cert {
             Some(pem) => {
-                let certs: Vec<CertificateDer<'static>> = CertificateDer::pem_slice_iter(pem.as_bytes())
-                    .collect::<Result<_, _>>()
-                    .map_err(|e| format!("client certificate: {e}"))?;
+                let certs: Vec<CertificateDer<'static>> =
+                    CertificateDer::pem_slice_iter(pem.as_bytes())
+                        .collect::<Result<_, _>>()
+                        .map_err(|e| format!("client certificate: {e}"))?;
                 if certs.is_empty() {
                     return Err("client certificate: no CERTIFICATE block in the PEM".into());
                 }
@@ -215,20 +220,31 @@ pub async fn connect(
     timeout: Duration,
 ) -> Result<Connected, String> {
     let mut errors = Vec::new();
-    let host = settings.address.trim_start_matches('[').trim_end_matches(']').to_owned();
+    let host = settings
+        .address
+        .trim_start_matches('[')
+        .trim_end_matches(']')
+        .to_owned();
     for &(port, use_tls) in &settings.ports {
-        let label = if use_tls { format!("{port} (TLS)") } else { port.to_string() };
-        let addrs: Vec<SocketAddr> = match tokio::time::timeout(timeout, tokio::net::lookup_host((host.as_str(), port))).await {
-            Ok(Ok(a)) => a.collect(),
-            Ok(Err(e)) => {
-                errors.push(format!("{host}: {e}"));
-                break;
-            }
-            Err(_) => {
-                errors.push(format!("{host}: name resolution timed out"));
-                break;
-            }
+        let label = if use_tls {
+            format!("{port} (TLS)")
+        } else {
+            port.to_string()
         };
+        let addrs: Vec<SocketAddr> =
+            match tokio::time::timeout(timeout, tokio::net::lookup_host((host.as_str(), port)))
+                .await
+            {
+                Ok(Ok(a)) => a.collect(),
+                Ok(Err(e)) => {
+                    errors.push(format!("{host}: {e}"));
+                    break;
+                }
+                Err(_) => {
+                    errors.push(format!("{host}: name resolution timed out"));
+                    break;
+                }
+            };
         for addr in addrs {
             let stream = match tcp(addr, bind, timeout).await {
                 Ok(s) => s,
@@ -282,13 +298,24 @@ pub async fn connect(
     Err(errors.join("; "))
 }
 
-async fn tcp(addr: SocketAddr, bind: Option<IpAddr>, timeout: Duration) -> Result<TcpStream, String> {
-    let socket = if addr.is_ipv4() { TcpSocket::new_v4() } else { TcpSocket::new_v6() }.map_err(|e| e.to_string())?;
+async fn tcp(
+    addr: SocketAddr,
+    bind: Option<IpAddr>,
+    timeout: Duration,
+) -> Result<TcpStream, String> {
+    let socket = if addr.is_ipv4() {
+        TcpSocket::new_v4()
+    } else {
+        TcpSocket::new_v6()
+    }
+    .map_err(|e| e.to_string())?;
     if let Some(b) = bind {
         if b.is_ipv4() != addr.is_ipv4() {
             return Err(format!("outgoing_bind {b} cannot reach {}", addr.ip()));
         }
-        socket.bind(SocketAddr::new(b, 0)).map_err(|e| format!("cannot bind {b}: {e}"))?;
+        socket
+            .bind(SocketAddr::new(b, 0))
+            .map_err(|e| format!("cannot bind {b}: {e}"))?;
     }
     match tokio::time::timeout(timeout, socket.connect(addr)).await {
         Ok(Ok(s)) => Ok(s),

@@ -8,7 +8,8 @@ use std::time::Duration;
 
 use common::*;
 use ferry_bridge::{
-    Action, Address, Color, Event, MessageKind, Outcome, OutgoingMessage, Rich, Role, Sender, Span, Style,
+    Action, Address, Color, Event, MessageKind, Outcome, OutgoingMessage, Rich, Role, Sender, Span,
+    Style,
 };
 
 #[tokio::test]
@@ -20,43 +21,79 @@ async fn join_chat_both_ways_and_echo_ids() {
     let room = gw.room(&chan, INSP);
     let nick = unique("gw");
     let joined = gw.join(&room, &nick).await;
-    let Event::RoomJoined { nick: got, occupants, info, .. } = joined else { unreachable!() };
+    let Event::RoomJoined {
+        nick: got,
+        occupants,
+        info,
+        ..
+    } = joined
+    else {
+        unreachable!()
+    };
     assert_eq!(got, nick);
     assert!(info.history.record);
     let me = occupants.iter().find(|o| o.is_self).expect("self occupant");
     assert_eq!(me.nick, nick);
-    let op = occupants.iter().find(|o| o.nick == raw.nick).expect("raw client listed");
+    let op = occupants
+        .iter()
+        .find(|o| o.nick == raw.nick)
+        .expect("raw client listed");
     // The raw client created the channel: op -> moderator/admin.
     assert_eq!(op.role, Role::Moderator);
     assert_eq!(op.affiliation, ferry_bridge::Affiliation::Admin);
-    assert!(op.contact.as_ref().unwrap().as_str().ends_with("%127.0.0.1"));
-    raw.expect(|m| m.command == "JOIN" && m.nick() == nick).await;
+    assert!(
+        op.contact
+            .as_ref()
+            .unwrap()
+            .as_str()
+            .ends_with("%127.0.0.1")
+    );
+    raw.expect(|m| m.command == "JOIN" && m.nick() == nick)
+        .await;
 
     // IRC -> XMPP
     raw.send(&format!("PRIVMSG {chan} :hello from irc")).await;
     let ev = gw
         .event(|e| matches!(e, Event::Message(m) if m.body == "hello from irc"))
         .await;
-    let Event::Message(m) = ev else { unreachable!() };
+    let Event::Message(m) = ev else {
+        unreachable!()
+    };
     assert_eq!(m.chat, Address::Room(room.clone()));
     assert_eq!(m.from, Sender::Occupant(raw.nick.clone()));
     assert!(m.id.is_some(), "InspIRCd gives a msgid");
     assert!(m.timestamp.is_none(), "live messages carry no delay");
 
     // XMPP -> IRC, answered with the server's msgid (echo-message).
-    let out = gw.say(Address::Room(room.clone()), "hello from xmpp").await.unwrap();
+    let out = gw
+        .say(Address::Room(room.clone()), "hello from xmpp")
+        .await
+        .unwrap();
     assert!(matches!(out, Outcome::Sent(Some(_))), "{out:?}");
-    let got = raw.expect(|m| m.command == "PRIVMSG" && m.nick() == nick).await;
+    let got = raw
+        .expect(|m| m.command == "PRIVMSG" && m.nick() == nick)
+        .await;
     assert_eq!(got.params, vec![chan.clone(), "hello from xmpp".into()]);
     // The echo is not reported as a new message.
-    assert!(gw
-        .event_within(Duration::from_millis(500), |e| matches!(e, Event::Message(m) if m.body == "hello from xmpp"))
+    assert!(
+        gw.event_within(
+            Duration::from_millis(500),
+            |e| matches!(e, Event::Message(m) if m.body == "hello from xmpp")
+        )
         .await
-        .is_none());
+        .is_none()
+    );
 
     // Leave: PART on IRC.
-    gw.act(Action::LeaveRoom { room: room.clone(), reason: Some("bye now".into()) }).await.unwrap();
-    let part = raw.expect(|m| m.command == "PART" && m.nick() == nick).await;
+    gw.act(Action::LeaveRoom {
+        room: room.clone(),
+        reason: Some("bye now".into()),
+    })
+    .await
+    .unwrap();
+    let part = raw
+        .expect(|m| m.command == "PART" && m.nick() == nick)
+        .await;
     assert_eq!(part.param(1), "bye now");
 }
 
@@ -69,31 +106,57 @@ async fn crlf_injection_never_reaches_the_wire_as_commands() {
     let room = gw.room(&chan, INSP);
     let nick = unique("gw");
     gw.join(&room, &nick).await;
-    raw.expect(|m| m.command == "JOIN" && m.nick() == nick).await;
+    raw.expect(|m| m.command == "JOIN" && m.nick() == nick)
+        .await;
 
-    gw.say(Address::Room(room.clone()), "first\r\nQUIT :pwned\rPART #x\n\0KICK").await.unwrap();
+    gw.say(
+        Address::Room(room.clone()),
+        "first\r\nQUIT :pwned\rPART #x\n\0KICK",
+    )
+    .await
+    .unwrap();
     let msgs = raw.collect(Duration::from_millis(1500)).await;
     let from_gw: Vec<_> = msgs.iter().filter(|m| m.nick() == nick).collect();
     let texts: Vec<&str> = from_gw.iter().map(|m| m.trailing()).collect();
-    assert!(from_gw.iter().all(|m| m.command == "PRIVMSG"), "only PRIVMSG: {from_gw:?}");
+    assert!(
+        from_gw.iter().all(|m| m.command == "PRIVMSG"),
+        "only PRIVMSG: {from_gw:?}"
+    );
     assert_eq!(texts, vec!["first", "QUIT :pwned", "PART #x", "KICK"]);
     // Still in the channel.
-    gw.say(Address::Room(room.clone()), "still here").await.unwrap();
-    raw.expect(|m| m.command == "PRIVMSG" && m.trailing() == "still here").await;
+    gw.say(Address::Room(room.clone()), "still here")
+        .await
+        .unwrap();
+    raw.expect(|m| m.command == "PRIVMSG" && m.trailing() == "still here")
+        .await;
 
     // A topic with line breaks stays one command. Not an op yet:
     // the server's refusal comes back as the answer.
-    let err = gw.act(Action::SetSubject { room: room.clone(), subject: "nope".into() }).await.unwrap_err();
+    let err = gw
+        .act(Action::SetSubject {
+            room: room.clone(),
+            subject: "nope".into(),
+        })
+        .await
+        .unwrap_err();
     assert_eq!(err.kind, ferry_bridge::ErrorKind::NotAllowed, "{err}");
     raw.send(&format!("MODE {chan} -t")).await;
     raw.expect(|m| m.command == "MODE").await;
-    gw.act(Action::SetSubject { room: room.clone(), subject: "a\r\nQUIT :x".into() }).await.unwrap();
+    gw.act(Action::SetSubject {
+        room: room.clone(),
+        subject: "a\r\nQUIT :x".into(),
+    })
+    .await
+    .unwrap();
     let t = raw.expect(|m| m.command == "TOPIC").await;
     assert_eq!(t.trailing(), "a QUIT :x");
 
     // Raw commands to the server JID: a NUL is refused with a reason.
     let err = gw.say(gw.service(INSP), "WHOIS x\0QUIT").await.unwrap_err();
-    assert!(err.message.contains("NUL") || err.message.contains("line break"), "{err}");
+    assert!(
+        err.message.contains("NUL") || err.message.contains("line break"),
+        "{err}"
+    );
 }
 
 #[tokio::test]
@@ -108,8 +171,12 @@ async fn control_characters_and_latin1_from_irc_are_cleaned() {
     let mut line = format!("PRIVMSG {chan} :bell\x07 caf").into_bytes();
     line.extend_from_slice(b"\xe9 cr\xe8me \x01odd\x1b[0m");
     raw.send_bytes(&line).await;
-    let ev = gw.event(|e| matches!(e, Event::Message(m) if m.body.starts_with("bell"))).await;
-    let Event::Message(m) = ev else { unreachable!() };
+    let ev = gw
+        .event(|e| matches!(e, Event::Message(m) if m.body.starts_with("bell")))
+        .await;
+    let Event::Message(m) = ev else {
+        unreachable!()
+    };
     assert_eq!(m.body, "bell café crème odd[0m");
     assert!(m.body.chars().all(|c| !c.is_control()));
 }
@@ -123,7 +190,8 @@ async fn a_2000_character_message_is_split_to_fit_the_line() {
     let room = gw.room(&chan, INSP);
     let nick = unique("gw");
     gw.join(&room, &nick).await;
-    raw.expect(|m| m.command == "JOIN" && m.nick() == nick).await;
+    raw.expect(|m| m.command == "JOIN" && m.nick() == nick)
+        .await;
 
     // Multi-byte characters and no spaces: cut on character boundaries.
     let body: String = "aé€😀".repeat(500);
@@ -132,22 +200,32 @@ async fn a_2000_character_message_is_split_to_fit_the_line() {
     let mut got = String::new();
     let mut lines = 0;
     while got.chars().count() < 2000 {
-        let m = raw.expect(|m| m.command == "PRIVMSG" && m.nick() == nick).await;
+        let m = raw
+            .expect(|m| m.command == "PRIVMSG" && m.nick() == nick)
+            .await;
         got.push_str(m.trailing());
         lines += 1;
     }
     assert_eq!(got, body);
     assert!(lines >= 11, "{lines} lines");
     // Every relayed line fits in 512 bytes, prefix included.
-    for l in raw.log.iter().filter(|l| l.windows(7).any(|w| w == b"PRIVMSG")) {
+    for l in raw
+        .log
+        .iter()
+        .filter(|l| l.windows(7).any(|w| w == b"PRIVMSG"))
+    {
         assert!(l.len() <= 512, "line of {} bytes", l.len());
     }
     // Words are cut at spaces.
     let words: Vec<String> = (0..400).map(|i| format!("w{i}")).collect();
-    gw.say(Address::Room(room.clone()), &words.join(" ")).await.unwrap();
+    gw.say(Address::Room(room.clone()), &words.join(" "))
+        .await
+        .unwrap();
     let mut seen = Vec::new();
     while seen.len() < 400 {
-        let m = raw.expect(|m| m.command == "PRIVMSG" && m.nick() == nick).await;
+        let m = raw
+            .expect(|m| m.command == "PRIVMSG" && m.nick() == nick)
+            .await;
         seen.extend(m.trailing().split(' ').map(str::to_owned));
     }
     assert_eq!(seen, words);
@@ -162,12 +240,19 @@ async fn multi_line_bodies_become_several_lines() {
     let room = gw.room(&chan, INSP);
     let nick = unique("gw");
     gw.join(&room, &nick).await;
-    gw.say(Address::Room(room.clone()), "one\ntwo\n\nfour\n").await.unwrap();
+    gw.say(Address::Room(room.clone()), "one\ntwo\n\nfour\n")
+        .await
+        .unwrap();
     for want in ["one", "two", " ", "four"] {
-        let m = raw.expect(|m| m.command == "PRIVMSG" && m.nick() == nick).await;
+        let m = raw
+            .expect(|m| m.command == "PRIVMSG" && m.nick() == nick)
+            .await;
         assert_eq!(m.trailing(), want);
     }
-    let err = gw.say(Address::Room(room.clone()), "\n \n").await.unwrap_err();
+    let err = gw
+        .say(Address::Room(room.clone()), "\n \n")
+        .await
+        .unwrap_err();
     assert!(err.message.contains("empty"));
 }
 
@@ -181,47 +266,84 @@ async fn formatting_both_ways_and_emotes_and_notices() {
     let nick = unique("gw");
     gw.join(&room, &nick).await;
 
-    raw.send(&format!("PRIVMSG {chan} :\x02bold\x02 \x0304red\x03 \x1ditalic")).await;
-    let ev = gw.event(|e| matches!(e, Event::Message(m) if m.body == "bold red italic")).await;
-    let Event::Message(m) = ev else { unreachable!() };
+    raw.send(&format!(
+        "PRIVMSG {chan} :\x02bold\x02 \x0304red\x03 \x1ditalic"
+    ))
+    .await;
+    let ev = gw
+        .event(|e| matches!(e, Event::Message(m) if m.body == "bold red italic"))
+        .await;
+    let Event::Message(m) = ev else {
+        unreachable!()
+    };
     let rich = m.rich.expect("formatting kept");
     assert!(rich.spans[0].style.bold);
     assert_eq!(rich.spans[2].style.fg, Some(Color(255, 0, 0)));
     assert!(rich.spans[4].style.italic);
 
-    raw.send(&format!("PRIVMSG {chan} :\x01ACTION waves\x01")).await;
-    let ev = gw.event(|e| matches!(e, Event::Message(m) if m.kind == MessageKind::Emote)).await;
-    let Event::Message(m) = ev else { unreachable!() };
+    raw.send(&format!("PRIVMSG {chan} :\x01ACTION waves\x01"))
+        .await;
+    let ev = gw
+        .event(|e| matches!(e, Event::Message(m) if m.kind == MessageKind::Emote))
+        .await;
+    let Event::Message(m) = ev else {
+        unreachable!()
+    };
     assert_eq!(m.body, "waves");
 
     raw.send(&format!("NOTICE {chan} :a notice")).await;
-    let ev = gw.event(|e| matches!(e, Event::Message(m) if m.kind == MessageKind::Notice)).await;
-    let Event::Message(m) = ev else { unreachable!() };
+    let ev = gw
+        .event(|e| matches!(e, Event::Message(m) if m.kind == MessageKind::Notice))
+        .await;
+    let Event::Message(m) = ev else {
+        unreachable!()
+    };
     assert_eq!(m.body, "a notice");
 
     // XMPP -> IRC: rich text becomes control codes.
     let mut out = OutgoingMessage::text(Address::Room(room.clone()), "x1", "bold and red");
     out.rich = Some(Rich {
         spans: vec![
-            Span { text: "bold".into(), style: Style { bold: true, ..Style::default() } },
-            Span { text: " and ".into(), style: Style::default() },
-            Span { text: "red".into(), style: Style { fg: Some(Color(255, 0, 0)), ..Style::default() } },
+            Span {
+                text: "bold".into(),
+                style: Style {
+                    bold: true,
+                    ..Style::default()
+                },
+            },
+            Span {
+                text: " and ".into(),
+                style: Style::default(),
+            },
+            Span {
+                text: "red".into(),
+                style: Style {
+                    fg: Some(Color(255, 0, 0)),
+                    ..Style::default()
+                },
+            },
         ],
     });
     gw.act(Action::SendMessage(out)).await.unwrap();
-    let m = raw.expect(|m| m.command == "PRIVMSG" && m.nick() == nick).await;
+    let m = raw
+        .expect(|m| m.command == "PRIVMSG" && m.nick() == nick)
+        .await;
     assert_eq!(m.trailing(), "\x02bold\x02 and \x0304red");
 
     // /me and NOTICE from XMPP.
     let mut me = OutgoingMessage::text(Address::Room(room.clone()), "x2", "dances");
     me.kind = MessageKind::Emote;
     gw.act(Action::SendMessage(me)).await.unwrap();
-    let m = raw.expect(|m| m.command == "PRIVMSG" && m.nick() == nick).await;
+    let m = raw
+        .expect(|m| m.command == "PRIVMSG" && m.nick() == nick)
+        .await;
     assert_eq!(m.trailing(), "\x01ACTION dances\x01");
     let mut n = OutgoingMessage::text(Address::Room(room.clone()), "x3", "notice from xmpp");
     n.kind = MessageKind::Notice;
     gw.act(Action::SendMessage(n)).await.unwrap();
-    let m = raw.expect(|m| m.command == "NOTICE" && m.nick() == nick).await;
+    let m = raw
+        .expect(|m| m.command == "NOTICE" && m.nick() == nick)
+        .await;
     assert_eq!(m.trailing(), "notice from xmpp");
 }
 
@@ -232,27 +354,41 @@ async fn private_messages_both_ways_and_ctcp() {
     let mut gw = Gw::new(config(), &format!("{local}@localhost")).await;
     let contact = gw.contact(&raw.nick, INSP);
     // Writing to a contact opens the connection.
-    gw.say(Address::Contact(contact.clone()), "psst").await.unwrap();
-    let m = raw.expect(|m| m.command == "PRIVMSG" && m.trailing() == "psst").await;
+    gw.say(Address::Contact(contact.clone()), "psst")
+        .await
+        .unwrap();
+    let m = raw
+        .expect(|m| m.command == "PRIVMSG" && m.trailing() == "psst")
+        .await;
     let gw_nick = m.nick().to_owned();
     assert_eq!(gw_nick, local, "nick derived from the JID");
 
     raw.send(&format!("PRIVMSG {gw_nick} :psst back")).await;
-    let ev = gw.event(|e| matches!(e, Event::Message(m) if m.body == "psst back")).await;
-    let Event::Message(m) = ev else { unreachable!() };
+    let ev = gw
+        .event(|e| matches!(e, Event::Message(m) if m.body == "psst back"))
+        .await;
+    let Event::Message(m) = ev else {
+        unreachable!()
+    };
     assert_eq!(m.chat, Address::Contact(contact.clone()));
     assert_eq!(m.from, Sender::Contact(contact.clone()));
 
     // CTCP answered by the bridge.
-    raw.send(&format!("PRIVMSG {gw_nick} :\x01VERSION\x01")).await;
-    let v = raw.expect(|m| m.command == "NOTICE" && m.trailing().starts_with("\x01VERSION")).await;
+    raw.send(&format!("PRIVMSG {gw_nick} :\x01VERSION\x01"))
+        .await;
+    let v = raw
+        .expect(|m| m.command == "NOTICE" && m.trailing().starts_with("\x01VERSION"))
+        .await;
     assert!(v.trailing().contains("Ferry"), "{v:?}");
     tokio::time::sleep(Duration::from_millis(2100)).await;
-    raw.send(&format!("PRIVMSG {gw_nick} :\x01PING 12345\x01")).await;
-    raw.expect(|m| m.command == "NOTICE" && m.trailing() == "\x01PING 12345\x01").await;
+    raw.send(&format!("PRIVMSG {gw_nick} :\x01PING 12345\x01"))
+        .await;
+    raw.expect(|m| m.command == "NOTICE" && m.trailing() == "\x01PING 12345\x01")
+        .await;
     tokio::time::sleep(Duration::from_millis(2100)).await;
     raw.send(&format!("PRIVMSG {gw_nick} :\x01TIME\x01")).await;
-    raw.expect(|m| m.command == "NOTICE" && m.trailing().starts_with("\x01TIME ")).await;
+    raw.expect(|m| m.command == "NOTICE" && m.trailing().starts_with("\x01TIME "))
+        .await;
 
     // XMPP version query -> CTCP VERSION, answered by the raw client.
     let (out, _) = tokio::join!(
@@ -262,11 +398,18 @@ async fn private_messages_both_ways_and_ctcp() {
     let out = out.unwrap();
     assert_eq!(
         out,
-        Outcome::Version { name: "rawclient".into(), version: "1.0".into(), os: None }
+        Outcome::Version {
+            name: "rawclient".into(),
+            version: "1.0".into(),
+            os: None
+        }
     );
     // A ping to someone who does not exist fails clearly.
     let ghost = gw.contact("nobody-here-x", INSP);
-    let err = gw.act(Action::Ping(Address::Contact(ghost))).await.unwrap_err();
+    let err = gw
+        .act(Action::Ping(Address::Contact(ghost)))
+        .await
+        .unwrap_err();
     assert_eq!(err.kind, ferry_bridge::ErrorKind::NotFound, "{err}");
 }
 
@@ -275,11 +418,15 @@ async fn raw_commands_and_numerics_through_the_server_jid() {
     let raw = Raw::connect(inspircd(), &unique("raw"), &[]).await;
     let mut gw = Gw::new(config(), "alice@localhost").await;
     let service = gw.service(INSP);
-    gw.say(service.clone(), &format!("WHOIS {}", raw.nick)).await.unwrap();
+    gw.say(service.clone(), &format!("WHOIS {}", raw.nick))
+        .await
+        .unwrap();
     let ev = gw
         .event(|e| matches!(e, Event::Message(m) if m.chat == Address::Service(ferry_bridge::ServiceId::new(INSP)) && m.body.contains("raw test client")))
         .await;
-    let Event::Message(m) = ev else { unreachable!() };
+    let Event::Message(m) = ev else {
+        unreachable!()
+    };
     assert_eq!(m.from, Sender::Service);
     // The server's presence went online.
     gw.event(|e| matches!(e, Event::ServicePresence { presence, .. } if presence.show == ferry_bridge::Show::Available)).await;

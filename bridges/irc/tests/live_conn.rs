@@ -7,48 +7,83 @@ mod common;
 use std::time::{Duration, Instant};
 
 use common::*;
-use ferry_irc::Config;
 use ferry_bridge::{
-    Action, Address, CloseReason, CommandCall, CommandReply, ErrorKind, Event, FormValues, Outcome, Show,
+    Action, Address, CloseReason, CommandCall, CommandReply, ErrorKind, Event, FormValues, Outcome,
+    Show,
 };
+use ferry_irc::Config;
 
 #[tokio::test]
 async fn connection_closes_after_the_last_room_even_after_a_private_message() {
     let mut watcher = Raw::connect(inspircd(), &unique("w"), &[]).await;
     let local = unique("idle");
-    let mut gw = Gw::new(Config { idle_timeout: 3, ..config() }, &format!("{local}@localhost")).await;
+    let mut gw = Gw::new(
+        Config {
+            idle_timeout: 3,
+            ..config()
+        },
+        &format!("{local}@localhost"),
+    )
+    .await;
     let chan = format!("#{}", unique("idle"));
     let room = gw.room(&chan, INSP);
     gw.join(&room, &local).await;
     watcher.send(&format!("MONITOR + {local}")).await;
     watcher.expect(|m| m.command == "730").await;
     // A private conversation, then the last room is left.
-    gw.say(Address::Contact(gw.contact(&watcher.nick, INSP)), "hi").await.unwrap();
-    watcher.expect(|m| m.command == "PRIVMSG" && m.trailing() == "hi").await;
+    gw.say(Address::Contact(gw.contact(&watcher.nick, INSP)), "hi")
+        .await
+        .unwrap();
+    watcher
+        .expect(|m| m.command == "PRIVMSG" && m.trailing() == "hi")
+        .await;
     watcher.send(&format!("PRIVMSG {local} :hi back")).await;
-    gw.event(|e| matches!(e, Event::Message(m) if m.body == "hi back")).await;
+    gw.event(|e| matches!(e, Event::Message(m) if m.body == "hi back"))
+        .await;
     let left_at = Instant::now();
-    gw.act(Action::LeaveRoom { room, reason: None }).await.unwrap();
+    gw.act(Action::LeaveRoom { room, reason: None })
+        .await
+        .unwrap();
     // Still connected for the idle period, then gone.
-    assert!(watcher.expect_within(Duration::from_millis(1500), |m| m.command == "731").await.is_none());
+    assert!(
+        watcher
+            .expect_within(Duration::from_millis(1500), |m| m.command == "731")
+            .await
+            .is_none()
+    );
     watcher.expect(|m| m.command == "731").await;
     let after = left_at.elapsed();
     assert!(after >= Duration::from_secs(2), "closed after {after:?}");
-    gw.event(|e| matches!(e, Event::ServicePresence { presence, .. } if presence.show == Show::Offline)).await;
+    gw.event(
+        |e| matches!(e, Event::ServicePresence { presence, .. } if presence.show == Show::Offline),
+    )
+    .await;
 }
 
 #[tokio::test]
 async fn connection_closes_at_once_without_private_messages() {
     let mut watcher = Raw::connect(inspircd(), &unique("w"), &[]).await;
     let local = unique("idle");
-    let mut gw = Gw::new(Config { idle_timeout: 30, ..config() }, &format!("{local}@localhost")).await;
+    let mut gw = Gw::new(
+        Config {
+            idle_timeout: 30,
+            ..config()
+        },
+        &format!("{local}@localhost"),
+    )
+    .await;
     let room = gw.room(&format!("#{}", unique("idle")), INSP);
     gw.join(&room, &local).await;
     watcher.send(&format!("MONITOR + {local}")).await;
     watcher.expect(|m| m.command == "730").await;
-    gw.act(Action::LeaveRoom { room, reason: None }).await.unwrap();
+    gw.act(Action::LeaveRoom { room, reason: None })
+        .await
+        .unwrap();
     // No private conversation: leaving the last room closes it (QUIT).
-    watcher.expect_within(Duration::from_secs(2), |m| m.command == "731").await.expect("closed at once");
+    watcher
+        .expect_within(Duration::from_secs(2), |m| m.command == "731")
+        .await
+        .expect("closed at once");
 }
 
 #[tokio::test]
@@ -56,7 +91,14 @@ async fn flood_control_limits_bursts() {
     let chan = format!("#{}", unique("flood"));
     let mut raw = Raw::connect(inspircd(), &unique("raw"), &[]).await;
     raw.join(&chan).await;
-    let mut gw = Gw::new(Config { throttle_limit: 3, ..config() }, &format!("{}@localhost", unique("u"))).await;
+    let mut gw = Gw::new(
+        Config {
+            throttle_limit: 3,
+            ..config()
+        },
+        &format!("{}@localhost", unique("u")),
+    )
+    .await;
     let room = gw.room(&chan, INSP);
     let nick = unique("gw");
     gw.join(&room, &nick).await;
@@ -67,11 +109,14 @@ async fn flood_control_limits_bursts() {
     let t0 = Instant::now();
     let mut at = Vec::new();
     for i in 0..6 {
-        gw.say(Address::Room(room.clone()), &format!("burst {i}")).await.unwrap();
+        gw.say(Address::Room(room.clone()), &format!("burst {i}"))
+            .await
+            .unwrap();
         at.push(t0.elapsed());
     }
     for i in 0..6 {
-        raw.expect(|m| m.command == "PRIVMSG" && m.trailing() == format!("burst {i}")).await;
+        raw.expect(|m| m.command == "PRIVMSG" && m.trailing() == format!("burst {i}"))
+            .await;
     }
     assert!(at[2] < Duration::from_millis(700), "{at:?}");
     assert!(at[3] >= Duration::from_millis(800), "{at:?}");
@@ -81,17 +126,31 @@ async fn flood_control_limits_bursts() {
 #[tokio::test]
 async fn connection_caps_refuse_with_a_reason() {
     let net = ferry_irc::build(
-        Config { max_connections_per_server: 1, ..config() },
-        ferry_bridge::BridgeSetup { domain: "irc.localhost".into(), data_dir: std::env::temp_dir() },
+        Config {
+            max_connections_per_server: 1,
+            ..config()
+        },
+        ferry_bridge::BridgeSetup {
+            domain: "irc.localhost".into(),
+            data_dir: std::env::temp_dir(),
+        },
     )
     .unwrap();
     let mut a = Gw::on(net.clone(), &format!("{}@localhost", unique("a"))).await;
     let mut b = Gw::on(net.clone(), &format!("{}@localhost", unique("b"))).await;
     let room = a.room(&format!("#{}", unique("cap")), INSP);
     a.join(&room, &unique("a")).await;
-    b.act(Action::JoinRoom { room: room.clone(), nick: unique("b"), password: None }).await.unwrap();
+    b.act(Action::JoinRoom {
+        room: room.clone(),
+        nick: unique("b"),
+        password: None,
+    })
+    .await
+    .unwrap();
     let ev = b.event(|e| matches!(e, Event::RoomJoinFailed { .. })).await;
-    let Event::RoomJoinFailed { error, .. } = ev else { unreachable!() };
+    let Event::RoomJoinFailed { error, .. } = ev else {
+        unreachable!()
+    };
     assert_eq!(error.kind, ErrorKind::ResourceConstraint);
     assert!(error.message.contains("limit"), "{error}");
     // Another server is not affected by the per-server cap.
@@ -123,18 +182,31 @@ async fn list_rooms_of_a_server() {
     raw.expect(|m| m.command == "TOPIC").await;
     let mut gw = Gw::new(config(), &format!("{}@localhost", unique("u"))).await;
     let out = gw
-        .act(Action::ListRooms { service: Some(ferry_bridge::ServiceId::new(INSP)) })
+        .act(Action::ListRooms {
+            service: Some(ferry_bridge::ServiceId::new(INSP)),
+        })
         .await
         .unwrap();
-    let Outcome::Rooms(rooms) = out else { panic!("{out:?}") };
-    let mine = rooms.iter().find(|r| r.name.as_deref() == Some(chan.as_str())).expect("listed");
+    let Outcome::Rooms(rooms) = out else {
+        panic!("{out:?}")
+    };
+    let mine = rooms
+        .iter()
+        .find(|r| r.name.as_deref() == Some(chan.as_str()))
+        .expect("listed");
     assert_eq!(mine.room, gw.room(&chan, INSP));
     assert_eq!(mine.topic.as_deref(), Some("listed topic"));
     assert_eq!(mine.occupants, Some(1));
 }
 
 fn call(node: &str, target: Option<Address>, stage: Option<String>, values: FormValues) -> Action {
-    Action::Command(CommandCall { node: node.into(), target, stage, values, admin: false })
+    Action::Command(CommandCall {
+        node: node.into(),
+        target,
+        stage,
+        values,
+        admin: false,
+    })
 }
 
 #[tokio::test]
@@ -146,86 +218,228 @@ async fn server_commands_configure_info_and_disconnect() {
     let service = gw.service(INSP);
 
     // configure on the server: every biboumi field, correctly labelled.
-    let out = gw.act(call("configure", Some(service.clone()), None, FormValues::new())).await.unwrap();
-    let Outcome::Command(CommandReply::Form { form, stage, last }) = out else { panic!("{out:?}") };
+    let out = gw
+        .act(call(
+            "configure",
+            Some(service.clone()),
+            None,
+            FormValues::new(),
+        ))
+        .await
+        .unwrap();
+    let Outcome::Command(CommandReply::Form { form, stage, last }) = out else {
+        panic!("{out:?}")
+    };
     assert!(last);
     for var in [
-        "address", "ports", "tls_ports", "verify_cert", "fingerprint", "sasl_password", "nick", "pass",
-        "after_connect_commands", "username", "realname", "throttle_limit", "max_history_length",
-        "encoding_out", "encoding_in",
+        "address",
+        "ports",
+        "tls_ports",
+        "verify_cert",
+        "fingerprint",
+        "sasl_password",
+        "nick",
+        "pass",
+        "after_connect_commands",
+        "username",
+        "realname",
+        "throttle_limit",
+        "max_history_length",
+        "encoding_out",
+        "encoding_in",
     ] {
         assert!(form.get(var).is_some(), "field {var} missing");
     }
-    assert_eq!(form.get("max_history_length").unwrap().display_label(), "Maximum history length");
-    assert_eq!(form.get("tls_ports").unwrap().kind, ferry_bridge::FieldKind::TextMulti);
+    assert_eq!(
+        form.get("max_history_length").unwrap().display_label(),
+        "Maximum history length"
+    );
+    assert_eq!(
+        form.get("tls_ports").unwrap().kind,
+        ferry_bridge::FieldKind::TextMulti
+    );
 
     // Bad values are refused with the field's name.
     let bad = FormValues::new().with("ports", "sixty");
-    let err = gw.act(call("configure", Some(service.clone()), Some(stage.clone()), bad)).await.unwrap_err();
+    let err = gw
+        .act(call(
+            "configure",
+            Some(service.clone()),
+            Some(stage.clone()),
+            bad,
+        ))
+        .await
+        .unwrap_err();
     assert!(err.message.contains("ports"), "{err}");
     let bad = FormValues::new().with("after_connect_commands", "JOIN #a\0");
-    assert!(gw.act(call("configure", Some(service.clone()), Some(stage.clone()), bad)).await.is_err());
+    assert!(
+        gw.act(call(
+            "configure",
+            Some(service.clone()),
+            Some(stage.clone()),
+            bad
+        ))
+        .await
+        .is_err()
+    );
 
     // A nick and an after-connect command, applied at the next connection.
     let nick = unique("cfg");
     let mut v = FormValues::new().with("nick", nick.clone());
-    v.set("after_connect_commands", vec![format!("PRIVMSG {} :connected!", raw.nick)]);
+    v.set(
+        "after_connect_commands",
+        vec![format!("PRIVMSG {} :connected!", raw.nick)],
+    );
     v.set("ports", vec![inspircd().to_string()]);
     v.set("tls_ports", vec![]);
-    let out = gw.act(call("configure", Some(service.clone()), Some(stage), v)).await.unwrap();
+    let out = gw
+        .act(call("configure", Some(service.clone()), Some(stage), v))
+        .await
+        .unwrap();
     assert!(matches!(out, Outcome::Command(CommandReply::Done { .. })));
     let room = gw.room(&chan, INSP);
     let ev = gw.join(&room, "ignored").await;
-    let Event::RoomJoined { nick: got, .. } = ev else { unreachable!() };
+    let Event::RoomJoined { nick: got, .. } = ev else {
+        unreachable!()
+    };
     assert_eq!(got, nick, "the configured nick wins over the join's");
-    raw.expect(|m| m.command == "PRIVMSG" && m.trailing() == "connected!" && m.nick() == nick).await;
+    raw.expect(|m| m.command == "PRIVMSG" && m.trailing() == "connected!" && m.nick() == nick)
+        .await;
 
     // get-irc-connection-info
-    let out = gw.act(call("get-irc-connection-info", Some(service.clone()), None, FormValues::new())).await.unwrap();
-    let Outcome::Command(CommandReply::Done { note: Some(note), .. }) = out else { panic!("{out:?}") };
-    assert!(note.contains(&format!("Connected to IRC server 127.0.0.1 on port {}", inspircd())), "{note}");
-    assert!(note.contains("seconds ago") && note.contains(&chan), "{note}");
+    let out = gw
+        .act(call(
+            "get-irc-connection-info",
+            Some(service.clone()),
+            None,
+            FormValues::new(),
+        ))
+        .await
+        .unwrap();
+    let Outcome::Command(CommandReply::Done {
+        note: Some(note), ..
+    }) = out
+    else {
+        panic!("{out:?}")
+    };
+    assert!(
+        note.contains(&format!(
+            "Connected to IRC server 127.0.0.1 on port {}",
+            inspircd()
+        )),
+        "{note}"
+    );
+    assert!(
+        note.contains("seconds ago") && note.contains(&chan),
+        "{note}"
+    );
     assert!(note.contains("plain text"), "{note}");
 
     // disconnect-from-irc-server on the gateway
-    let out = gw.act(call("disconnect-from-irc-server", None, None, FormValues::new())).await.unwrap();
-    let Outcome::Command(CommandReply::Form { form, stage, .. }) = out else { panic!("{out:?}") };
+    let out = gw
+        .act(call(
+            "disconnect-from-irc-server",
+            None,
+            None,
+            FormValues::new(),
+        ))
+        .await
+        .unwrap();
+    let Outcome::Command(CommandReply::Form { form, stage, .. }) = out else {
+        panic!("{out:?}")
+    };
     let f = form.get("irc-servers").unwrap();
-    assert_eq!(f.options.iter().map(|o| o.value.as_str()).collect::<Vec<_>>(), vec![INSP]);
+    assert_eq!(
+        f.options
+            .iter()
+            .map(|o| o.value.as_str())
+            .collect::<Vec<_>>(),
+        vec![INSP]
+    );
     let mut v = FormValues::new().with("quit-message", "see you");
     v.set("irc-servers", vec![INSP.into()]);
-    gw.act(call("disconnect-from-irc-server", None, Some(stage), v)).await.unwrap();
-    let q = raw.expect(|m| m.command == "QUIT" && m.nick() == nick).await;
+    gw.act(call("disconnect-from-irc-server", None, Some(stage), v))
+        .await
+        .unwrap();
+    let q = raw
+        .expect(|m| m.command == "QUIT" && m.nick() == nick)
+        .await;
     assert!(q.trailing().contains("see you"), "{q:?}");
-    let out = gw.act(call("get-irc-connection-info", Some(service), None, FormValues::new())).await.unwrap();
-    let Outcome::Command(CommandReply::Done { note: Some(note), .. }) = out else { panic!() };
+    let out = gw
+        .act(call(
+            "get-irc-connection-info",
+            Some(service),
+            None,
+            FormValues::new(),
+        ))
+        .await
+        .unwrap();
+    let Outcome::Command(CommandReply::Done {
+        note: Some(note), ..
+    }) = out
+    else {
+        panic!()
+    };
     assert!(note.contains("not connected"), "{note}");
 }
 
 #[tokio::test]
 async fn global_and_channel_configure() {
     let mut gw = Gw::new(config(), &format!("{}@localhost", unique("u"))).await;
-    let out = gw.act(call("configure", None, None, FormValues::new())).await.unwrap();
-    let Outcome::Command(CommandReply::Form { form, stage, .. }) = out else { panic!() };
+    let out = gw
+        .act(call("configure", None, None, FormValues::new()))
+        .await
+        .unwrap();
+    let Outcome::Command(CommandReply::Form { form, stage, .. }) = out else {
+        panic!()
+    };
     assert_eq!(form.get("max_history_length").unwrap().values, vec!["20"]);
     assert!(form.get("record_history").is_some() && form.get("persistent").is_some());
-    let v = FormValues::new().with("max_history_length", "5").with("record_history", "false");
-    gw.act(call("configure", None, Some(stage), v)).await.unwrap();
+    let v = FormValues::new()
+        .with("max_history_length", "5")
+        .with("record_history", "false");
+    gw.act(call("configure", None, Some(stage), v))
+        .await
+        .unwrap();
     let room = gw.room(&format!("#{}", unique("cfg")), INSP);
     let ev = gw.join(&room, &unique("gw")).await;
-    let Event::RoomJoined { info, .. } = ev else { unreachable!() };
+    let Event::RoomJoined { info, .. } = ev else {
+        unreachable!()
+    };
     assert_eq!(info.history.on_join, 5);
     assert!(!info.history.record);
     // The channel's own setting wins.
-    let out = gw.act(call("configure", Some(Address::Room(room.clone())), None, FormValues::new())).await.unwrap();
-    let Outcome::Command(CommandReply::Form { stage, .. }) = out else { panic!() };
+    let out = gw
+        .act(call(
+            "configure",
+            Some(Address::Room(room.clone())),
+            None,
+            FormValues::new(),
+        ))
+        .await
+        .unwrap();
+    let Outcome::Command(CommandReply::Form { stage, .. }) = out else {
+        panic!()
+    };
     let v = FormValues::new().with("record_history", "true");
-    gw.act(call("configure", Some(Address::Room(room.clone())), Some(stage), v)).await.unwrap();
+    gw.act(call(
+        "configure",
+        Some(Address::Room(room.clone())),
+        Some(stage),
+        v,
+    ))
+    .await
+    .unwrap();
     let ev = gw.event(|e| matches!(e, Event::RoomInfo(_))).await;
-    let Event::RoomInfo(info) = ev else { unreachable!() };
+    let Event::RoomInfo(info) = ev else {
+        unreachable!()
+    };
     assert!(info.history.record);
     // Unknown nodes get a clear error.
-    let err = gw.act(call("frobnicate", None, None, FormValues::new())).await.unwrap_err();
+    let err = gw
+        .act(call("frobnicate", None, None, FormValues::new()))
+        .await
+        .unwrap_err();
     assert_eq!(err.kind, ErrorKind::NotFound);
 }
 
@@ -238,7 +452,13 @@ async fn an_admin_disconnect_quits_with_its_message() {
     let room = gw.room(&chan, INSP);
     let nick = unique("gw");
     gw.join(&room, &nick).await;
-    gw.session.close(CloseReason::Disconnected(Some("Kicked by the admin".into()))).await;
-    let q = raw.expect(|m| m.command == "QUIT" && m.nick() == nick).await;
+    gw.session
+        .close(CloseReason::Disconnected(Some(
+            "Kicked by the admin".into(),
+        )))
+        .await;
+    let q = raw
+        .expect(|m| m.command == "QUIT" && m.nick() == nick)
+        .await;
     assert!(q.trailing().contains("Kicked by the admin"), "{q:?}");
 }

@@ -173,10 +173,22 @@ pub fn affiliation_modes(aff: Affiliation, isupport: &Isupport) -> Vec<(bool, ch
     let has = |m: char| isupport.rank_of_mode(m).is_some();
     let plan: Vec<(bool, char)> = match aff {
         Affiliation::None | Affiliation::Outcast => {
-            vec![(false, 'v'), (false, 'h'), (false, 'o'), (false, 'a'), (false, 'q')]
+            vec![
+                (false, 'v'),
+                (false, 'h'),
+                (false, 'o'),
+                (false, 'a'),
+                (false, 'q'),
+            ]
         }
         Affiliation::Member => {
-            vec![(true, 'v'), (false, 'h'), (false, 'o'), (false, 'a'), (false, 'q')]
+            vec![
+                (true, 'v'),
+                (false, 'h'),
+                (false, 'o'),
+                (false, 'a'),
+                (false, 'q'),
+            ]
         }
         Affiliation::Admin => vec![(true, 'o'), (false, 'a'), (false, 'q')],
         Affiliation::Owner => {
@@ -211,7 +223,11 @@ pub fn role_modes(role: Role, isupport: &Isupport) -> Vec<(bool, char)> {
 
 /// Writes MODE commands for `changes` on one target nick/mask, at most
 /// `max` modes per command: returns (modestring, params) pairs.
-pub fn mode_commands(changes: &[(bool, char)], arg: &str, max: usize) -> Vec<(String, Vec<String>)> {
+pub fn mode_commands(
+    changes: &[(bool, char)],
+    arg: &str,
+    max: usize,
+) -> Vec<(String, Vec<String>)> {
     changes
         .chunks(max.max(1))
         .map(|chunk| {
@@ -243,10 +259,22 @@ mod tests {
     fn standing_follows_biboumi() {
         let i = isupport("PREFIX=(qaohv)~&@%+");
         assert_eq!(muc_standing("q", &i), (Affiliation::Owner, Role::Moderator));
-        assert_eq!(muc_standing("av", &i), (Affiliation::Owner, Role::Moderator));
-        assert_eq!(muc_standing("vo", &i), (Affiliation::Admin, Role::Moderator));
-        assert_eq!(muc_standing("h", &i), (Affiliation::Member, Role::Moderator));
-        assert_eq!(muc_standing("v", &i), (Affiliation::Member, Role::Participant));
+        assert_eq!(
+            muc_standing("av", &i),
+            (Affiliation::Owner, Role::Moderator)
+        );
+        assert_eq!(
+            muc_standing("vo", &i),
+            (Affiliation::Admin, Role::Moderator)
+        );
+        assert_eq!(
+            muc_standing("h", &i),
+            (Affiliation::Member, Role::Moderator)
+        );
+        assert_eq!(
+            muc_standing("v", &i),
+            (Affiliation::Member, Role::Participant)
+        );
         assert_eq!(muc_standing("", &i), (Affiliation::None, Role::Participant));
     }
 
@@ -265,7 +293,10 @@ mod tests {
     #[test]
     fn mode_strings() {
         let i = isupport("PREFIX=(ov)@+");
-        let params: Vec<String> = ["a", "key", "b", "*!*@x"].iter().map(|s| s.to_string()).collect();
+        let params: Vec<String> = ["a", "key", "b", "*!*@x"]
+            .iter()
+            .map(|s| s.to_string())
+            .collect();
         let m = parse_modes("+ok-v+ib", &params, &i);
         assert_eq!(
             m,
@@ -284,11 +315,23 @@ mod tests {
         let i = isupport("PREFIX=(qaohv)~&@%+");
         assert_eq!(
             affiliation_modes(Affiliation::Member, &i),
-            vec![(true, 'v'), (false, 'h'), (false, 'o'), (false, 'a'), (false, 'q')]
+            vec![
+                (true, 'v'),
+                (false, 'h'),
+                (false, 'o'),
+                (false, 'a'),
+                (false, 'q')
+            ]
         );
-        assert_eq!(affiliation_modes(Affiliation::Owner, &i), vec![(true, 'a'), (false, 'q')]);
+        assert_eq!(
+            affiliation_modes(Affiliation::Owner, &i),
+            vec![(true, 'a'), (false, 'q')]
+        );
         let small = isupport("PREFIX=(ov)@+");
-        assert_eq!(affiliation_modes(Affiliation::None, &small), vec![(false, 'v'), (false, 'o')]);
+        assert_eq!(
+            affiliation_modes(Affiliation::None, &small),
+            vec![(false, 'v'), (false, 'o')]
+        );
         assert_eq!(affiliation_modes(Affiliation::Owner, &small), vec![]);
         assert_eq!(role_modes(Role::Moderator, &small), vec![(true, 'o')]);
         assert_eq!(role_modes(Role::Moderator, &i), vec![(true, 'h')]);

@@ -12,8 +12,8 @@ use ferry_bridge::{
     Occupant, Outcome, Presence, ReplyTo, RoomExit, RoomInfo, RoomListing, Sender, Show, Subject,
 };
 
-use super::channel::{muc_standing, parse_modes, parse_names_entry, ChanState, Channel, Member};
-use super::{Batch, Conn, PendingKind, Phase, Split, SPLIT_GRACE};
+use super::channel::{ChanState, Channel, Member, muc_standing, parse_modes, parse_names_entry};
+use super::{Batch, Conn, PendingKind, Phase, SPLIT_GRACE, Split};
 use crate::ctcp;
 use crate::proto::Message;
 
@@ -24,9 +24,13 @@ const LIVE_SKEW: Duration = Duration::from_secs(10);
 pub fn numeric_kind(code: &str) -> ErrorKind {
     match code {
         "401" | "402" | "403" | "406" => ErrorKind::NotFound,
-        "404" | "481" | "482" | "473" | "474" | "484" | "485" | "489" | "520" => ErrorKind::NotAllowed,
+        "404" | "481" | "482" | "473" | "474" | "484" | "485" | "489" | "520" => {
+            ErrorKind::NotAllowed
+        }
         "433" | "436" | "437" | "443" => ErrorKind::Conflict,
-        "432" | "411" | "412" | "421" | "441" | "442" | "461" | "472" | "476" => ErrorKind::BadRequest,
+        "432" | "411" | "412" | "421" | "441" | "442" | "461" | "472" | "476" => {
+            ErrorKind::BadRequest
+        }
         "464" | "475" | "477" => ErrorKind::NotAuthorized,
         "405" | "407" | "471" => ErrorKind::ResourceConstraint,
         _ => ErrorKind::Remote,
@@ -34,13 +38,18 @@ pub fn numeric_kind(code: &str) -> ErrorKind {
 }
 
 fn is_error_numeric(cmd: &str) -> bool {
-    cmd.len() == 3 && (cmd.starts_with('4') || cmd.starts_with('5')) && cmd.bytes().all(|b| b.is_ascii_digit())
+    cmd.len() == 3
+        && (cmd.starts_with('4') || cmd.starts_with('5'))
+        && cmd.bytes().all(|b| b.is_ascii_digit())
 }
 
 /// Whether a QUIT reason is a classic netsplit ("server1 server2").
 fn looks_like_netsplit(reason: &str) -> bool {
     let words: Vec<&str> = reason.split(' ').collect();
-    words.len() == 2 && words.iter().all(|w| w.contains('.') && !w.starts_with('.') && !w.ends_with('.') && w.len() > 2)
+    words.len() == 2
+        && words
+            .iter()
+            .all(|w| w.contains('.') && !w.starts_with('.') && !w.ends_with('.') && w.len() > 2)
 }
 
 impl Conn {
@@ -73,7 +82,9 @@ impl Conn {
         // Lines of a multiline batch are assembled at its end.
         if let Some(id) = msg.tag("batch") {
             if let Some(b) = self.batches.get_mut(id) {
-                if b.kind == "draft/multiline" && (msg.command == "PRIVMSG" || msg.command == "NOTICE") {
+                if b.kind == "draft/multiline"
+                    && (msg.command == "PRIVMSG" || msg.command == "NOTICE")
+                {
                     let concat = msg.tag("draft/multiline-concat").is_some();
                     b.lines.push((msg.trailing().to_owned(), concat));
                     if b.source.is_none() {
@@ -101,7 +112,9 @@ impl Conn {
             "PONG" => {}
             "CAP" => self.on_cap(&msg),
             "AUTHENTICATE" => self.on_authenticate(&msg),
-            "900" | "901" | "902" | "903" | "904" | "905" | "906" | "907" | "908" => self.on_sasl_numeric(&msg),
+            "900" | "901" | "902" | "903" | "904" | "905" | "906" | "907" | "908" => {
+                self.on_sasl_numeric(&msg)
+            }
             "001" => self.on_welcome(&msg),
             "005" => self.on_isupport(&msg),
             "432" | "433" | "436" | "437" if self.phase == Phase::Registering && !self.welcomed => {
@@ -140,8 +153,8 @@ impl Conn {
                     me.host = Some(host.clone());
                 }
             }
-            "002" | "003" | "004" | "042" | "250" | "251" | "252" | "253" | "254" | "255" | "265" | "266"
-            | "315" | "324" | "329" | "352" | "354" | "732" | "733" | "734" => {}
+            "002" | "003" | "004" | "042" | "250" | "251" | "252" | "253" | "254" | "255"
+            | "265" | "266" | "315" | "324" | "329" | "352" | "354" | "732" | "733" | "734" => {}
             c if is_error_numeric(c) => self.on_error_numeric(&msg),
             c if c.len() == 3 && c.bytes().all(|b| b.is_ascii_digit()) => {
                 if self.phase == Phase::Ready {
@@ -156,7 +169,11 @@ impl Conn {
     // --------------------------------------------------------- replies
 
     fn on_labeled(&mut self, label: &str, msg: &Message) {
-        let Some(i) = self.pending.iter().position(|p| p.label.as_deref() == Some(label)) else {
+        let Some(i) = self
+            .pending
+            .iter()
+            .position(|p| p.label.as_deref() == Some(label))
+        else {
             // A labeled echo of a message we sent.
             return;
         };
@@ -169,12 +186,19 @@ impl Conn {
                 msg.trailing().to_owned()
             };
             if let Some(r) = p.reply {
-                let kind = if msg.command == "FAIL" { ErrorKind::Remote } else { numeric_kind(&msg.command) };
+                let kind = if msg.command == "FAIL" {
+                    ErrorKind::Remote
+                } else {
+                    numeric_kind(&msg.command)
+                };
                 let _ = r.send(Err(BridgeError::new(kind, text)));
             }
             return;
         }
-        let resolves = matches!(self.pending[i].kind, PendingKind::Generic { .. } | PendingKind::Nick { .. });
+        let resolves = matches!(
+            self.pending[i].kind,
+            PendingKind::Generic { .. } | PendingKind::Nick { .. }
+        );
         if resolves && (msg.command == "ACK" || msg.command != "BATCH") {
             let p = self.pending.remove(i);
             if let Some(r) = p.reply {
@@ -189,7 +213,9 @@ impl Conn {
         let i = self.pending.iter().position(|p| {
             p.label.is_none()
                 && match &p.kind {
-                    PendingKind::Generic { channel: c } => folded.is_none() || c.as_deref() == folded.as_deref(),
+                    PendingKind::Generic { channel: c } => {
+                        folded.is_none() || c.as_deref() == folded.as_deref()
+                    }
                     _ => false,
                 }
         });
@@ -207,18 +233,36 @@ impl Conn {
         let text = msg.trailing().to_owned();
         let kind = numeric_kind(code);
         // A labeled error was answered in on_labeled already.
-        if msg.tag("label").is_some() || self.batch_of(msg).and_then(|b| b.label.as_ref()).is_some() {
+        if msg.tag("label").is_some() || self.batch_of(msg).and_then(|b| b.label.as_ref()).is_some()
+        {
             return;
         }
         let folded = self.fold(&subject);
         // Join failures.
         if let Some(ch) = self.channels.get(&folded) {
-            if ch.state == ChanState::Joining && matches!(code, "403" | "405" | "437" | "471" | "473" | "474" | "475" | "477" | "479" | "489" | "520") {
+            if ch.state == ChanState::Joining
+                && matches!(
+                    code,
+                    "403"
+                        | "405"
+                        | "437"
+                        | "471"
+                        | "473"
+                        | "474"
+                        | "475"
+                        | "477"
+                        | "479"
+                        | "489"
+                        | "520"
+                )
+            {
                 let room = ch.room.clone();
                 let name = ch.name.clone();
                 self.channels.remove(&folded);
                 let why = match code {
-                    "475" => format!("Cannot join {name}: the channel needs a key (give it as the room password)"),
+                    "475" => format!(
+                        "Cannot join {name}: the channel needs a key (give it as the room password)"
+                    ),
                     "474" => format!("Cannot join {name}: you are banned ({text})"),
                     "473" => format!("Cannot join {name}: invitation only ({text})"),
                     "471" => format!("Cannot join {name}: the channel is full ({text})"),
@@ -250,7 +294,11 @@ impl Conn {
             }
         }
         if matches!(code, "432" | "433" | "436" | "437" | "484") {
-            if let Some(i) = self.pending.iter().position(|p| matches!(p.kind, PendingKind::Nick { .. })) {
+            if let Some(i) = self
+                .pending
+                .iter()
+                .position(|p| matches!(p.kind, PendingKind::Nick { .. }))
+            {
                 let p = self.pending.remove(i);
                 if let Some(r) = p.reply {
                     let _ = r.send(Err(BridgeError::new(kind, format!("{subject}: {text}"))));
@@ -288,7 +336,10 @@ impl Conn {
         if let Some(id) = reference.strip_prefix('+') {
             let kind = msg.param(1).to_owned();
             let params = msg.params.get(2..).map(|p| p.to_vec()).unwrap_or_default();
-            let label = msg.tag("label").map(str::to_owned).or_else(|| self.batch_of(&msg).and_then(|b| b.label.clone()));
+            let label = msg
+                .tag("label")
+                .map(str::to_owned)
+                .or_else(|| self.batch_of(&msg).and_then(|b| b.label.clone()));
             self.batches.insert(
                 id.to_owned(),
                 Batch {
@@ -303,8 +354,12 @@ impl Conn {
             );
             return;
         }
-        let Some(id) = reference.strip_prefix('-') else { return };
-        let Some(batch) = self.batches.remove(id) else { return };
+        let Some(id) = reference.strip_prefix('-') else {
+            return;
+        };
+        let Some(batch) = self.batches.remove(id) else {
+            return;
+        };
         match batch.kind.as_str() {
             "draft/multiline" => {
                 let mut text = String::new();
@@ -324,13 +379,21 @@ impl Conn {
                 let synthetic = Message {
                     tags,
                     source: batch.source.clone(),
-                    command: if batch.command.is_empty() { "PRIVMSG".into() } else { batch.command.clone() },
+                    command: if batch.command.is_empty() {
+                        "PRIVMSG".into()
+                    } else {
+                        batch.command.clone()
+                    },
                     params: vec![target, text],
                 };
                 self.on_privmsg(synthetic, now);
             }
             "chathistory" => {
-                let target = batch.params.first().map(|t| self.fold(t)).unwrap_or_default();
+                let target = batch
+                    .params
+                    .first()
+                    .map(|t| self.fold(t))
+                    .unwrap_or_default();
                 let label = batch.label.clone();
                 let i = self.pending.iter().position(|p| match &p.kind {
                     PendingKind::History { target: t, .. } => {
@@ -348,8 +411,15 @@ impl Conn {
             }
             "labeled-response" => {
                 if let Some(label) = &batch.label {
-                    if let Some(i) = self.pending.iter().position(|p| p.label.as_deref() == Some(label.as_str())) {
-                        if matches!(self.pending[i].kind, PendingKind::Generic { .. } | PendingKind::Nick { .. }) {
+                    if let Some(i) = self
+                        .pending
+                        .iter()
+                        .position(|p| p.label.as_deref() == Some(label.as_str()))
+                    {
+                        if matches!(
+                            self.pending[i].kind,
+                            PendingKind::Generic { .. } | PendingKind::Nick { .. }
+                        ) {
                             let p = self.pending.remove(i);
                             if let Some(r) = p.reply {
                                 let _ = r.send(Ok(Outcome::Done));
@@ -369,8 +439,16 @@ impl Conn {
                     }
                 }
                 for (ch, n) in per_channel {
-                    if let Some(room) = self.channels.get(&ch).filter(|c| c.synced).map(|c| c.room.clone()) {
-                        self.room_notice(room, format!("Netsplit between {servers}: {n} users are gone for now"));
+                    if let Some(room) = self
+                        .channels
+                        .get(&ch)
+                        .filter(|c| c.synced)
+                        .map(|c| c.room.clone())
+                    {
+                        self.room_notice(
+                            room,
+                            format!("Netsplit between {servers}: {n} users are gone for now"),
+                        );
                     }
                 }
             }
@@ -402,11 +480,15 @@ impl Conn {
     }
 
     fn emit_occupant(&mut self, channel: &str, nick_folded: &str) {
-        let Some(ch) = self.channels.get(channel) else { return };
+        let Some(ch) = self.channels.get(channel) else {
+            return;
+        };
         if !ch.synced {
             return;
         }
-        let Some(m) = ch.members.get(nick_folded) else { return };
+        let Some(m) = ch.members.get(nick_folded) else {
+            return;
+        };
         let occupant = self.occupant_of(m);
         let room = ch.room.clone();
         self.emit(Event::Occupant { room, occupant });
@@ -430,8 +512,12 @@ impl Conn {
 
     /// Reports a channel to the core as joined, with all it needs.
     pub(super) fn emit_room_joined(&mut self, key: &str) {
-        let Some(info) = self.room_info(key) else { return };
-        let Some(ch) = self.channels.get(key) else { return };
+        let Some(info) = self.room_info(key) else {
+            return;
+        };
+        let Some(ch) = self.channels.get(key) else {
+            return;
+        };
         let occupants: Vec<Occupant> = ch.members.values().map(|m| self.occupant_of(m)).collect();
         let subject = ch.topic.clone();
         let nick = self.nick.clone();
@@ -444,7 +530,9 @@ impl Conn {
     }
 
     fn on_join(&mut self, msg: &Message) {
-        let Some(src) = msg.source.clone() else { return };
+        let Some(src) = msg.source.clone() else {
+            return;
+        };
         let name = msg.param(0).to_owned();
         let key = self.fold(&name);
         let account = if self.has_cap("extended-join") {
@@ -481,7 +569,10 @@ impl Conn {
             return;
         }
         let nick_key = self.fold(&src.nick);
-        let returning = self.splits.iter_mut().find(|s| self.isupport.casemapping.eq(&s.nick, &src.nick));
+        let returning = self
+            .splits
+            .iter_mut()
+            .find(|s| self.isupport.casemapping.eq(&s.nick, &src.nick));
         let mut silent = false;
         if let Some(split) = returning {
             if let Some(pos) = split.channels.iter().position(|c| *c == key) {
@@ -490,7 +581,9 @@ impl Conn {
             }
         }
         self.splits.retain(|s| !s.channels.is_empty());
-        let Some(ch) = self.channels.get_mut(&key) else { return };
+        let Some(ch) = self.channels.get_mut(&key) else {
+            return;
+        };
         let member = Member {
             nick: src.nick.clone(),
             modes: String::new(),
@@ -525,7 +618,9 @@ impl Conn {
             return;
         }
         let nick_key = self.fold(&nick);
-        let Some(ch) = self.channels.get_mut(&key) else { return };
+        let Some(ch) = self.channels.get_mut(&key) else {
+            return;
+        };
         if ch.members.remove(&nick_key).is_some() && ch.synced {
             let room = ch.room.clone();
             self.emit(Event::OccupantLeft {
@@ -577,7 +672,11 @@ impl Conn {
         let by = msg.nick().to_owned();
         let key = self.fold(msg.param(0));
         let victim = msg.param(1).to_owned();
-        let reason = msg.params.get(2).cloned().filter(|r| !r.is_empty() && *r != victim);
+        let reason = msg
+            .params
+            .get(2)
+            .cloned()
+            .filter(|r| !r.is_empty() && *r != victim);
         if self.is_me(&by) {
             self.resolve_generic(Some(msg.param(0)), Ok(Outcome::Done));
         }
@@ -586,21 +685,29 @@ impl Conn {
                 if ch.xmpp && ch.synced {
                     self.emit(Event::RoomLeft {
                         room: ch.room,
-                        exit: RoomExit::Kicked { by: Some(by), reason },
+                        exit: RoomExit::Kicked {
+                            by: Some(by),
+                            reason,
+                        },
                     });
                 }
             }
             return;
         }
         let victim_key = self.fold(&victim);
-        let Some(ch) = self.channels.get_mut(&key) else { return };
+        let Some(ch) = self.channels.get_mut(&key) else {
+            return;
+        };
         if let Some(m) = ch.members.remove(&victim_key) {
             if ch.synced {
                 let room = ch.room.clone();
                 self.emit(Event::OccupantLeft {
                     room,
                     nick: m.nick,
-                    exit: RoomExit::Kicked { by: Some(by), reason },
+                    exit: RoomExit::Kicked {
+                        by: Some(by),
+                        reason,
+                    },
                 });
             }
         }
@@ -627,11 +734,9 @@ impl Conn {
             }
             let folded = self.fold(&new);
             let fold = self.isupport.casemapping;
-            if let Some(i) = self
-                .pending
-                .iter()
-                .position(|p| matches!(&p.kind, PendingKind::Nick { new: n } if fold.fold(n) == folded))
-            {
+            if let Some(i) = self.pending.iter().position(
+                |p| matches!(&p.kind, PendingKind::Nick { new: n } if fold.fold(n) == folded),
+            ) {
                 let p = self.pending.remove(i);
                 if let Some(r) = p.reply {
                     let _ = r.send(Ok(Outcome::Done));
@@ -678,7 +783,9 @@ impl Conn {
         let mut touched = Vec::new();
         let isupport = self.isupport.clone();
         let fold = self.isupport.casemapping;
-        let Some(ch) = self.channels.get_mut(&key) else { return };
+        let Some(ch) = self.channels.get_mut(&key) else {
+            return;
+        };
         for (adding, mode, param) in &changes {
             if isupport.rank_of_mode(*mode).is_none() {
                 continue;
@@ -704,8 +811,15 @@ impl Conn {
             self.emit_occupant(&key, &pk);
         }
         if synced {
-            let args = if args.is_empty() { String::new() } else { format!(" [{}]", args.join(" ")) };
-            self.room_notice(room, format!("Mode {} [{modestr}]{args} by {by}", msg.param(0)));
+            let args = if args.is_empty() {
+                String::new()
+            } else {
+                format!(" [{}]", args.join(" "))
+            };
+            self.room_notice(
+                room,
+                format!("Mode {} [{modestr}]{args} by {by}", msg.param(0)),
+            );
         }
     }
 
@@ -716,7 +830,9 @@ impl Conn {
             self.resolve_generic(Some(msg.param(0)), Ok(Outcome::Done));
         }
         let text = crate::format::strip(msg.params.get(1).map(String::as_str).unwrap_or(""));
-        let Some(ch) = self.channels.get_mut(&key) else { return };
+        let Some(ch) = self.channels.get_mut(&key) else {
+            return;
+        };
         ch.topic = Subject {
             text,
             by: Some(by),
@@ -731,7 +847,9 @@ impl Conn {
     fn on_topic_numeric(&mut self, msg: &Message) {
         let key = self.fold(msg.param(1));
         let code = msg.command.clone();
-        let Some(ch) = self.channels.get_mut(&key) else { return };
+        let Some(ch) = self.channels.get_mut(&key) else {
+            return;
+        };
         match code.as_str() {
             "331" => ch.topic = Subject::default(),
             "332" => ch.topic.text = crate::format::strip(msg.trailing()),
@@ -756,7 +874,9 @@ impl Conn {
         let key = self.fold(msg.param(2));
         let isupport = self.isupport.clone();
         let fold = self.isupport.casemapping;
-        let Some(ch) = self.channels.get_mut(&key) else { return };
+        let Some(ch) = self.channels.get_mut(&key) else {
+            return;
+        };
         let names = ch.names.get_or_insert_with(Default::default);
         for entry in msg.trailing().split(' ').filter(|e| !e.is_empty()) {
             if let Some(m) = parse_names_entry(entry, &isupport) {
@@ -779,7 +899,9 @@ impl Conn {
 
     fn on_end_of_names(&mut self, msg: &Message) {
         let key = self.fold(msg.param(1));
-        let Some(ch) = self.channels.get_mut(&key) else { return };
+        let Some(ch) = self.channels.get_mut(&key) else {
+            return;
+        };
         if let Some(mut names) = ch.names.take() {
             // Keep what JOIN/AWAY told us (account, away) about members.
             for (k, m) in names.iter_mut() {
@@ -833,7 +955,12 @@ impl Conn {
             return;
         }
         let key = self.fold(&channel);
-        if let Some(room) = self.channels.get(&key).filter(|c| c.synced).map(|c| c.room.clone()) {
+        if let Some(room) = self
+            .channels
+            .get(&key)
+            .filter(|c| c.synced)
+            .map(|c| c.room.clone())
+        {
             self.room_notice(room, format!("{inviter} invited {invitee} to {channel}"));
         }
     }
@@ -906,7 +1033,11 @@ impl Conn {
         for target in msg.trailing().split(',').filter(|t| !t.is_empty()) {
             let nick = target.split('!').next().unwrap_or(target);
             let contact = self.contact(nick);
-            let presence = if online { Presence::available() } else { Presence::offline() };
+            let presence = if online {
+                Presence::available()
+            } else {
+                Presence::offline()
+            };
             self.emit(Event::ContactPresence { contact, presence });
         }
     }
@@ -921,7 +1052,11 @@ impl Conn {
             _ => topic,
         };
         let room = self.env.addresses.room_id(&self.settings.server, &name);
-        if let Some(p) = self.pending.iter_mut().find(|p| matches!(p.kind, PendingKind::List { .. })) {
+        if let Some(p) = self
+            .pending
+            .iter_mut()
+            .find(|p| matches!(p.kind, PendingKind::List { .. }))
+        {
             if let PendingKind::List { rooms } = &mut p.kind {
                 if rooms.len() < 10_000 {
                     rooms.push(RoomListing {
@@ -936,7 +1071,11 @@ impl Conn {
     }
 
     fn on_list_end(&mut self) {
-        if let Some(i) = self.pending.iter().position(|p| matches!(p.kind, PendingKind::List { .. })) {
+        if let Some(i) = self
+            .pending
+            .iter()
+            .position(|p| matches!(p.kind, PendingKind::List { .. }))
+        {
             let p = self.pending.remove(i);
             if let (Some(r), PendingKind::List { rooms }) = (p.reply, p.kind) {
                 let _ = r.send(Ok(Outcome::Rooms(rooms)));
@@ -952,7 +1091,11 @@ impl Conn {
         let from_me = self.is_me(nick);
         if self.isupport.is_channel(chan) {
             let ch = self.channels.get(&self.fold(chan))?;
-            let from = if from_me { Sender::Own } else { Sender::Occupant(nick.to_owned()) };
+            let from = if from_me {
+                Sender::Own
+            } else {
+                Sender::Occupant(nick.to_owned())
+            };
             return Some((Address::Room(ch.room.clone()), from));
         }
         // A private message: to us, or our own echo to someone.
@@ -965,7 +1108,10 @@ impl Conn {
                     .values()
                     .any(|c| c.room == *room && c.members.contains_key(&peer_key));
                 if still_there {
-                    Address::Occupant { room: room.clone(), nick: n.clone() }
+                    Address::Occupant {
+                        room: room.clone(),
+                        nick: n.clone(),
+                    }
                 } else {
                     Address::Contact(self.contact(peer))
                 }
@@ -990,14 +1136,21 @@ impl Conn {
         let source = msg.source.clone().unwrap_or_default();
         let nick = source.nick.clone();
         // Server notices, and notices before we are in.
-        if nick.is_empty() || source.is_server() || (self.phase != Phase::Ready && !self.registered_once) {
+        if nick.is_empty()
+            || source.is_server()
+            || (self.phase != Phase::Ready && !self.registered_once)
+        {
             if self.phase == Phase::Ready || !is_notice {
                 let text = crate::format::strip(&text);
                 self.service_message(text);
             }
             return;
         }
-        let mut kind = if is_notice { MessageKind::Notice } else { MessageKind::Normal };
+        let mut kind = if is_notice {
+            MessageKind::Notice
+        } else {
+            MessageKind::Normal
+        };
         let mut body = text.clone();
         if let Some(c) = ctcp::parse(&text) {
             if c.is("ACTION") {
@@ -1019,7 +1172,12 @@ impl Conn {
         if is_notice && !self.isupport.is_channel(&target) {
             if let Some(rest) = body.strip_prefix('[') {
                 if let Some((chan, tail)) = rest.split_once("] ") {
-                    if let Some(room) = self.channels.get(&self.fold(chan)).filter(|c| c.synced).map(|c| c.room.clone()) {
+                    if let Some(room) = self
+                        .channels
+                        .get(&self.fold(chan))
+                        .filter(|c| c.synced)
+                        .map(|c| c.room.clone())
+                    {
                         let text = format!("{nick}: {}", crate::format::strip(tail));
                         self.room_notice(room, text);
                         return;
@@ -1036,7 +1194,10 @@ impl Conn {
         let msgid = msg.tag("msgid").map(str::to_owned);
         let from_me = matches!(from, Sender::Own);
         // The echo of a message we sent: the session already has it.
-        if from_me && self.has_cap("echo-message") && self.take_echo(&target, self.label_of(&msg).as_deref(), msgid.as_deref()) {
+        if from_me
+            && self.has_cap("echo-message")
+            && self.take_echo(&target, self.label_of(&msg).as_deref(), msgid.as_deref())
+        {
             if !matches!(chat, Address::Room(_)) {
                 self.last_activity = now;
             }
@@ -1058,7 +1219,10 @@ impl Conn {
         m.id = msgid.clone().map(MessageId::new);
         let in_history = self.batch_kind(&msg) == Some("chathistory");
         if let Some(t) = msg.tag("time").and_then(crate::time::parse_server_time) {
-            let old = SystemTime::now().duration_since(t).map(|d| d > LIVE_SKEW).unwrap_or(false);
+            let old = SystemTime::now()
+                .duration_since(t)
+                .map(|d| d > LIVE_SKEW)
+                .unwrap_or(false);
             if old || in_history {
                 m.timestamp = Some(t);
             }
@@ -1066,7 +1230,9 @@ impl Conn {
         if let Some(reply) = msg.tag("+draft/reply").or_else(|| msg.tag("+reply")) {
             m.reply_to = Some(ReplyTo {
                 id: MessageId::new(reply),
-                author: self.author_of(reply).map(|n| Sender::Occupant(n.to_owned())),
+                author: self
+                    .author_of(reply)
+                    .map(|n| Sender::Occupant(n.to_owned())),
                 quote: None,
             });
         }
@@ -1076,10 +1242,14 @@ impl Conn {
         if in_history {
             m.archive_only = true;
             let batch_label = self.batch_of(&msg).and_then(|b| b.label.clone());
-            let batch_target = self.batch_of(&msg).and_then(|b| b.params.first().cloned()).map(|t| self.fold(&t));
+            let batch_target = self
+                .batch_of(&msg)
+                .and_then(|b| b.params.first().cloned())
+                .map(|t| self.fold(&t));
             if let Some(p) = self.pending.iter_mut().find(|p| match &p.kind {
                 PendingKind::History { target, .. } => {
-                    (batch_label.is_some() && p.label == batch_label) || Some(target) == batch_target.as_ref()
+                    (batch_label.is_some() && p.label == batch_label)
+                        || Some(target) == batch_target.as_ref()
                 }
                 _ => false,
             }) {
@@ -1096,11 +1266,19 @@ impl Conn {
     fn take_echo(&mut self, target: &str, label: Option<&str>, msgid: Option<&str>) -> bool {
         let folded = self.fold(target);
         let i = match label {
-            Some(l) => self.echoes.iter().position(|e| e.label.as_deref() == Some(l)),
-            None => self.echoes.iter().position(|e| e.label.is_none() && e.target == folded),
+            Some(l) => self
+                .echoes
+                .iter()
+                .position(|e| e.label.as_deref() == Some(l)),
+            None => self
+                .echoes
+                .iter()
+                .position(|e| e.label.is_none() && e.target == folded),
         };
         let Some(i) = i else { return false };
-        let Some(e) = self.echoes.get_mut(i) else { return false };
+        let Some(e) = self.echoes.get_mut(i) else {
+            return false;
+        };
         if let Some(r) = e.reply.take() {
             let _ = r.send(Ok(Outcome::Sent(msgid.map(MessageId::new))));
         }
@@ -1113,7 +1291,11 @@ impl Conn {
 
     fn on_ctcp_reply(&mut self, nick: &str, command: &str, args: &str) {
         let i = self.pending.iter().position(|p| match &p.kind {
-            PendingKind::Ctcp { nick: n, query, token } => {
+            PendingKind::Ctcp {
+                nick: n,
+                query,
+                token,
+            } => {
                 self.isupport.casemapping.eq(n, nick)
                     && match query {
                         super::CtcpQuery::Version => command == "VERSION",
@@ -1131,7 +1313,11 @@ impl Conn {
                 Some((n, v)) => (n.to_owned(), v.trim().to_owned()),
                 None => (text.clone(), String::new()),
             };
-            Outcome::Version { name, version, os: None }
+            Outcome::Version {
+                name,
+                version,
+                os: None,
+            }
         } else {
             Outcome::Done
         };
@@ -1140,7 +1326,10 @@ impl Conn {
 
     fn answer_ctcp(&mut self, nick: &str, command: &str, args: &str, now: Instant) {
         // One answer per two seconds: CTCP floods must not flood us off.
-        if self.ctcp_answered.is_some_and(|t| now < t + Duration::from_secs(2)) {
+        if self
+            .ctcp_answered
+            .is_some_and(|t| now < t + Duration::from_secs(2))
+        {
             return;
         }
         let answer = match command {
@@ -1162,16 +1351,25 @@ impl Conn {
         if self.is_me(&nick) {
             return;
         }
-        let Some((chat, from)) = self.conversation(&nick, msg.param(0)) else { return };
+        let Some((chat, from)) = self.conversation(&nick, msg.param(0)) else {
+            return;
+        };
         if let Some(t) = msg.tag("+typing").or_else(|| msg.tag("+draft/typing")) {
             let state = match t {
                 "active" => ChatState::Composing,
                 "paused" => ChatState::Paused,
                 _ => ChatState::Active,
             };
-            self.emit(Event::ChatState { chat: chat.clone(), from: from.clone(), state });
+            self.emit(Event::ChatState {
+                chat: chat.clone(),
+                from: from.clone(),
+                state,
+            });
         }
-        let reply = msg.tag("+draft/reply").or_else(|| msg.tag("+reply")).map(str::to_owned);
+        let reply = msg
+            .tag("+draft/reply")
+            .or_else(|| msg.tag("+reply"))
+            .map(str::to_owned);
         if let Some(target) = reply {
             let key = (target.clone(), self.fold(&nick));
             let mut changed = false;
@@ -1209,8 +1407,13 @@ impl Conn {
         if self.is_me(&nick) && self.label_of(msg).is_some() {
             return;
         }
-        let Some((chat, by)) = self.conversation(&nick, &target) else { return };
-        let author_is_redacter = self.author_of(&msgid).map(|a| a == self.fold(&nick)).unwrap_or(true);
+        let Some((chat, by)) = self.conversation(&nick, &target) else {
+            return;
+        };
+        let author_is_redacter = self
+            .author_of(&msgid)
+            .map(|a| a == self.fold(&nick))
+            .unwrap_or(true);
         self.emit(Event::Retracted {
             chat,
             by,

@@ -65,7 +65,11 @@ impl Isupport {
             let defaults = Isupport::default();
             match key.to_ascii_uppercase().as_str() {
                 "CHANTYPES" => {
-                    self.chantypes = if negate { defaults.chantypes } else { value.to_owned() }
+                    self.chantypes = if negate {
+                        defaults.chantypes
+                    } else {
+                        value.to_owned()
+                    }
                 }
                 "PREFIX" => {
                     self.prefix = if negate {
@@ -100,7 +104,10 @@ impl Isupport {
 
     /// The status mode of a prefix character (`@` -> `o`).
     pub fn mode_of_prefix(&self, prefix: char) -> Option<char> {
-        self.prefix.iter().find(|(_, p)| *p == prefix).map(|(m, _)| *m)
+        self.prefix
+            .iter()
+            .find(|(_, p)| *p == prefix)
+            .map(|(m, _)| *m)
     }
 
     /// Whether a mode takes a parameter when set (`+`) or unset (`-`).
@@ -114,7 +121,9 @@ impl Isupport {
 
     /// Whether `name` is a channel name.
     pub fn is_channel(&self, name: &str) -> bool {
-        name.chars().next().is_some_and(|c| self.chantypes.contains(c))
+        name.chars()
+            .next()
+            .is_some_and(|c| self.chantypes.contains(c))
     }
 
     /// Splits `@#chan` into (`@`, `#chan`) when the server has STATUSMSG.

@@ -10,8 +10,8 @@
 //! `requests` (the session's requests).
 
 pub mod channel;
-pub mod isupport;
 mod incoming;
+pub mod isupport;
 mod outgoing;
 mod registration;
 mod requests;
@@ -315,11 +315,18 @@ enum PendingKind {
     /// NICK.
     Nick { new: String },
     /// A CTCP query.
-    Ctcp { nick: String, query: CtcpQuery, token: String },
+    Ctcp {
+        nick: String,
+        query: CtcpQuery,
+        token: String,
+    },
     /// LIST.
     List { rooms: Vec<RoomListing> },
     /// CHATHISTORY.
-    History { target: String, msgs: Vec<IncomingMessage> },
+    History {
+        target: String,
+        msgs: Vec<IncomingMessage>,
+    },
 }
 
 /// One of our messages waiting for its echo.
@@ -429,8 +436,12 @@ pub struct Conn {
 impl Conn {
     /// A connection for `user` to `settings.server`, not connected yet.
     pub fn new(settings: ConnSettings, env: ConnEnv, nick: &str, now: Instant) -> Self {
-        let fallback = crate::proto::encoding_for(&settings.encoding_in).unwrap_or(encoding_rs::WINDOWS_1252);
-        let out_encoding = settings.encoding_out.as_deref().and_then(crate::proto::encoding_for);
+        let fallback =
+            crate::proto::encoding_for(&settings.encoding_in).unwrap_or(encoding_rs::WINDOWS_1252);
+        let out_encoding = settings
+            .encoding_out
+            .as_deref()
+            .and_then(crate::proto::encoding_for);
         let nick = settings.nick.clone().unwrap_or_else(|| nick.to_owned());
         let env_idle = env.idle_timeout;
         Self {
@@ -546,7 +557,8 @@ impl Conn {
     }
 
     fn send_urgent(&mut self, line: Line) {
-        self.out.push(line.urgent().with_encoding(self.out_encoding));
+        self.out
+            .push(line.urgent().with_encoding(self.out_encoding));
     }
 
     /// Sends now if registered, else once registered.
@@ -672,7 +684,14 @@ impl Conn {
     // ------------------------------------------------------- transport
 
     /// The transport is up: start registration.
-    pub fn on_connected(&mut self, host: &str, port: u16, tls: bool, webirc: Option<(String, String, String)>, now: Instant) {
+    pub fn on_connected(
+        &mut self,
+        host: &str,
+        port: u16,
+        tls: bool,
+        webirc: Option<(String, String, String)>,
+        now: Instant,
+    ) {
         self.phase = Phase::Registering;
         self.endpoint = Some((host.to_owned(), port, tls));
         self.last_read = now;
@@ -697,8 +716,15 @@ impl Conn {
         }
         let nick = self.nick.clone();
         self.line_urgent("NICK", &[&nick]);
-        let (user, real) = (self.settings.username.clone(), self.settings.realname.clone());
-        let real = if real.trim().is_empty() { nick.clone() } else { real.replace(['\r', '\n', '\0'], " ") };
+        let (user, real) = (
+            self.settings.username.clone(),
+            self.settings.realname.clone(),
+        );
+        let real = if real.trim().is_empty() {
+            nick.clone()
+        } else {
+            real.replace(['\r', '\n', '\0'], " ")
+        };
         self.line_urgent("USER", &[&user, "0", "*", &real]);
     }
 
@@ -727,7 +753,10 @@ impl Conn {
             self.finish(Down::Quit);
             return;
         }
-        let reason = self.server_error.take().unwrap_or_else(|| reason.to_owned());
+        let reason = self
+            .server_error
+            .take()
+            .unwrap_or_else(|| reason.to_owned());
         let reason_text = format!("Connection to {} lost: {reason}", self.settings.server);
         // Requests in flight cannot be answered any more.
         for p in self.pending.drain(..) {
@@ -775,7 +804,12 @@ impl Conn {
     }
 
     fn fail_everything(&mut self, kind: ErrorKind, msg: &str) {
-        let rooms: Vec<RoomId> = self.channels.values().filter(|c| !c.synced).map(|c| c.room.clone()).collect();
+        let rooms: Vec<RoomId> = self
+            .channels
+            .values()
+            .filter(|c| !c.synced)
+            .map(|c| c.room.clone())
+            .collect();
         for room in rooms {
             self.emit(Event::RoomJoinFailed {
                 room,
@@ -863,7 +897,10 @@ impl Conn {
     }
 
     fn idle(&self) -> bool {
-        self.channels.is_empty() && self.pending.is_empty() && self.echoes.is_empty() && self.deferred.is_empty()
+        self.channels.is_empty()
+            && self.pending.is_empty()
+            && self.echoes.is_empty()
+            && self.deferred.is_empty()
     }
 
     /// Time passed: timeouts, keepalive, idle close, delayed netsplits.
@@ -889,7 +926,9 @@ impl Conn {
             }
         }
         // Netsplit departures nobody came back from.
-        let (due, keep): (Vec<Split>, Vec<Split>) = std::mem::take(&mut self.splits).into_iter().partition(|s| s.deadline <= now);
+        let (due, keep): (Vec<Split>, Vec<Split>) = std::mem::take(&mut self.splits)
+            .into_iter()
+            .partition(|s| s.deadline <= now);
         self.splits = keep;
         for s in due {
             for ch in s.channels {
@@ -916,7 +955,10 @@ impl Conn {
                 _ => {}
             }
         }
-        if self.phase == Phase::Ready && self.idle() && now >= self.last_activity + self.env.idle_timeout {
+        if self.phase == Phase::Ready
+            && self.idle()
+            && now >= self.last_activity + self.env.idle_timeout
+        {
             self.quit(Some("Idle".into()));
         }
     }

@@ -6,12 +6,12 @@
 use std::time::{Duration, Instant};
 
 use ferry_bridge::{
-    BridgeError, ChatState, ErrorKind, MessageId, MessageKind, OutgoingMessage, Outcome,
+    BridgeError, ChatState, ErrorKind, MessageId, MessageKind, Outcome, OutgoingMessage,
 };
 
-use super::{Conn, EchoWait, Pending, PendingKind, Reply, ECHO_TIMEOUT, REPLY_TIMEOUT};
+use super::{Conn, ECHO_TIMEOUT, EchoWait, Pending, PendingKind, REPLY_TIMEOUT, Reply};
 use crate::format;
-use crate::proto::{wire_len, Line};
+use crate::proto::{Line, wire_len};
 
 /// How long the echo of a message sent while disconnected is waited for.
 const DEFERRED_ECHO_TIMEOUT: Duration = Duration::from_secs(300);
@@ -24,12 +24,21 @@ const TYPING_REPEAT: Duration = Duration::from_secs(3);
 /// inside become a single space (IRC cannot send an empty line).
 pub fn body_lines(text: &str) -> Vec<String> {
     let text = text.replace("\r\n", "\n").replace('\r', "\n");
-    let text: String = text.chars().filter(|c| *c != '\0' && *c != '\x01').collect();
+    let text: String = text
+        .chars()
+        .filter(|c| *c != '\0' && *c != '\x01')
+        .collect();
     let mut lines: Vec<String> = text.split('\n').map(|l| l.trim_end().to_owned()).collect();
-    while lines.last().is_some_and(|l| format::strip(l).trim().is_empty()) {
+    while lines
+        .last()
+        .is_some_and(|l| format::strip(l).trim().is_empty())
+    {
         lines.pop();
     }
-    while lines.first().is_some_and(|l| format::strip(l).trim().is_empty()) {
+    while lines
+        .first()
+        .is_some_and(|l| format::strip(l).trim().is_empty())
+    {
         lines.remove(0);
     }
     for l in lines.iter_mut() {
@@ -61,7 +70,12 @@ impl Conn {
     pub fn prefix_len(&self) -> usize {
         match &self.me {
             Some(src) if src.user.is_some() && src.host.is_some() => {
-                1 + src.nick.len() + 1 + src.user.as_ref().map_or(0, |u| u.len()) + 1 + src.host.as_ref().map_or(0, |h| h.len()) + 1
+                1 + src.nick.len()
+                    + 1
+                    + src.user.as_ref().map_or(0, |u| u.len())
+                    + 1
+                    + src.host.as_ref().map_or(0, |h| h.len())
+                    + 1
             }
             _ => 1 + self.nick.len() + 1 + 10 + 1 + 63 + 1,
         }
@@ -69,26 +83,48 @@ impl Conn {
 
     /// Bytes left for the text of `COMMAND target :text` relayed to others.
     pub fn text_budget(&self, command: &str, target: &str, extra: usize) -> usize {
-        let fixed = 2 + self.prefix_len() + command.len() + 1 + wire_len(target, self.out_encoding) + 2 + extra;
+        let fixed = 2
+            + self.prefix_len()
+            + command.len()
+            + 1
+            + wire_len(target, self.out_encoding)
+            + 2
+            + extra;
         self.isupport.linelen.max(512).saturating_sub(fixed).max(32)
     }
 
     /// Sends a message to a channel or nick; `reply` gets the message id
     /// once the server echoed it (or at once without echo-message).
-    pub(super) fn send_message(&mut self, target: &str, msg: &OutgoingMessage, reply: Reply, now: Instant) {
+    pub(super) fn send_message(
+        &mut self,
+        target: &str,
+        msg: &OutgoingMessage,
+        reply: Reply,
+        now: Instant,
+    ) {
         let text = match &msg.rich {
             Some(rich) if rich.is_styled() => format::render(rich),
             _ => msg.body.clone(),
         };
         let lines = body_lines(&text);
         if lines.is_empty() {
-            let _ = reply.send(Err(BridgeError::bad_request("An empty message cannot be sent to IRC")));
+            let _ = reply.send(Err(BridgeError::bad_request(
+                "An empty message cannot be sent to IRC",
+            )));
             return;
         }
-        let command = if msg.kind == MessageKind::Notice { "NOTICE" } else { "PRIVMSG" };
+        let command = if msg.kind == MessageKind::Notice {
+            "NOTICE"
+        } else {
+            "PRIVMSG"
+        };
         let emote = msg.kind == MessageKind::Emote;
         let tags_ok = self.has_cap("message-tags");
-        let reply_tag = msg.reply_to.as_ref().filter(|_| tags_ok).map(|r| r.id.as_str().to_owned());
+        let reply_tag = msg
+            .reply_to
+            .as_ref()
+            .filter(|_| tags_ok)
+            .map(|r| r.id.as_str().to_owned());
         let extra = if emote { "\x01ACTION \x01".len() } else { 0 };
         let budget = self.text_budget(command, target, extra);
 
@@ -96,7 +132,12 @@ impl Conn {
         let multiline = self
             .caps_available
             .get("draft/multiline")
-            .filter(|_| self.has_cap("draft/multiline") && self.has_cap("batch") && lines.len() > 1 && !emote)
+            .filter(|_| {
+                self.has_cap("draft/multiline")
+                    && self.has_cap("batch")
+                    && lines.len() > 1
+                    && !emote
+            })
             .map(|v| multiline_limits(v));
         let mut used_batch = false;
         if let Some((max_bytes, max_lines)) = multiline {
@@ -128,7 +169,8 @@ impl Conn {
                     }
                 }
                 for (piece, concat) in &pieces {
-                    let mut tags: Vec<(&str, Option<&str>)> = vec![("batch", Some(reference.as_str()))];
+                    let mut tags: Vec<(&str, Option<&str>)> =
+                        vec![("batch", Some(reference.as_str()))];
                     if *concat {
                         tags.push(("draft/multiline-concat", None));
                     }
@@ -150,7 +192,11 @@ impl Conn {
             let mut first = true;
             for line in &lines {
                 for piece in format::split_line(line, budget, self.out_encoding) {
-                    let text = if emote { crate::ctcp::format("ACTION", &piece) } else { piece };
+                    let text = if emote {
+                        crate::ctcp::format("ACTION", &piece)
+                    } else {
+                        piece
+                    };
                     let mut tags: Vec<(&str, Option<&str>)> = Vec::new();
                     if first {
                         if let Some(r) = &reply_tag {
@@ -168,7 +214,11 @@ impl Conn {
                 }
             }
         }
-        let echoes = if used_batch { 1 } else { built.iter().filter(|l| l.command() == command).count() };
+        let echoes = if used_batch {
+            1
+        } else {
+            built.iter().filter(|l| l.command() == command).count()
+        };
         for l in built {
             self.send_when_ready(l);
         }
@@ -208,7 +258,11 @@ impl Conn {
         };
         let key = self.fold(target);
         if value == "active" {
-            if self.typing_sent.get(&key).is_some_and(|t| now < *t + TYPING_REPEAT) {
+            if self
+                .typing_sent
+                .get(&key)
+                .is_some_and(|t| now < *t + TYPING_REPEAT)
+            {
                 return;
             }
             self.typing_sent.insert(key, now);
@@ -222,7 +276,13 @@ impl Conn {
     }
 
     /// Sets the user's reactions to a message (`+draft/react`).
-    pub(super) fn send_reactions(&mut self, target: &str, msgid: &MessageId, emojis: Vec<String>, reply: Reply) {
+    pub(super) fn send_reactions(
+        &mut self,
+        target: &str,
+        msgid: &MessageId,
+        emojis: Vec<String>,
+        reply: Reply,
+    ) {
         if !self.has_cap("message-tags") {
             let _ = reply.send(Err(BridgeError::unsupported(format!(
                 "{} does not carry reactions (no message-tags)",
@@ -233,12 +293,20 @@ impl Conn {
         let id = msgid.as_str().to_owned();
         let old = self.own_reactions.get(&id).cloned().unwrap_or_default();
         for e in emojis.iter().filter(|e| !old.contains(e)) {
-            if let Ok(l) = Line::tagged(&[("+draft/react", Some(e)), ("+draft/reply", Some(&id))], "TAGMSG", &[target]) {
+            if let Ok(l) = Line::tagged(
+                &[("+draft/react", Some(e)), ("+draft/reply", Some(&id))],
+                "TAGMSG",
+                &[target],
+            ) {
                 self.send_when_ready(l);
             }
         }
         for e in old.iter().filter(|e| !emojis.contains(e)) {
-            if let Ok(l) = Line::tagged(&[("+draft/unreact", Some(e)), ("+draft/reply", Some(&id))], "TAGMSG", &[target]) {
+            if let Ok(l) = Line::tagged(
+                &[("+draft/unreact", Some(e)), ("+draft/reply", Some(&id))],
+                "TAGMSG",
+                &[target],
+            ) {
                 self.send_when_ready(l);
             }
         }
@@ -247,11 +315,21 @@ impl Conn {
     }
 
     /// Deletes a message (draft/message-redaction).
-    pub(super) fn send_redaction(&mut self, target: &str, msgid: &MessageId, reason: Option<String>, reply: Reply, now: Instant) {
+    pub(super) fn send_redaction(
+        &mut self,
+        target: &str,
+        msgid: &MessageId,
+        reason: Option<String>,
+        reply: Reply,
+        now: Instant,
+    ) {
         if !self.has_cap("draft/message-redaction") {
             let _ = reply.send(Err(BridgeError::new(
                 ErrorKind::Unsupported,
-                format!("{} cannot delete messages (no draft/message-redaction)", self.settings.server),
+                format!(
+                    "{} cannot delete messages (no draft/message-redaction)",
+                    self.settings.server
+                ),
             )));
             return;
         }
@@ -261,7 +339,8 @@ impl Conn {
         if let Some(r) = reason.as_deref() {
             params.push(r);
         }
-        let tags: Vec<(&str, Option<&str>)> = label.iter().map(|l| ("label", Some(l.as_str()))).collect();
+        let tags: Vec<(&str, Option<&str>)> =
+            label.iter().map(|l| ("label", Some(l.as_str()))).collect();
         match Line::tagged(&tags, "REDACT", &params) {
             Ok(l) => self.send_when_ready(l),
             Err(e) => {

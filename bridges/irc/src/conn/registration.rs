@@ -87,7 +87,11 @@ impl Conn {
                 return;
             }
             self.sasl_started = true;
-            let mech = if self.settings.sasl_external { "EXTERNAL" } else { "PLAIN" };
+            let mech = if self.settings.sasl_external {
+                "EXTERNAL"
+            } else {
+                "PLAIN"
+            };
             self.line_urgent("AUTHENTICATE", &[mech]);
             return;
         }
@@ -337,7 +341,9 @@ impl Conn {
             }
             match Line::raw(cmd) {
                 Ok(l) => self.send(l),
-                Err(e) => self.service_message(format!("After-connect command {cmd:?} not sent: {e}")),
+                Err(e) => {
+                    self.service_message(format!("After-connect command {cmd:?} not sent: {e}"))
+                }
             }
         }
         if let Some(away) = self.away.clone() {
@@ -413,12 +419,24 @@ pub fn base64(data: &[u8]) -> String {
     const T: &[u8; 64] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
     let mut out = String::with_capacity(data.len().div_ceil(3) * 4);
     for chunk in data.chunks(3) {
-        let b = [chunk[0], *chunk.get(1).unwrap_or(&0), *chunk.get(2).unwrap_or(&0)];
+        let b = [
+            chunk[0],
+            *chunk.get(1).unwrap_or(&0),
+            *chunk.get(2).unwrap_or(&0),
+        ];
         let n = (b[0] as u32) << 16 | (b[1] as u32) << 8 | b[2] as u32;
         out.push(T[(n >> 18) as usize & 63] as char);
         out.push(T[(n >> 12) as usize & 63] as char);
-        out.push(if chunk.len() > 1 { T[(n >> 6) as usize & 63] as char } else { '=' });
-        out.push(if chunk.len() > 2 { T[n as usize & 63] as char } else { '=' });
+        out.push(if chunk.len() > 1 {
+            T[(n >> 6) as usize & 63] as char
+        } else {
+            '='
+        });
+        out.push(if chunk.len() > 2 {
+            T[n as usize & 63] as char
+        } else {
+            '='
+        });
     }
     out
 }

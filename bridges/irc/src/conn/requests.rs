@@ -8,8 +8,8 @@ use ferry_bridge::{Affiliation, BridgeError, ErrorKind, Outcome, Role};
 
 use super::channel::{affiliation_modes, mode_commands, role_modes};
 use super::{
-    ChanState, Channel, Conn, ConnInfo, CtcpQuery, Pending, PendingKind, Phase, Reply, Request,
-    Target, REPLY_TIMEOUT,
+    ChanState, Channel, Conn, ConnInfo, CtcpQuery, Pending, PendingKind, Phase, REPLY_TIMEOUT,
+    Reply, Request, Target,
 };
 use crate::proto::Line;
 
@@ -25,7 +25,10 @@ impl Conn {
                 history,
                 persistent,
             } => {
-                if !self.registered_once && self.phase == Phase::Offline && self.settings.nick.is_none() {
+                if !self.registered_once
+                    && self.phase == Phase::Offline
+                    && self.settings.nick.is_none()
+                {
                     self.base_nick = nick.clone();
                     self.nick = nick;
                 }
@@ -53,7 +56,9 @@ impl Conn {
             }
             Request::Leave { channel, reason } => {
                 let k = self.fold(&channel);
-                let Some(ch) = self.channels.get_mut(&k) else { return };
+                let Some(ch) = self.channels.get_mut(&k) else {
+                    return;
+                };
                 if ch.persistent {
                     // Bouncer mode: stay, keep reporting for the archive.
                     ch.xmpp = false;
@@ -67,7 +72,9 @@ impl Conn {
                 history,
             } => {
                 let k = self.fold(&channel);
-                let Some(ch) = self.channels.get_mut(&k) else { return };
+                let Some(ch) = self.channels.get_mut(&k) else {
+                    return;
+                };
                 ch.persistent = persistent;
                 ch.history = history;
                 if !persistent && !ch.xmpp {
@@ -107,17 +114,25 @@ impl Conn {
                 Target::Server => {
                     self.last_activity = now;
                     let mut lines = Vec::new();
-                    for l in msg.body.replace("\r\n", "\n").split('\n').filter(|l| !l.trim().is_empty()) {
+                    for l in msg
+                        .body
+                        .replace("\r\n", "\n")
+                        .split('\n')
+                        .filter(|l| !l.trim().is_empty())
+                    {
                         match Line::raw(l) {
                             Ok(line) => lines.push(line),
                             Err(e) => {
-                                let _ = reply.send(Err(BridgeError::bad_request(format!("Not sent: {e}"))));
+                                let _ = reply
+                                    .send(Err(BridgeError::bad_request(format!("Not sent: {e}"))));
                                 return;
                             }
                         }
                     }
                     if lines.is_empty() {
-                        let _ = reply.send(Err(BridgeError::bad_request("Type an IRC command, e.g. WHOIS nick")));
+                        let _ = reply.send(Err(BridgeError::bad_request(
+                            "Type an IRC command, e.g. WHOIS nick",
+                        )));
                         return;
                     }
                     for l in lines {
@@ -139,7 +154,10 @@ impl Conn {
             } => match self.wire_target(&to) {
                 Some(t) => self.send_reactions(&t, &target, emojis, reply),
                 None => {
-                    let _ = reply.send(Err(BridgeError::new(ErrorKind::NotAllowed, "Not in that channel")));
+                    let _ = reply.send(Err(BridgeError::new(
+                        ErrorKind::NotAllowed,
+                        "Not in that channel",
+                    )));
                 }
             },
             Request::Redact {
@@ -150,10 +168,17 @@ impl Conn {
             } => match self.wire_target(&to) {
                 Some(t) => self.send_redaction(&t, &target, reason, reply, now),
                 None => {
-                    let _ = reply.send(Err(BridgeError::new(ErrorKind::NotAllowed, "Not in that channel")));
+                    let _ = reply.send(Err(BridgeError::new(
+                        ErrorKind::NotAllowed,
+                        "Not in that channel",
+                    )));
                 }
             },
-            Request::Topic { channel, topic, reply } => {
+            Request::Topic {
+                channel,
+                topic,
+                reply,
+            } => {
                 let wire = match self.joined_name(&channel) {
                     Ok(w) => w,
                     Err(e) => {
@@ -162,7 +187,10 @@ impl Conn {
                     }
                 };
                 let reply = Some(reply);
-                let topic = topic.replace("\r\n", " ").replace(['\r', '\n'], " ").replace('\0', "");
+                let topic = topic
+                    .replace("\r\n", " ")
+                    .replace(['\r', '\n'], " ")
+                    .replace('\0', "");
                 self.command_with_reply("TOPIC", &[&wire, &topic], Some(&wire), reply, now, false);
             }
             Request::Nick { nick, reply } => {
@@ -186,7 +214,8 @@ impl Conn {
                 }
                 self.base_nick = nick.clone();
                 let label = self.next_label();
-                let tags: Vec<(&str, Option<&str>)> = label.iter().map(|l| ("label", Some(l.as_str()))).collect();
+                let tags: Vec<(&str, Option<&str>)> =
+                    label.iter().map(|l| ("label", Some(l.as_str()))).collect();
                 if let Ok(l) = Line::tagged(&tags, "NICK", &[&nick]) {
                     self.send(l);
                 }
@@ -286,7 +315,11 @@ impl Conn {
                 let changes = affiliation_modes(affiliation, &self.isupport);
                 self.mode_changes(&wire, &changes, &nick, reply, now);
             }
-            Request::Invite { channel, nick, reply } => {
+            Request::Invite {
+                channel,
+                nick,
+                reply,
+            } => {
                 let wire = match self.joined_name(&channel) {
                     Ok(w) => w,
                     Err(e) => {
@@ -308,7 +341,10 @@ impl Conn {
                 }
             }
             Request::Ctcp { nick, query, reply } => {
-                let token = format!("{}", now.elapsed().as_nanos() ^ (self.label_seq as u128 * 7919));
+                let token = format!(
+                    "{}",
+                    now.elapsed().as_nanos() ^ (self.label_seq as u128 * 7919)
+                );
                 self.label_seq += 1;
                 let text = match query {
                     CtcpQuery::Version => crate::ctcp::format("VERSION", ""),
@@ -355,9 +391,13 @@ impl Conn {
                     let _ = reply.send(Ok(Outcome::History(Vec::new())));
                     return;
                 }
-                let limit = limit.min(self.isupport.chathistory.unwrap_or(100) as u32).max(1).to_string();
+                let limit = limit
+                    .min(self.isupport.chathistory.unwrap_or(100) as u32)
+                    .max(1)
+                    .to_string();
                 let label = self.next_label();
-                let tags: Vec<(&str, Option<&str>)> = label.iter().map(|l| ("label", Some(l.as_str()))).collect();
+                let tags: Vec<(&str, Option<&str>)> =
+                    label.iter().map(|l| ("label", Some(l.as_str()))).collect();
                 let line = match &before {
                     Some(id) => {
                         let r = format!("msgid={}", id.as_str());
@@ -384,7 +424,11 @@ impl Conn {
             }
             Request::Monitor { nick, add } => {
                 let key = self.fold(&nick);
-                let changed = if add { self.monitor.insert(key) } else { self.monitor.remove(&key) };
+                let changed = if add {
+                    self.monitor.insert(key)
+                } else {
+                    self.monitor.remove(&key)
+                };
                 if changed && self.phase == Phase::Ready && self.isupport.monitor.is_some() {
                     self.line("MONITOR", &[if add { "+" } else { "-" }, &nick]);
                 }
@@ -394,7 +438,10 @@ impl Conn {
             }
             Request::Settings(s) => {
                 self.fallback = crate::proto::encoding_for(&s.encoding_in).unwrap_or(self.fallback);
-                self.out_encoding = s.encoding_out.as_deref().and_then(crate::proto::encoding_for);
+                self.out_encoding = s
+                    .encoding_out
+                    .as_deref()
+                    .and_then(crate::proto::encoding_for);
                 self.settings = *s;
             }
             Request::Quit { message, done } => {
@@ -434,8 +481,11 @@ impl Conn {
     }
 
     fn part(&mut self, key: &str, reason: Option<String>, now: Instant) {
-        let Some(ch) = self.channels.remove(key) else { return };
-        if matches!(ch.state, ChanState::Joining | ChanState::Joined) && self.phase == Phase::Ready {
+        let Some(ch) = self.channels.remove(key) else {
+            return;
+        };
+        if matches!(ch.state, ChanState::Joining | ChanState::Joined) && self.phase == Phase::Ready
+        {
             let reason = reason.map(clean).filter(|r| !r.is_empty());
             match reason {
                 Some(r) => self.line("PART", &[&ch.name, &r]),
@@ -458,7 +508,8 @@ impl Conn {
     ) {
         let Some(reply) = reply else { return };
         let label = self.next_label();
-        let tags: Vec<(&str, Option<&str>)> = label.iter().map(|l| ("label", Some(l.as_str()))).collect();
+        let tags: Vec<(&str, Option<&str>)> =
+            label.iter().map(|l| ("label", Some(l.as_str()))).collect();
         match Line::tagged(&tags, command, params) {
             Ok(l) => self.send_when_ready(l),
             Err(e) => {
@@ -479,7 +530,14 @@ impl Conn {
         }
     }
 
-    fn mode_changes(&mut self, channel: &str, changes: &[(bool, char)], nick: &str, reply: Option<Reply>, now: Instant) {
+    fn mode_changes(
+        &mut self,
+        channel: &str,
+        changes: &[(bool, char)],
+        nick: &str,
+        reply: Option<Reply>,
+        now: Instant,
+    ) {
         let Some(reply) = reply else { return };
         if changes.is_empty() {
             let _ = reply.send(Err(BridgeError::unsupported(format!(
@@ -525,5 +583,7 @@ impl Conn {
 
 /// Text for a parameter: line breaks become spaces, NUL goes.
 fn clean(s: String) -> String {
-    s.replace("\r\n", " ").replace(['\r', '\n'], " ").replace('\0', "")
+    s.replace("\r\n", " ")
+        .replace(['\r', '\n'], " ")
+        .replace('\0', "")
 }

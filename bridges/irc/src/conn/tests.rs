@@ -26,7 +26,13 @@ struct Sm {
 }
 
 fn settings(opts: ServerOptions) -> ConnSettings {
-    ConnSettings::resolve(&Config::default(), &ferry_bridge::UserId::new("u@x"), "irc.x", &Defaults::default(), &opts)
+    ConnSettings::resolve(
+        &Config::default(),
+        &ferry_bridge::UserId::new("u@x"),
+        "irc.x",
+        &Defaults::default(),
+        &opts,
+    )
 }
 
 impl Sm {
@@ -41,11 +47,17 @@ impl Sm {
             down: Arc::new(Mutex::new(BTreeSet::new())),
         };
         let now = Instant::now();
-        Sm { conn: Conn::new(settings(opts), env, "me", now), now, lines: vec![], events: vec![] }
+        Sm {
+            conn: Conn::new(settings(opts), env, "me", now),
+            now,
+            lines: vec![],
+            events: vec![],
+        }
     }
 
     fn pump(&mut self) {
-        self.lines.extend(self.conn.take_lines().iter().map(|l| l.as_str().to_owned()));
+        self.lines
+            .extend(self.conn.take_lines().iter().map(|l| l.as_str().to_owned()));
         self.events.extend(self.conn.take_events());
     }
 
@@ -78,9 +90,16 @@ impl Sm {
         self.conn.on_connected("irc.x", 6667, false, None, self.now);
         self.pump();
         self.feed(&format!(":irc.x CAP * LS :{caps}"));
-        let req = self.lines.iter().find(|l| l.starts_with("CAP REQ")).cloned();
+        let req = self
+            .lines
+            .iter()
+            .find(|l| l.starts_with("CAP REQ"))
+            .cloned();
         if let Some(r) = req {
-            let list = r.trim_start_matches("CAP REQ ").trim_start_matches(':').to_owned();
+            let list = r
+                .trim_start_matches("CAP REQ ")
+                .trim_start_matches(':')
+                .to_owned();
             self.feed(&format!(":irc.x CAP me ACK :{list}"));
         }
         self.feed(":irc.x 001 me :Welcome to the X Network me!~u@host.x");
@@ -117,12 +136,18 @@ fn registration_negotiates_caps_and_ends() {
     let mut sm = Sm::new(ServerOptions::default());
     sm.conn.on_connected("irc.x", 6667, false, None, sm.now);
     sm.pump();
-    assert_eq!(sm.take_lines(), vec!["CAP LS 302", "NICK me", "USER u 0 * u"]);
+    assert_eq!(
+        sm.take_lines(),
+        vec!["CAP LS 302", "NICK me", "USER u 0 * u"]
+    );
     sm.feed(":irc.x CAP * LS * :multi-prefix batch unknown-cap");
     assert!(sm.take_lines().is_empty(), "waits for the last LS line");
     sm.feed(":irc.x CAP * LS :echo-message sasl=PLAIN draft/multiline=max-bytes=4096,max-lines=5");
     let req = sm.take_lines();
-    assert_eq!(req, vec!["CAP REQ :batch draft/multiline echo-message multi-prefix"]);
+    assert_eq!(
+        req,
+        vec!["CAP REQ :batch draft/multiline echo-message multi-prefix"]
+    );
     sm.feed(":irc.x CAP me ACK :batch draft/multiline echo-message multi-prefix");
     assert_eq!(sm.take_lines(), vec!["CAP END"]);
     assert!(sm.conn.has_cap("echo-message"));
@@ -135,7 +160,11 @@ fn registration_negotiates_caps_and_ends() {
 
 #[test]
 fn sasl_plain_and_failure() {
-    let opts = ServerOptions { sasl_password: Some("pw".into()), nick: Some("me".into()), ..Default::default() };
+    let opts = ServerOptions {
+        sasl_password: Some("pw".into()),
+        nick: Some("me".into()),
+        ..Default::default()
+    };
     let mut sm = Sm::new(opts.clone());
     sm.conn.on_connected("irc.x", 6667, false, None, sm.now);
     sm.pump();
@@ -145,12 +174,25 @@ fn sasl_plain_and_failure() {
     sm.feed(":irc.x CAP me ACK :sasl");
     assert_eq!(sm.take_lines(), vec!["AUTHENTICATE PLAIN"]);
     sm.feed("AUTHENTICATE +");
-    assert_eq!(sm.take_lines(), vec![format!("AUTHENTICATE {}", crate::conn::registration::base64(b"me\0me\0pw"))]);
+    assert_eq!(
+        sm.take_lines(),
+        vec![format!(
+            "AUTHENTICATE {}",
+            crate::conn::registration::base64(b"me\0me\0pw")
+        )]
+    );
     sm.feed(":irc.x 903 me :SASL authentication successful");
     assert_eq!(sm.take_lines(), vec!["CAP END"]);
 
     let mut sm = Sm::new(opts);
-    sm.req(Request::Join { channel: "#a".into(), room: RoomId::new("#a%irc.x"), nick: "me".into(), key: None, history: HistoryPolicy::default(), persistent: false });
+    sm.req(Request::Join {
+        channel: "#a".into(),
+        room: RoomId::new("#a%irc.x"),
+        nick: "me".into(),
+        key: None,
+        history: HistoryPolicy::default(),
+        persistent: false,
+    });
     sm.conn.on_connected("irc.x", 6667, false, None, sm.now);
     sm.feed(":irc.x CAP * LS :sasl");
     sm.feed(":irc.x CAP me ACK :sasl");
@@ -178,7 +220,15 @@ fn join_reports_occupants_with_every_prefix() {
     sm.register("multi-prefix");
     let room = sm.join("#Chan");
     let ev = sm.take_events();
-    let Some(Event::RoomJoined { info, nick, occupants, .. }) = ev.first() else { panic!("{ev:?}") };
+    let Some(Event::RoomJoined {
+        info,
+        nick,
+        occupants,
+        ..
+    }) = ev.first()
+    else {
+        panic!("{ev:?}")
+    };
     assert_eq!(info.room, room);
     assert_eq!(info.name.as_deref(), Some("#Chan"));
     assert_eq!(nick, "me");
@@ -201,11 +251,36 @@ fn membership_changes() {
     sm.feed(":new AWAY :gone");
     sm.feed(":boss QUIT :Quit: zzz");
     let ev = sm.take_events();
-    assert!(matches!(&ev[0], Event::Occupant { occupant, .. } if occupant.nick == "new" && occupant.stable_id.as_deref() == Some("acct")));
-    assert_eq!(ev[1], Event::NickChanged { room: room.clone(), old: "op".into(), new: "op2".into() });
-    assert_eq!(ev[2], Event::OccupantLeft { room: room.clone(), nick: "op2".into(), exit: RoomExit::Left(Some("bye".into())) });
-    assert!(matches!(&ev[3], Event::Occupant { occupant, .. } if occupant.presence.show == ferry_bridge::Show::Away));
-    assert_eq!(ev[4], Event::OccupantLeft { room: room.clone(), nick: "boss".into(), exit: RoomExit::Quit(Some("Quit: zzz".into())) });
+    assert!(
+        matches!(&ev[0], Event::Occupant { occupant, .. } if occupant.nick == "new" && occupant.stable_id.as_deref() == Some("acct"))
+    );
+    assert_eq!(
+        ev[1],
+        Event::NickChanged {
+            room: room.clone(),
+            old: "op".into(),
+            new: "op2".into()
+        }
+    );
+    assert_eq!(
+        ev[2],
+        Event::OccupantLeft {
+            room: room.clone(),
+            nick: "op2".into(),
+            exit: RoomExit::Left(Some("bye".into()))
+        }
+    );
+    assert!(
+        matches!(&ev[3], Event::Occupant { occupant, .. } if occupant.presence.show == ferry_bridge::Show::Away)
+    );
+    assert_eq!(
+        ev[4],
+        Event::OccupantLeft {
+            room: room.clone(),
+            nick: "boss".into(),
+            exit: RoomExit::Quit(Some("Quit: zzz".into()))
+        }
+    );
 }
 
 #[test]
@@ -220,7 +295,9 @@ fn netsplits_are_quiet_and_netjoins_silent() {
     sm.feed(":irc.x BATCH -s1");
     let ev = sm.take_events();
     assert_eq!(ev.len(), 1, "one notice, no presence storm: {ev:?}");
-    assert!(matches!(&ev[0], Event::Message(m) if m.body.contains("Netsplit") && m.body.contains("2 users")));
+    assert!(
+        matches!(&ev[0], Event::Message(m) if m.body.contains("Netsplit") && m.body.contains("2 users"))
+    );
     // op comes back: silently.
     sm.feed(":irc.x BATCH +j1 netjoin irc.a irc.b");
     sm.feed("@batch=j1 :op!o@h JOIN #c");
@@ -229,7 +306,14 @@ fn netsplits_are_quiet_and_netjoins_silent() {
     // boss does not: reported after the grace period.
     sm.advance(Duration::from_secs(61));
     let ev = sm.take_events();
-    assert_eq!(ev, vec![Event::OccupantLeft { room, nick: "boss".into(), exit: RoomExit::Quit(Some("irc.a irc.b".into())) }]);
+    assert_eq!(
+        ev,
+        vec![Event::OccupantLeft {
+            room,
+            nick: "boss".into(),
+            exit: RoomExit::Quit(Some("irc.a irc.b".into()))
+        }]
+    );
 }
 
 #[test]
@@ -239,19 +323,35 @@ fn echoes_answer_sends_and_are_not_reported() {
     let room = sm.join("#c");
     sm.take_events();
     let (tx, mut rx) = oneshot::channel();
-    sm.req(Request::Send { to: Target::Channel("#c".into()), msg: text(Address::Room(room.clone()), "hi"), reply: tx });
+    sm.req(Request::Send {
+        to: Target::Channel("#c".into()),
+        msg: text(Address::Room(room.clone()), "hi"),
+        reply: tx,
+    });
     assert_eq!(sm.take_lines(), vec!["PRIVMSG #c hi"]);
     assert!(rx.try_recv().is_err(), "waits for the echo");
     sm.feed("@msgid=abc :me!~u@host.x PRIVMSG #c :hi");
-    assert_eq!(rx.try_recv().unwrap(), Ok(Outcome::Sent(Some(ferry_bridge::MessageId::new("abc")))));
+    assert_eq!(
+        rx.try_recv().unwrap(),
+        Ok(Outcome::Sent(Some(ferry_bridge::MessageId::new("abc"))))
+    );
     assert!(sm.take_events().is_empty());
     // A message of ours not sent through the session (raw command): shown as own.
     sm.feed("@msgid=def :me!~u@host.x PRIVMSG #c :typed elsewhere");
     let ev = sm.take_events();
-    assert!(matches!(&ev[0], Event::Message(m) if m.from == Sender::Own && m.body == "typed elsewhere"));
+    assert!(
+        matches!(&ev[0], Event::Message(m) if m.from == Sender::Own && m.body == "typed elsewhere")
+    );
     // An error instead of an echo fails the send.
     let (tx, mut rx) = oneshot::channel();
-    sm.req(Request::Send { to: Target::Nick { nick: "ghost".into(), room: None }, msg: text(Address::Room(room), "x"), reply: tx });
+    sm.req(Request::Send {
+        to: Target::Nick {
+            nick: "ghost".into(),
+            room: None,
+        },
+        msg: text(Address::Room(room), "x"),
+        reply: tx,
+    });
     sm.feed(":irc.x 401 me ghost :No such nick/channel");
     let err = rx.try_recv().unwrap().unwrap_err();
     assert_eq!(err.kind, ErrorKind::NotFound);
@@ -269,7 +369,11 @@ fn multiline_batches_both_ways() {
     sm.take_lines();
     sm.take_events();
     let (tx, mut rx) = oneshot::channel();
-    sm.req(Request::Send { to: Target::Channel("#c".into()), msg: text(Address::Room(room.clone()), "one\ntwo"), reply: tx });
+    sm.req(Request::Send {
+        to: Target::Channel("#c".into()),
+        msg: text(Address::Room(room.clone()), "one\ntwo"),
+        reply: tx,
+    });
     let lines = sm.take_lines();
     assert_eq!(lines.len(), 4, "{lines:?}");
     assert!(lines[0].starts_with("BATCH +") && lines[0].ends_with(" draft/multiline #c"));
@@ -280,7 +384,10 @@ fn multiline_batches_both_ways() {
     sm.feed("@batch=e1 :me!~u@h PRIVMSG #c :one");
     sm.feed("@batch=e1 :me!~u@h PRIVMSG #c :two");
     sm.feed(":irc.x BATCH -e1");
-    assert_eq!(rx.try_recv().unwrap(), Ok(Outcome::Sent(Some(ferry_bridge::MessageId::new("m1")))));
+    assert_eq!(
+        rx.try_recv().unwrap(),
+        Ok(Outcome::Sent(Some(ferry_bridge::MessageId::new("m1"))))
+    );
     // Someone else's multiline message is one message.
     sm.feed("@msgid=m2 :op!o@h BATCH +e2 draft/multiline #c");
     sm.feed("@batch=e2 :op!o@h PRIVMSG #c :hello");
@@ -288,7 +395,10 @@ fn multiline_batches_both_ways() {
     sm.feed("@batch=e2 :op!o@h PRIVMSG #c :line two");
     sm.feed(":irc.x BATCH -e2");
     let ev = sm.take_events();
-    assert!(matches!(&ev[0], Event::Message(m) if m.body == "hello world\nline two" && m.id.as_ref().map(|i| i.as_str()) == Some("m2")), "{ev:?}");
+    assert!(
+        matches!(&ev[0], Event::Message(m) if m.body == "hello world\nline two" && m.id.as_ref().map(|i| i.as_str()) == Some("m2")),
+        "{ev:?}"
+    );
 }
 
 #[test]
@@ -298,19 +408,35 @@ fn chathistory_answers_fetches() {
     let room = sm.join("#c");
     sm.take_lines();
     let (tx, mut rx) = oneshot::channel();
-    sm.req(Request::History { to: Target::Channel("#c".into()), before: None, limit: 50, reply: tx });
+    sm.req(Request::History {
+        to: Target::Channel("#c".into()),
+        before: None,
+        limit: 50,
+        reply: tx,
+    });
     let l = sm.take_lines();
     assert_eq!(l.len(), 1);
     assert!(l[0].ends_with("CHATHISTORY LATEST #c * 50"), "{l:?}");
-    let label = l[0].split(' ').next().unwrap().trim_start_matches("@label=").to_owned();
+    let label = l[0]
+        .split(' ')
+        .next()
+        .unwrap()
+        .trim_start_matches("@label=")
+        .to_owned();
     sm.feed(&format!("@label={label} :irc.x BATCH +h1 chathistory #c"));
     sm.feed("@batch=h1;time=2020-01-01T00:00:00.000Z;msgid=a :op!o@h PRIVMSG #c :old one");
     sm.feed("@batch=h1;time=2020-01-01T00:00:01.000Z;msgid=b :op!o@h PRIVMSG #c :old two");
     sm.feed(":irc.x BATCH -h1");
-    let Ok(Outcome::History(msgs)) = rx.try_recv().unwrap() else { panic!() };
+    let Ok(Outcome::History(msgs)) = rx.try_recv().unwrap() else {
+        panic!()
+    };
     assert_eq!(msgs.len(), 2);
     assert_eq!(msgs[0].body, "old two", "newest first");
-    assert!(msgs.iter().all(|m| m.archive_only && m.timestamp.is_some() && m.chat == Address::Room(room.clone())));
+    assert!(
+        msgs.iter().all(|m| m.archive_only
+            && m.timestamp.is_some()
+            && m.chat == Address::Room(room.clone()))
+    );
 }
 
 #[test]
@@ -323,17 +449,47 @@ fn typing_reactions_and_replies() {
     sm.feed("@+draft/react=👍;+draft/reply=m9 :op!o@h TAGMSG #c");
     sm.feed("@+draft/reply=m9;msgid=m10 :op!o@h PRIVMSG #c :agreed");
     let ev = sm.take_events();
-    assert!(matches!(&ev[0], Event::ChatState { state: ferry_bridge::ChatState::Composing, .. }));
-    assert!(matches!(&ev[1], Event::Reactions { emojis, target, .. } if emojis == &vec!["👍".to_string()] && target.as_str() == "m9"));
-    assert!(matches!(&ev[2], Event::Message(m) if m.reply_to.as_ref().map(|r| r.id.as_str()) == Some("m9")));
-    sm.req(Request::Typing { to: Target::Channel("#c".into()), state: ferry_bridge::ChatState::Composing });
-    sm.req(Request::Typing { to: Target::Channel("#c".into()), state: ferry_bridge::ChatState::Composing });
-    sm.req(Request::Typing { to: Target::Channel("#c".into()), state: ferry_bridge::ChatState::Active });
-    assert_eq!(sm.take_lines(), vec!["@+typing=active TAGMSG #c", "@+typing=done TAGMSG #c"]);
+    assert!(matches!(
+        &ev[0],
+        Event::ChatState {
+            state: ferry_bridge::ChatState::Composing,
+            ..
+        }
+    ));
+    assert!(
+        matches!(&ev[1], Event::Reactions { emojis, target, .. } if emojis == &vec!["👍".to_string()] && target.as_str() == "m9")
+    );
+    assert!(
+        matches!(&ev[2], Event::Message(m) if m.reply_to.as_ref().map(|r| r.id.as_str()) == Some("m9"))
+    );
+    sm.req(Request::Typing {
+        to: Target::Channel("#c".into()),
+        state: ferry_bridge::ChatState::Composing,
+    });
+    sm.req(Request::Typing {
+        to: Target::Channel("#c".into()),
+        state: ferry_bridge::ChatState::Composing,
+    });
+    sm.req(Request::Typing {
+        to: Target::Channel("#c".into()),
+        state: ferry_bridge::ChatState::Active,
+    });
+    assert_eq!(
+        sm.take_lines(),
+        vec!["@+typing=active TAGMSG #c", "@+typing=done TAGMSG #c"]
+    );
     let (tx, mut rx) = oneshot::channel();
-    sm.req(Request::React { to: Target::Channel("#c".into()), target: ferry_bridge::MessageId::new("m10"), emojis: vec!["🎉".into()], reply: tx });
+    sm.req(Request::React {
+        to: Target::Channel("#c".into()),
+        target: ferry_bridge::MessageId::new("m10"),
+        emojis: vec!["🎉".into()],
+        reply: tx,
+    });
     assert_eq!(rx.try_recv().unwrap(), Ok(Outcome::Done));
-    assert_eq!(sm.take_lines(), vec!["@+draft/react=🎉;+draft/reply=m10 TAGMSG #c"]);
+    assert_eq!(
+        sm.take_lines(),
+        vec!["@+draft/react=🎉;+draft/reply=m10 TAGMSG #c"]
+    );
     let _ = room;
 }
 
@@ -341,7 +497,14 @@ fn typing_reactions_and_replies() {
 fn disconnection_shows_in_rooms_and_rejoins_with_keys() {
     let mut sm = Sm::new(ServerOptions::default());
     sm.register("");
-    sm.req(Request::Join { channel: "#k".into(), room: RoomId::new("#k%irc.x"), nick: "me".into(), key: Some("sesame".into()), history: HistoryPolicy::default(), persistent: false });
+    sm.req(Request::Join {
+        channel: "#k".into(),
+        room: RoomId::new("#k%irc.x"),
+        nick: "me".into(),
+        key: Some("sesame".into()),
+        history: HistoryPolicy::default(),
+        persistent: false,
+    });
     sm.feed(":me!~u@h JOIN #k");
     sm.feed(":irc.x 366 me #k :End");
     let room = sm.join("#c");
@@ -350,9 +513,23 @@ fn disconnection_shows_in_rooms_and_rejoins_with_keys() {
     sm.conn.on_disconnected("connection reset", sm.now);
     sm.pump();
     let ev = sm.take_events();
-    let left: Vec<_> = ev.iter().filter(|e| matches!(e, Event::RoomLeft { exit: RoomExit::Disconnected(_), .. })).collect();
+    let left: Vec<_> = ev
+        .iter()
+        .filter(|e| {
+            matches!(
+                e,
+                Event::RoomLeft {
+                    exit: RoomExit::Disconnected(_),
+                    ..
+                }
+            )
+        })
+        .collect();
     assert_eq!(left.len(), 2);
-    assert!(ev.iter().any(|e| matches!(e, Event::Connection(ferry_bridge::ConnectionState::Reconnecting(_)))));
+    assert!(ev.iter().any(|e| matches!(
+        e,
+        Event::Connection(ferry_bridge::ConnectionState::Reconnecting(_))
+    )));
     assert!(sm.conn.wants_connection(sm.now));
     sm.register("");
     // register() drained lines: rejoin happened at 422.
@@ -363,10 +540,17 @@ fn disconnection_shows_in_rooms_and_rejoins_with_keys() {
     sm.feed(":irc.x 001 me :Welcome");
     sm.feed(":irc.x 422 me :No MOTD");
     let lines = sm.take_lines();
-    assert!(lines.contains(&"JOIN #k,#c sesame".to_string()), "{lines:?}");
+    assert!(
+        lines.contains(&"JOIN #k,#c sesame".to_string()),
+        "{lines:?}"
+    );
     sm.feed(":me!~u@h JOIN #c");
     sm.feed(":irc.x 366 me #c :End");
-    assert!(sm.take_events().iter().any(|e| matches!(e, Event::RoomJoined { info, .. } if info.room == room)));
+    assert!(
+        sm.take_events()
+            .iter()
+            .any(|e| matches!(e, Event::RoomJoined { info, .. } if info.room == room))
+    );
 }
 
 #[test]
@@ -375,12 +559,25 @@ fn idle_connections_close_even_after_private_messages() {
     sm.register("");
     let room = sm.join("#c");
     let (tx, _rx) = oneshot::channel();
-    sm.req(Request::Send { to: Target::Nick { nick: "op".into(), room: None }, msg: text(Address::Room(room), "hi"), reply: tx });
+    sm.req(Request::Send {
+        to: Target::Nick {
+            nick: "op".into(),
+            room: None,
+        },
+        msg: text(Address::Room(room), "hi"),
+        reply: tx,
+    });
     sm.feed(":op!o@h PRIVMSG me :hi back");
-    sm.req(Request::Leave { channel: "#c".into(), reason: None });
+    sm.req(Request::Leave {
+        channel: "#c".into(),
+        reason: None,
+    });
     sm.take_lines();
     sm.advance(Duration::from_secs(30));
-    assert!(sm.take_lines().is_empty(), "a private conversation keeps it open for a while");
+    assert!(
+        sm.take_lines().is_empty(),
+        "a private conversation keeps it open for a while"
+    );
     sm.advance(Duration::from_secs(31));
     assert_eq!(sm.take_lines(), vec!["QUIT Idle"]);
 }
@@ -393,29 +590,55 @@ fn private_messages_follow_the_address_used() {
     sm.take_events();
     sm.feed(":op!o@h PRIVMSG me :hello");
     let ev = sm.take_events();
-    assert!(matches!(&ev[0], Event::Message(m) if m.chat == Address::Contact(ferry_bridge::ContactId::new("op%irc.x"))));
+    assert!(
+        matches!(&ev[0], Event::Message(m) if m.chat == Address::Contact(ferry_bridge::ContactId::new("op%irc.x")))
+    );
     let (tx, _rx) = oneshot::channel();
-    sm.req(Request::Send { to: Target::Nick { nick: "op".into(), room: Some(room.clone()) }, msg: text(Address::Room(room.clone()), "in room"), reply: tx });
+    sm.req(Request::Send {
+        to: Target::Nick {
+            nick: "op".into(),
+            room: Some(room.clone()),
+        },
+        msg: text(Address::Room(room.clone()), "in room"),
+        reply: tx,
+    });
     sm.feed(":op!o@h PRIVMSG me :answer");
     let ev = sm.take_events();
-    assert!(matches!(&ev[0], Event::Message(m) if m.chat == Address::Occupant { room: room.clone(), nick: "op".into() } && m.from == Sender::Occupant("op".into())));
+    assert!(
+        matches!(&ev[0], Event::Message(m) if m.chat == Address::Occupant { room: room.clone(), nick: "op".into() } && m.from == Sender::Occupant("op".into()))
+    );
     // ChanServ's [#chan] notices belong to the channel.
     sm.feed(":ChanServ!s@services NOTICE me :[#c] Welcome!");
     let ev = sm.take_events();
-    assert!(matches!(&ev[0], Event::Message(m) if m.chat == Address::Room(room.clone()) && m.kind == MessageKind::Notice && m.body == "ChanServ: Welcome!"));
+    assert!(
+        matches!(&ev[0], Event::Message(m) if m.chat == Address::Room(room.clone()) && m.kind == MessageKind::Notice && m.body == "ChanServ: Welcome!")
+    );
 }
 
 #[test]
 fn errors_of_joins_and_channel_commands() {
     let mut sm = Sm::new(ServerOptions::default());
     sm.register("");
-    sm.req(Request::Join { channel: "#b".into(), room: RoomId::new("#b%irc.x"), nick: "me".into(), key: None, history: HistoryPolicy::default(), persistent: false });
+    sm.req(Request::Join {
+        channel: "#b".into(),
+        room: RoomId::new("#b%irc.x"),
+        nick: "me".into(),
+        key: None,
+        history: HistoryPolicy::default(),
+        persistent: false,
+    });
     sm.feed(":irc.x 474 me #b :Cannot join channel (+b)");
     let ev = sm.take_events();
-    assert!(matches!(&ev[0], Event::RoomJoinFailed { error, .. } if error.kind == ErrorKind::NotAllowed && error.message.contains("banned")));
+    assert!(
+        matches!(&ev[0], Event::RoomJoinFailed { error, .. } if error.kind == ErrorKind::NotAllowed && error.message.contains("banned"))
+    );
     // Not joined: a message is refused by the session with a reason.
     let (tx, mut rx) = oneshot::channel();
-    sm.req(Request::Send { to: Target::Channel("#b".into()), msg: text(Address::Room(RoomId::new("#b%irc.x")), "x"), reply: tx });
+    sm.req(Request::Send {
+        to: Target::Channel("#b".into()),
+        msg: text(Address::Room(RoomId::new("#b%irc.x")), "x"),
+        reply: tx,
+    });
     let err = rx.try_recv().unwrap().unwrap_err();
     assert_eq!(err.kind, ErrorKind::NotAllowed);
 }

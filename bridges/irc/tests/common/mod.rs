@@ -17,12 +17,12 @@ use ferry_bridge::{
     Outcome, OutgoingMessage, RoomId, ServiceId, Session, SessionContext, Spawner, StoreError,
     UserId,
 };
+use ferry_irc::Config;
 use ferry_irc::proto::Message;
 use ferry_irc::settings::{ServerOptions, SettingsStore};
-use ferry_irc::Config;
 use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
-use tokio::net::tcp::{OwnedReadHalf, OwnedWriteHalf};
 use tokio::net::TcpStream;
+use tokio::net::tcp::{OwnedReadHalf, OwnedWriteHalf};
 use tokio::sync::mpsc;
 
 pub const T: Duration = Duration::from_secs(10);
@@ -30,7 +30,9 @@ pub const T: Duration = Duration::from_secs(10);
 /// The port of a real server, from the environment.
 pub fn port(var: &str) -> u16 {
     match std::env::var(var) {
-        Ok(v) => v.parse().unwrap_or_else(|_| panic!("{var}={v:?} is not a port")),
+        Ok(v) => v
+            .parse()
+            .unwrap_or_else(|_| panic!("{var}={v:?} is not a port")),
         Err(_) => panic!(
             "{var} is not set: these tests need the real IRC servers. Start them with \
              contrib/peers/start-peers.sh (or tests/run.sh) and export {var} (see peers.env)"
@@ -75,7 +77,9 @@ pub struct Raw {
 impl Raw {
     /// Connects and registers, asking for `caps` (may be empty).
     pub async fn connect(port: u16, nick: &str, caps: &[&str]) -> Raw {
-        let s = TcpStream::connect(("127.0.0.1", port)).await.expect("raw client connects");
+        let s = TcpStream::connect(("127.0.0.1", port))
+            .await
+            .expect("raw client connects");
         s.set_nodelay(true).ok();
         let (r, w) = s.into_split();
         let mut raw = Raw {
@@ -92,10 +96,12 @@ impl Raw {
         raw.send(&format!("NICK {nick}")).await;
         raw.send(&format!("USER {nick} 0 * :raw test client")).await;
         if !caps.is_empty() {
-            raw.expect(|m| m.command == "CAP" && (m.param(1) == "ACK" || m.param(1) == "NAK")).await;
+            raw.expect(|m| m.command == "CAP" && (m.param(1) == "ACK" || m.param(1) == "NAK"))
+                .await;
             raw.send("CAP END").await;
         }
-        raw.expect(|m| m.command == "376" || m.command == "422").await;
+        raw.expect(|m| m.command == "376" || m.command == "422")
+            .await;
         raw
     }
 
@@ -120,7 +126,9 @@ impl Raw {
                 Ok(Ok(_)) => {}
             }
             self.log.push(buf.clone());
-            let Some(m) = Message::parse(&buf, WINDOWS_1252) else { continue };
+            let Some(m) = Message::parse(&buf, WINDOWS_1252) else {
+                continue;
+            };
             if m.command == "PING" {
                 let t = m.param(0).to_owned();
                 self.send(&format!("PONG :{t}")).await;
@@ -129,7 +137,8 @@ impl Raw {
             // Answer CTCP VERSION like a real client.
             if m.command == "PRIVMSG" && m.trailing() == "\x01VERSION\x01" {
                 let from = m.nick().to_owned();
-                self.send(&format!("NOTICE {from} :\x01VERSION rawclient 1.0\x01")).await;
+                self.send(&format!("NOTICE {from} :\x01VERSION rawclient 1.0\x01"))
+                    .await;
             }
             return Some(m);
         }
@@ -138,12 +147,20 @@ impl Raw {
     /// Waits for a message matching `pred` (others are kept for later).
     pub async fn expect(&mut self, pred: impl Fn(&Message) -> bool) -> Message {
         self.expect_within(T, pred).await.unwrap_or_else(|| {
-            panic!("{}: expected message not received; last lines: {:?}", self.nick, self.tail())
+            panic!(
+                "{}: expected message not received; last lines: {:?}",
+                self.nick,
+                self.tail()
+            )
         })
     }
 
     /// Like `expect`, None on timeout.
-    pub async fn expect_within(&mut self, t: Duration, pred: impl Fn(&Message) -> bool) -> Option<Message> {
+    pub async fn expect_within(
+        &mut self,
+        t: Duration,
+        pred: impl Fn(&Message) -> bool,
+    ) -> Option<Message> {
         if let Some(i) = self.backlog.iter().position(&pred) {
             return Some(self.backlog.remove(i));
         }
@@ -168,13 +185,20 @@ impl Raw {
     }
 
     fn tail(&self) -> Vec<String> {
-        self.log.iter().rev().take(8).rev().map(|l| String::from_utf8_lossy(l).trim_end().to_owned()).collect()
+        self.log
+            .iter()
+            .rev()
+            .take(8)
+            .rev()
+            .map(|l| String::from_utf8_lossy(l).trim_end().to_owned())
+            .collect()
     }
 
     /// Joins and waits for the end of NAMES.
     pub async fn join(&mut self, chan: &str) {
         self.send(&format!("JOIN {chan}")).await;
-        self.expect(|m| m.command == "366" && m.param(1).eq_ignore_ascii_case(chan)).await;
+        self.expect(|m| m.command == "366" && m.param(1).eq_ignore_ascii_case(chan))
+            .await;
     }
 }
 
@@ -292,7 +316,9 @@ impl Gw {
 
     /// Does something.
     pub async fn act(&mut self, a: Action) -> Result<Outcome, BridgeError> {
-        tokio::time::timeout(T * 2, self.session.act(a)).await.expect("act answers in time")
+        tokio::time::timeout(T * 2, self.session.act(a))
+            .await
+            .expect("act answers in time")
     }
 
     /// A room id through the address rules, as the core would get it.
@@ -319,12 +345,19 @@ impl Gw {
     /// Waits for an event matching `pred` (others are kept).
     pub async fn event(&mut self, pred: impl Fn(&Event) -> bool) -> Event {
         self.event_within(T, &pred).await.unwrap_or_else(|| {
-            panic!("expected event not received; got meanwhile: {:#?}", self.backlog.iter().rev().take(10).collect::<Vec<_>>())
+            panic!(
+                "expected event not received; got meanwhile: {:#?}",
+                self.backlog.iter().rev().take(10).collect::<Vec<_>>()
+            )
         })
     }
 
     /// Like `event`, None on timeout.
-    pub async fn event_within(&mut self, t: Duration, pred: impl Fn(&Event) -> bool) -> Option<Event> {
+    pub async fn event_within(
+        &mut self,
+        t: Duration,
+        pred: impl Fn(&Event) -> bool,
+    ) -> Option<Event> {
         if let Some(i) = self.backlog.iter().position(&pred) {
             return Some(self.backlog.remove(i));
         }
@@ -375,7 +408,12 @@ impl Gw {
 
     /// Sends a text message.
     pub async fn say(&mut self, to: Address, body: &str) -> Result<Outcome, BridgeError> {
-        self.act(Action::SendMessage(OutgoingMessage::text(to, unique("id"), body))).await
+        self.act(Action::SendMessage(OutgoingMessage::text(
+            to,
+            unique("id"),
+            body,
+        )))
+        .await
     }
 }
 
@@ -402,10 +440,16 @@ pub fn exclusive(name: &str) -> Exclusive {
 /// or the shared reference one), `down` seconds down.
 pub fn restart_peer(name: &str, down: u32) {
     let repo = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../..");
-    let script = std::env::var("RESTART_PEER").map(std::path::PathBuf::from).unwrap_or_else(|_| {
-        let own = repo.join("contrib/peers/restart-peer.sh");
-        if own.exists() { own } else { repo.join("../shared/peers/restart-peer.sh") }
-    });
+    let script = std::env::var("RESTART_PEER")
+        .map(std::path::PathBuf::from)
+        .unwrap_or_else(|_| {
+            let own = repo.join("contrib/peers/restart-peer.sh");
+            if own.exists() {
+                own
+            } else {
+                repo.join("../shared/peers/restart-peer.sh")
+            }
+        });
     let dir = std::env::var("PEERS_DIR").expect("PEERS_DIR is not set (source peers.env)");
     let out = std::process::Command::new("bash")
         .arg(&script)
@@ -414,5 +458,9 @@ pub fn restart_peer(name: &str, down: u32) {
         .arg(down.to_string())
         .output()
         .unwrap_or_else(|e| panic!("cannot run {}: {e}", script.display()));
-    assert!(out.status.success(), "restart-peer failed: {}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "restart-peer failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
 }
