@@ -191,13 +191,13 @@ pub async fn run(mut conn: Conn, mut rx: mpsc::Receiver<Request>, sink: EventSin
                 }
             }
         }
-        if !wbuf.is_empty() {
-            if let Some(stream) = io.as_mut() {
-                match tokio::time::timeout(WRITE_TIMEOUT, stream.write_all(&wbuf)).await {
-                    Ok(Ok(())) => {}
-                    Ok(Err(e)) => lost = Some(e.to_string()),
-                    Err(_) => lost = Some("write timed out".into()),
-                }
+        if !wbuf.is_empty()
+            && let Some(stream) = io.as_mut()
+        {
+            match tokio::time::timeout(WRITE_TIMEOUT, stream.write_all(&wbuf)).await {
+                Ok(Ok(())) => {}
+                Ok(Err(e)) => lost = Some(e.to_string()),
+                Err(_) => lost = Some("write timed out".into()),
             }
         }
         if let Some(reason) = lost.or_else(|| conn.take_lost()) {

@@ -308,14 +308,14 @@ pub fn render(rich: &Rich) -> String {
     for span in &rich.spans {
         let target = IrcState::from_style(&span.style);
         let mut text = span.text.clone();
-        if let Some(link) = &span.style.link {
-            if !text.contains(link.as_str()) {
-                text = if text.trim().is_empty() {
-                    link.clone()
-                } else {
-                    format!("{text} <{link}>")
-                };
-            }
+        if let Some(link) = &span.style.link
+            && !text.contains(link.as_str())
+        {
+            text = if text.trim().is_empty() {
+                link.clone()
+            } else {
+                format!("{text} <{link}>")
+            };
         }
         for (i, line) in text.split('\n').enumerate() {
             if i > 0 {
@@ -362,12 +362,12 @@ pub fn split_line(text: &str, max: usize, encoding: Option<&'static Encoding>) -
         if content && cur_len + tl > max {
             let mut rest = String::new();
             let mut rest_state = state.clone();
-            if let Some((pos, st)) = last_space.take() {
-                if pos * 2 >= cur.len() {
-                    rest = cur[pos + 1..].to_owned();
-                    cur.truncate(pos);
-                    rest_state = st;
-                }
+            if let Some((pos, st)) = last_space.take()
+                && pos * 2 >= cur.len()
+            {
+                rest = cur[pos + 1..].to_owned();
+                cur.truncate(pos);
+                rest_state = st;
             }
             pieces.push(std::mem::take(&mut cur));
             IrcState::default().transition(

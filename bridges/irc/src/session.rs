@@ -352,14 +352,14 @@ impl IrcSession {
 
     async fn send(&mut self, mut msg: OutgoingMessage) -> Result<Outcome, BridgeError> {
         for a in &msg.attachments {
-            if let ferry_bridge::AttachmentSource::Url(url) = &a.source {
-                if !msg.body.contains(url.as_str()) {
-                    if !msg.body.is_empty() {
-                        msg.body.push('\n');
-                    }
-                    msg.body.push_str(url);
-                    msg.rich = None;
+            if let ferry_bridge::AttachmentSource::Url(url) = &a.source
+                && !msg.body.contains(url.as_str())
+            {
+                if !msg.body.is_empty() {
+                    msg.body.push('\n');
                 }
+                msg.body.push_str(url);
+                msg.rich = None;
             }
         }
         let (server, to) = self.target_of(&msg.to)?;
@@ -379,8 +379,12 @@ impl IrcSession {
                 format!("You are not in {chan} on {server}"),
             ));
         }
-        self.ask(&server, start, |reply| Request::Send { to, msg, reply })
-            .await
+        self.ask(&server, start, |reply| Request::Send {
+            to,
+            msg: Box::new(msg),
+            reply,
+        })
+        .await
     }
 }
 
@@ -664,7 +668,7 @@ impl IrcSession {
         };
         let (nick, server) = (nick.to_owned(), server.to_owned());
         let mut list = self.settings().contacts(&server)?;
-        let had = list.iter().any(|n| *n == nick);
+        let had = list.contains(&nick);
         if add && !had {
             list.push(nick.clone());
         } else if !add {
@@ -689,7 +693,7 @@ pub async fn probe_login(
     let slot = shared
         .limits
         .acquire(server)
-        .map_err(|e| LoginError::Unreachable(e))?;
+        .map_err(LoginError::Unreachable)?;
     let (sink, mut rx) = crate::sink_pair(user, 64);
     let env = ConnEnv {
         addresses: shared.addresses.clone(),

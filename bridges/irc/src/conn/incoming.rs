@@ -80,25 +80,25 @@ impl Conn {
     /// Handles one parsed message.
     pub fn on_message(&mut self, msg: Message, now: Instant) {
         // Lines of a multiline batch are assembled at its end.
-        if let Some(id) = msg.tag("batch") {
-            if let Some(b) = self.batches.get_mut(id) {
-                if b.kind == "draft/multiline"
-                    && (msg.command == "PRIVMSG" || msg.command == "NOTICE")
-                {
-                    let concat = msg.tag("draft/multiline-concat").is_some();
-                    b.lines.push((msg.trailing().to_owned(), concat));
-                    if b.source.is_none() {
-                        b.source = msg.source.clone();
-                        b.command = msg.command.clone();
-                    }
-                    return;
-                }
+        if let Some(id) = msg.tag("batch")
+            && let Some(b) = self.batches.get_mut(id)
+            && b.kind == "draft/multiline"
+            && (msg.command == "PRIVMSG" || msg.command == "NOTICE")
+        {
+            let concat = msg.tag("draft/multiline-concat").is_some();
+            b.lines.push((msg.trailing().to_owned(), concat));
+            if b.source.is_none() {
+                b.source = msg.source.clone();
+                b.command = msg.command.clone();
             }
+            return;
         }
-        if let Some(src) = &msg.source {
-            if src.user.is_some() && src.host.is_some() && self.is_me(&src.nick) {
-                self.me = Some(src.clone());
-            }
+        if let Some(src) = &msg.source
+            && src.user.is_some()
+            && src.host.is_some()
+            && self.is_me(&src.nick)
+        {
+            self.me = Some(src.clone());
         }
         if let Some(label) = self.label_of(&msg) {
             self.on_labeled(&label, &msg);
@@ -180,11 +180,7 @@ impl Conn {
         let is_error = is_error_numeric(&msg.command) || msg.command == "FAIL";
         if is_error {
             let p = self.pending.remove(i);
-            let text = if msg.command == "FAIL" {
-                msg.trailing().to_owned()
-            } else {
-                msg.trailing().to_owned()
-            };
+            let text = msg.trailing().to_owned();
             if let Some(r) = p.reply {
                 let kind = if msg.command == "FAIL" {
                     ErrorKind::Remote
@@ -239,51 +235,49 @@ impl Conn {
         }
         let folded = self.fold(&subject);
         // Join failures.
-        if let Some(ch) = self.channels.get(&folded) {
-            if ch.state == ChanState::Joining
-                && matches!(
-                    code,
-                    "403"
-                        | "405"
-                        | "437"
-                        | "471"
-                        | "473"
-                        | "474"
-                        | "475"
-                        | "477"
-                        | "479"
-                        | "489"
-                        | "520"
-                )
-            {
-                let room = ch.room.clone();
-                let name = ch.name.clone();
-                self.channels.remove(&folded);
-                let why = match code {
-                    "475" => format!(
-                        "Cannot join {name}: the channel needs a key (give it as the room password)"
-                    ),
-                    "474" => format!("Cannot join {name}: you are banned ({text})"),
-                    "473" => format!("Cannot join {name}: invitation only ({text})"),
-                    "471" => format!("Cannot join {name}: the channel is full ({text})"),
-                    _ => format!("Cannot join {name}: {text}"),
-                };
-                self.emit(Event::RoomJoinFailed {
-                    room,
-                    error: BridgeError::new(kind, why),
-                });
-                return;
-            }
+        if let Some(ch) = self.channels.get(&folded)
+            && ch.state == ChanState::Joining
+            && matches!(
+                code,
+                "403"
+                    | "405"
+                    | "437"
+                    | "471"
+                    | "473"
+                    | "474"
+                    | "475"
+                    | "477"
+                    | "479"
+                    | "489"
+                    | "520"
+            )
+        {
+            let room = ch.room.clone();
+            let name = ch.name.clone();
+            self.channels.remove(&folded);
+            let why = match code {
+                "475" => format!(
+                    "Cannot join {name}: the channel needs a key (give it as the room password)"
+                ),
+                "474" => format!("Cannot join {name}: you are banned ({text})"),
+                "473" => format!("Cannot join {name}: invitation only ({text})"),
+                "471" => format!("Cannot join {name}: the channel is full ({text})"),
+                _ => format!("Cannot join {name}: {text}"),
+            };
+            self.emit(Event::RoomJoinFailed {
+                room,
+                error: BridgeError::new(kind, why),
+            });
+            return;
         }
         // Messages that could not be delivered.
         if matches!(code, "401" | "404" | "406" | "407" | "412" | "489") {
-            if let Some(i) = self.echoes.iter().position(|e| e.target == folded) {
-                if let Some(e) = self.echoes.remove(i) {
-                    if let Some(r) = e.reply {
-                        let _ = r.send(Err(BridgeError::new(kind, format!("{subject}: {text}"))));
-                        return;
-                    }
-                }
+            if let Some(i) = self.echoes.iter().position(|e| e.target == folded)
+                && let Some(e) = self.echoes.remove(i)
+                && let Some(r) = e.reply
+            {
+                let _ = r.send(Err(BridgeError::new(kind, format!("{subject}: {text}"))));
+                return;
             }
             if let Some(i) = self.pending.iter().position(|p| matches!(&p.kind, PendingKind::Ctcp { nick, .. } if self.isupport.casemapping.eq(nick, &subject))) {
                 let p = self.pending.remove(i);
@@ -293,18 +287,17 @@ impl Conn {
                 return;
             }
         }
-        if matches!(code, "432" | "433" | "436" | "437" | "484") {
-            if let Some(i) = self
+        if matches!(code, "432" | "433" | "436" | "437" | "484")
+            && let Some(i) = self
                 .pending
                 .iter()
                 .position(|p| matches!(p.kind, PendingKind::Nick { .. }))
-            {
-                let p = self.pending.remove(i);
-                if let Some(r) = p.reply {
-                    let _ = r.send(Err(BridgeError::new(kind, format!("{subject}: {text}"))));
-                }
-                return;
+        {
+            let p = self.pending.remove(i);
+            if let Some(r) = p.reply {
+                let _ = r.send(Err(BridgeError::new(kind, format!("{subject}: {text}"))));
             }
+            return;
         }
         if self.channels.contains_key(&folded) {
             let before = self.pending.len();
@@ -371,10 +364,10 @@ impl Conn {
                 }
                 let target = batch.params.first().cloned().unwrap_or_default();
                 let mut tags = batch.tags.clone();
-                if let Some(l) = &batch.label {
-                    if !tags.iter().any(|(k, _)| k == "label") {
-                        tags.push(("label".into(), l.clone()));
-                    }
+                if let Some(l) = &batch.label
+                    && !tags.iter().any(|(k, _)| k == "label")
+                {
+                    tags.push(("label".into(), l.clone()));
                 }
                 let synthetic = Message {
                     tags,
@@ -410,21 +403,19 @@ impl Conn {
                 }
             }
             "labeled-response" => {
-                if let Some(label) = &batch.label {
-                    if let Some(i) = self
+                if let Some(label) = &batch.label
+                    && let Some(i) = self
                         .pending
                         .iter()
                         .position(|p| p.label.as_deref() == Some(label.as_str()))
-                    {
-                        if matches!(
-                            self.pending[i].kind,
-                            PendingKind::Generic { .. } | PendingKind::Nick { .. }
-                        ) {
-                            let p = self.pending.remove(i);
-                            if let Some(r) = p.reply {
-                                let _ = r.send(Ok(Outcome::Done));
-                            }
-                        }
+                    && matches!(
+                        self.pending[i].kind,
+                        PendingKind::Generic { .. } | PendingKind::Nick { .. }
+                    )
+                {
+                    let p = self.pending.remove(i);
+                    if let Some(r) = p.reply {
+                        let _ = r.send(Ok(Outcome::Done));
                     }
                 }
             }
@@ -574,11 +565,11 @@ impl Conn {
             .iter_mut()
             .find(|s| self.isupport.casemapping.eq(&s.nick, &src.nick));
         let mut silent = false;
-        if let Some(split) = returning {
-            if let Some(pos) = split.channels.iter().position(|c| *c == key) {
-                split.channels.remove(pos);
-                silent = true;
-            }
+        if let Some(split) = returning
+            && let Some(pos) = split.channels.iter().position(|c| *c == key)
+        {
+            split.channels.remove(pos);
+            silent = true;
         }
         self.splits.retain(|s| !s.channels.is_empty());
         let Some(ch) = self.channels.get_mut(&key) else {
@@ -607,13 +598,15 @@ impl Conn {
         let key = self.fold(name);
         let reason = msg.params.get(1).cloned().filter(|r| !r.is_empty());
         if self.is_me(&nick) {
-            if let Some(ch) = self.channels.remove(&key) {
-                if !ch.leaving && ch.xmpp && ch.synced {
-                    self.emit(Event::RoomLeft {
-                        room: ch.room,
-                        exit: RoomExit::Left(reason),
-                    });
-                }
+            if let Some(ch) = self.channels.remove(&key)
+                && !ch.leaving
+                && ch.xmpp
+                && ch.synced
+            {
+                self.emit(Event::RoomLeft {
+                    room: ch.room,
+                    exit: RoomExit::Left(reason),
+                });
             }
             return;
         }
@@ -681,16 +674,17 @@ impl Conn {
             self.resolve_generic(Some(msg.param(0)), Ok(Outcome::Done));
         }
         if self.is_me(&victim) {
-            if let Some(ch) = self.channels.remove(&key) {
-                if ch.xmpp && ch.synced {
-                    self.emit(Event::RoomLeft {
-                        room: ch.room,
-                        exit: RoomExit::Kicked {
-                            by: Some(by),
-                            reason,
-                        },
-                    });
-                }
+            if let Some(ch) = self.channels.remove(&key)
+                && ch.xmpp
+                && ch.synced
+            {
+                self.emit(Event::RoomLeft {
+                    room: ch.room,
+                    exit: RoomExit::Kicked {
+                        by: Some(by),
+                        reason,
+                    },
+                });
             }
             return;
         }
@@ -698,18 +692,18 @@ impl Conn {
         let Some(ch) = self.channels.get_mut(&key) else {
             return;
         };
-        if let Some(m) = ch.members.remove(&victim_key) {
-            if ch.synced {
-                let room = ch.room.clone();
-                self.emit(Event::OccupantLeft {
-                    room,
-                    nick: m.nick,
-                    exit: RoomExit::Kicked {
-                        by: Some(by),
-                        reason,
-                    },
-                });
-            }
+        if let Some(m) = ch.members.remove(&victim_key)
+            && ch.synced
+        {
+            let room = ch.room.clone();
+            self.emit(Event::OccupantLeft {
+                room,
+                nick: m.nick,
+                exit: RoomExit::Kicked {
+                    by: Some(by),
+                    reason,
+                },
+            });
         }
     }
 
@@ -760,10 +754,10 @@ impl Conn {
                 new: new.clone(),
             });
         }
-        if let Some(route) = self.pm_routes.remove(&old_key) {
-            if !matches!(route, Address::Occupant { .. }) {
-                self.pm_routes.insert(new_key, route);
-            }
+        if let Some(route) = self.pm_routes.remove(&old_key)
+            && !matches!(route, Address::Occupant { .. })
+        {
+            self.pm_routes.insert(new_key, route);
         }
     }
 
@@ -921,14 +915,11 @@ impl Conn {
         }
         ch.synced = true;
         let me = self.isupport.casemapping.fold(&self.nick);
-        if !ch.members.contains_key(&me) {
-            ch.members.insert(
-                me,
-                Member {
-                    nick: self.nick.clone(),
-                    ..Member::default()
-                },
-            );
+        if let std::collections::btree_map::Entry::Vacant(e) = ch.members.entry(me) {
+            e.insert(Member {
+                nick: self.nick.clone(),
+                ..Member::default()
+            });
         }
         if ch.xmpp {
             self.emit_room_joined(&key);
@@ -971,11 +962,11 @@ impl Conn {
         let nick_key = self.fold(&nick);
         let mut touched = Vec::new();
         for (key, ch) in self.channels.iter_mut() {
-            if let Some(m) = ch.members.get_mut(&nick_key) {
-                if m.away != away {
-                    m.away = away.clone();
-                    touched.push(key.clone());
-                }
+            if let Some(m) = ch.members.get_mut(&nick_key)
+                && m.away != away
+            {
+                m.away = away.clone();
+                touched.push(key.clone());
             }
         }
         for key in touched {
@@ -1020,11 +1011,11 @@ impl Conn {
                 m.host = Some(host.clone());
             }
         }
-        if self.is_me(&nick) {
-            if let Some(me) = self.me.as_mut() {
-                me.user = Some(user);
-                me.host = Some(host);
-            }
+        if self.is_me(&nick)
+            && let Some(me) = self.me.as_mut()
+        {
+            me.user = Some(user);
+            me.host = Some(host);
         }
     }
 
@@ -1056,17 +1047,15 @@ impl Conn {
             .pending
             .iter_mut()
             .find(|p| matches!(p.kind, PendingKind::List { .. }))
+            && let PendingKind::List { rooms } = &mut p.kind
+            && rooms.len() < 10_000
         {
-            if let PendingKind::List { rooms } = &mut p.kind {
-                if rooms.len() < 10_000 {
-                    rooms.push(RoomListing {
-                        room,
-                        name: Some(name),
-                        topic: (!topic.is_empty()).then_some(topic),
-                        occupants: users,
-                    });
-                }
-            }
+            rooms.push(RoomListing {
+                room,
+                name: Some(name),
+                topic: (!topic.is_empty()).then_some(topic),
+                occupants: users,
+            });
         }
     }
 
@@ -1169,21 +1158,19 @@ impl Conn {
             }
         }
         // ChanServ's "[#chan] welcome" notices belong to the channel.
-        if is_notice && !self.isupport.is_channel(&target) {
-            if let Some(rest) = body.strip_prefix('[') {
-                if let Some((chan, tail)) = rest.split_once("] ") {
-                    if let Some(room) = self
-                        .channels
-                        .get(&self.fold(chan))
-                        .filter(|c| c.synced)
-                        .map(|c| c.room.clone())
-                    {
-                        let text = format!("{nick}: {}", crate::format::strip(tail));
-                        self.room_notice(room, text);
-                        return;
-                    }
-                }
-            }
+        if is_notice
+            && !self.isupport.is_channel(&target)
+            && let Some(rest) = body.strip_prefix('[')
+            && let Some((chan, tail)) = rest.split_once("] ")
+            && let Some(room) = self
+                .channels
+                .get(&self.fold(chan))
+                .filter(|c| c.synced)
+                .map(|c| c.room.clone())
+        {
+            let text = format!("{nick}: {}", crate::format::strip(tail));
+            self.room_notice(room, text);
+            return;
         }
         let Some((chat, from)) = self.conversation(&nick, &target) else {
             // A message to a channel we are not in ($* broadcasts …).
@@ -1380,12 +1367,12 @@ impl Conn {
                     changed = true;
                 }
             }
-            if let Some(emoji) = msg.tag("+draft/unreact").filter(|e| !e.is_empty()) {
-                if let Some(set) = self.reactions.get_mut(&key) {
-                    let before = set.len();
-                    set.retain(|e| e != emoji);
-                    changed |= set.len() != before;
-                }
+            if let Some(emoji) = msg.tag("+draft/unreact").filter(|e| !e.is_empty())
+                && let Some(set) = self.reactions.get_mut(&key)
+            {
+                let before = set.len();
+                set.retain(|e| e != emoji);
+                changed |= set.len() != before;
             }
             if changed {
                 let emojis = self.reactions.get(&key).cloned().unwrap_or_default();

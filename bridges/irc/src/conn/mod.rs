@@ -103,7 +103,7 @@ pub enum Request {
         /// To whom.
         to: Target,
         /// The message.
-        msg: ferry_bridge::OutgoingMessage,
+        msg: Box<ferry_bridge::OutgoingMessage>,
         /// Answer.
         reply: Reply,
     },
@@ -919,10 +919,10 @@ impl Conn {
             if e.deadline > now {
                 break;
             }
-            if let Some(e) = self.echoes.pop_front() {
-                if let Some(r) = e.reply {
-                    let _ = r.send(Ok(Outcome::Sent(None)));
-                }
+            if let Some(e) = self.echoes.pop_front()
+                && let Some(r) = e.reply
+            {
+                let _ = r.send(Ok(Outcome::Sent(None)));
             }
         }
         // Netsplit departures nobody came back from.

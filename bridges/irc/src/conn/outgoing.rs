@@ -198,10 +198,8 @@ impl Conn {
                         piece
                     };
                     let mut tags: Vec<(&str, Option<&str>)> = Vec::new();
-                    if first {
-                        if let Some(r) = &reply_tag {
-                            tags.push(("+draft/reply", Some(r)));
-                        }
+                    if first && let Some(r) = &reply_tag {
+                        tags.push(("+draft/reply", Some(r)));
                     }
                     first = false;
                     match Line::tagged(&tags, command, &[target, &text]) {

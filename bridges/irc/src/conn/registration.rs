@@ -188,7 +188,7 @@ impl Conn {
             .chunks(400)
             .map(|c| String::from_utf8_lossy(c).into_owned())
             .collect();
-        let last_full = encoded.len() % 400 == 0;
+        let last_full = encoded.len().is_multiple_of(400);
         for c in chunks {
             self.line_urgent("AUTHENTICATE", &[&c]);
         }
@@ -207,15 +207,15 @@ impl Conn {
             "903" => {
                 self.end_cap();
             }
-            "902" | "904" | "905" | "906" | "908" => {
-                if self.phase == Phase::Registering && !self.cap_ended {
-                    let msg = format!(
-                        "SASL authentication with {} failed: {}",
-                        self.settings.server,
-                        msg.trailing()
-                    );
-                    self.fatal(ErrorKind::NotAuthorized, msg);
-                }
+            "902" | "904" | "905" | "906" | "908"
+                if self.phase == Phase::Registering && !self.cap_ended =>
+            {
+                let msg = format!(
+                    "SASL authentication with {} failed: {}",
+                    self.settings.server,
+                    msg.trailing()
+                );
+                self.fatal(ErrorKind::NotAuthorized, msg);
             }
             _ => {}
         }
@@ -227,12 +227,13 @@ impl Conn {
             self.nick = n.clone();
         }
         // "Welcome to the X Network nick!user@host"
-        if let Some(last) = msg.trailing().split(' ').next_back() {
-            if last.contains('!') && last.contains('@') {
-                let src = Source::parse(last);
-                if self.is_me(&src.nick) {
-                    self.me = Some(src);
-                }
+        if let Some(last) = msg.trailing().split(' ').next_back()
+            && last.contains('!')
+            && last.contains('@')
+        {
+            let src = Source::parse(last);
+            if self.is_me(&src.nick) {
+                self.me = Some(src);
             }
         }
     }

@@ -79,10 +79,11 @@ impl Conn {
                 ch.history = history;
                 if !persistent && !ch.xmpp {
                     self.part(&k, None, now);
-                } else if ch.synced && ch.xmpp {
-                    if let Some(info) = self.room_info(&k) {
-                        self.emit(ferry_bridge::Event::RoomInfo(info));
-                    }
+                } else if ch.synced
+                    && ch.xmpp
+                    && let Some(info) = self.room_info(&k)
+                {
+                    self.emit(ferry_bridge::Event::RoomInfo(info));
                 }
             }
             Request::Send { to, msg, reply } => match to {

@@ -325,7 +325,7 @@ fn echoes_answer_sends_and_are_not_reported() {
     let (tx, mut rx) = oneshot::channel();
     sm.req(Request::Send {
         to: Target::Channel("#c".into()),
-        msg: text(Address::Room(room.clone()), "hi"),
+        msg: Box::new(text(Address::Room(room.clone()), "hi")),
         reply: tx,
     });
     assert_eq!(sm.take_lines(), vec!["PRIVMSG #c hi"]);
@@ -349,7 +349,7 @@ fn echoes_answer_sends_and_are_not_reported() {
             nick: "ghost".into(),
             room: None,
         },
-        msg: text(Address::Room(room), "x"),
+        msg: Box::new(text(Address::Room(room), "x")),
         reply: tx,
     });
     sm.feed(":irc.x 401 me ghost :No such nick/channel");
@@ -371,7 +371,7 @@ fn multiline_batches_both_ways() {
     let (tx, mut rx) = oneshot::channel();
     sm.req(Request::Send {
         to: Target::Channel("#c".into()),
-        msg: text(Address::Room(room.clone()), "one\ntwo"),
+        msg: Box::new(text(Address::Room(room.clone()), "one\ntwo")),
         reply: tx,
     });
     let lines = sm.take_lines();
@@ -564,7 +564,7 @@ fn idle_connections_close_even_after_private_messages() {
             nick: "op".into(),
             room: None,
         },
-        msg: text(Address::Room(room), "hi"),
+        msg: Box::new(text(Address::Room(room), "hi")),
         reply: tx,
     });
     sm.feed(":op!o@h PRIVMSG me :hi back");
@@ -599,7 +599,7 @@ fn private_messages_follow_the_address_used() {
             nick: "op".into(),
             room: Some(room.clone()),
         },
-        msg: text(Address::Room(room.clone()), "in room"),
+        msg: Box::new(text(Address::Room(room.clone()), "in room")),
         reply: tx,
     });
     sm.feed(":op!o@h PRIVMSG me :answer");
@@ -636,7 +636,7 @@ fn errors_of_joins_and_channel_commands() {
     let (tx, mut rx) = oneshot::channel();
     sm.req(Request::Send {
         to: Target::Channel("#b".into()),
-        msg: text(Address::Room(RoomId::new("#b%irc.x")), "x"),
+        msg: Box::new(text(Address::Room(RoomId::new("#b%irc.x")), "x")),
         reply: tx,
     });
     let err = rx.try_recv().unwrap().unwrap_err();

@@ -278,19 +278,19 @@ impl Gw {
     pub async fn on(net: Arc<dyn Network>, user: &str) -> Gw {
         let user = UserId::new(user);
         let store = Arc::new(MemKv::default());
-        if let Ok(ng) = std::env::var("NGIRCD_PORT") {
-            if let Ok(p) = ng.parse::<u16>() {
-                SettingsStore::new(store.as_ref())
-                    .set_server(
-                        NG,
-                        &ServerOptions {
-                            ports: Some(vec![p]),
-                            tls_ports: Some(vec![]),
-                            ..Default::default()
-                        },
-                    )
-                    .unwrap();
-            }
+        if let Ok(ng) = std::env::var("NGIRCD_PORT")
+            && let Ok(p) = ng.parse::<u16>()
+        {
+            SettingsStore::new(store.as_ref())
+                .set_server(
+                    NG,
+                    &ServerOptions {
+                        ports: Some(vec![p]),
+                        tls_ports: Some(vec![]),
+                        ..Default::default()
+                    },
+                )
+                .unwrap();
         }
         let (tx, events) = mpsc::channel(4096);
         let (ftx, _frx) = mpsc::unbounded_channel();
