@@ -125,6 +125,7 @@ async fn flood_control_limits_bursts() {
 
 #[tokio::test]
 async fn connection_caps_refuse_with_a_reason() {
+    let _lock = exclusive("ngircd");
     let net = ferry_irc::build(
         Config {
             max_connections_per_server: 1,
