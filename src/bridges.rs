@@ -111,6 +111,8 @@ impl Registry {
         let mut registry = Registry::empty();
         #[cfg(feature = "test-bridge")]
         registry.add("test", ferry_testbridge::build);
+        #[cfg(feature = "irc")]
+        registry.add("irc", ferry_irc::build);
         registry
     }
 
