@@ -31,6 +31,8 @@ pub trait AddressRules: Send + Sync {
 
     /// Turns what a user typed at the prompt into an address (which the core
     /// then writes as a JID).
+    // "address from prompt": a conversion that needs the rules, hence &self.
+    #[allow(clippy::wrong_self_convention)]
     fn from_prompt(&self, input: &str) -> Result<Address, AddressError>;
 }
 

@@ -247,6 +247,9 @@ pub enum ConnectionState {
 }
 
 /// What travels from sessions to the core.
+// Events move through the channel once each; boxing them would cost an
+// allocation per event to shrink the rare flush marker.
+#[allow(clippy::large_enum_variant)]
 #[derive(Debug)]
 pub enum Envelope {
     /// An event of a user's session.

@@ -78,13 +78,13 @@ impl Form {
             }
             match field.kind {
                 FieldKind::Boolean => {
-                    if let Some(v) = given.first() {
-                        if parse_bool(v).is_none() {
-                            return Err(FormError::Invalid {
-                                var: field.var.clone(),
-                                reason: format!("{v:?} is not a boolean (true/false)"),
-                            });
-                        }
+                    if let Some(v) = given.first()
+                        && parse_bool(v).is_none()
+                    {
+                        return Err(FormError::Invalid {
+                            var: field.var.clone(),
+                            reason: format!("{v:?} is not a boolean (true/false)"),
+                        });
                     }
                 }
                 FieldKind::ListSingle | FieldKind::ListMulti if !field.open => {

@@ -125,11 +125,11 @@ impl Rich {
         if text.is_empty() {
             return;
         }
-        if let Some(last) = self.spans.last_mut() {
-            if last.style == *style {
-                last.text.push_str(text);
-                return;
-            }
+        if let Some(last) = self.spans.last_mut()
+            && last.style == *style
+        {
+            last.text.push_str(text);
+            return;
         }
         self.spans.push(Span {
             text: text.to_owned(),
