@@ -770,9 +770,16 @@ impl Task {
         own(iq.from()) || own(iq.to())
     }
 
-    async fn deliver(&self, inbound: Inbound) {
+    /// Hands a stanza to the gateway. While the gateway is too busy to
+    /// take it the stream is not read, so a ping's answer may be waiting
+    /// unread: the time spent here does not count against the ping.
+    async fn deliver(&mut self, inbound: Inbound) {
+        let started = Instant::now();
         if self.inbound.send(inbound).await.is_err() {
             tracing::debug!(domain = %self.domain(), "no one reads the component stream any more");
+        }
+        if let Some(ping) = &mut self.ping {
+            ping.deadline += started.elapsed();
         }
     }
 

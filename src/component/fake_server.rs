@@ -5,9 +5,10 @@
 //! can be told to send stanzas, drop the connection, die after some
 //! stanzas, stop answering pings, or stop listening altogether.
 
+use std::collections::VecDeque;
 use std::pin::Pin;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, AtomicU32, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, Ordering};
 use std::task::{Context, Poll};
 use std::time::Duration;
 
@@ -44,6 +45,7 @@ pub enum Event {
 #[derive(Debug)]
 enum Order {
     Send(Element),
+    Burst(usize),
     Drop,
     DieAfter(usize),
 }
@@ -55,6 +57,8 @@ struct Options {
     adverts: Vec<Element>,
     advert_delay: Duration,
     answer_pings: Arc<AtomicBool>,
+    /// Milliseconds before a ping is routed back.
+    ping_delay_ms: Arc<AtomicU64>,
 }
 
 /// The server.
@@ -96,6 +100,7 @@ impl FakeServer {
                 adverts,
                 advert_delay,
                 answer_pings: Arc::new(AtomicBool::new(true)),
+                ping_delay_ms: Arc::new(AtomicU64::new(0)),
             },
             events_tx,
             events,
@@ -158,6 +163,18 @@ impl FakeServer {
     /// Whether self-pings are routed back.
     pub fn answer_pings(&self, yes: bool) {
         self.options.answer_pings.store(yes, Ordering::SeqCst);
+    }
+
+    /// Routes self-pings back only after `delay` (a slow server).
+    pub fn delay_pings(&self, delay: Duration) {
+        self.options
+            .ping_delay_ms
+            .store(delay.as_millis() as u64, Ordering::SeqCst);
+    }
+
+    /// Sends `n` chat messages to the component at once.
+    pub async fn burst(&self, n: usize) {
+        self.order(Order::Burst(n)).await;
     }
 
     async fn order(&self, order: Order) {
@@ -391,8 +408,22 @@ async fn serve<Io: AsyncBufRead + AsyncWrite + Unpin>(
     let mut handled = 0usize;
     let mut die_at: Option<usize> = None;
     let adverts_at = tokio::time::Instant::now() + options.advert_delay;
+    let mut echoes: VecDeque<(tokio::time::Instant, Element)> = VecDeque::new();
     loop {
+        let next_echo = echoes.front().map(|(t, _)| *t);
         tokio::select! {
+            _ = async {
+                match next_echo {
+                    Some(t) => tokio::time::sleep_until(t).await,
+                    None => std::future::pending().await,
+                }
+            } => {
+                if let Some((_, el)) = echoes.pop_front() {
+                    if xs.send(&el).await.is_err() {
+                        return;
+                    }
+                }
+            }
             _ = tokio::time::sleep_until(adverts_at), if !late_adverts.is_empty() => {
                 for advert in late_adverts.drain(..) {
                     if xs.send(&advert).await.is_err() {
@@ -411,8 +442,13 @@ async fn serve<Io: AsyncBufRead + AsyncWrite + Unpin>(
                 if to_self && is_ping(&el) {
                     if options.answer_pings.load(Ordering::SeqCst) {
                         let _ = events.send(Event::Pinged(n));
-                        if xs.send(&el).await.is_err() {
-                            return;
+                        let delay = Duration::from_millis(options.ping_delay_ms.load(Ordering::SeqCst));
+                        if delay.is_zero() && echoes.is_empty() {
+                            if xs.send(&el).await.is_err() {
+                                return;
+                            }
+                        } else {
+                            echoes.push_back((tokio::time::Instant::now() + delay, el));
                         }
                     }
                     continue;
@@ -431,6 +467,22 @@ async fn serve<Io: AsyncBufRead + AsyncWrite + Unpin>(
                     }
                 }
                 Some(Order::DieAfter(k)) => die_at = Some(handled + k),
+                Some(Order::Burst(k)) => {
+                    for i in 0..k {
+                        let el: Element = format!(
+                            "<message xmlns='jabber:component:accept' from='burst@example.org/r' to='x@{}' id='b{i}'><body>{i}</body></message>",
+                            options.domain
+                        )
+                        .parse()
+                        .expect("xml");
+                        if xs.feed(&el).await.is_err() {
+                            return;
+                        }
+                    }
+                    if SinkExt::<&Element>::flush(xs).await.is_err() {
+                        return;
+                    }
+                }
                 Some(Order::Drop) | None => return,
             }
         }

@@ -431,6 +431,31 @@ async fn keepalive_pings_on_silence_and_stays_up() {
 }
 
 #[tokio::test]
+async fn a_slow_gateway_does_not_make_the_stream_look_dead() {
+    let mut server = FakeServer::start(DOMAIN, SECRET, vec![]).await;
+    let mut rig = Rig::start(server.port, SECRET, fast());
+    server.connected(5).await;
+    rig.connected(5).await;
+    // A ping in flight, its answer behind 2000 stanzas the gateway does not
+    // read for longer than the ping timeout (1.5 s).
+    server.delay_pings(Duration::from_millis(100));
+    rig.handle.send(msg(1));
+    server.received(1, 5).await;
+    server.burst(2000).await;
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    let mut got = 0;
+    while got < 2000 {
+        match rig.next(5).await {
+            Inbound::Stanza(_) => got += 1,
+            Inbound::Disconnected(why) => panic!("disconnected after {got}: {why}"),
+            _ => {}
+        }
+    }
+    assert_eq!(rig.metrics.reconnects.load(Ordering::Relaxed), 0);
+    assert!(matches!(rig.handle.state(), StreamState::Connected { .. }));
+}
+
+#[tokio::test]
 async fn an_unanswered_ping_means_a_dead_stream() {
     let mut server = FakeServer::start(DOMAIN, SECRET, vec![]).await;
     let mut rig = Rig::start(server.port, SECRET, fast());
