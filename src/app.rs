@@ -116,7 +116,14 @@ fn print_problems(problems: &[Problem]) {
 }
 
 fn check(path: &Path, env: &[(String, String)], registry: &Registry) -> ExitCode {
-    match load(path, env, registry) {
+    match load(path, env, registry).and_then(|config| {
+        let problems = try_build(&config, registry);
+        if problems.is_empty() {
+            Ok(config)
+        } else {
+            Err(problems)
+        }
+    }) {
         Ok(config) => {
             println!("ok: {}", config.summary());
             ExitCode::SUCCESS
@@ -132,6 +139,55 @@ fn check(path: &Path, env: &[(String, String)], registry: &Registry) -> ExitCode
             ExitCode::FAILURE
         }
     }
+}
+
+/// Builds every enabled bridge once, in a scratch directory, so that
+/// `ferry check` also reports what a bridge refuses in its section (the
+/// same refusal would stop `ferry run`). Nothing connects anywhere.
+fn try_build(config: &Config, registry: &Registry) -> Vec<Problem> {
+    let runtime = match tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(rt) => rt,
+        Err(e) => return vec![Problem(format!("cannot start the async runtime: {e}"))],
+    };
+    let scratch = std::env::temp_dir().join(format!("ferry-check-{}", std::process::id()));
+    let mut problems = Vec::new();
+    for bridge in &config.bridges {
+        let dir = scratch.join(&bridge.name);
+        if let Err(e) = std::fs::create_dir_all(&dir) {
+            problems.push(Problem(format!("cannot create {}: {e}", dir.display())));
+            continue;
+        }
+        let setup = BridgeSetup {
+            domain: bridge.domain.clone(),
+            data_dir: dir,
+        };
+        let built = runtime.block_on(async {
+            std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+                registry.build(&bridge.name, &bridge.section, setup)
+            }))
+        });
+        let refusal = match built {
+            Ok(Ok(_network)) => None,
+            Ok(Err(e)) => Some(e),
+            Err(panic) => Some(format!(
+                "the bridge panicked: {}",
+                ferry_bridge::network::panic_message(panic.as_ref())
+            )),
+        };
+        if let Some(e) = refusal {
+            let e = e.strip_prefix(&format!("[{}] ", bridge.name)).unwrap_or(&e);
+            problems.push(Problem(format!(
+                "{}: [{}] the bridge refuses its configuration: {e}",
+                config.path.display(),
+                bridge.name
+            )));
+        }
+    }
+    let _ = std::fs::remove_dir_all(&scratch);
+    problems
 }
 
 fn users(
@@ -362,7 +418,11 @@ async fn serve(config: Config, registry: Registry) -> anyhow::Result<()> {
                     data_dir: dir.clone(),
                 },
             )
-            .map_err(|e| anyhow::anyhow!("[{}] the bridge cannot start: {e}", bridge.name))?;
+            .map_err(|e| {
+                let prefix = format!("[{}] ", bridge.name);
+                let e = e.strip_prefix(&prefix).unwrap_or(&e);
+                anyhow::anyhow!("[{}] the bridge cannot start: {e}", bridge.name)
+            })?;
         tracing::info!(
             bridge = %bridge.name,
             "{} on {}: database {}, users allowed: {}",

@@ -406,6 +406,27 @@ mod with_test_bridge {
     }
 
     #[test]
+    fn what_the_bridge_refuses_is_reported_by_check_and_stops_run() {
+        let dir = Dir::new();
+        let config = dir.config(
+            "[storage]\ndata_dir = \"$DIR/data\"\n[test]\ndomain = \"test.example.org\"\nsecret = \"x\"\naccounts = { \"Not Valid\" = \"pw\" }\n",
+        );
+        let o = check(&config, &[]);
+        assert_problems(
+            &o,
+            &config.display().to_string(),
+            &[
+                "[test] the bridge refuses its configuration: accounts: \"Not Valid\" is not a valid account name",
+            ],
+        );
+        let o = ferry().arg("--config").arg(&config).output().expect("run");
+        assert_eq!(o.status.code(), Some(1));
+        let err = stderr(&o);
+        assert!(err.contains("[test] the bridge cannot start"), "{err}");
+        assert!(err.contains("not a valid account name"), "{err}");
+    }
+
+    #[test]
     fn disabled_bridge_is_not_checked() {
         let dir = Dir::new();
         let config = dir.config("[test]\nenabled = false\nbogus = 1\n");
