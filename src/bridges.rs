@@ -16,6 +16,10 @@
 //!
 //! The same deserialisation serves `ferry check` (unknown or mistyped keys
 //! of the section are reported with the section named) and start-up.
+//! `ferry check` also calls `build` once, with a scratch `data_dir` that is
+//! removed afterwards, so what a bridge refuses in its section is reported
+//! there too: `build` validates and constructs, it must not connect
+//! anywhere (sessions do that).
 
 use std::fmt;
 use std::marker::PhantomData;
