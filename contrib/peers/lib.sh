@@ -64,6 +64,8 @@ IRC_OPER_PASSWORD=${IRC_OPER_PASSWORD:-operpw}
 INSPIRCD_MODULES=${INSPIRCD_MODULES:-"cap ircv3 ircv3_servertime ircv3_echomessage ircv3_msgid ircv3_batch ircv3_labeledresponse ircv3_capnotify ircv3_chghost ircv3_invitenotify ircv3_ctctags ircv3_accounttag namesx uhnames monitor setname botmode"}
 NGIRCD_LISTEN=${NGIRCD_LISTEN:-127.0.0.1,127.0.0.2}
 NGIRCD_MAX_PENALTY=${NGIRCD_MAX_PENALTY:-0}
+# ngIRCd accepts WEBIRC with this password (the IRC bridge's webirc_password test)
+NGIRCD_WEBIRC_PASSWORD=${NGIRCD_WEBIRC_PASSWORD:-webircpw}
 
 # ---------------------------------------------------------------- Matrix
 MATRIX_USERS=${MATRIX_USERS:-"alice:alicepw bob:bobpw carol:carolpw"}

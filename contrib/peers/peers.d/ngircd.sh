@@ -2,8 +2,10 @@
 #
 # $NGIRCD_PORT on every address of $NGIRCD_LISTEN (127.0.0.1 and 127.0.0.2 by
 # default, so a gateway can address it by a second IP-literal server name); no
-# DNS/ident; flood penalty capped at $NGIRCD_MAX_PENALTY (0 = none, -1 = ngIRCd's
-# default); operator $IRC_OPER_NAME/$IRC_OPER_PASSWORD.
+# DNS/ident; WEBIRC with $NGIRCD_WEBIRC_PASSWORD (ngIRCd takes its second
+# argument as the username and, without DNS, shows the IP); flood penalty capped
+# at $NGIRCD_MAX_PENALTY (0 = none, -1 = ngIRCd's default); operator
+# $IRC_OPER_NAME/$IRC_OPER_PASSWORD.
 
 ngircd_packages() { echo ngircd; }
 ngircd_ports() { echo "$NGIRCD_PORT"; }
@@ -35,6 +37,7 @@ ngircd_launch() {
 	DNS = no
 	Ident = no
 	PAM = no
+	WebIRCPassword = $NGIRCD_WEBIRC_PASSWORD
 [Operator]
 	Name = $IRC_OPER_NAME
 	Password = $IRC_OPER_PASSWORD
@@ -47,6 +50,7 @@ ngircd_ready() { ngircd_wait; }
 
 ngircd_env() {
   echo "export NGIRCD_PORT=$NGIRCD_PORT NGIRCD_LISTEN=$NGIRCD_LISTEN NGIRCD_MAX_PENALTY=$NGIRCD_MAX_PENALTY NGIRCD_SERVER_NAME=irc2.localhost"
+  echo "export NGIRCD_WEBIRC_PASSWORD=$NGIRCD_WEBIRC_PASSWORD"
   echo "export IRC_OPER_NAME=$IRC_OPER_NAME IRC_OPER_PASSWORD=$IRC_OPER_PASSWORD"
 }
 ngircd_summary() { echo "ngircd    irc {$NGIRCD_LISTEN}:$NGIRCD_PORT"; }
