@@ -35,6 +35,7 @@ EJ_C2S_PORT=${EJ_C2S_PORT:-25222}
 EJ_COMPONENT_PORT=${EJ_COMPONENT_PORT:-25347}
 EJ_DIST_PORT=${EJ_DIST_PORT:-25370}
 IRC_PORT=${IRC_PORT:-16667}                  # InspIRCd (fakelag off)
+IRC_TLS_PORT=${IRC_TLS_PORT:-16697}          # InspIRCd over TLS (self-signed certificate)
 NGIRCD_PORT=${NGIRCD_PORT:-16668}            # ngIRCd (flood penalty off)
 MATRIX_PORT=${MATRIX_PORT:-18008}            # Synapse client API
 MATRIX_AS_PORT=${MATRIX_AS_PORT:-18009}      # the gateway's appservice listener (not started here)

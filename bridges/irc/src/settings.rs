@@ -215,6 +215,10 @@ pub struct ConnSettings {
     pub sasl_plain: Option<(String, String)>,
     /// Use SASL EXTERNAL.
     pub sasl_external: bool,
+    /// SASL must succeed (a password or an explicit mechanism); otherwise
+    /// a client certificate alone is used for SASL EXTERNAL when the server
+    /// offers SASL, and just presented (CertFP) when it does not.
+    pub sasl_required: bool,
     /// Client certificate + key (PEM).
     pub client_cert: Option<String>,
     /// Raw commands once connected.
@@ -289,7 +293,9 @@ impl ConnSettings {
                 (account, p)
             })
         };
+        let sasl_required = sasl_plain.is_some() || opts.sasl_mechanism != SaslMechanism::Auto;
         ConnSettings {
+            sasl_required,
             server: server.to_owned(),
             address: opts.address.clone().unwrap_or_else(|| server.to_owned()),
             ports,

@@ -353,6 +353,7 @@ mod tests {
             pass: None,
             sasl_plain: None,
             sasl_external: true,
+            sasl_required: false,
             client_cert: Some("not a pem".into()),
             after_connect: vec![],
             throttle_limit: 10,

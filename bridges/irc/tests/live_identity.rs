@@ -12,17 +12,31 @@ use ferry_irc::Config;
 /// WHOIS a nick from a raw client: (user, host, realname).
 async fn whois(raw: &mut Raw, nick: &str) -> (String, String, String) {
     raw.send(&format!("WHOIS {nick}")).await;
-    let m = raw.expect(|m| m.command == "311" && m.param(1) == nick).await;
-    (m.param(2).to_owned(), m.param(3).to_owned(), m.trailing().to_owned())
+    let m = raw
+        .expect(|m| m.command == "311" && m.param(1) == nick)
+        .await;
+    (
+        m.param(2).to_owned(),
+        m.param(3).to_owned(),
+        m.trailing().to_owned(),
+    )
 }
 
 #[tokio::test]
 async fn webirc_shows_the_users_own_host() {
     let _lock = exclusive("ngircd");
-    let password = std::env::var("NGIRCD_WEBIRC_PASSWORD").expect("NGIRCD_WEBIRC_PASSWORD (peers.env)");
+    let password =
+        std::env::var("NGIRCD_WEBIRC_PASSWORD").expect("NGIRCD_WEBIRC_PASSWORD (peers.env)");
     let mut raw = Raw::connect(ngircd(), &unique("raw"), &[]).await;
     // The user's XMPP server is 127.0.0.5 (an IP literal resolves to itself).
-    let mut gw = Gw::new(Config { webirc_password: Some(password), ..config() }, &format!("{}@127.0.0.5", unique("u"))).await;
+    let mut gw = Gw::new(
+        Config {
+            webirc_password: Some(password),
+            ..config()
+        },
+        &format!("{}@127.0.0.5", unique("u")),
+    )
+    .await;
     let nick = unique("web");
     let room = gw.room(&format!("#{}", unique("web")), NG);
     gw.join(&room, &nick).await;
@@ -49,7 +63,13 @@ fn my_connections_to(remote: std::net::SocketAddrV4) -> Vec<u16> {
             }
         }
     }
-    let hex = |a: &std::net::SocketAddrV4| format!("{:08X}:{:04X}", u32::from_le_bytes(a.ip().octets()), a.port());
+    let hex = |a: &std::net::SocketAddrV4| {
+        format!(
+            "{:08X}:{:04X}",
+            u32::from_le_bytes(a.ip().octets()),
+            a.port()
+        )
+    };
     let want = hex(&remote);
     std::fs::read_to_string("/proc/self/net/tcp")
         .unwrap()
@@ -70,7 +90,11 @@ async fn identd_answers_a_hash_of_the_jid_for_each_connection() {
     let identd_port = 20000 + (std::process::id() % 20000) as u16;
     let jid = format!("{}@localhost", unique("u"));
     let mut gw = Gw::new(
-        Config { identd_port, identd_address: "127.0.0.1".parse().unwrap(), ..config() },
+        Config {
+            identd_port,
+            identd_address: "127.0.0.1".parse().unwrap(),
+            ..config()
+        },
         &jid,
     )
     .await;
@@ -80,30 +104,56 @@ async fn identd_answers_a_hash_of_the_jid_for_each_connection() {
     let ports = my_connections_to(ng);
     assert_eq!(ports.len(), 1, "one connection to ngIRCd: {ports:?}");
     // What an IRC server asks the identd of the gateway's host.
-    let s = tokio::net::TcpStream::connect(("127.0.0.1", identd_port)).await.unwrap();
+    let s = tokio::net::TcpStream::connect(("127.0.0.1", identd_port))
+        .await
+        .unwrap();
     let (r, mut w) = s.into_split();
-    w.write_all(format!("{} , {}\r\n", ports[0], ngircd()).as_bytes()).await.unwrap();
+    w.write_all(format!("{} , {}\r\n", ports[0], ngircd()).as_bytes())
+        .await
+        .unwrap();
     let mut line = String::new();
-    tokio::io::BufReader::new(r).read_line(&mut line).await.unwrap();
+    tokio::io::BufReader::new(r)
+        .read_line(&mut line)
+        .await
+        .unwrap();
     assert_eq!(
         line,
-        format!("{}, {} : USERID : OTHER : {}\r\n", ports[0], ngircd(), ferry_irc::identd::ident_of(&jid))
+        format!(
+            "{}, {} : USERID : OTHER : {}\r\n",
+            ports[0],
+            ngircd(),
+            ferry_irc::identd::ident_of(&jid)
+        )
     );
     // Someone else's connection is nobody's.
-    let s = tokio::net::TcpStream::connect(("127.0.0.1", identd_port)).await.unwrap();
+    let s = tokio::net::TcpStream::connect(("127.0.0.1", identd_port))
+        .await
+        .unwrap();
     let (r, mut w) = s.into_split();
     w.write_all(b"1, 2\r\n").await.unwrap();
     let mut line = String::new();
-    tokio::io::BufReader::new(r).read_line(&mut line).await.unwrap();
+    tokio::io::BufReader::new(r)
+        .read_line(&mut line)
+        .await
+        .unwrap();
     assert_eq!(line, "1, 2 : ERROR : NO-USER\r\n");
     // Gone with the connection.
-    gw.act(Action::LeaveRoom { room, reason: None }).await.unwrap();
+    gw.act(Action::LeaveRoom { room, reason: None })
+        .await
+        .unwrap();
     tokio::time::sleep(std::time::Duration::from_millis(500)).await;
-    let s = tokio::net::TcpStream::connect(("127.0.0.1", identd_port)).await.unwrap();
+    let s = tokio::net::TcpStream::connect(("127.0.0.1", identd_port))
+        .await
+        .unwrap();
     let (r, mut w) = s.into_split();
-    w.write_all(format!("{}, {}\r\n", ports[0], ngircd()).as_bytes()).await.unwrap();
+    w.write_all(format!("{}, {}\r\n", ports[0], ngircd()).as_bytes())
+        .await
+        .unwrap();
     let mut line = String::new();
-    tokio::io::BufReader::new(r).read_line(&mut line).await.unwrap();
+    tokio::io::BufReader::new(r)
+        .read_line(&mut line)
+        .await
+        .unwrap();
     assert!(line.contains("NO-USER"), "{line}");
 }
 
@@ -123,7 +173,9 @@ async fn username_and_realname_are_configurable() {
         }))
         .await
         .unwrap();
-    let ferry_bridge::Outcome::Command(ferry_bridge::CommandReply::Form { stage, .. }) = out else { panic!() };
+    let ferry_bridge::Outcome::Command(ferry_bridge::CommandReply::Form { stage, .. }) = out else {
+        panic!()
+    };
     let mut v = ferry_bridge::FormValues::new()
         .with("username", "jdoe")
         .with("realname", "Jane Doe via Ferry");

@@ -79,6 +79,10 @@ impl Conn {
         let want_sasl = self.settings.sasl_plain.is_some() || self.settings.sasl_external;
         if want_sasl && self.phase == Phase::Registering {
             if !self.caps.contains("sasl") {
+                if !self.settings.sasl_required {
+                    self.end_cap();
+                    return;
+                }
                 let msg = format!(
                     "{} does not offer SASL authentication, which is configured for it",
                     self.settings.server
@@ -205,6 +209,19 @@ impl Conn {
                 }
             }
             "903" => {
+                self.end_cap();
+            }
+            "902" | "904" | "905" | "906" | "908"
+                if self.phase == Phase::Registering
+                    && !self.cap_ended
+                    && !self.settings.sasl_required =>
+            {
+                let text = format!(
+                    "SASL EXTERNAL with your client certificate failed on {} ({}); continuing without",
+                    self.settings.server,
+                    msg.trailing()
+                );
+                self.service_message(text);
                 self.end_cap();
             }
             "902" | "904" | "905" | "906" | "908"

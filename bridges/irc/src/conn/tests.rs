@@ -655,3 +655,36 @@ fn ping_keepalive_and_timeout() {
     sm.advance(Duration::from_secs(121));
     assert!(sm.conn.take_lost().is_some());
 }
+
+#[test]
+fn a_client_certificate_alone_does_not_require_sasl() {
+    let opts = ServerOptions {
+        client_cert: Some("PEM".into()),
+        ..Default::default()
+    };
+    let mut sm = Sm::new(opts.clone());
+    assert!(sm.conn.settings.sasl_external && !sm.conn.settings.sasl_required);
+    sm.conn.on_connected("irc.x", 6697, true, None, sm.now);
+    sm.pump();
+    sm.take_lines();
+    sm.feed(":irc.x CAP * LS :multi-prefix");
+    sm.feed(":irc.x CAP me ACK :multi-prefix");
+    assert_eq!(sm.take_lines(), vec!["CAP REQ multi-prefix", "CAP END"]);
+    assert!(sm.conn.finished().is_none());
+    // Offered but refused: go on without, and say so.
+    let mut sm = Sm::new(opts);
+    sm.conn.on_connected("irc.x", 6697, true, None, sm.now);
+    sm.feed(":irc.x CAP * LS :sasl");
+    sm.feed(":irc.x CAP me ACK :sasl");
+    sm.take_lines();
+    sm.feed("AUTHENTICATE +");
+    assert_eq!(sm.take_lines(), vec!["AUTHENTICATE +"]);
+    sm.feed(":irc.x 904 me :SASL authentication failed");
+    assert_eq!(sm.take_lines(), vec!["CAP END"]);
+    assert!(sm.conn.finished().is_none());
+    assert!(
+        sm.events
+            .iter()
+            .any(|e| matches!(e, Event::Message(m) if m.body.contains("continuing without")))
+    );
+}
