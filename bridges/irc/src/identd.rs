@@ -57,51 +57,44 @@ pub fn ident_of(bare_jid: &str) -> String {
     crate::transport::sha1_hex(bare_jid.as_bytes())
 }
 
-/// Binds the identd port (synchronously, so a bad port fails at start).
-pub fn bind(addr: SocketAddr) -> std::io::Result<std::net::TcpListener> {
-    let l = std::net::TcpListener::bind(addr)?;
-    l.set_nonblocking(true)?;
-    Ok(l)
-}
-
-/// Serves identd on a bound listener until the task is aborted. Must be
-/// called inside the tokio runtime.
-pub fn serve(
-    listener: std::net::TcpListener,
+/// Listens on `addr` and serves identd until the task is aborted.
+pub async fn serve(
+    addr: SocketAddr,
     registry: IdentRegistry,
-) -> std::io::Result<tokio::task::JoinHandle<()>> {
-    let listener = TcpListener::from_std(listener)?;
-    Ok(tokio::spawn(async move {
-        loop {
-            let Ok((stream, _)) = listener.accept().await else {
-                tokio::time::sleep(Duration::from_millis(100)).await;
-                continue;
-            };
-            let registry = registry.clone();
-            tokio::spawn(async move {
-                let (r, mut w) = stream.into_split();
-                let mut lines = BufReader::new(r.take_limited()).lines();
-                // One query per connection is the norm; serve a few.
-                for _ in 0..4 {
-                    let line = match tokio::time::timeout(
-                        Duration::from_secs(10),
-                        lines.next_line(),
-                    )
-                    .await
-                    {
-                        Ok(Ok(Some(l))) => l,
-                        _ => break,
-                    };
-                    if w.write_all(registry.answer(&line).as_bytes())
-                        .await
-                        .is_err()
-                    {
-                        break;
+) -> std::io::Result<(SocketAddr, tokio::task::JoinHandle<()>)> {
+    let listener = TcpListener::bind(addr).await?;
+    let local = listener.local_addr()?;
+    let task =
+        tokio::spawn(async move {
+            loop {
+                let Ok((stream, _)) = listener.accept().await else {
+                    tokio::time::sleep(Duration::from_millis(100)).await;
+                    continue;
+                };
+                let registry = registry.clone();
+                tokio::spawn(async move {
+                    let (r, mut w) = stream.into_split();
+                    let mut lines = BufReader::new(r.take_limited()).lines();
+                    // One query per connection is the norm; serve a few.
+                    for _ in 0..4 {
+                        let line =
+                            match tokio::time::timeout(Duration::from_secs(10), lines.next_line())
+                                .await
+                            {
+                                Ok(Ok(Some(l))) => l,
+                                _ => break,
+                            };
+                        if w.write_all(registry.answer(&line).as_bytes())
+                            .await
+                            .is_err()
+                        {
+                            break;
+                        }
                     }
-                }
-            });
-        }
-    }))
+                });
+            }
+        });
+    Ok((local, task))
 }
 
 trait TakeLimited: Sized {
@@ -140,9 +133,7 @@ mod tests {
     async fn serves_over_tcp() {
         let r = IdentRegistry::default();
         r.register(4000, 6667, "abc".into());
-        let listener = bind("127.0.0.1:0".parse().unwrap()).unwrap();
-        let addr = listener.local_addr().unwrap();
-        let task = serve(listener, r).unwrap();
+        let (addr, task) = serve("127.0.0.1:0".parse().unwrap(), r).await.unwrap();
         let mut s = tokio::net::TcpStream::connect(addr).await.unwrap();
         s.write_all(b"4000, 6667\r\n").await.unwrap();
         let mut buf = vec![0; 128];

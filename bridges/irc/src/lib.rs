@@ -65,6 +65,8 @@ pub struct Shared {
     pub tls: Arc<TlsContext>,
     /// identd, when enabled.
     pub identd: Option<IdentRegistry>,
+    /// Set once the identd listens (or failed to).
+    pub identd_started: tokio::sync::OnceCell<()>,
     /// The CTCP VERSION answer.
     pub version: String,
 }
@@ -79,19 +81,8 @@ pub struct IrcNetwork {
 pub fn build(config: Config, setup: BridgeSetup) -> Result<Arc<dyn Network>, String> {
     config.validate()?;
     let traits = TraitsRegistry::default();
-    let identd = if config.identd_port != 0 {
-        let addr = std::net::SocketAddr::new(config.identd_address, config.identd_port);
-        let listener = identd::bind(addr)
-            .map_err(|e| format!("irc.identd_port: cannot listen on {addr}: {e}"))?;
-        let registry = IdentRegistry::default();
-        if tokio::runtime::Handle::try_current().is_err() {
-            return Err("irc: identd needs to be started inside the runtime".into());
-        }
-        identd::serve(listener, registry.clone()).map_err(|e| format!("irc.identd_port: {e}"))?;
-        Some(registry)
-    } else {
-        None
-    };
+    // The identd starts with the first session (build must not listen).
+    let identd = (config.identd_port != 0).then(IdentRegistry::default);
     let shared = Shared {
         addresses: IrcAddresses::new(config.fixed_server.clone(), traits.clone()),
         traits,
@@ -101,6 +92,7 @@ pub fn build(config: Config, setup: BridgeSetup) -> Result<Arc<dyn Network>, Str
         )),
         tls: Arc::new(TlsContext::new(config.ca_file.as_deref())),
         identd,
+        identd_started: tokio::sync::OnceCell::new(),
         version: format!("Ferry {} (XMPP gateway)", env!("CARGO_PKG_VERSION")),
         domain: setup.domain,
         config,
@@ -240,6 +232,19 @@ impl Network for IrcNetwork {
     }
 
     async fn connect(&self, ctx: SessionContext) -> Result<Box<dyn Session>, LoginError> {
+        if let Some(registry) = &self.shared.identd {
+            let config = &self.shared.config;
+            let addr = std::net::SocketAddr::new(config.identd_address, config.identd_port);
+            self.shared
+                .identd_started
+                .get_or_init(|| async {
+                    match identd::serve(addr, registry.clone()).await {
+                        Ok((local, _task)) => tracing::info!(%local, "identd listening"),
+                        Err(e) => tracing::error!(%addr, "identd cannot listen: {e}"),
+                    }
+                })
+                .await;
+        }
         Ok(Box::new(session::IrcSession::new(self.shared.clone(), ctx)))
     }
 }
