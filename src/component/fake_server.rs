@@ -418,10 +418,10 @@ async fn serve<Io: AsyncBufRead + AsyncWrite + Unpin>(
                     None => std::future::pending().await,
                 }
             } => {
-                if let Some((_, el)) = echoes.pop_front() {
-                    if xs.send(&el).await.is_err() {
-                        return;
-                    }
+                if let Some((_, el)) = echoes.pop_front()
+                    && xs.send(&el).await.is_err()
+                {
+                    return;
                 }
             }
             _ = tokio::time::sleep_until(adverts_at), if !late_adverts.is_empty() => {
