@@ -311,9 +311,12 @@ fn init_tracing(level: &str) {
         Ok(env) if !env.trim().is_empty() => EnvFilter::builder().parse_lossy(env),
         _ => EnvFilter::builder().parse_lossy(level),
     };
+    use std::io::IsTerminal as _;
+    let colour = std::io::stderr().is_terminal() && std::env::var_os("NO_COLOR").is_none();
     let _ = tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_writer(std::io::stderr)
+        .with_ansi(colour)
         .try_init();
 }
 

@@ -45,7 +45,7 @@ const WRITE_BURST: usize = 256;
 const OUTBOX_BATCH: usize = 256;
 /// How long to wait for a privilege advertisement after the first ping's
 /// answer when none came before it.
-const PRIVILEGE_GRACE: Duration = Duration::from_millis(500);
+const PRIVILEGE_GRACE: Duration = Duration::from_millis(300);
 
 /// Why a connection attempt failed.
 enum ConnectError {

@@ -15,8 +15,9 @@ use std::thread::JoinHandle;
 use ferry_bridge::StoreError;
 use rusqlite::{Connection, TransactionBehavior};
 
-/// The most writes gathered in one transaction.
-const MAX_BATCH: usize = 10_000;
+/// The most writes gathered in one transaction (readers wait for the
+/// transaction in progress: it must stay short).
+const MAX_BATCH: usize = 2_000;
 
 /// A write: runs against the writer's connection inside the batch.
 pub(crate) type Op = Box<dyn FnOnce(&Connection) -> rusqlite::Result<()> + Send>;
