@@ -896,3 +896,42 @@ async fn real_ejabberd() {
     assert_eq!(got, (0..20).map(|i| i.to_string()).collect::<Vec<_>>());
     rig.handle.close(Duration::from_secs(3)).await;
 }
+
+/// Throughput through the real Prosody, printed (run on demand with
+/// `cargo test --release -- --ignored --nocapture bench_component`):
+/// messages to the component's own domain travel there and back.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "benchmark: run on demand"]
+async fn bench_component_round_trips_through_prosody() {
+    let host = std::env::var("XMPP_HOST").unwrap_or_else(|_| "127.0.0.1".into());
+    let port: u16 = peer_env("XMPP_COMPONENT_PORT").parse().expect("port");
+    let domain = peer_env("TEST2_COMPONENT_JID");
+    let secret = peer_env("TEST2_COMPONENT_SECRET");
+    let mut rig = real_rig(&domain, &secret, &host, port, Tuning::default());
+    rig.connected(10).await;
+    for &n in &[1_000usize, 20_000] {
+        let started = std::time::Instant::now();
+        for i in 0..n {
+            rig.handle.send(
+                format!(
+                    "<message xmlns='jabber:component:accept' from='a@{domain}' to='b@{domain}' id='t{i}'><body>message {i} with a little text</body></message>"
+                )
+                .parse()
+                .expect("xml"),
+            );
+        }
+        let mut got = 0;
+        while got < n {
+            if let Inbound::Stanza(_) = rig.next(60).await {
+                got += 1;
+            }
+        }
+        let t = started.elapsed();
+        println!(
+            "component bench: {n} messages through prosody and back in {:.0} ms ({:.0} msg/s each way)",
+            t.as_secs_f64() * 1e3,
+            n as f64 / t.as_secs_f64()
+        );
+    }
+    rig.handle.close(Duration::from_secs(3)).await;
+}
