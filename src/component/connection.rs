@@ -559,10 +559,16 @@ impl Task {
         for (seq, text) in batch {
             last = seq;
             match text.parse::<Element>() {
-                Ok(el) => {
-                    stream.feed(&el).await.map_err(write_error)?;
-                    BridgeMetrics::inc(&self.metrics.stanzas_out);
-                }
+                Ok(mut el) => match super::check_addressing(&mut el, &self.config.domain) {
+                    Ok(()) => {
+                        stream.feed(&el).await.map_err(write_error)?;
+                        BridgeMetrics::inc(&self.metrics.stanzas_out);
+                    }
+                    Err(e) => {
+                        BridgeMetrics::inc(&self.metrics.errors);
+                        tracing::error!(domain = %self.domain(), "dropping an outbox entry the server would close the stream for ({e}): {text}");
+                    }
+                },
                 Err(e) => {
                     tracing::error!(domain = %self.domain(), "dropping an outbox entry that is not XML ({e}): {text}");
                 }

@@ -345,8 +345,24 @@ impl ComponentHandle {
     /// order of the calls, now or after a reconnection. (After
     /// [`ComponentHandle::close`], stanzas are kept in the outbox for the
     /// next start.)
+    ///
+    /// A stanza the server would answer by closing the stream (a `from`
+    /// outside the component's domain, no `to`, not a stanza at all) is
+    /// not sent: it is logged as an error and counted in the metrics, so
+    /// one bad stanza cannot take the stream down again and again. A
+    /// missing `from` is the component's domain; `from` and `to` are
+    /// rewritten in their canonical form.
     pub fn send(&self, stanza: Element) {
-        let stanza = to_component_namespace(stanza);
+        let mut stanza = to_component_namespace(stanza);
+        if let Err(e) = check_addressing(&mut stanza, &self.shared.domain) {
+            BridgeMetrics::inc(&self.shared.metrics.errors);
+            tracing::error!(
+                domain = %self.shared.domain,
+                "not sending a stanza the XMPP server would close the stream for: {e}: {}",
+                abbreviate(&String::from(&stanza), 300)
+            );
+            return;
+        }
         if let Err(mpsc::error::SendError(Command::Send(stanza))) =
             self.shared.commands.send(Command::Send(stanza))
         {
@@ -459,6 +475,66 @@ pub fn start(
     );
     tokio::spawn(task.run());
     (ComponentHandle { shared }, inbound_rx)
+}
+
+/// Checks what servers enforce on component stanzas (Prosody and ejabberd
+/// close the stream otherwise): a stanza element, with a `from` in the
+/// component's domain (the domain itself when missing) and a `to`; both are
+/// rewritten canonically.
+pub(crate) fn check_addressing(el: &mut Element, domain: &str) -> Result<(), String> {
+    if !matches!(el.name(), "message" | "presence" | "iq") {
+        return Err(format!("<{}/> is not a stanza", el.name()));
+    }
+    let canonical = |attr: &str, el: &Element| -> Result<Option<String>, String> {
+        match el.attr(attr) {
+            None => Err(format!("it has no '{attr}'")),
+            Some(v) => match xmpp_parsers::jid::Jid::new(v) {
+                Ok(jid) => Ok(Some(jid.to_string()).filter(|c| c != v)),
+                Err(e) => Err(format!("its '{attr}' {v:?} is not a JID: {e}")),
+            },
+        }
+    };
+    if el.attr("from").is_none() {
+        // The component speaks as itself.
+        el.set_attr(
+            xmpp_parsers::minidom::rxml::Namespace::NONE,
+            xmpp_parsers::minidom::rxml::xml_ncname!("from").to_owned(),
+            domain,
+        );
+    }
+    let from = canonical("from", el)?;
+    let to = canonical("to", el)?;
+    let none = xmpp_parsers::minidom::rxml::Namespace::NONE;
+    for (attr, value) in [("from", from), ("to", to)] {
+        if let Some(v) = value
+            && let Some(slot) = el.attrs_mut().get_mut(&none, attr)
+        {
+            *slot = v;
+        }
+    }
+    let from = el.attr("from").unwrap_or("");
+    let from_domain = from
+        .rsplit('@')
+        .next()
+        .unwrap_or("")
+        .split('/')
+        .next()
+        .unwrap_or("");
+    if !from_domain.eq_ignore_ascii_case(domain) {
+        return Err(format!("its 'from' {from:?} is not in the domain {domain}"));
+    }
+    Ok(())
+}
+
+fn abbreviate(text: &str, max: usize) -> String {
+    if text.len() <= max {
+        return text.to_owned();
+    }
+    let mut end = max;
+    while !text.is_char_boundary(end) {
+        end -= 1;
+    }
+    format!("{}…", &text[..end])
 }
 
 /// Stanzas built with the client namespace (`jabber:client`) or the server

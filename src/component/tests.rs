@@ -674,6 +674,47 @@ async fn client_namespace_stanzas_are_sent_in_the_component_namespace() {
     );
 }
 
+#[tokio::test]
+async fn stanzas_that_would_close_the_stream_are_not_sent() {
+    let mut server = FakeServer::start(DOMAIN, SECRET, vec![]).await;
+    let mut rig = Rig::start(server.port, SECRET, fast());
+    server.connected(5).await;
+    rig.connected(5).await;
+    let bad = [
+        "<message xmlns='jabber:component:accept' from='evil@other.org' to='alice@example.org'><body>x</body></message>",
+        "<message xmlns='jabber:component:accept' from='u@sub.gw.example.org' to='alice@example.org'><body>x</body></message>",
+        "<message xmlns='jabber:component:accept' from='u@gw.example.org'><body>no to</body></message>",
+        "<message xmlns='jabber:component:accept' from='u@gw.example.org' to='a@b@c'><body>x</body></message>",
+        "<handshake xmlns='jabber:component:accept'/>",
+    ];
+    for b in bad {
+        rig.handle.send(b.parse().expect("xml"));
+    }
+    // Fixed up: no from (the domain itself), a from in upper case.
+    rig.handle.send(
+        "<message xmlns='jabber:component:accept' to='alice@example.org' id='nofrom'><body>1</body></message>"
+            .parse()
+            .expect("xml"),
+    );
+    rig.handle.send(
+        "<message xmlns='jabber:component:accept' from='Bob@GW.Example.org/Res' to='alice@example.org' id='upper'><body>2</body></message>"
+            .parse()
+            .expect("xml"),
+    );
+    let got = server.received(2, 5).await;
+    assert_eq!(got[0].1.attr("from"), Some(DOMAIN));
+    assert_eq!(got[1].1.attr("from"), Some("bob@gw.example.org/Res"));
+    assert_eq!(rig.metrics.errors.load(Ordering::Relaxed), bad.len() as u64);
+    assert!(
+        server
+            .drain(Duration::from_millis(300))
+            .await
+            .iter()
+            .all(|e| !matches!(e, Event::Received(..)))
+    );
+    assert_eq!(rig.metrics.reconnects.load(Ordering::Relaxed), 0);
+}
+
 // ------------------------------------------------------------------ real servers
 
 /// An environment variable the project's test command provides
