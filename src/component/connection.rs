@@ -100,6 +100,12 @@ pub(super) struct Task {
     close_timeout: Duration,
     /// The component's own JID (pings go from it to it).
     own_jid: Option<Jid>,
+    /// The server closed the stream over something it received (a stream
+    /// error about content, not about the server itself).
+    rejected: bool,
+    /// After a rejection: the outbox goes out one stanza per ping, so that
+    /// a second rejection names the stanza that causes it.
+    careful: bool,
 }
 
 /// The state of the outbox drain on a connection.
@@ -135,6 +141,8 @@ impl Task {
             close_waiters: Vec::new(),
             close_timeout: Duration::from_secs(5),
             own_jid: None,
+            rejected: false,
+            careful: false,
         }
     }
 
@@ -198,9 +206,13 @@ impl Task {
                     }
                     connected_before = true;
                     refused = false;
+                    self.rejected = false;
                     let ended = self.connected(stream, early).await;
                     self.metrics.connected.store(0, Ordering::Relaxed);
                     self.shared.fail_pending();
+                    if self.rejected {
+                        self.isolate_rejected().await;
+                    }
                     self.requeue_unconfirmed().await;
                     match ended {
                         Ended::Closed => break,
@@ -323,6 +335,57 @@ impl Task {
             }
             Err(e) => {
                 tracing::error!(domain = %self.domain(), "{n} stanzas could not be stored in the outbox and are lost: {e}")
+            }
+        }
+    }
+
+    /// The server closed the stream because of something it received. In
+    /// careful mode only one stanza was unconfirmed: that one is dropped
+    /// (and logged). Otherwise the next connection sends the outbox one
+    /// stanza at a time to find out.
+    async fn isolate_rejected(&mut self) {
+        let culprit = match self.unconfirmed.iter().collect::<Vec<_>>().as_slice() {
+            [Unconfirmed::Outbox(seq)] if self.careful => Some(*seq),
+            _ => None,
+        };
+        let Some(seq) = culprit else {
+            if !self.unconfirmed.is_empty() {
+                tracing::warn!(
+                    domain = %self.domain(),
+                    "the server rejected one of the last {} stanzas: sending them one by one to find it",
+                    self.unconfirmed.len()
+                );
+            }
+            self.careful = true;
+            return;
+        };
+        self.unconfirmed.clear();
+        let store = self.store.clone();
+        let result = tokio::task::spawn_blocking(move || {
+            let stanza = store
+                .outbox_peek_after(seq - 1, 1)?
+                .into_iter()
+                .find(|(s, _)| *s == seq)
+                .map(|(_, text)| text);
+            store.outbox_delete(seq)?;
+            Ok::<_, ferry_bridge::StoreError>(stanza)
+        })
+        .await;
+        BridgeMetrics::inc(&self.metrics.errors);
+        match result {
+            Ok(Ok(stanza)) => {
+                self.set_depth(self.outbox_depth.saturating_sub(1));
+                tracing::error!(
+                    domain = %self.domain(),
+                    "the XMPP server closes the stream for this stanza; it is dropped: {}",
+                    stanza.unwrap_or_default()
+                );
+            }
+            Ok(Err(e)) => {
+                tracing::error!(domain = %self.domain(), "cannot drop a rejected stanza: {e}")
+            }
+            Err(e) => {
+                tracing::error!(domain = %self.domain(), "cannot drop a rejected stanza: {e}")
             }
         }
     }
@@ -489,7 +552,7 @@ impl Task {
                         self.config.tuning.keepalive_timeout.as_secs_f32()
                     ));
                 }
-                _ = std::future::ready(()), if draining => {
+                _ = std::future::ready(()), if draining && (!self.careful || self.ping.is_none()) => {
                     match self.send_outbox_batch(&mut stream, &drain).await {
                         Ok(next) => drain = next,
                         Err(reason) => return Ended::Dead(reason),
@@ -546,16 +609,16 @@ impl Task {
             return Ok(Drain::Done);
         };
         let store = self.store.clone();
-        let batch =
-            match tokio::task::spawn_blocking(move || store.outbox_peek_after(after, OUTBOX_BATCH))
-                .await
-            {
-                Ok(Ok(b)) => b,
-                Ok(Err(e)) => return Err(format!("cannot read the outbox: {e}")),
-                Err(e) => return Err(format!("cannot read the outbox: {e}")),
-            };
+        let limit = if self.careful { 1 } else { OUTBOX_BATCH };
+        let batch = match tokio::task::spawn_blocking(move || store.outbox_peek_after(after, limit))
+            .await
+        {
+            Ok(Ok(b)) => b,
+            Ok(Err(e)) => return Err(format!("cannot read the outbox: {e}")),
+            Err(e) => return Err(format!("cannot read the outbox: {e}")),
+        };
         let mut last = after;
-        let full = batch.len() == OUTBOX_BATCH;
+        let full = batch.len() == limit;
         for (seq, text) in batch {
             last = seq;
             match text.parse::<Element>() {
@@ -577,11 +640,14 @@ impl Task {
         }
         flush(&mut *stream).await.map_err(write_error)?;
         self.ping_if_needed(stream).await?;
-        Ok(if full {
-            Drain::After(last)
-        } else {
-            Drain::Done
-        })
+        if full {
+            return Ok(Drain::After(last));
+        }
+        if self.careful {
+            tracing::info!(domain = %self.domain(), "the outbox went out one by one; back to normal sending");
+            self.careful = false;
+        }
+        Ok(Drain::Done)
     }
 
     /// Sends a ping covering everything unconfirmed, unless one is out.
@@ -716,6 +782,21 @@ impl Task {
                 Ok(())
             }
             FallibleStreamElement::Ok(XmppStreamElement::StreamError(e)) => {
+                use xmpp_parsers::stream_error::DefinedCondition as C;
+                self.rejected = matches!(
+                    e.0.condition,
+                    C::BadFormat
+                        | C::BadNamespacePrefix
+                        | C::ImproperAddressing
+                        | C::InvalidFrom
+                        | C::InvalidNamespace
+                        | C::InvalidXml
+                        | C::NotWellFormed
+                        | C::PolicyViolation
+                        | C::RestrictedXml
+                        | C::UnsupportedStanzaType
+                        | C::UnsupportedEncoding
+                );
                 Err(format!("stream error from the server: {}", e.0))
             }
             FallibleStreamElement::Ok(other) => {

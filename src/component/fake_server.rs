@@ -453,6 +453,21 @@ async fn serve<Io: AsyncBufRead + AsyncWrite + Unpin>(
                     }
                     continue;
                 }
+                let poison = el
+                    .get_child("body", ns::COMPONENT_ACCEPT)
+                    .is_some_and(|b| b.text() == "poison");
+                if poison {
+                    // As a server with a policy it enforces by closing.
+                    let _ = xs
+                        .send(&StreamError::new(
+                            DefinedCondition::PolicyViolation,
+                            "en",
+                            "no poison here",
+                        ))
+                        .await;
+                    let _ = SinkExt::<&Element>::close(xs).await;
+                    return;
+                }
                 let _ = events.send(Event::Received(n, el));
                 handled += 1;
                 if die_at == Some(handled) {

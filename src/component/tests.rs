@@ -715,6 +715,48 @@ async fn stanzas_that_would_close_the_stream_are_not_sent() {
     assert_eq!(rig.metrics.reconnects.load(Ordering::Relaxed), 0);
 }
 
+#[tokio::test]
+async fn a_stanza_the_server_rejects_is_found_and_dropped() {
+    let mut server = FakeServer::start(DOMAIN, SECRET, vec![]).await;
+    let mut rig = Rig::start(server.port, SECRET, fast());
+    server.connected(5).await;
+    rig.connected(5).await;
+    let poison: Element = format!(
+        "<message xmlns='jabber:component:accept' from='{DOMAIN}' to='alice@example.org' id='p'><body>poison</body></message>"
+    )
+    .parse()
+    .expect("xml");
+    for i in 0..10 {
+        if i == 5 {
+            rig.handle.send(poison.clone());
+        }
+        rig.handle.send(msg(i));
+    }
+    let mut firsts = Vec::new();
+    while firsts.len() < 10 {
+        let (_, el) = server.received(1, 10).await.remove(0);
+        let b = body(&el);
+        if !firsts.contains(&b) {
+            firsts.push(b);
+        }
+    }
+    assert_eq!(firsts, (0..10).collect::<Vec<_>>());
+    rig.wait_for("the stream up again", 10, |r| {
+        matches!(r.handle.state(), StreamState::Connected { .. })
+    })
+    .await;
+    assert_eq!(rig.metrics.errors.load(Ordering::Relaxed), 1);
+    let store = rig.store.clone();
+    rig.wait_for("the outbox empty", 5, move |_| {
+        store.outbox_len().unwrap_or(1) == 0
+    })
+    .await;
+    // Back to normal: the next stanzas flow.
+    rig.handle.send(msg(99));
+    let (_, el) = server.received(1, 5).await.remove(0);
+    assert_eq!(body(&el), 99);
+}
+
 // ------------------------------------------------------------------ real servers
 
 /// An environment variable the project's test command provides

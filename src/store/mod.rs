@@ -757,6 +757,17 @@ impl Store {
         )
     }
 
+    /// Removes one outbox entry.
+    pub fn outbox_delete(&self, seq: i64) -> Result<(), StoreError> {
+        self.write_wait(
+            "removing a stanza from the outbox",
+            Box::new(move |c| {
+                c.execute("DELETE FROM outbox WHERE seq = ?1", [seq])
+                    .map(drop)
+            }),
+        )
+    }
+
     /// Waits until every write issued so far is committed.
     pub async fn flush(&self) -> Result<(), StoreError> {
         let (tx, rx) = tokio::sync::oneshot::channel();
