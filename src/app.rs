@@ -386,6 +386,22 @@ async fn serve(config: Config, registry: Registry) -> anyhow::Result<()> {
         config.summary()
     );
     create_private_dir(&config.storage.data_dir)?;
+    // One ferry per data directory: two would fight over the component
+    // streams and the outboxes. Held until the process ends.
+    let lock_path = config.storage.data_dir.join("ferry.lock");
+    let lock = std::fs::OpenOptions::new()
+        .create(true)
+        .truncate(false)
+        .write(true)
+        .open(&lock_path)
+        .with_context(|| format!("cannot open {}", lock_path.display()))?;
+    if let Err(e) = lock.try_lock() {
+        anyhow::bail!(
+            "another ferry is running with the data directory {} ({} is locked: {e})",
+            config.storage.data_dir.display(),
+            lock_path.display()
+        );
+    }
     let key = Arc::new(
         Key::load_or_create(&config.storage.key_file)
             .with_context(|| format!("key file {}", config.storage.key_file.display()))?,

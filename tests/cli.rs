@@ -427,6 +427,41 @@ mod with_test_bridge {
     }
 
     #[test]
+    fn one_ferry_per_data_directory() {
+        let dir = Dir::new();
+        // An XMPP server that is not there: ferry keeps trying.
+        let config = dir.config(
+            "[xmpp]\nport = 1\n[storage]\ndata_dir = \"$DIR/data\"\n[test]\ndomain = \"test.example.org\"\nsecret = \"x\"\n",
+        );
+        let mut first = ferry()
+            .arg("--config")
+            .arg(&config)
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .expect("spawn");
+        let lock = dir.path().join("data/ferry.lock");
+        for _ in 0..100 {
+            if lock.exists() {
+                break;
+            }
+            std::thread::sleep(std::time::Duration::from_millis(50));
+        }
+        std::thread::sleep(std::time::Duration::from_millis(200));
+        let second = ferry().arg("--config").arg(&config).output().expect("run");
+        let still_running = first.try_wait().expect("wait").is_none();
+        let _ = first.kill();
+        let _ = first.wait();
+        assert!(still_running, "the first ferry exited");
+        assert_eq!(second.status.code(), Some(1));
+        let err = stderr(&second);
+        assert!(
+            err.contains("another ferry is running with the data directory"),
+            "{err}"
+        );
+    }
+
+    #[test]
     fn disabled_bridge_is_not_checked() {
         let dir = Dir::new();
         let config = dir.config("[test]\nenabled = false\nbogus = 1\n");
