@@ -20,7 +20,7 @@ const SECRET: &str = "s3cret";
 fn fast() -> Tuning {
     Tuning {
         keepalive: Duration::from_millis(400),
-        keepalive_timeout: Duration::from_millis(1500),
+        keepalive_timeout: Duration::from_secs(2),
         connect_timeout: Duration::from_secs(3),
         backoff_min: Duration::from_millis(50),
         backoff_max: Duration::from_millis(400),
@@ -342,7 +342,10 @@ async fn the_outbox_keeps_order_across_a_disconnection() {
         store.outbox_len().unwrap_or(0) == 50
     })
     .await;
-    assert_eq!(rig.metrics.outbox_depth.load(Ordering::Relaxed), 50);
+    rig.wait_for("an outbox depth of 50", 5, |r| {
+        r.metrics.outbox_depth.load(Ordering::Relaxed) == 50
+    })
+    .await;
     server.resume().await;
     server.connected(5).await;
     rig.connected(5).await;
@@ -437,12 +440,12 @@ async fn a_slow_gateway_does_not_make_the_stream_look_dead() {
     server.connected(5).await;
     rig.connected(5).await;
     // A ping in flight, its answer behind 2000 stanzas the gateway does not
-    // read for longer than the ping timeout (1.5 s).
+    // read for longer than the ping timeout (2 s).
     server.delay_pings(Duration::from_millis(100));
     rig.handle.send(msg(1));
     server.received(1, 5).await;
     server.burst(2000).await;
-    tokio::time::sleep(Duration::from_secs(3)).await;
+    tokio::time::sleep(Duration::from_secs(4)).await;
     let mut got = 0;
     while got < 2000 {
         match rig.next(5).await {
@@ -462,7 +465,7 @@ async fn an_unanswered_ping_means_a_dead_stream() {
     server.connected(5).await;
     rig.connected(5).await;
     server.answer_pings(false);
-    let why = rig.disconnected(5).await;
+    let why = rig.disconnected(10).await;
     assert!(why.contains("ping") || why.contains("silent"), "{why}");
     server.answer_pings(true);
     assert_eq!(server.connected(5).await, 2);
