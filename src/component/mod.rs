@@ -539,29 +539,32 @@ fn abbreviate(text: &str, max: usize) -> String {
 
 /// Stanzas built with the client namespace (`jabber:client`) or the server
 /// one are rewritten to the component namespace, which is the default
-/// namespace of the component stream.
+/// namespace of the component stream. Only the stanza and its children of
+/// the same namespace (body, subject, error …) move: a stanza nested in an
+/// extension (a forwarded message of a MAM result, a privileged IQ or
+/// message of XEP-0356) keeps `jabber:client`, as those XEPs require.
 fn to_component_namespace(el: Element) -> Element {
     const FOREIGN: [&str; 2] = ["jabber:client", "jabber:server"];
-    fn needs(el: &Element) -> bool {
-        FOREIGN.contains(&el.ns().as_str()) || el.children().any(needs)
-    }
     fn rebuild(el: &Element) -> Element {
-        let ns = if FOREIGN.contains(&el.ns().as_str()) {
-            xmpp_parsers::ns::COMPONENT_ACCEPT.to_owned()
-        } else {
-            el.ns()
-        };
-        let mut out = Element::bare(el.name(), ns);
+        let own = el.ns();
+        let mut out = Element::bare(el.name(), xmpp_parsers::ns::COMPONENT_ACCEPT);
         *out.attrs_mut() = el.attrs().clone();
         for node in el.nodes() {
             match node {
-                Node::Element(child) => {
+                Node::Element(child) if child.ns() == own => {
                     out.append_child(rebuild(child));
+                }
+                Node::Element(child) => {
+                    out.append_child(child.clone());
                 }
                 Node::Text(text) => out.append_text_node(text.clone()),
             }
         }
         out
     }
-    if needs(&el) { rebuild(&el) } else { el }
+    if FOREIGN.contains(&el.ns().as_str()) {
+        rebuild(&el)
+    } else {
+        el
+    }
 }

@@ -675,6 +675,18 @@ async fn client_namespace_stanzas_are_sent_in_the_component_namespace() {
             .and_then(|x| x.get_child("y", "urn:other"))
             .is_some()
     );
+    // A stanza nested in an extension keeps jabber:client (XEP-0297,
+    // XEP-0356, XEP-0313 require it).
+    let el: Element = "<message xmlns='jabber:component:accept' to='alice@example.org' from='gw.example.org'>\
+        <forwarded xmlns='urn:xmpp:forward:0'><message xmlns='jabber:client' from='r@gw/n'><body>8</body></message></forwarded></message>"
+        .parse()
+        .expect("xml");
+    rig.handle.send(el);
+    let (_, got) = server.received(1, 5).await.remove(0);
+    let inner = got
+        .get_child("forwarded", "urn:xmpp:forward:0")
+        .and_then(|f| f.get_child("message", "jabber:client"));
+    assert!(inner.is_some(), "{}", String::from(&got));
 }
 
 #[tokio::test]

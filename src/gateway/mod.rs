@@ -9,6 +9,28 @@
 //! roster management, and 1:1 messages with their extensions. Rooms are
 //! hosted by [`crate::muc`].
 
+pub mod adhoc;
+pub mod chat;
+pub mod clean;
+pub mod commands;
+pub mod direct;
+pub mod disco;
+pub mod escape;
+pub mod events;
+pub mod forms;
+pub mod iq;
+pub mod jids;
+pub mod message;
+pub mod presence;
+pub mod register;
+pub mod roster;
+pub mod router;
+pub mod session;
+pub mod styling;
+pub mod time;
+pub mod xhtml;
+pub mod xml;
+
 use std::path::PathBuf;
 use std::sync::Arc;
 
@@ -61,6 +83,5 @@ pub struct GatewayParts {
 /// presence to every user, closes every session cleanly and flushes the
 /// store before returning.
 pub async fn run(parts: GatewayParts) -> anyhow::Result<()> {
-    let _ = parts;
-    todo!("gateway: run")
+    router::Gateway::run(parts).await
 }

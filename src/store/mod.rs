@@ -511,6 +511,21 @@ impl Store {
         })
     }
 
+    /// An archive id for a message sent at `at` (older history fetched
+    /// from a network), so that it sorts among the others by time. Callers
+    /// archiving several messages of the same microsecond keep them apart
+    /// with `not_before` (the previous id).
+    pub fn archive_id_at(&self, at: SystemTime, not_before: Option<&str>) -> String {
+        let micros = at
+            .duration_since(SystemTime::UNIX_EPOCH)
+            .map(|d| d.as_micros() as u64)
+            .unwrap_or(0);
+        let floor = not_before
+            .and_then(parse_archive_id)
+            .map_or(0, |n| n.saturating_add(1));
+        format_archive_id(micros.max(floor))
+    }
+
     /// A new archive id: unique, and greater than every id handed out
     /// before (so ids sort by time).
     pub fn new_archive_id(&self) -> String {

@@ -1,0 +1,822 @@
+//! The gateway's task for one bridge: owns every piece of per-user state,
+//! receives stanzas from the component, events from the sessions and
+//! results of background work, and routes each to its handler.
+//!
+//! Everything that waits (a session's action, a login, an IQ to the XMPP
+//! server, publishing a file) runs elsewhere and comes back here as a
+//! continuation, so this task never blocks and handles one thing at a time
+//! in the order it arrived.
+
+use std::collections::{BTreeMap, HashMap, HashSet};
+use std::future::Future;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use ferry_bridge::{
+    Action, BridgeError, CloseReason, ConnectionState, ContactId, ContactInfo, Envelope, ErrorKind,
+    Field, FormValues, Network, NetworkInfo, Outcome, Presence, Registration, SessionPolicy,
+    UserId,
+};
+use tokio::sync::mpsc;
+use tokio_util::sync::CancellationToken;
+use xmpp_parsers::jid::{BareJid, Jid};
+use xmpp_parsers::minidom::Element;
+use xmpp_parsers::stanza::Stanza;
+use xmpp_parsers::stanza_error::{DefinedCondition, ErrorType, StanzaError};
+
+use super::session::{self, Job, Report};
+use super::xml;
+use super::{GatewayParts, GatewaySettings};
+use crate::component::{ComponentHandle, Inbound, InvalidStanza};
+use crate::http::Media;
+use crate::metrics::BridgeMetrics;
+use crate::store::{KvScope, Store};
+
+/// A continuation run on the gateway's task.
+pub type Internal = Box<dyn FnOnce(&mut Gateway) + Send>;
+
+/// One available client (resource) of a user, as its presence says.
+#[derive(Clone, Debug, Default)]
+pub struct Resource {
+    /// `<show/>`, None for plain available.
+    pub show: Option<xmpp_parsers::presence::Show>,
+    /// Status text.
+    pub status: Option<String>,
+    /// Priority.
+    pub priority: i8,
+    /// XEP-0115 caps `node#ver`, when advertised.
+    pub caps: Option<String>,
+}
+
+/// What the gateway keeps per user.
+#[derive(Default)]
+pub struct User {
+    /// Available resources that sent presence to the gateway or a contact.
+    pub resources: BTreeMap<String, Resource>,
+    /// The running session.
+    pub session: Option<session::Handle>,
+    /// The last connection state the session reported.
+    pub connection: Option<ConnectionState>,
+    /// The session is parked: the login must be renewed.
+    pub login_required: Option<String>,
+    /// Contacts the network told about.
+    pub contacts: HashMap<ContactId, ContactInfo>,
+    /// Contacts' presence.
+    pub contact_presence: HashMap<ContactId, Presence>,
+    /// The presence last sent to the network.
+    pub sent_presence: Option<Presence>,
+    /// The chat-fallback dialog in progress.
+    pub dialog: Option<super::chat::Dialog>,
+    /// Roster synchronisation state.
+    pub roster: super::roster::RosterState,
+    /// Deliveries confirmed by the network before its id was known.
+    pub early_deliveries: HashSet<String>,
+    /// Receipts waiting for `Event::Delivered`: foreign id -> (xmpp id, from).
+    pub awaiting_delivery: HashMap<String, (String, Jid)>,
+    /// Actions sent to the session whose results have not come back.
+    pub in_flight: u32,
+    /// Events that arrived while actions were in flight.
+    pub held: std::collections::VecDeque<ferry_bridge::Event>,
+    /// Since when events are held.
+    pub held_since: Option<Instant>,
+}
+
+/// The gateway of one bridge.
+pub struct Gateway {
+    /// Settings.
+    pub settings: GatewaySettings,
+    /// The bridge.
+    pub network: Arc<dyn Network>,
+    /// The bridge's description.
+    pub info: NetworkInfo,
+    /// The component stream.
+    pub comp: ComponentHandle,
+    /// The database.
+    pub store: Store,
+    /// File publishing.
+    pub media: Media,
+    /// Counters.
+    pub metrics: Arc<BridgeMetrics>,
+    /// JID <-> address mapping.
+    pub jids: super::jids::Jids,
+    /// Users the gateway has state for.
+    pub users: HashMap<UserId, User>,
+    /// Registered users (cache of the store).
+    pub registered: HashSet<UserId>,
+    /// Ad-hoc command sessions.
+    pub adhoc: super::adhoc::Sessions,
+    /// Hosted rooms.
+    pub rooms: crate::muc::Rooms,
+    /// Disco/caps of the gateway and its entities.
+    pub disco: super::disco::Disco,
+    /// Whether clients with a caps `node#ver` support roster exchange.
+    pub client_caps: HashMap<String, bool>,
+    /// Caps queries under way.
+    pub caps_pending: HashSet<String>,
+    /// Continuations from background work.
+    pub internal: mpsc::UnboundedSender<Internal>,
+    /// Events channel handed to sessions.
+    pub events: mpsc::Sender<Envelope>,
+    /// Reports from sessions.
+    pub reports: mpsc::UnboundedSender<Report>,
+    /// Background publishing work the next flush must wait for.
+    pub publishing: Vec<tokio::task::JoinHandle<()>>,
+    /// Session incarnation counter.
+    pub generation: u64,
+    /// When the gateway started.
+    pub started: Instant,
+    /// Cancelled on shutdown.
+    pub shutdown: CancellationToken,
+    /// Whether the component stream has been up at least once.
+    pub connected_once: bool,
+}
+
+impl Gateway {
+    /// Runs the gateway (see [`super::run`]).
+    pub async fn run(parts: GatewayParts) -> anyhow::Result<()> {
+        let GatewayParts {
+            settings,
+            network,
+            component,
+            mut inbound,
+            store,
+            media,
+            metrics,
+            shutdown,
+        } = parts;
+        let info = network.info().clone();
+        let jids = super::jids::Jids::new(&settings.domain, network.clone())?;
+        let (internal_tx, mut internal_rx) = mpsc::unbounded_channel::<Internal>();
+        let (events_tx, mut events_rx) = mpsc::channel::<Envelope>(1024);
+        let (reports_tx, mut reports_rx) = mpsc::unbounded_channel::<Report>();
+        let registered: HashSet<UserId> = store
+            .users()
+            .map_err(|e| anyhow::anyhow!("reading registered users: {e}"))?
+            .into_iter()
+            .map(|u| u.user)
+            .collect();
+        let disco = super::disco::Disco::new(&info, network.as_ref());
+        let mut gw = Gateway {
+            settings,
+            network,
+            info,
+            comp: component,
+            store,
+            media,
+            metrics,
+            jids,
+            users: HashMap::new(),
+            registered,
+            adhoc: super::adhoc::Sessions::default(),
+            rooms: crate::muc::Rooms::default(),
+            disco,
+            client_caps: HashMap::new(),
+            caps_pending: HashSet::new(),
+            internal: internal_tx,
+            events: events_tx,
+            reports: reports_tx,
+            publishing: Vec::new(),
+            generation: 0,
+            started: Instant::now(),
+            shutdown: shutdown.clone(),
+            connected_once: false,
+        };
+        tracing::info!(
+            bridge = %gw.settings.name,
+            domain = %gw.settings.domain,
+            users = gw.registered.len(),
+            "gateway started"
+        );
+        if gw.info.sessions == SessionPolicy::AlwaysOn {
+            let users: Vec<UserId> = gw.registered.iter().cloned().collect();
+            for u in users {
+                gw.ensure_session(&u);
+            }
+        }
+        let mut tick = tokio::time::interval(Duration::from_secs(30));
+        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        loop {
+            tokio::select! {
+                biased;
+                _ = shutdown.cancelled() => break,
+                Some(k) = internal_rx.recv() => k(&mut gw),
+                Some(r) = reports_rx.recv() => gw.on_report(r),
+                Some(env) = events_rx.recv() => gw.on_envelope(env),
+                inb = inbound.recv() => match inb {
+                    Some(inb) => gw.on_inbound(inb),
+                    None => {
+                        tracing::warn!("component stream closed for good; gateway stops");
+                        break;
+                    }
+                },
+                _ = tick.tick() => gw.on_tick(),
+            }
+        }
+        gw.stop(&mut internal_rx, &mut reports_rx, &mut events_rx)
+            .await;
+        Ok(())
+    }
+
+    /// Sends a stanza (made valid XML first).
+    pub fn send(&self, mut el: Element) {
+        xml::sanitize(&mut el);
+        self.comp.send(el);
+    }
+
+    /// Sends a stanza error (and counts it).
+    pub fn send_error(&self, el: Element) {
+        BridgeMetrics::inc(&self.metrics.errors);
+        self.send(el);
+    }
+
+    /// Runs `fut` in the background and `then` on this task with its
+    /// output.
+    pub fn spawn_then<T, F, K>(&self, fut: F, then: K)
+    where
+        T: Send + 'static,
+        F: Future<Output = T> + Send + 'static,
+        K: FnOnce(&mut Gateway, T) + Send + 'static,
+    {
+        let tx = self.internal.clone();
+        tokio::spawn(async move {
+            let out = fut.await;
+            let _ = tx.send(Box::new(move |gw: &mut Gateway| then(gw, out)));
+        });
+    }
+
+    /// The gateway's JID.
+    pub fn gw_jid(&self) -> Jid {
+        self.jids.gateway()
+    }
+
+    /// The bare JID of a user.
+    pub fn user_jid(user: &UserId) -> Option<BareJid> {
+        BareJid::new(user.as_str()).ok()
+    }
+
+    /// A chat message from the gateway to a user.
+    pub fn notify(&self, user: &UserId, text: &str) {
+        if let Some(to) = Self::user_jid(user) {
+            self.send(xml::chat(&self.gw_jid(), &Jid::from(to), text));
+        }
+    }
+
+    /// Whether a user may use the bridge at all.
+    pub fn allowed(&self, user: &UserId) -> bool {
+        self.settings.access.allows(user.as_str())
+    }
+
+    /// Whether a user is an administrator.
+    pub fn is_admin(&self, user: &UserId) -> bool {
+        self.settings.access.is_admin(user.as_str())
+    }
+
+    /// Whether a user registered.
+    pub fn is_registered(&self, user: &UserId) -> bool {
+        self.registered.contains(user)
+    }
+
+    /// Checks that a user may use the bridge now; the error says why not.
+    pub fn check_use(&self, user: &UserId) -> Result<(), Box<StanzaError>> {
+        if !self.allowed(user) {
+            return Err(Box::new(xml::error(
+                ErrorType::Cancel,
+                DefinedCondition::NotAllowed,
+                &format!(
+                    "{user} is not allowed to use this gateway (the operator's [access] users list does not include it)."
+                ),
+            )));
+        }
+        if self.info.registration == Registration::Required && !self.is_registered(user) {
+            return Err(Box::new(xml::error(
+                ErrorType::Auth,
+                DefinedCondition::RegistrationRequired,
+                &format!(
+                    "You must register with the {} gateway first: run its 'Register' command, or send 'register' to {}.",
+                    self.info.name,
+                    self.jids.domain()
+                ),
+            )));
+        }
+        Ok(())
+    }
+
+    /// The user's state, created on first use.
+    pub fn user_mut(&mut self, user: &UserId) -> &mut User {
+        self.users.entry(user.clone()).or_default()
+    }
+
+    /// Core preference fields (before the bridge's own).
+    pub fn core_preferences() -> Vec<Field> {
+        vec![
+            Field::boolean(
+                "sync_presence",
+                "Show my XMPP presence (away, busy, status) on the network",
+                true,
+            ),
+            Field::boolean(
+                "send_typing",
+                "Send my typing notifications to the network",
+                true,
+            ),
+        ]
+    }
+
+    /// Every preference field, core first.
+    pub fn preference_fields(&self) -> Vec<Field> {
+        let mut f = Self::core_preferences();
+        f.extend(self.network.preferences());
+        f
+    }
+
+    /// A user's preferences with defaults filled in.
+    pub fn preferences_of(&self, user: &UserId) -> FormValues {
+        preferences_with_defaults(&self.preference_fields(), self.store.preferences(user))
+    }
+
+    /// Whether a boolean preference is on.
+    pub fn pref_on(&self, user: &UserId, var: &str) -> bool {
+        self.preferences_of(user).bool(var).unwrap_or(true)
+    }
+
+    /// Starts the user's session if it is not running. Returns false when
+    /// it cannot run (not registered while registration is required).
+    pub fn ensure_session(&mut self, user: &UserId) -> bool {
+        if self.shutdown.is_cancelled() {
+            return false;
+        }
+        if self.info.registration == Registration::Required && !self.is_registered(user) {
+            return false;
+        }
+        if self
+            .users
+            .get(user)
+            .and_then(|u| u.session.as_ref())
+            .is_some_and(|s| !s.is_finished())
+        {
+            return true;
+        }
+        self.generation += 1;
+        let generation = self.generation;
+        let store = self.store.clone();
+        let store2 = self.store.clone();
+        let account_user = user.clone();
+        let pref_user = user.clone();
+        let fields = self.preference_fields();
+        let data_dir = user_dir(&self.settings.data_dir, user);
+        if let Err(e) = std::fs::create_dir_all(&data_dir) {
+            tracing::warn!(user = %user, error = %e, "cannot create the session's data directory");
+        }
+        let setup = session::Setup {
+            user: user.clone(),
+            network: self.network.clone(),
+            account: Box::new(move || store.account(&account_user).map_err(|e| e.to_string())),
+            preferences: Box::new(move || {
+                preferences_with_defaults(&fields, store2.preferences(&pref_user))
+            }),
+            kv: self.store.kv(KvScope::User(user.clone())),
+            data_dir,
+            events: self.events.clone(),
+            reports: self.reports.clone(),
+            generation,
+            backoff_min: Duration::from_millis(500),
+            backoff_max: Duration::from_secs(120),
+        };
+        let handle = session::start(setup);
+        let u = self.user_mut(user);
+        u.session = Some(handle);
+        u.login_required = None;
+        u.connection = Some(ConnectionState::Connecting);
+        self.metrics
+            .sessions
+            .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        tracing::debug!(user = %user, generation, "session started");
+        true
+    }
+
+    /// Closes a user's session, if running; `then` runs once it is closed.
+    pub fn close_session(
+        &mut self,
+        user: &UserId,
+        reason: CloseReason,
+        then: impl FnOnce(&mut Gateway) + Send + 'static,
+    ) {
+        let handle = self.users.get_mut(user).and_then(|u| u.session.take());
+        match handle {
+            Some(h) => {
+                self.metrics
+                    .sessions
+                    .fetch_sub(1, std::sync::atomic::Ordering::Relaxed);
+                self.spawn_then(h.close(reason, Duration::from_secs(10)), move |gw, ()| {
+                    then(gw)
+                });
+            }
+            None => then(self),
+        }
+    }
+
+    /// Runs an action in the user's session (starting it if needed) and
+    /// `then` with the result. Fails right away, through `then`, when the
+    /// session cannot run.
+    pub fn act(
+        &mut self,
+        user: &UserId,
+        action: Action,
+        then: impl FnOnce(&mut Gateway, Result<Outcome, BridgeError>) + Send + 'static,
+    ) {
+        if !self.ensure_session(user) {
+            let e = BridgeError::new(
+                ErrorKind::NotAuthorized,
+                format!(
+                    "You are not registered with the {} gateway.",
+                    self.info.name
+                ),
+            );
+            then(self, Err(e));
+            return;
+        }
+        // While an action runs, the user's events wait: an event about
+        // what the action did (a delivery, an answer referring to the sent
+        // message) must not overtake its result.
+        self.user_mut(user).in_flight += 1;
+        let u = user.clone();
+        let job = Job {
+            action,
+            then: Box::new(move |gw: &mut Gateway, r| {
+                then(gw, r);
+                gw.act_finished(&u);
+            }),
+        };
+        let sent = self
+            .users
+            .get(user)
+            .and_then(|u| u.session.as_ref())
+            .map(|s| s.send(job));
+        if let Some(Err(job)) = sent {
+            let job = *job;
+            (job.then)(
+                self,
+                Err(BridgeError::unavailable("The session is not running.")),
+            );
+        }
+    }
+
+    /// An action of the user finished: releases the events that waited.
+    fn act_finished(&mut self, user: &UserId) {
+        let Some(u) = self.users.get_mut(user) else {
+            return;
+        };
+        u.in_flight = u.in_flight.saturating_sub(1);
+        self.release_events(user);
+    }
+
+    /// Handles the events held for a user while no action is in flight.
+    fn release_events(&mut self, user: &UserId) {
+        loop {
+            let Some(u) = self.users.get_mut(user) else {
+                return;
+            };
+            if u.in_flight > 0 {
+                return;
+            }
+            let Some(e) = u.held.pop_front() else {
+                u.held_since = None;
+                return;
+            };
+            self.on_event(user.clone(), e);
+        }
+    }
+
+    /// Forgets actions in flight whose results will never come (their
+    /// session is gone, or they take far too long) and releases the events.
+    fn unhold(&mut self, user: &UserId) {
+        if let Some(u) = self.users.get_mut(user) {
+            u.in_flight = 0;
+        }
+        self.release_events(user);
+    }
+
+    /// An action whose result only matters when it fails: the failure goes
+    /// to the user as a message.
+    pub fn act_quiet(&mut self, user: &UserId, action: Action) {
+        let u = user.clone();
+        self.act(user, action, move |gw, r| {
+            if let Err(e) = r
+                && e.kind != ErrorKind::Unsupported
+            {
+                gw.notify(&u, &format!("The network refused: {}", e.message));
+            }
+        });
+    }
+
+    fn on_report(&mut self, r: Report) {
+        match r {
+            Report::Done { then, result, .. } => {
+                if let Err(e) = &result
+                    && e.kind == ErrorKind::Internal
+                {
+                    BridgeMetrics::inc(&self.metrics.errors);
+                }
+                then(self, result);
+            }
+            Report::Up { user, generation } => {
+                tracing::debug!(user = %user, generation, "session connected");
+                // A bridge that reports no connection state is taken as
+                // connected once `connect` returned (after a moment, so the
+                // states a bridge does report are not contradicted).
+                self.spawn_then(tokio::time::sleep(Duration::from_secs(2)), move |gw, ()| {
+                    let Some(u) = gw.users.get_mut(&user) else {
+                        return;
+                    };
+                    let same = u
+                        .session
+                        .as_ref()
+                        .is_some_and(|s| s.generation == generation);
+                    if same && matches!(u.connection, None | Some(ConnectionState::Connecting)) {
+                        u.connection = Some(ConnectionState::Connected(None));
+                        gw.send_gateway_presence(&user);
+                    }
+                });
+            }
+            Report::Fault {
+                user,
+                message,
+                retry_in,
+            } => {
+                BridgeMetrics::inc(&self.metrics.session_restarts);
+                BridgeMetrics::inc(&self.metrics.errors);
+                tracing::warn!(user = %user, %message, "session failed; restarting");
+                self.notify(
+                    &user,
+                    &format!(
+                        "Your {} session failed: {message}. It restarts in {} s.",
+                        self.info.name,
+                        retry_in.as_secs().max(1)
+                    ),
+                );
+                let u = self.user_mut(&user);
+                u.connection = Some(ConnectionState::Reconnecting(message));
+                self.send_gateway_presence(&user);
+            }
+            Report::LoginFailed {
+                user,
+                error,
+                retry_in,
+            } => {
+                let text = error.to_string();
+                tracing::info!(user = %user, error = %text, "login failed");
+                match retry_in {
+                    Some(d) => {
+                        self.user_mut(&user).connection =
+                            Some(ConnectionState::Reconnecting(text.clone()));
+                        self.notify(
+                            &user,
+                            &format!(
+                                "Could not log in to {}: {text}. Retrying in {} s.",
+                                self.info.name,
+                                d.as_secs().max(1)
+                            ),
+                        );
+                    }
+                    None => {
+                        let u = self.user_mut(&user);
+                        u.connection = Some(ConnectionState::LoginRequired(text.clone()));
+                        u.login_required = Some(text.clone());
+                        self.notify(
+                            &user,
+                            &format!(
+                                "Login required: {text}. Register again (the 'Register' command, or send 'register' here) with valid credentials."
+                            ),
+                        );
+                    }
+                }
+                self.send_gateway_presence(&user);
+            }
+            Report::Ended { user, generation } => {
+                if let Some(u) = self.users.get_mut(&user)
+                    && u.session
+                        .as_ref()
+                        .is_some_and(|s| s.generation == generation)
+                {
+                    u.session = None;
+                    self.metrics
+                        .sessions
+                        .fetch_sub(1, std::sync::atomic::Ordering::Relaxed);
+                }
+                let running = self.users.get(&user).is_some_and(|u| u.session.is_some());
+                if !running {
+                    self.unhold(&user);
+                }
+            }
+        }
+    }
+
+    fn on_envelope(&mut self, env: Envelope) {
+        match env {
+            Envelope::Event { user, event } => match self.users.get_mut(&user) {
+                Some(u) if u.in_flight > 0 || !u.held.is_empty() => {
+                    u.held_since.get_or_insert_with(Instant::now);
+                    u.held.push_back(event);
+                }
+                _ => self.on_event(user, event),
+            },
+            Envelope::Flush(done) => {
+                // Everything sent before the flush is handled first.
+                let waiting: Vec<UserId> = self
+                    .users
+                    .iter()
+                    .filter(|(_, u)| !u.held.is_empty())
+                    .map(|(k, _)| k.clone())
+                    .collect();
+                for user in waiting {
+                    let held: Vec<_> = self
+                        .users
+                        .get_mut(&user)
+                        .map(|u| {
+                            u.held_since = None;
+                            u.held.drain(..).collect()
+                        })
+                        .unwrap_or_default();
+                    for e in held {
+                        self.on_event(user.clone(), e);
+                    }
+                }
+                let publishing: Vec<_> = self.publishing.drain(..).collect();
+                let store = self.store.clone();
+                tokio::spawn(async move {
+                    for p in publishing {
+                        let _ = p.await;
+                    }
+                    if let Err(e) = store.flush().await {
+                        tracing::warn!(error = %e, "store flush failed");
+                    }
+                    let _ = done.send(());
+                });
+            }
+        }
+    }
+
+    fn on_inbound(&mut self, inb: Inbound) {
+        match inb {
+            Inbound::Stanza(Stanza::Iq(iq)) => self.on_iq(iq),
+            Inbound::Stanza(Stanza::Message(m)) => self.on_message(m),
+            Inbound::Stanza(Stanza::Presence(p)) => self.on_presence(p),
+            Inbound::Invalid(h) => self.on_invalid(h),
+            Inbound::Connected(_privileges) => self.on_connected(),
+            Inbound::Disconnected(why) => {
+                tracing::info!(reason = %why, "component stream down; stanzas wait in the outbox");
+            }
+        }
+    }
+
+    /// Answers a stanza that failed to parse with `bad-request`, from its
+    /// header, unless it was itself an error or a result.
+    fn on_invalid(&mut self, h: InvalidStanza) {
+        if matches!(h.type_.as_deref(), Some("error" | "result")) {
+            return;
+        }
+        let (Some(from), Some(to)) = (
+            h.from.as_deref().and_then(|f| Jid::new(f).ok()),
+            h.to.as_deref().and_then(|t| Jid::new(t).ok()),
+        ) else {
+            return;
+        };
+        let err = xml::error(
+            ErrorType::Modify,
+            DefinedCondition::BadRequest,
+            &format!("The {} could not be read: {}", h.name, h.error),
+        );
+        let el = match h.name {
+            "iq" => match h.id.as_deref() {
+                Some(id) => xml::iq_error(&to, &from, id, err),
+                None => return,
+            },
+            "message" => xml::message_error(&to, &from, h.id.as_deref(), err),
+            _ => xml::presence_error(&to, &from, h.id.as_deref(), err),
+        };
+        self.send_error(el);
+    }
+
+    /// The stream is up: presence to every registered user, and a probe to
+    /// learn who is online.
+    fn on_connected(&mut self) {
+        self.connected_once = true;
+        let users: Vec<UserId> = self.registered.iter().cloned().collect();
+        for u in &users {
+            self.send_gateway_presence(u);
+            if let Some(j) = Self::user_jid(u) {
+                let probe =
+                    xmpp_parsers::presence::Presence::new(xmpp_parsers::presence::Type::Probe)
+                        .with_from(self.gw_jid())
+                        .with_to(Jid::from(j));
+                self.send(probe.into());
+            }
+        }
+        // Rooms and contacts re-announce themselves to clients.
+        for u in &users {
+            self.resend_contact_presences(u);
+        }
+    }
+
+    fn on_tick(&mut self) {
+        self.adhoc.expire(Duration::from_secs(15 * 60));
+        let now = Instant::now();
+        for u in self.users.values_mut() {
+            if u.dialog
+                .as_ref()
+                .is_some_and(|d| now.duration_since(d.touched) > Duration::from_secs(30 * 60))
+            {
+                u.dialog = None;
+            }
+        }
+        self.publishing.retain(|h| !h.is_finished());
+        // Actions that never answered do not hold events back for long.
+        let stuck: Vec<UserId> = self
+            .users
+            .iter()
+            .filter(|(_, u)| {
+                u.held_since
+                    .is_some_and(|t| now.duration_since(t) > Duration::from_secs(60))
+            })
+            .map(|(k, _)| k.clone())
+            .collect();
+        for u in stuck {
+            tracing::warn!(user = %u, "an action did not answer for a minute; releasing events");
+            self.unhold(&u);
+        }
+    }
+
+    /// Shutdown: unavailable presence from every entity to every user,
+    /// sessions closed cleanly, the store flushed.
+    async fn stop(
+        mut self,
+        internal_rx: &mut mpsc::UnboundedReceiver<Internal>,
+        reports_rx: &mut mpsc::UnboundedReceiver<Report>,
+        events_rx: &mut mpsc::Receiver<Envelope>,
+    ) {
+        tracing::info!(bridge = %self.settings.name, "gateway stopping");
+        self.rooms_shutdown();
+        let mut to_notify: HashSet<UserId> = self.registered.clone();
+        to_notify.extend(self.users.keys().cloned());
+        for u in &to_notify {
+            self.send_unavailable_all(u, "Gateway shutting down");
+        }
+        let mut closing = Vec::new();
+        for (_, u) in self.users.iter_mut() {
+            if let Some(h) = u.session.take() {
+                closing.push(h.close(CloseReason::Shutdown, Duration::from_secs(10)));
+            }
+        }
+        let all = futures::future::join_all(closing);
+        tokio::pin!(all);
+        // Keep storing events while sessions close (they may report last
+        // messages); continuations are dropped.
+        loop {
+            tokio::select! {
+                _ = &mut all => break,
+                Some(env) = events_rx.recv() => {
+                    if let Envelope::Event { user, event } = env {
+                        self.on_event(user, event);
+                    } else if let Envelope::Flush(done) = env {
+                        let _ = done.send(());
+                    }
+                }
+                Some(_) = reports_rx.recv() => {}
+                Some(_) = internal_rx.recv() => {}
+            }
+        }
+        for p in self.publishing.drain(..) {
+            let _ = tokio::time::timeout(Duration::from_secs(5), p).await;
+        }
+        if let Err(e) = self.store.flush().await {
+            tracing::warn!(error = %e, "flushing the store at shutdown failed");
+        }
+        tracing::info!(bridge = %self.settings.name, "gateway stopped");
+    }
+}
+
+/// Preference values with the fields' defaults under them.
+pub fn preferences_with_defaults(
+    fields: &[Field],
+    stored: Result<FormValues, ferry_bridge::StoreError>,
+) -> FormValues {
+    let mut v = FormValues::new();
+    for f in fields {
+        if !f.values.is_empty() {
+            v.set(f.var.clone(), f.values.clone());
+        }
+    }
+    match stored {
+        Ok(s) => v.merge(&s),
+        Err(e) => tracing::warn!(error = %e, "cannot read preferences; using defaults"),
+    }
+    v
+}
+
+/// A user's directory: `<data_dir>/users/<escaped bare jid>/` (XEP-0106
+/// escaping leaves no `/` in a name, and a JID is never `.` or `..`).
+pub fn user_dir(data_dir: &std::path::Path, user: &UserId) -> std::path::PathBuf {
+    data_dir
+        .join("users")
+        .join(super::escape::escape(user.as_str()).replace('\0', "_"))
+}
