@@ -7,10 +7,7 @@
 //! error stanza to the sender, never silence; pure signals (typing,
 //! markers) are dropped quietly when the network cannot carry them.
 
-use ferry_bridge::{
-    Action, Address, BridgeError, ChatState, ErrorKind, IncomingMessage, MessageId, Outcome,
-    ReplyTo, Sender, UserId,
-};
+use ferry_bridge::{Action, Address, IncomingMessage, MessageId, Outcome, ReplyTo, Sender, UserId};
 use xmpp_parsers::jid::Jid;
 use xmpp_parsers::message::{Message, MessageType};
 use xmpp_parsers::minidom::Element;
@@ -638,17 +635,5 @@ impl Gateway {
         };
         let el = message::signal(&f, &to, MessageType::Chat, payloads);
         self.send(el);
-    }
-
-    /// The XMPP payload for a network chat state.
-    pub fn chat_state_payload(state: ChatState) -> Element {
-        message::chat_state(state)
-    }
-
-    /// Turns an error from the bridge into a user-visible notice.
-    pub fn report_failure(&self, user: &UserId, what: &str, e: &BridgeError) {
-        if e.kind != ErrorKind::Unsupported {
-            self.notify(user, &format!("{what} failed: {}", e.message));
-        }
     }
 }

@@ -1,7 +1,7 @@
 //! Events from the sessions: each becomes stanzas, archive entries or
 //! roster changes, in the order the session reported them.
 
-use ferry_bridge::{Address, ConnectionState, Event, Presence, Sender, UserId};
+use ferry_bridge::{Address, ConnectionState, Event, Presence, UserId};
 use xmpp_parsers::jid::Jid;
 use xmpp_parsers::presence::{Presence as XPresence, Type as PType};
 
@@ -159,10 +159,5 @@ impl Gateway {
             x.set_status("", super::clean::clean(s).into_owned());
         }
         self.send(x.into());
-    }
-
-    /// Whether a sender is the user themself.
-    pub fn is_own(s: &Sender) -> bool {
-        *s == Sender::Own
     }
 }

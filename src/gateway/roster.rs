@@ -433,7 +433,7 @@ impl Gateway {
             }) {
                 // Already there as the gateway would put it: the gateway
                 // takes it as its own (to remove it on unregistration).
-                if !known.get(&js).is_some_and(|k| k.via == "privilege") {
+                if known.get(&js).is_none_or(|k| k.via != "privilege") {
                     self.store.set_roster_item(
                         user,
                         &RosterItem {
@@ -553,10 +553,8 @@ impl Gateway {
             async move { comp.request(iq, Duration::from_secs(20)).await },
             move |gw: &mut Gateway, r| {
                 let suffix = format!("@{}", gw.jids.domain());
-                let mut items: Vec<RosterItem> = known
-                    .into_iter()
-                    .filter(|i| i.via != "privilege")
-                    .collect();
+                let mut items: Vec<RosterItem> =
+                    known.into_iter().filter(|i| i.via != "privilege").collect();
                 if let Ok(Iq::Result {
                     payload: Some(q), ..
                 }) = r

@@ -45,8 +45,6 @@ pub struct Job {
 pub enum Report {
     /// An action finished.
     Done {
-        /// Whose.
-        user: UserId,
         /// The continuation.
         then: Then,
         /// The result.
@@ -260,15 +258,7 @@ async fn run(
                     generation: setup.generation,
                 });
                 let started = Instant::now();
-                let end = serve(
-                    &user,
-                    &mut *session,
-                    &mut inbox,
-                    &mut fail_rx,
-                    &cancel,
-                    &setup,
-                )
-                .await;
+                let end = serve(&mut *session, &mut inbox, &mut fail_rx, &cancel, &setup).await;
                 spawner.abort_all();
                 match end {
                     End::Cancelled | End::Gone => {
@@ -341,7 +331,6 @@ async fn run(
     inbox.close();
     while let Ok(job) = inbox.try_recv() {
         let _ = setup.reports.send(Report::Done {
-            user: user.clone(),
             then: job.then,
             result: Err(BridgeError::unavailable("The session was closed.")),
         });
@@ -372,7 +361,6 @@ async fn wait(
                     job = inbox.recv() => match job {
                         Some(job) => {
                             let _ = setup.reports.send(Report::Done {
-                                user: setup.user.clone(),
                                 then: job.then,
                                 result: Err(err.clone()),
                             });
@@ -397,7 +385,6 @@ async fn close(session: &mut dyn Session, reason: CloseReason) {
 }
 
 async fn serve(
-    user: &UserId,
     session: &mut dyn Session,
     inbox: &mut mpsc::UnboundedReceiver<Job>,
     failures: &mut mpsc::UnboundedReceiver<TaskFailure>,
@@ -427,7 +414,6 @@ async fn serve(
                     None => "the bridge's task crashed".to_owned(),
                 };
                 let _ = setup.reports.send(Report::Done {
-                    user: user.clone(),
                     then,
                     result: Err(BridgeError::internal(format!("The session failed: {message}"))),
                 });
@@ -437,7 +423,6 @@ async fn serve(
         match result {
             Ok(Ok(outcome)) => {
                 let _ = setup.reports.send(Report::Done {
-                    user: user.clone(),
                     then,
                     result: Ok(outcome),
                 });
@@ -446,7 +431,6 @@ async fn serve(
                 let internal = e.kind == ErrorKind::Internal;
                 let message = e.message.clone();
                 let _ = setup.reports.send(Report::Done {
-                    user: user.clone(),
                     then,
                     result: Err(e),
                 });
@@ -457,7 +441,6 @@ async fn serve(
             Err(panic) => {
                 let message = panic_message(&*panic);
                 let _ = setup.reports.send(Report::Done {
-                    user: user.clone(),
                     then,
                     result: Err(BridgeError::internal(format!(
                         "The session crashed while doing this: {message}"

@@ -21,8 +21,6 @@ pub mod ns {
     pub const STREAM: &str = xmpp_parsers::ns::DEFAULT_NS;
     /// Stanzas nested inside other stanzas (forwarded, MAM results).
     pub const CLIENT: &str = "jabber:client";
-    /// RFC 6120 stanza error conditions.
-    pub const STANZAS: &str = "urn:ietf:params:xml:ns:xmpp-stanzas";
     /// XEP-0030.
     pub const DISCO_INFO: &str = "http://jabber.org/protocol/disco#info";
     /// XEP-0030.
@@ -47,10 +45,6 @@ pub mod ns {
     pub const ROSTER: &str = "jabber:iq:roster";
     /// XEP-0144.
     pub const ROSTERX: &str = "http://jabber.org/protocol/rosterx";
-    /// XEP-0356, version 2 (Prosody's mod_privilege).
-    pub const PRIVILEGE2: &str = "urn:xmpp:privilege:2";
-    /// XEP-0356, version 1 (ejabberd).
-    pub const PRIVILEGE1: &str = "urn:xmpp:privilege:1";
     /// XEP-0297.
     pub const FORWARD: &str = "urn:xmpp:forward:0";
     /// XEP-0203.
@@ -115,8 +109,6 @@ pub mod ns {
     pub const NICK: &str = "http://jabber.org/protocol/nick";
     /// XEP-0201 (disco feature).
     pub const THREADS: &str = "http://jabber.org/protocol/threads";
-    /// XEP-0363.
-    pub const HTTP_UPLOAD: &str = "urn:xmpp:http:upload:0";
     /// XEP-0402.
     pub const BOOKMARKS2: &str = "urn:xmpp:bookmarks:1";
     /// XEP-0060.
@@ -372,11 +364,6 @@ pub fn renamespace(el: &Element, from: &str, to: &str) -> Element {
     out
 }
 
-/// Serialises an element (for the archive and for logs).
-pub fn to_string(el: &Element) -> String {
-    String::from(el)
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -402,9 +389,12 @@ mod tests {
     fn errors_carry_condition_and_text() {
         let e = bridge_error(&BridgeError::unsupported("no reactions here"));
         let el: Element = e.into();
-        assert!(el.has_child("feature-not-implemented", ns::STANZAS));
+        assert!(el.has_child(
+            "feature-not-implemented",
+            "urn:ietf:params:xml:ns:xmpp-stanzas"
+        ));
         assert_eq!(
-            child_text(&el, "text", ns::STANZAS).as_deref(),
+            child_text(&el, "text", "urn:ietf:params:xml:ns:xmpp-stanzas").as_deref(),
             Some("no reactions here")
         );
         assert_eq!(el.attr("type"), Some("cancel"));
@@ -420,7 +410,7 @@ mod tests {
         assert_eq!(el.attr("id"), Some("ab"));
         assert_eq!(child_text(&el, "body", ns::STREAM).as_deref(), Some("xyz"));
         // What is left serialises and parses back.
-        let s = to_string(&el);
+        let s = String::from(&el);
         let back: Element = s.parse().expect("parses");
         assert_eq!(back.attr("id"), Some("ab"));
     }

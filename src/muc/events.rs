@@ -1,0 +1,472 @@
+//! What the network reports about rooms: the user joined, could not join or
+//! was removed; occupants came, changed, left or renamed themselves; the
+//! subject and the room's facts changed; invitations and rooms to offer as
+//! bookmarks.
+
+use std::collections::BTreeMap;
+use std::time::SystemTime;
+
+use ferry_bridge::{
+    Action, Address, Affiliation, BridgeError, CommandCall, CommandReply, CommandScope, ErrorKind,
+    IncomingMessage, MessageId, Occupant, Outcome, Role, RoomExit, RoomId, RoomInfo, Sender,
+    Subject, UserId,
+};
+use xmpp_parsers::iq::Iq;
+use xmpp_parsers::jid::{BareJid, Jid};
+use xmpp_parsers::message::{Message, MessageType};
+use xmpp_parsers::minidom::Element;
+use xmpp_parsers::presence::{Presence, Type as PType};
+use xmpp_parsers::stanza_error::{DefinedCondition, ErrorType, StanzaError};
+
+use crate::gateway::direct::chat_key;
+use crate::gateway::forms::{self, Secrets, Submitted};
+use crate::gateway::jids::{Target, with_resource};
+use crate::gateway::message::{self, Inbound, Refs};
+use crate::gateway::router::Gateway;
+use crate::gateway::xml::{self, B, ns};
+use crate::store::{ArchiveEntry, ArchiveQuery};
+
+use super::history::HistoryRequest;
+use super::join::{JoinView, OccupantView, occupant_presence};
+
+use super::*;
+
+impl Gateway {
+    /// The session is in a room.
+    pub fn muc_joined(
+        &mut self,
+        user: &UserId,
+        info: RoomInfo,
+        nick: String,
+        occupants: Vec<Occupant>,
+        subject: Subject,
+    ) {
+        let room = info.room.clone();
+        let Some(r) = self.room_entry(user, &room) else {
+            tracing::debug!(room = %room, "joined a room with no JID");
+            return;
+        };
+        r.joined = true;
+        r.joining = false;
+        r.nick = nick;
+        r.info = Some(info);
+        r.subject = Some(subject);
+        let old: Vec<String> = r.occupants.keys().cloned().collect();
+        r.occupants = occupants.into_iter().map(|o| (o.nick.clone(), o)).collect();
+        let pending: Vec<String> = r
+            .clients
+            .iter()
+            .filter(|(_, c)| !c.joined)
+            .map(|(k, _)| k.clone())
+            .collect();
+        let rejoined: Vec<String> = r.joined_resources().cloned().collect();
+        let gone: Vec<String> = old
+            .into_iter()
+            .filter(|n| !r.occupants.contains_key(n))
+            .collect();
+        for res in pending {
+            self.send_join(user, &room, &res);
+        }
+        // Clients that were in the room already (a reconnection): bring
+        // their occupant list up to date.
+        for res in rejoined {
+            let Some(to) = Self::client_jid(user, &res) else {
+                continue;
+            };
+            let Some(r) = self.rooms.get(user, &room) else {
+                return;
+            };
+            for n in &gone {
+                let (v, s, _) = exit_view(&RoomExit::Left(None), false);
+                self.send(occupant_presence(
+                    &r.jid,
+                    n,
+                    &to,
+                    ferry_bridge::Show::Offline,
+                    s.as_deref(),
+                    &v,
+                    true,
+                ));
+            }
+            for o in r.occupants.values() {
+                self.send(self.occupant_el(user, r, o, &to));
+            }
+        }
+    }
+
+    /// Joining failed.
+    pub fn muc_join_failed(&mut self, user: &UserId, room: &RoomId, error: &BridgeError) {
+        let Some(r) = self.rooms.get_mut(user, room) else {
+            return;
+        };
+        let pending: Vec<(String, String)> = r
+            .clients
+            .iter()
+            .filter(|(_, c)| !c.joined)
+            .map(|(k, c)| (k.clone(), c.requested.clone()))
+            .collect();
+        r.clients.retain(|_, c| c.joined);
+        r.joining = false;
+        let jid = r.jid.clone();
+        let remove = r.clients.is_empty() && !r.joined;
+        for (res, nick) in pending {
+            if let Some(to) = Self::client_jid(user, &res) {
+                let from = Jid::from(with_resource(&jid, &nick));
+                self.send_error(xml::presence_error(&from, &to, None, join_error(error)));
+            }
+        }
+        if remove {
+            self.rooms.map.remove(&(user.clone(), room.clone()));
+        }
+    }
+
+    /// The user is no longer in a room (kicked, banned, disconnected).
+    pub fn muc_left(&mut self, user: &UserId, room: &RoomId, exit: &RoomExit) {
+        self.muc_left_with(user, room, exit, None)
+    }
+
+    /// [`Gateway::muc_left`] with a status code replacing the exit's own
+    /// (332: the service shuts down).
+    pub(super) fn muc_left_with(
+        &mut self,
+        user: &UserId,
+        room: &RoomId,
+        exit: &RoomExit,
+        code: Option<u16>,
+    ) {
+        let Some(r) = self.rooms.get_mut(user, room) else {
+            return;
+        };
+        let clients: Vec<String> = r.joined_resources().cloned().collect();
+        let (jid, nick) = (r.jid.clone(), r.nick.clone());
+        r.joined = false;
+        r.joining = false;
+        r.clients.clear();
+        r.occupants.clear();
+        let (mut view, status, destroy) = exit_view(exit, true);
+        if let Some(c) = code {
+            view.codes.retain(|x| *x == 110);
+            view.codes.push(c);
+        }
+        for res in clients {
+            if let Some(to) = Self::client_jid(user, &res) {
+                let mut el = occupant_presence(
+                    &jid,
+                    &nick,
+                    &to,
+                    ferry_bridge::Show::Offline,
+                    status.as_deref(),
+                    &view,
+                    true,
+                );
+                if let Some(d) = &destroy
+                    && let Some(x) = el.get_child_mut("x", ns::MUC_USER)
+                {
+                    x.append_child(d.clone());
+                }
+                self.send(el);
+            }
+        }
+    }
+
+    /// An occupant appeared or changed.
+    pub fn muc_occupant(&mut self, user: &UserId, room: &RoomId, occupant: Occupant) {
+        let Some(r) = self.room_entry(user, room) else {
+            return;
+        };
+        if occupant.is_self {
+            r.nick = occupant.nick.clone();
+        }
+        r.occupants.insert(occupant.nick.clone(), occupant.clone());
+        let r = r.clone();
+        for to in self.joined_clients(user, room) {
+            self.send(self.occupant_el(user, &r, &occupant, &to));
+        }
+    }
+
+    /// An occupant left.
+    pub fn muc_occupant_left(&mut self, user: &UserId, room: &RoomId, nick: &str, exit: &RoomExit) {
+        let Some(r) = self.rooms.get_mut(user, room) else {
+            return;
+        };
+        let old = r.occupants.remove(nick);
+        let jid = r.jid.clone();
+        let (mut view, status, _) = exit_view(exit, false);
+        if let Some(o) = &old {
+            if !matches!(exit, RoomExit::Banned { .. }) {
+                view.affiliation = Some(o.affiliation);
+            }
+            view.occupant_id = Some(join::occupant_id(
+                &jid,
+                &o.stable_id
+                    .clone()
+                    .unwrap_or_else(|| format!("nick:{}", o.nick)),
+            ));
+        }
+        for to in self.joined_clients(user, room) {
+            self.send(occupant_presence(
+                &jid,
+                nick,
+                &to,
+                ferry_bridge::Show::Offline,
+                status.as_deref(),
+                &view,
+                true,
+            ));
+        }
+    }
+
+    /// An occupant (maybe the user) changed nickname: 303 then the new
+    /// presence.
+    pub fn muc_nick_changed(&mut self, user: &UserId, room: &RoomId, old: &str, new: &str) {
+        let Some(r) = self.rooms.get_mut(user, room) else {
+            return;
+        };
+        let me = old == r.nick;
+        let mut occ = r
+            .occupants
+            .remove(old)
+            .unwrap_or_else(|| Occupant::new(old));
+        occ.nick = new.to_owned();
+        if me {
+            occ.is_self = true;
+            r.nick = new.to_owned();
+        }
+        r.occupants.insert(new.to_owned(), occ.clone());
+        let r = r.clone();
+        for to in self.joined_clients(user, room) {
+            let mut view = join::view_of(&r.jid, &occ, r.non_anonymous(), &self.contact_jid_fn());
+            view.nick = Some(new.to_owned());
+            view.codes.push(303);
+            if me {
+                view.codes.insert(0, 110);
+                view.occupant_id = Some(join::occupant_id(&r.jid, &format!("self:{user}")));
+            }
+            self.send(occupant_presence(
+                &r.jid,
+                old,
+                &to,
+                ferry_bridge::Show::Offline,
+                None,
+                &view,
+                true,
+            ));
+            self.send(self.occupant_el(user, &r, &occ, &to));
+        }
+    }
+
+    /// The subject changed.
+    pub fn muc_subject(&mut self, user: &UserId, room: &RoomId, subject: Subject) {
+        let Some(r) = self.room_entry(user, room) else {
+            return;
+        };
+        r.subject = Some(subject.clone());
+        let jid = r.jid.clone();
+        for to in self.joined_clients(user, room) {
+            self.send(join::subject_message(&jid, &to, Some(&subject)));
+        }
+    }
+
+    /// The room's facts changed (status 104 to clients).
+    pub fn muc_info(&mut self, user: &UserId, info: RoomInfo) {
+        let room = info.room.clone();
+        let Some(r) = self.room_entry(user, &room) else {
+            return;
+        };
+        r.info = Some(info);
+        let jid = r.jid.clone();
+        for to in self.joined_clients(user, &room) {
+            let mut m = Message::new(Some(to));
+            m.from = Some(Jid::from(jid.clone()));
+            m.type_ = MessageType::Groupchat;
+            let mut el: Element = m.into();
+            el.append_child(
+                B::new("x", ns::MUC_USER)
+                    .c(B::new("status", ns::MUC_USER).a("code", "104"))
+                    .build(),
+            );
+            self.send(el);
+        }
+    }
+
+    /// Someone invites the user to a room: XEP-0249 direct invitation.
+    pub fn muc_invited(
+        &mut self,
+        user: &UserId,
+        room: &RoomId,
+        from: Option<&Sender>,
+        reason: Option<String>,
+        password: Option<String>,
+    ) {
+        let (Some(room_jid), Some(to)) = (self.jids.room(room), Gateway::user_jid(user)) else {
+            return;
+        };
+        let inviter = match from {
+            Some(Sender::Contact(c)) => self.jids.contact(c).map(Jid::from),
+            _ => None,
+        }
+        .unwrap_or_else(|| self.gw_jid());
+        let who = match from {
+            Some(Sender::Contact(c)) => c.to_string(),
+            Some(Sender::Occupant(n)) => n.clone(),
+            _ => "Someone".to_owned(),
+        };
+        let mut text = format!("{who} invites you to {room_jid}");
+        if let Some(r) = &reason {
+            text.push_str(&format!(": {r}"));
+        }
+        self.send_invitation(&inviter, &Jid::from(to), &room_jid, &text, reason, password);
+    }
+
+    pub(super) fn send_invitation(
+        &self,
+        from: &Jid,
+        to: &Jid,
+        room: &BareJid,
+        body: &str,
+        reason: Option<String>,
+        password: Option<String>,
+    ) {
+        let mut m = Message::new(Some(to.clone()));
+        m.from = Some(from.clone());
+        let mut el: Element = message::with_body(m, body).into();
+        el.append_child(
+            B::new("x", ns::CONFERENCE)
+                .a("jid", room.to_string())
+                .oa("reason", reason)
+                .oa("password", password)
+                .build(),
+        );
+        self.send(el);
+    }
+
+    /// A room the user belongs to: an XEP-0402 bookmark published for them
+    /// (privileged pubsub IQ) when their server allows it, else an
+    /// invitation.
+    pub fn muc_available(
+        &mut self,
+        user: &UserId,
+        room: &RoomId,
+        name: Option<String>,
+        autojoin: bool,
+    ) {
+        let (Some(room_jid), Some(bare)) = (self.jids.room(room), Gateway::user_jid(user)) else {
+            return;
+        };
+        if let Some(r) = self.room_entry(user, room)
+            && r.info.is_none()
+        {
+            let mut info = RoomInfo::new(room.clone());
+            info.name = name.clone();
+            r.info = Some(info);
+        }
+        let domain = bare.domain().as_str().to_owned();
+        let grant = self.comp.privileges().for_domain(&domain).cloned();
+        let can_publish = grant
+            .as_ref()
+            .is_some_and(|g| g.iq.get(ns::PUBSUB).is_some_and(|a| a.can_set()));
+        let nick = bare
+            .node()
+            .map(|n| n.as_str().to_owned())
+            .unwrap_or_default();
+        if let (true, Some(g)) = (can_publish, grant) {
+            let conference = B::new("conference", ns::BOOKMARKS2)
+                .oa("name", name.clone())
+                .a("autojoin", if autojoin { "true" } else { "false" })
+                .c(B::new("nick", ns::BOOKMARKS2).t(nick));
+            let field = |var: &str, v: &str| {
+                B::new("field", ns::DATA_FORMS)
+                    .a("var", var)
+                    .c(B::new("value", ns::DATA_FORMS).t(v))
+            };
+            let pubsub = B::new("pubsub", ns::PUBSUB)
+                .c(B::new("publish", ns::PUBSUB)
+                    .a("node", ns::BOOKMARKS2)
+                    .c(B::new("item", ns::PUBSUB)
+                        .a("id", room_jid.to_string())
+                        .c(conference)))
+                .c(
+                    B::new("publish-options", ns::PUBSUB).c(B::new("x", ns::DATA_FORMS)
+                        .a("type", "submit")
+                        .c(field(
+                            "FORM_TYPE",
+                            "http://jabber.org/protocol/pubsub#publish-options",
+                        ))
+                        .c(field("pubsub#persist_items", "true"))
+                        .c(field("pubsub#max_items", "max"))
+                        .c(field("pubsub#send_last_published_item", "never"))
+                        .c(field("pubsub#access_model", "whitelist"))),
+                );
+            let inner = B::new("iq", ns::CLIENT)
+                .a("type", "set")
+                .a("id", xml::new_id())
+                .a("from", bare.to_string())
+                .a("to", bare.to_string())
+                .c(pubsub)
+                .build();
+            let iq = Iq::Set {
+                from: Some(self.gw_jid()),
+                to: Some(Jid::from(bare.clone())),
+                id: xml::new_id(),
+                payload: B::new("privileged_iq", g.namespace.as_str())
+                    .c(inner)
+                    .build(),
+            };
+            let comp = self.comp.clone();
+            let u = user.clone();
+            let text = format!(
+                "You are in {}: it was added to your bookmarks.",
+                name.clone().unwrap_or_else(|| room_jid.to_string())
+            );
+            let room_jid2 = room_jid.clone();
+            self.spawn_then(
+                async move { comp.request(iq, std::time::Duration::from_secs(20)).await },
+                move |gw: &mut Gateway, r| match r {
+                    Ok(_) => tracing::debug!(user = %u, "bookmark published: {text}"),
+                    Err(e) => {
+                        tracing::info!(user = %u, error = %e, "bookmark publishing refused; inviting instead");
+                        let to = Jid::from(bare.clone());
+                        let body = format!("You are in {room_jid2} on the network; join it here.");
+                        gw.send_invitation(&gw.gw_jid(), &to, &room_jid2, &body, None, None);
+                    }
+                },
+            );
+            return;
+        }
+        let body = format!(
+            "You are in {} on {} (this gateway cannot add bookmarks for you: your server did not grant it the pubsub privilege).",
+            name.unwrap_or_else(|| room_jid.to_string()),
+            self.info.name
+        );
+        self.send_invitation(
+            &self.gw_jid(),
+            &Jid::from(bare),
+            &room_jid,
+            &body,
+            None,
+            None,
+        );
+    }
+
+    /// Shutdown: every joined client gets unavailable with status 332.
+    pub fn rooms_shutdown(&mut self) {
+        let all: Vec<(UserId, RoomId)> = self.rooms.map.keys().cloned().collect();
+        for (u, r) in all {
+            self.muc_left_with(
+                &u,
+                &r,
+                &RoomExit::Disconnected("The gateway is shutting down".into()),
+                Some(332),
+            );
+        }
+    }
+
+    /// The user unregistered: leave every room.
+    pub fn rooms_forget_user(&mut self, user: &UserId, why: &str) {
+        let rooms: Vec<RoomId> = self.rooms.of_user(user).map(|r| r.id.clone()).collect();
+        for r in rooms {
+            self.muc_left(user, &r, &RoomExit::Disconnected(why.to_owned()));
+            self.rooms.map.remove(&(user.clone(), r));
+        }
+    }
+}

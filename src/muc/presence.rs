@@ -1,0 +1,261 @@
+//! Presences of the user's clients to a room: joining (the first client
+//! asks the network, the others are served from the gateway's state, in
+//! XEP-0045 order), changing nickname and leaving.
+
+use std::collections::BTreeMap;
+use std::time::SystemTime;
+
+use ferry_bridge::{
+    Action, Address, Affiliation, BridgeError, CommandCall, CommandReply, CommandScope, ErrorKind,
+    IncomingMessage, MessageId, Occupant, Outcome, Role, RoomExit, RoomId, RoomInfo, Sender,
+    Subject, UserId,
+};
+use xmpp_parsers::iq::Iq;
+use xmpp_parsers::jid::{BareJid, Jid};
+use xmpp_parsers::message::{Message, MessageType};
+use xmpp_parsers::minidom::Element;
+use xmpp_parsers::presence::{Presence, Type as PType};
+use xmpp_parsers::stanza_error::{DefinedCondition, ErrorType, StanzaError};
+
+use crate::gateway::direct::chat_key;
+use crate::gateway::forms::{self, Secrets, Submitted};
+use crate::gateway::jids::{Target, with_resource};
+use crate::gateway::message::{self, Inbound, Refs};
+use crate::gateway::router::Gateway;
+use crate::gateway::xml::{self, B, ns};
+use crate::store::{ArchiveEntry, ArchiveQuery};
+
+use super::history::HistoryRequest;
+use super::join::{JoinView, OccupantView, occupant_presence};
+
+use super::*;
+
+impl Gateway {
+    /// A presence to `room@gw/nick`: join, nick change, leave.
+    pub fn muc_presence(&mut self, p: Presence, from: Jid, to: Jid, user: UserId, room: RoomId) {
+        let Some(resource) = from.resource().map(|r| r.as_str().to_owned()) else {
+            return;
+        };
+        let nick = to.resource().map(|r| r.as_str().to_owned());
+        if matches!(p.type_, PType::Unavailable | PType::Error) {
+            return self.muc_client_leaves(&user, &room, &resource, &p);
+        }
+        let Some(nick) = nick.filter(|n| !n.trim().is_empty()) else {
+            let err = xml::error(
+                ErrorType::Modify,
+                DefinedCondition::JidMalformed,
+                "Join the room with a nickname: room@gateway/nickname.",
+            );
+            return self.send_error(xml::presence_error(&to, &from, p.id.as_deref(), err));
+        };
+        if let Err(e) = self.check_use(&user) {
+            return self.send_error(xml::presence_error(&to, &from, p.id.as_deref(), *e));
+        }
+        let muc_x = p.payloads.iter().find(|e| e.is("x", ns::MUC));
+        let password = muc_x
+            .and_then(|x| x.get_child("password", ns::MUC))
+            .map(Element::text);
+        let history = HistoryRequest::parse(muc_x);
+        let Some(r) = self.room_entry(&user, &room) else {
+            let err = xml::error(
+                ErrorType::Cancel,
+                DefinedCondition::ItemNotFound,
+                "This room cannot be written as an address of the gateway.",
+            );
+            return self.send_error(xml::presence_error(&to, &from, p.id.as_deref(), err));
+        };
+        let already = r.clients.get(&resource).is_some_and(|c| c.joined);
+        if already {
+            if nick != r.nick {
+                return self.muc_change_nick(&user, &room, &from, &to, &nick);
+            }
+            // A presence update of a joined client: nothing to do.
+            return;
+        }
+        let joined = r.joined;
+        r.clients.insert(
+            resource.clone(),
+            Client {
+                joined: false,
+                requested: nick.clone(),
+                history,
+            },
+        );
+        if joined {
+            self.send_join(&user, &room, &resource);
+            return;
+        }
+        if r.joining {
+            return;
+        }
+        r.joining = true;
+        r.nick = nick.clone();
+        let room2 = room.clone();
+        let user2 = user.clone();
+        self.act(
+            &user,
+            Action::JoinRoom {
+                room: room.clone(),
+                nick,
+                password,
+            },
+            move |gw, res| {
+                if let Err(e) = res {
+                    gw.muc_join_failed(&user2, &room2, &e);
+                }
+            },
+        );
+    }
+
+    pub(super) fn muc_change_nick(
+        &mut self,
+        user: &UserId,
+        room: &RoomId,
+        from: &Jid,
+        to: &Jid,
+        nick: &str,
+    ) {
+        if !self.info.capabilities.nick_change {
+            let err = xml::error(
+                ErrorType::Cancel,
+                DefinedCondition::NotAcceptable,
+                &format!(
+                    "{} does not let you change your nickname in rooms.",
+                    self.info.name
+                ),
+            );
+            return self.send_error(xml::presence_error(to, from, None, err));
+        }
+        let (from, to) = (from.clone(), to.clone());
+        self.act(
+            user,
+            Action::ChangeNick {
+                room: room.clone(),
+                nick: nick.to_owned(),
+            },
+            move |gw, r| {
+                if let Err(e) = r {
+                    gw.send_error(xml::presence_error(&to, &from, None, join_error(&e)));
+                }
+            },
+        );
+    }
+
+    pub(super) fn muc_client_leaves(
+        &mut self,
+        user: &UserId,
+        room: &RoomId,
+        resource: &str,
+        p: &Presence,
+    ) {
+        let Some(r) = self.rooms.get_mut(user, room) else {
+            return;
+        };
+        let Some(client) = r.clients.remove(resource) else {
+            return;
+        };
+        let nick = r.nick.clone();
+        let jid = r.jid.clone();
+        let me = r.occupants.get(&nick).cloned();
+        let last = r.clients.is_empty();
+        if client.joined
+            && let Some(to) = Self::client_jid(user, resource)
+        {
+            let view = OccupantView {
+                role: Some(Role::None),
+                affiliation: Some(me.map(|o| o.affiliation).unwrap_or_default()),
+                codes: vec![110],
+                ..OccupantView::default()
+            };
+            let status = p.statuses.values().next().map(String::as_str);
+            self.send(occupant_presence(
+                &jid,
+                &nick,
+                &to,
+                ferry_bridge::Show::Offline,
+                status,
+                &view,
+                true,
+            ));
+        }
+        if last {
+            let reason = p.statuses.values().next().cloned();
+            if let Some(r) = self.rooms.get_mut(user, room) {
+                r.joined = false;
+                r.joining = false;
+            }
+            self.act_silent(
+                user,
+                Action::LeaveRoom {
+                    room: room.clone(),
+                    reason,
+                },
+            );
+        }
+    }
+
+    /// Sends the join sequence to one client.
+    pub(super) fn send_join(&mut self, user: &UserId, room: &RoomId, resource: &str) {
+        let Some(to) = Self::client_jid(user, resource) else {
+            return;
+        };
+        let Some(user_bare) = Gateway::user_jid(user) else {
+            return;
+        };
+        let Some(r) = self.rooms.get(user, room) else {
+            return;
+        };
+        let Some(client) = r.clients.get(resource).cloned() else {
+            return;
+        };
+        let cap = r.info.as_ref().map_or(20, |i| i.history.on_join);
+        let (max, start) = client.history.limits(cap, SystemTime::now());
+        let mut hist = Vec::new();
+        if max > 0 && r.records() {
+            let q = ArchiveQuery {
+                user: Some(user.clone()),
+                room: room.to_string(),
+                start,
+                before_id: Some(String::new()),
+                max,
+                ..ArchiveQuery::default()
+            };
+            match self.store.archive_query(&q) {
+                Ok(page) => {
+                    for e in page.items {
+                        if let Some(m) = mam::stored_message(&e) {
+                            let mut m = xml::renamespace(&m, ns::CLIENT, ns::STREAM);
+                            xml::set_attr(&mut m, "to", to.to_string());
+                            m.append_child(message::delay(e.timestamp, &Jid::from(r.jid.clone())));
+                            hist.push(m);
+                        }
+                    }
+                }
+                Err(e) => tracing::warn!(error = %e, "reading room history failed"),
+            }
+            hist = client.history.apply_maxchars(hist);
+        }
+        let occupants: Vec<Occupant> = r.occupants.values().cloned().collect();
+        let view = JoinView {
+            room: &r.jid,
+            to: &to,
+            nick: &r.nick,
+            requested: &client.requested,
+            occupants: &occupants,
+            non_anonymous: r.non_anonymous(),
+            user: &user_bare,
+            history: hist,
+            subject: r.subject.as_ref(),
+            created: false,
+        };
+        let seq = join::join_sequence(&view, &self.contact_jid_fn());
+        for el in seq {
+            self.send(el);
+        }
+        if let Some(r) = self.rooms.get_mut(user, room)
+            && let Some(c) = r.clients.get_mut(resource)
+        {
+            c.joined = true;
+        }
+    }
+}
