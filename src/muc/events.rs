@@ -3,31 +3,18 @@
 //! subject and the room's facts changed; invitations and rooms to offer as
 //! bookmarks.
 
-use std::collections::BTreeMap;
-use std::time::SystemTime;
-
-use ferry_bridge::{
-    Action, Address, Affiliation, BridgeError, CommandCall, CommandReply, CommandScope, ErrorKind,
-    IncomingMessage, MessageId, Occupant, Outcome, Role, RoomExit, RoomId, RoomInfo, Sender,
-    Subject, UserId,
-};
+use ferry_bridge::{BridgeError, Occupant, RoomExit, RoomId, RoomInfo, Sender, Subject, UserId};
 use xmpp_parsers::iq::Iq;
 use xmpp_parsers::jid::{BareJid, Jid};
 use xmpp_parsers::message::{Message, MessageType};
 use xmpp_parsers::minidom::Element;
-use xmpp_parsers::presence::{Presence, Type as PType};
-use xmpp_parsers::stanza_error::{DefinedCondition, ErrorType, StanzaError};
 
-use crate::gateway::direct::chat_key;
-use crate::gateway::forms::{self, Secrets, Submitted};
-use crate::gateway::jids::{Target, with_resource};
-use crate::gateway::message::{self, Inbound, Refs};
+use crate::gateway::jids::with_resource;
+use crate::gateway::message::{self};
 use crate::gateway::router::Gateway;
 use crate::gateway::xml::{self, B, ns};
-use crate::store::{ArchiveEntry, ArchiveQuery};
 
-use super::history::HistoryRequest;
-use super::join::{JoinView, OccupantView, occupant_presence};
+use super::join::occupant_presence;
 
 use super::*;
 

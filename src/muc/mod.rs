@@ -20,30 +20,20 @@ mod messages;
 mod presence;
 
 use std::collections::BTreeMap;
-use std::time::SystemTime;
 
 use ferry_bridge::{
-    Action, Address, Affiliation, BridgeError, CommandCall, CommandReply, CommandScope, ErrorKind,
-    IncomingMessage, MessageId, Occupant, Outcome, Role, RoomExit, RoomId, RoomInfo, Sender,
-    Subject, UserId,
+    Affiliation, BridgeError, ErrorKind, Occupant, Role, RoomExit, RoomId, RoomInfo, Subject,
+    UserId,
 };
-use xmpp_parsers::iq::Iq;
 use xmpp_parsers::jid::{BareJid, Jid};
-use xmpp_parsers::message::{Message, MessageType};
 use xmpp_parsers::minidom::Element;
-use xmpp_parsers::presence::{Presence, Type as PType};
 use xmpp_parsers::stanza_error::{DefinedCondition, ErrorType, StanzaError};
 
-use crate::gateway::direct::chat_key;
-use crate::gateway::forms::{self, Secrets, Submitted};
-use crate::gateway::jids::{Target, with_resource};
-use crate::gateway::message::{self, Inbound, Refs};
 use crate::gateway::router::Gateway;
 use crate::gateway::xml::{self, B, ns};
-use crate::store::{ArchiveEntry, ArchiveQuery};
 
 use history::HistoryRequest;
-use join::{JoinView, OccupantView, occupant_presence};
+use join::{OccupantView, occupant_presence};
 
 /// One client of the user in a room.
 #[derive(Clone, Debug)]

@@ -2,28 +2,18 @@
 //! asks the network, the others are served from the gateway's state, in
 //! XEP-0045 order), changing nickname and leaving.
 
-use std::collections::BTreeMap;
 use std::time::SystemTime;
 
-use ferry_bridge::{
-    Action, Address, Affiliation, BridgeError, CommandCall, CommandReply, CommandScope, ErrorKind,
-    IncomingMessage, MessageId, Occupant, Outcome, Role, RoomExit, RoomId, RoomInfo, Sender,
-    Subject, UserId,
-};
-use xmpp_parsers::iq::Iq;
-use xmpp_parsers::jid::{BareJid, Jid};
-use xmpp_parsers::message::{Message, MessageType};
+use ferry_bridge::{Action, Occupant, Role, RoomId, UserId};
+use xmpp_parsers::jid::Jid;
 use xmpp_parsers::minidom::Element;
 use xmpp_parsers::presence::{Presence, Type as PType};
-use xmpp_parsers::stanza_error::{DefinedCondition, ErrorType, StanzaError};
+use xmpp_parsers::stanza_error::{DefinedCondition, ErrorType};
 
-use crate::gateway::direct::chat_key;
-use crate::gateway::forms::{self, Secrets, Submitted};
-use crate::gateway::jids::{Target, with_resource};
-use crate::gateway::message::{self, Inbound, Refs};
+use crate::gateway::message::{self};
 use crate::gateway::router::Gateway;
-use crate::gateway::xml::{self, B, ns};
-use crate::store::{ArchiveEntry, ArchiveQuery};
+use crate::gateway::xml::{self, ns};
+use crate::store::ArchiveQuery;
 
 use super::history::HistoryRequest;
 use super::join::{JoinView, OccupantView, occupant_presence};
