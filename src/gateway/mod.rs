@@ -85,3 +85,6 @@ pub struct GatewayParts {
 pub async fn run(parts: GatewayParts) -> anyhow::Result<()> {
     router::Gateway::run(parts).await
 }
+
+#[cfg(test)]
+mod tests;
