@@ -136,27 +136,15 @@ mod tests {
         parse_advertisement(&el)
     }
 
-    /// As Prosody 0.12's mod_privilege (prosody-modules) sends it for
+    /// Captured from Prosody 0.12 with mod_privilege (prosody-modules) for
     /// `{ roster = "both"; message = "outgoing"; presence = "roster";
-    /// iq = { pubsub both, pubsub#owner set, http:upload get } }`: the
-    /// namespaces nested in one another.
+    /// iq = { pubsub both, pubsub#owner set, http:upload get } }` (the
+    /// contrib/peers set-up), verbatim but for the stream's default
+    /// namespace: the namespaces are nested in one another.
     #[test]
     fn prosody_v2_with_nested_namespaces() {
         let (domain, g) = parse(
-            "<message xmlns='jabber:component:accept' from='localhost' to='test.localhost'>\
-               <privilege xmlns='urn:xmpp:privilege:2'>\
-                 <perm type='both' access='roster'/>\
-                 <perm type='outgoing' access='message'/>\
-                 <perm type='roster' access='presence'/>\
-                 <perm access='iq'>\
-                   <namespace ns='http://jabber.org/protocol/pubsub' type='both'>\
-                     <namespace ns='http://jabber.org/protocol/pubsub#owner' type='set'>\
-                       <namespace ns='urn:xmpp:http:upload:0' type='get'/>\
-                     </namespace>\
-                   </namespace>\
-                 </perm>\
-               </privilege>\
-             </message>",
+            "<message xmlns='jabber:component:accept' to='test.localhost' from='localhost'><privilege xmlns='urn:xmpp:privilege:2'><perm access='roster' type='both'/><perm access='message' type='outgoing'/><perm access='presence' type='roster'/><perm access='iq'><namespace ns='http://jabber.org/protocol/pubsub#owner' type='set'><namespace ns='http://jabber.org/protocol/pubsub' type='both'><namespace ns='urn:xmpp:http:upload:0' type='get'/></namespace></namespace></perm></privilege></message>",
         )
         .expect("advertisement");
         assert_eq!(domain, "localhost");
@@ -196,17 +184,12 @@ mod tests {
         assert_eq!(g.iq["urn:xmpp:mam:2"], Access::Get);
     }
 
-    /// As ejabberd 23.01 sends it (privilege v1, no iq permissions).
+    /// Captured from ejabberd 23.01 (privilege v1: no iq permissions),
+    /// verbatim but for the stream's default namespace.
     #[test]
     fn ejabberd_v1() {
         let (domain, g) = parse(
-            "<message xmlns='jabber:component:accept' to='test.localhost' from='localhost'>\
-               <privilege xmlns='urn:xmpp:privilege:1'>\
-                 <perm type='both' access='roster'/>\
-                 <perm type='outgoing' access='message'/>\
-                 <perm type='roster' access='presence'/>\
-               </privilege>\
-             </message>",
+            "<message xmlns='jabber:component:accept' to='test.localhost' from='localhost'><privilege xmlns='urn:xmpp:privilege:1'><perm type='outgoing' access='message'/><perm type='both' access='roster'/><perm type='roster' access='presence'/></privilege></message>",
         )
         .expect("advertisement");
         assert_eq!(domain, "localhost");
