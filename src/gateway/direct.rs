@@ -582,7 +582,16 @@ impl Gateway {
                 .collect();
             return then(self, msg, urls);
         }
-        let media = self.media.clone();
+        let uploader = self.uploader.clone();
+        let domain = user.as_str().rsplit('@').next().unwrap_or_default();
+        // XEP-0363 as the user when their server lets the gateway ask for
+        // upload slots on their behalf.
+        let privilege = self
+            .comp
+            .privileges()
+            .for_domain(domain)
+            .filter(|g| g.iq.get(ns::HTTP_UPLOAD).is_some_and(|a| a.can_get()))
+            .map(|g| g.namespace.clone());
         let attachments = msg.attachments.clone();
         let u = user.clone();
         let tx = self.internal.clone();
@@ -594,7 +603,16 @@ impl Gateway {
                 match a.source {
                     ferry_bridge::AttachmentSource::Url(u) => urls.push((u, desc)),
                     ferry_bridge::AttachmentSource::Bytes(b) => {
-                        match media.publish(b, a.mime.as_deref(), a.name.as_deref()).await {
+                        let published = uploader
+                            .publish(
+                                u.as_str(),
+                                privilege.clone(),
+                                b,
+                                a.mime.as_deref(),
+                                a.name.as_deref(),
+                            )
+                            .await;
+                        match published {
                             Ok(url) => urls.push((url, desc)),
                             Err(e) => failed
                                 .push(format!("{}: {e}", a.name.as_deref().unwrap_or("a file"))),

@@ -28,6 +28,7 @@ pub mod router;
 pub mod session;
 pub mod styling;
 pub mod time;
+pub mod upload;
 pub mod xhtml;
 pub mod xml;
 

@@ -28,7 +28,6 @@ use super::session::{self, Job, Report};
 use super::xml;
 use super::{GatewayParts, GatewaySettings};
 use crate::component::{ComponentHandle, Inbound, InvalidStanza};
-use crate::http::Media;
 use crate::metrics::BridgeMetrics;
 use crate::store::{KvScope, Store};
 
@@ -93,8 +92,8 @@ pub struct Gateway {
     pub comp: ComponentHandle,
     /// The database.
     pub store: Store,
-    /// File publishing.
-    pub media: Media,
+    /// File publishing (XEP-0363 on the user's server, else `media`).
+    pub uploader: super::upload::Uploader,
     /// Counters.
     pub metrics: Arc<BridgeMetrics>,
     /// JID <-> address mapping.
@@ -156,13 +155,23 @@ impl Gateway {
             .map(|u| u.user)
             .collect();
         let disco = super::disco::Disco::new(&info, network.as_ref());
+        let uploader = super::upload::Uploader {
+            comp: component.clone(),
+            gateway: jids.gateway(),
+            services: super::upload::Services::default(),
+            media,
+            http: reqwest::Client::builder()
+                .user_agent(concat!("ferry/", env!("CARGO_PKG_VERSION")))
+                .build()
+                .map_err(|e| anyhow::anyhow!("HTTP client: {e}"))?,
+        };
         let mut gw = Gateway {
             settings,
             network,
             info,
             comp: component,
             store,
-            media,
+            uploader,
             metrics,
             jids,
             users: HashMap::new(),

@@ -109,6 +109,8 @@ pub mod ns {
     pub const NICK: &str = "http://jabber.org/protocol/nick";
     /// XEP-0201 (disco feature).
     pub const THREADS: &str = "http://jabber.org/protocol/threads";
+    /// XEP-0363.
+    pub const HTTP_UPLOAD: &str = "urn:xmpp:http:upload:0";
     /// XEP-0402.
     pub const BOOKMARKS2: &str = "urn:xmpp:bookmarks:1";
     /// XEP-0060.

@@ -133,22 +133,46 @@ def test_formatting_both_ways(user, domain):
     assert find(back, "xhtml:html") is not None
 
 
-def test_oob_attachment_round_trip_and_published_files(user, domain, gw):
+def fetch(url):
+    import urllib.request
+    with urllib.request.urlopen(url, timeout=10) as r:
+        return r.status, r.read()
+
+
+def test_oob_attachment_round_trip(user, domain):
     m = user.mark()
     url = "https://example.org/files/cat.png"
     user.send_message(echo(domain), url, extra=f"<x xmlns='{NS['oob']}'><url>{url}</url></x>")
     back = user.wait_for(message(frm=echo(domain)) & has("oob:x"), since=m)
     assert text(back, "oob:x/oob:url") == url
     assert text(back, "body") == url
-    # a file the network sends as bytes is published over HTTP
+
+
+def test_network_files_are_uploaded_to_the_users_server(user, domain, peers):
+    # test.localhost may ask Prosody's upload service for slots as the user
+    # (XEP-0356 iq privilege for XEP-0363)
+    m = user.mark()
     user.send_message(echo(domain), "file")
-    text_msg = user.wait_for(message(frm=echo(domain), body="here is a file"), since=m)
+    user.wait_for(message(frm=echo(domain), body="here is a file"), since=m)
     f = user.wait_for(message(frm=echo(domain)) & has("oob:x"), since=m)
     link = text(f, "oob:x/oob:url")
-    assert link.startswith("http")
-    r = gw.http("GET", link.split("/", 3)[3] and "/" + link.split("/", 3)[3])
-    assert r.status == 200 and r.body[:8] == b"\x89PNG\r\n\x1a\n"
-    assert text_msg is not None
+    assert link.startswith(f"http://127.0.0.1:{peers.env['XMPP_HTTP_PORT']}/"), link
+    status, data = fetch(link)
+    assert status == 200 and data[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+def test_network_files_are_published_by_ferry_without_upload_rights(ferry_factory, xmpp):
+    f = ferry_factory(bridges={"test": {"domain": "test2.localhost"}})
+    d = f.config.domain("test")
+    bob = xmpp("bob")
+    register(bob, d)
+    m = bob.mark()
+    bob.send_message(echo(d), "file")
+    got = bob.wait_for(message(frm=echo(d)) & has("oob:x"), since=m, timeout=20)
+    link = text(got, "oob:x/oob:url")
+    assert "/media/" in link, link
+    status, data = fetch(link)
+    assert status == 200 and data[:8] == b"\x89PNG\r\n\x1a\n"
 
 
 def test_bad_xml_from_the_network_is_cleaned(user, domain):
