@@ -122,3 +122,90 @@ def test_check_reports_bad_values_of_the_generated_config(ferry_factory):
     out = r.stdout + r.stderr
     assert "[xmpp] port: 70000 is out of range (1-65535)" in out, out
     assert '[access] bad pattern "[bad"' in out, out
+
+
+def test_nothing_is_lost_when_prosody_restarts_mid_stream(ferry_factory, xmpp, peers):
+    """The network (the test bridge's /say) writes to alice while Prosody
+    restarts: what ferry had written but Prosody had not confirmed is sent
+    again, what came while Prosody was down waits in the outbox. Alice is
+    offline during the restart, so Prosody keeps every message for her
+    (offline storage) and she gets them all when she logs in again;
+    duplicates are allowed, losses are not."""
+    import threading
+
+    from harness.stanza import message, text
+
+    from helpers import register
+
+    f = ferry_factory()
+    domain = f.config.domain("test")
+    alice = xmpp("alice")
+    register(alice, domain)
+    alice.disconnect()
+    total = 120
+    posted = []
+    errors = []
+
+    def say_all():
+        for i in range(total):
+            for _ in range(200):  # ferry itself never goes away: retry a refused POST
+                try:
+                    r = f.http("POST", "/bridge/test/say?to=alice&from=bob", f"m{i}".encode(), timeout=5)
+                    if r.status == 200:
+                        posted.append(i)
+                        break
+                    errors.append(r)
+                except OSError as e:
+                    errors.append(e)
+                time.sleep(0.05)
+            time.sleep(0.03)
+
+    writer = threading.Thread(target=say_all)
+    writer.start()
+    time.sleep(0.8)
+    try:
+        peers.restart("prosody", downtime=2)
+    finally:
+        writer.join(120)
+    assert len(posted) == total, f"the webhook refused messages: {errors[:5]}"
+    wait_health(f, 200, state="connected", timeout=60)
+    assert metric(f, "ferry_component_reconnects_total") >= 1
+    alice = xmpp("alice")
+    bob = f"bob@{domain}"
+    deadline = time.monotonic() + 60
+    seen = set()
+    while len(seen) < total and time.monotonic() < deadline:
+        for el in alice.received(message(frm=bob)):
+            body = text(el, "body") or ""
+            if body.startswith("m") and body[1:].isdigit():
+                seen.add(int(body[1:]))
+        time.sleep(0.3)
+    missing = sorted(set(range(total)) - seen)
+    assert not missing, f"{len(missing)} of {total} messages lost across the Prosody restart: {missing[:20]}"
+    got = [text(el, "body") for el in alice.received(message(frm=bob))]
+    print(f"prosody restart: {total} messages, {len(got) - total} duplicates, "
+          f"outbox now {f.health()['bridges']['test']['outbox']}")
+    assert f.stop() == 0
+
+
+def test_a_restarted_ferry_reads_what_it_wrote(ferry_factory, xmpp):
+    """Registrations (with their sealed credentials) survive a restart, and
+    `ferry users` lists them from the database."""
+    from helpers import register, wait_logged_in
+
+    f = ferry_factory()
+    domain = f.config.domain("test")
+    alice = xmpp("alice")
+    register(alice, domain)
+    assert f.stop() == 0
+    m = alice.position()
+    f.start()
+    users = f.run("users", "--config", str(f.config_path))
+    assert users.returncode == 0, users.stderr
+    assert f"test ({domain}): " in users.stdout, users.stdout
+    assert "alice@localhost\talice\tregistered " in users.stdout, users.stdout
+    assert "alicepw" not in users.stdout
+    # The account, decrypted after the restart, logs the session in again.
+    wait_logged_in(alice, domain, since=m, timeout=20)
+    db = (f.workdir / "data" / "test.db").read_bytes()
+    assert b"alicepw" not in db
