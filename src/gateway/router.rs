@@ -34,6 +34,10 @@ use crate::store::{KvScope, Store};
 /// A continuation run on the gateway's task.
 pub type Internal = Box<dyn FnOnce(&mut Gateway) + Send>;
 
+/// How long a user's events may wait for an action in flight (so that an
+/// event caused by the action does not overtake its result).
+pub const HOLD_AT_MOST: Duration = Duration::from_millis(250);
+
 /// One available client (resource) of a user, as its presence says.
 #[derive(Clone, Debug, Default)]
 pub struct Resource {
@@ -496,6 +500,30 @@ impl Gateway {
         }
     }
 
+    /// Handles held events that waited [`HOLD_AT_MOST`] (the actions in
+    /// flight keep running; later events are held again).
+    fn release_overdue(&mut self, user: &UserId) {
+        let overdue = self
+            .users
+            .get(user)
+            .and_then(|u| u.held_since)
+            .is_some_and(|t| t.elapsed() >= HOLD_AT_MOST);
+        if !overdue {
+            return;
+        }
+        let held: Vec<_> = self
+            .users
+            .get_mut(user)
+            .map(|u| {
+                u.held_since = None;
+                u.held.drain(..).collect()
+            })
+            .unwrap_or_default();
+        for e in held {
+            self.on_event(user.clone(), e);
+        }
+    }
+
     /// Forgets actions in flight whose results will never come (their
     /// session is gone, or they take far too long) and releases the events.
     fn unhold(&mut self, user: &UserId) {
@@ -624,8 +652,17 @@ impl Gateway {
         match env {
             Envelope::Event { user, event } => match self.users.get_mut(&user) {
                 Some(u) if u.in_flight > 0 || !u.held.is_empty() => {
+                    let first = u.held.is_empty();
                     u.held_since.get_or_insert_with(Instant::now);
                     u.held.push_back(event);
+                    if first {
+                        // Events wait for the action in flight, but not
+                        // long: a slow action (a throttled network) must
+                        // not delay what the user receives.
+                        self.spawn_then(tokio::time::sleep(HOLD_AT_MOST), move |gw, ()| {
+                            gw.release_overdue(&user);
+                        });
+                    }
                 }
                 _ => self.on_event(user, event),
             },
@@ -739,20 +776,6 @@ impl Gateway {
             }
         }
         self.publishing.retain(|h| !h.is_finished());
-        // Actions that never answered do not hold events back for long.
-        let stuck: Vec<UserId> = self
-            .users
-            .iter()
-            .filter(|(_, u)| {
-                u.held_since
-                    .is_some_and(|t| now.duration_since(t) > Duration::from_secs(60))
-            })
-            .map(|(k, _)| k.clone())
-            .collect();
-        for u in stuck {
-            tracing::warn!(user = %u, "an action did not answer for a minute; releasing events");
-            self.unhold(&u);
-        }
     }
 
     /// Shutdown: unavailable presence from every entity to every user,

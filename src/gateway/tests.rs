@@ -148,6 +148,21 @@ impl Session for Sess {
                 });
                 Ok(Outcome::Sent(Some(MessageId::new("s-flush"))))
             }
+            "slow" => {
+                // A network event arrives while this action is still busy.
+                let events = self.events.clone();
+                self.spawner.spawn("meanwhile", async move {
+                    tokio::time::sleep(Duration::from_millis(100)).await;
+                    let msg = IncomingMessage::text(
+                        Address::Contact(ContactId::new("bob")),
+                        Sender::Contact(ContactId::new("bob")),
+                        "meanwhile",
+                    );
+                    let _ = events.send(Event::Message(msg)).await;
+                });
+                tokio::time::sleep(Duration::from_secs(3)).await;
+                Ok(Outcome::Sent(None))
+            }
             "delivered-early" => {
                 // The network confirms delivery before `act` returns.
                 let _ = self
@@ -418,5 +433,26 @@ async fn a_delivery_reported_before_the_send_finished_still_gives_a_receipt() {
         .await;
     let r = wait_for(&mut rig, "the receipt", |el| is_receipt_for(el, "m3")).await;
     assert_eq!(r.attr("from"), Some("bob@gw.example.org"));
+    stop(rig).await;
+}
+
+#[tokio::test]
+async fn a_slow_action_does_not_hold_back_the_users_events() {
+    let mut rig = rig(false).await;
+    wait_for(&mut rig, "u's first crash", |el| {
+        body(el).contains("session failed")
+    })
+    .await;
+    rig.server
+        .send(message(U, "bob@gw.example.org", "m4", "slow", true))
+        .await;
+    // The network's message (100 ms into a 3 s action) arrives before the
+    // receipt that follows the action's end.
+    let first = wait_for(&mut rig, "the message or the receipt", |el| {
+        body(el) == "meanwhile" || is_receipt_for(el, "m4")
+    })
+    .await;
+    assert_eq!(body(&first), "meanwhile", "{}", String::from(&first));
+    wait_for(&mut rig, "the receipt", |el| is_receipt_for(el, "m4")).await;
     stop(rig).await;
 }
