@@ -492,8 +492,17 @@ impl Gateway {
                     );
                 }
                 (Ok(_), None) => {}
-                (Err(e), _) => {
+                (Err(e), record) => {
                     tracing::warn!(user = %u, error = %e, "privileged roster set failed");
+                    // A server that announces the privilege but refuses the
+                    // push (ejabberd 23.01): the other ways take over.
+                    if record.is_some() {
+                        let st = &mut gw.user_mut(&u).roster;
+                        if !st.privilege_failed {
+                            st.privilege_failed = true;
+                            gw.schedule_roster_sync(&u);
+                        }
+                    }
                 }
             },
         );

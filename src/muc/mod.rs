@@ -171,7 +171,8 @@ fn exit_view(exit: &RoomExit, me: bool) -> (OccupantView, Option<String>, Option
             v.reason = reason.clone();
         }
         RoomExit::Disconnected(why) => {
-            v.codes.push(333);
+            // As biboumi does: the connection to the network is gone.
+            v.codes.push(332);
             status = Some(why.clone());
         }
         RoomExit::Destroyed(reason) => {
