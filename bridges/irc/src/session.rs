@@ -21,6 +21,12 @@ use crate::settings::{ConnSettings, Defaults, SettingsStore};
 use crate::{Shared, secs, unavailable};
 
 /// A running connection.
+///
+/// The connection's task is not aborted with the session's tasks: the core
+/// aborts those before it calls [`Session::close`], and a connection must
+/// still be able to say QUIT then. It ends by itself when the session is
+/// dropped (its request channel closes: it quits). A watcher started with
+/// the session's spawner reports a panic of the connection to the core.
 pub(crate) struct ConnHandle {
     pub(crate) tx: mpsc::Sender<Request>,
     task: JoinHandle<()>,
@@ -176,10 +182,24 @@ impl IrcSession {
             slot,
         };
         let (tx, rx) = mpsc::channel(256);
-        let task = self.spawner.spawn(
-            "irc-connection",
-            driver::run(conn, rx, self.events.clone(), denv),
-        );
+        let task = tokio::spawn(driver::run(conn, rx, self.events.clone(), denv));
+        let (done_tx, done_rx) = oneshot::channel::<Option<Box<dyn std::any::Any + Send>>>();
+        let task = tokio::spawn(async move {
+            let outcome = task.await;
+            let _ = done_tx.send(
+                outcome
+                    .err()
+                    .filter(|e| e.is_panic())
+                    .map(|e| e.into_panic()),
+            );
+        });
+        self.spawner.spawn("irc-connection", async move {
+            // Aborting this watcher (the session ends) leaves the
+            // connection running until close() or the session's drop.
+            if let Ok(Some(panic)) = done_rx.await {
+                std::panic::resume_unwind(panic);
+            }
+        });
         self.conns.insert(
             server.to_owned(),
             ConnHandle {

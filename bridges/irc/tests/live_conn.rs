@@ -453,6 +453,8 @@ async fn an_admin_disconnect_quits_with_its_message() {
     let room = gw.room(&chan, INSP);
     let nick = unique("gw");
     gw.join(&room, &nick).await;
+    // As the core does it: the session's tasks are aborted, then close().
+    gw.spawner.abort_all();
     gw.session
         .close(CloseReason::Disconnected(Some(
             "Kicked by the admin".into(),

@@ -241,6 +241,8 @@ pub struct Gw {
     pub events: mpsc::Receiver<Envelope>,
     pub user: UserId,
     pub store: Arc<MemKv>,
+    /// The session's spawner (the core aborts its tasks before close()).
+    pub spawner: Spawner,
     backlog: Vec<Event>,
 }
 
@@ -294,6 +296,7 @@ impl Gw {
         }
         let (tx, events) = mpsc::channel(4096);
         let (ftx, _frx) = mpsc::unbounded_channel();
+        let spawner = Spawner::new(user.clone(), ftx);
         let ctx = SessionContext {
             user: user.clone(),
             account: None,
@@ -301,7 +304,7 @@ impl Gw {
             events: EventSink::new(user.clone(), tx),
             store: store.clone(),
             data_dir: std::env::temp_dir(),
-            spawner: Spawner::new(user.clone(), ftx),
+            spawner: spawner.clone(),
         };
         let session = net.connect(ctx).await.expect("session starts");
         Gw {
@@ -310,6 +313,7 @@ impl Gw {
             events,
             user,
             store,
+            spawner,
             backlog: Vec::new(),
         }
     }
