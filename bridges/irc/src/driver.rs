@@ -140,6 +140,7 @@ fn jitter(d: Duration) -> Duration {
 /// session dropped its sender).
 pub async fn run(mut conn: Conn, mut rx: mpsc::Receiver<Request>, sink: EventSink, env: DriverEnv) {
     let mut io: Option<Box<dyn Io>> = None;
+    let mut socket: Option<std::net::TcpStream> = None;
     let mut ports: Option<(u16, u16)> = None;
     let mut connecting: Option<Connecting> = None;
     let mut reconnect_at: Option<Instant> = Some(Instant::now());
@@ -202,6 +203,7 @@ pub async fn run(mut conn: Conn, mut rx: mpsc::Receiver<Request>, sink: EventSin
         }
         if let Some(reason) = lost.or_else(|| conn.take_lost()) {
             io = None;
+            socket = None;
             release_ident(&env, &mut ports);
             requeue(&mut conn, &mut queue);
             conn.on_disconnected(&reason, now);
@@ -229,6 +231,13 @@ pub async fn run(mut conn: Conn, mut rx: mpsc::Receiver<Request>, sink: EventSin
         }
         if io.is_none() && connecting.is_none() && conn.finished().is_some() {
             break;
+        }
+        if conn.quitting() && io.is_some() {
+            // A server that does not close after QUIT is closed on.
+            let d = *quit_deadline.get_or_insert(now + QUIT_GRACE);
+            if now >= d {
+                break;
+            }
         }
 
         let mut deadline = conn.next_deadline(now);
@@ -264,6 +273,7 @@ pub async fn run(mut conn: Conn, mut rx: mpsc::Receiver<Request>, sink: EventSin
                     Ok(0) | Err(_) => {
                         let reason = match r { Err(e) => e.to_string(), _ => "the server closed the connection".into() };
                         io = None;
+                        socket = None;
                         rbuf = Vec::new();
                         release_ident(&env, &mut ports);
                         requeue(&mut conn, &mut queue);
@@ -280,6 +290,9 @@ pub async fn run(mut conn: Conn, mut rx: mpsc::Receiver<Request>, sink: EventSin
                         backoff = (backoff * 2).min(env.reconnect_max);
                     }
                     Ok(_) => {
+                        if let Some(s) = &socket {
+                            transport::quickack(s);
+                        }
                         let mut start = 0;
                         while let Some(pos) = rbuf[start..].iter().position(|b| *b == b'\n') {
                             let end = start + pos;
@@ -315,6 +328,7 @@ pub async fn run(mut conn: Conn, mut rx: mpsc::Receiver<Request>, sink: EventSin
                             ports = Some((c.local.port(), c.peer.port()));
                         }
                         io = Some(c.io);
+                        socket = c.socket;
                         bucket = TokenBucket::new(conn.throttle_limit(), now);
                         conn.on_connected(&c.host, c.port, c.tls, webirc, now);
                         if let Some(fp) = c.fingerprint {

@@ -44,6 +44,33 @@ pub struct Connected {
     pub peer: SocketAddr,
     /// SHA-256 of the server's certificate (hex), over TLS.
     pub fingerprint: Option<String>,
+    /// The same socket, to switch delayed ACKs off after each read.
+    pub socket: Option<std::net::TcpStream>,
+}
+
+/// Asks the kernel to acknowledge what was just read at once. Many IRC
+/// servers write with Nagle's algorithm on: a second line waits for the ACK
+/// of the first, which Linux delays by up to 40 ms. The flag does not stay
+/// set, so it is renewed after every read.
+pub fn quickack(socket: &std::net::TcpStream) {
+    #[cfg(any(target_os = "linux", target_os = "android"))]
+    {
+        let _ = socket2::SockRef::from(socket).set_tcp_quickack(true);
+    }
+    #[cfg(not(any(target_os = "linux", target_os = "android")))]
+    {
+        let _ = socket;
+    }
+}
+
+/// A second handle on a socket (for socket options), or None.
+fn dup(stream: &TcpStream) -> Option<std::net::TcpStream> {
+    use std::os::fd::AsFd as _;
+    stream
+        .as_fd()
+        .try_clone_to_owned()
+        .ok()
+        .map(std::net::TcpStream::from)
 }
 
 /// TLS material shared by all connections: the provider and the trusted
@@ -255,6 +282,7 @@ pub async fn connect(
             };
             let local = stream.local_addr().map_err(|e| e.to_string())?;
             let _ = stream.set_nodelay(true);
+            let socket = dup(&stream);
             if !use_tls {
                 return Ok(Connected {
                     io: Box::new(stream),
@@ -264,6 +292,7 @@ pub async fn connect(
                     local,
                     peer: addr,
                     fingerprint: None,
+                    socket,
                 });
             }
             let config = tls.client_config(settings)?;
@@ -285,6 +314,7 @@ pub async fn connect(
                         local,
                         peer: addr,
                         fingerprint,
+                        socket,
                     });
                 }
                 Ok(Err(e)) => errors.push(format!("{label} on {}: TLS: {e}", addr.ip())),

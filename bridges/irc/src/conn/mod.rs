@@ -532,6 +532,11 @@ impl Conn {
         &self.nick
     }
 
+    /// Whether a QUIT was sent (the server should close the connection).
+    pub fn quitting(&self) -> bool {
+        self.quitting
+    }
+
     /// Whether a capability is enabled.
     pub fn has_cap(&self, cap: &str) -> bool {
         self.caps.contains(cap)
@@ -890,7 +895,7 @@ impl Conn {
                 None => consider(self.last_read + self.env.ping_interval),
             }
         }
-        if self.phase == Phase::Ready && self.idle() {
+        if self.phase == Phase::Ready && self.idle() && !self.quitting {
             consider((self.last_activity + self.env.idle_timeout).max(now));
         }
         d
