@@ -145,7 +145,11 @@ async fn main() {
         sessions.push(s);
     }
     let mut joined = 0;
-    let want = if std::env::var("MODE").as_deref() == Ok("connect") { 0 } else { n };
+    let want = if std::env::var("MODE").as_deref() == Ok("connect") {
+        0
+    } else {
+        n
+    };
     if want == 0 {
         tokio::time::sleep(Duration::from_secs(2)).await;
     }

@@ -688,4 +688,3 @@ fn a_client_certificate_alone_does_not_require_sasl() {
             .any(|e| matches!(e, Event::Message(m) if m.body.contains("continuing without")))
     );
 }
-

@@ -1,0 +1,131 @@
+"""The user's IRC connections end to end: biboumi's ad-hoc commands on the
+server JID, the server JID's presence, the connection closed after the
+last room even after a private message, the IRC server restarted in the
+middle of a conversation, an administrator's disconnect-user as QUIT."""
+import re
+import time
+
+from harness.stanza import NS, find, findall, has, message, presence, text, where
+
+from irc_helpers import configure_server, irc_config, room_jid, unique, use_ngircd
+
+
+def test_server_configure_has_every_biboumi_field(alice, domain):
+    server = f"127.0.0.1@{domain}"
+    assert "configure" in alice.commands(server)
+    assert "get-irc-connection-info" in alice.commands(server)
+    r = alice.command(server, "configure")
+    fields = set(r.form.fields)
+    for var in ["address", "ports", "tls_ports", "verify_cert", "fingerprint", "sasl_password", "nick",
+                "pass", "after_connect_commands", "username", "realname", "throttle_limit",
+                "max_history_length", "encoding_out", "encoding_in"]:
+        assert var in fields, var
+    assert r.form["max_history_length"].label == "Maximum history length"
+    assert r.form["ports"].type == "text-multi"
+    assert r.form["pass"].type == "text-private"
+    # A bad value is refused with the field named.
+    r = alice.command_complete(r, {"ports": ["sixty-six"]})
+    assert r.status == "completed" or r.notes
+    assert any("ports" in n for _, n in r.notes), r.notes
+    # Gateway commands.
+    cmds = alice.commands(domain)
+    assert "configure" in cmds and "disconnect-from-irc-server" in cmds
+
+
+def test_connection_info_and_server_presence(alice, irc, domain):
+    chan = "#" + unique("info")
+    r = room_jid(chan, domain)
+    alice.join_muc(r, "alice")
+    server = f"127.0.0.1@{domain}"
+    alice.wait_for(presence(frm=server) & ~has("muc_user:x"), since=0)
+    res = alice.command(server, "get-irc-connection-info")
+    note = res.note
+    assert "Connected to IRC server 127.0.0.1 on port" in note, note
+    assert chan in note, note
+
+
+def test_connection_closed_after_the_last_room_even_after_a_private_message(ferry_factory, peers, xmpp, irc):
+    # A second ferry: on the unprivileged irc2.localhost component.
+    f = ferry_factory(bridges={"irc": irc_config(peers, idle_timeout=3, domain="irc2.localhost")})
+    domain = f.config.domain("irc")
+    carol = xmpp("carol")
+    watcher = irc(unique("w"))
+    chan = "#" + unique("idle")
+    r = room_jid(chan, domain)
+    carol.join_muc(r, "carol")
+    watcher.send("MONITOR + carol")
+    watcher.wait_for(r" 730 ")
+    carol.send_message(f"{watcher.nick.lower()}%127.0.0.1@{domain}", "a private word", type="chat")
+    watcher.wait_for(r"PRIVMSG \S+ :a private word$")
+    carol.leave_muc(r, "carol")
+    t0 = time.monotonic()
+    watcher.expect_no(r" 731 ", within=1.5)
+    watcher.wait_for(r" 731 ", timeout=10)
+    assert time.monotonic() - t0 >= 2.0
+    # The server's JID goes offline.
+    carol.wait_for(presence(frm=f"127.0.0.1@{domain}", type="unavailable"))
+
+
+def test_irc_server_restarted_mid_conversation(alice, irc, domain, peers):
+    use_ngircd(alice, domain, peers)
+    chan = "#" + unique("rst")
+    bob_nick = unique("bob")
+    bob = irc(bob_nick, server="ngircd")
+    bob.join(chan)
+    r = room_jid(chan, domain, server="127.0.0.2")
+    alice.join_muc(r, "alice")
+    bob.send(f"PRIVMSG {chan} :before")
+    alice.wait_for(message(frm=f"{r}/{bob_nick}", body="before"))
+    mark = alice.mark()
+    peers.restart("ngircd", downtime=2)
+    # The room shows the outage.
+    st = alice.wait_for(presence(frm=f"{r}/alice", type="unavailable"), timeout=15)
+    assert find(st, "muc_user:x") is not None
+    bob = irc(bob_nick, server="ngircd")
+    bob.join(chan)
+    # Ferry rejoins IRC by itself.
+    bob.wait_for(r"^:alice!\S+ JOIN", timeout=30)
+    # The client comes back into the room (as a client does after 332).
+    alice.join_muc(r, "alice")
+    bob.send(f"PRIVMSG {chan} :after")
+    alice.wait_for(message(frm=f"{r}/{bob_nick}", body="after"))
+    alice.send_message(r, "me too", type="groupchat")
+    bob.wait_for(r"^:alice!\S+ PRIVMSG \S+ :me too$")
+    # Nothing arrived twice.
+    live = message(frm=f"{r}/{bob_nick}") & ~has("delay:delay")
+    got = [text(s, "body") for s in alice.received(live)]
+    assert got.count("before") == 1 and got.count("after") == 1, got
+    bob.expect_no(r"PRIVMSG \S+ :me too$", within=0.5)
+    del mark
+
+
+def test_admin_disconnect_user_quits_with_the_message(admin, xmpp, irc, domain):
+    dave = xmpp("bob")
+    chan = "#" + unique("dis")
+    watcher = irc(unique("w"))
+    watcher.join(chan)
+    r = room_jid(chan, domain)
+    dave.join_muc(r, "bobx")
+    watcher.wait_for(r"^:bobx!\S+ JOIN")
+    res = admin.command(domain, "admin/disconnect-user")
+    res = admin.command_complete(res, {"jids": ["bob@localhost"], "quit-message": "Maintenance, back soon"})
+    assert res.status == "completed", res.notes
+    watcher.wait_for(r"^:bobx!\S+ QUIT :.*Maintenance, back soon")
+
+
+def test_fixed_server_mode_drops_the_server_from_addresses(ferry_factory, peers, xmpp, irc):
+    f = ferry_factory(bridges={"irc": irc_config(peers, fixed_server="127.0.0.1", domain="irc2.localhost")})
+    domain = f.config.domain("irc")
+    carol = xmpp("carol")
+    bob = irc(unique("bob"))
+    chan = "#" + unique("fixed")
+    bob.join(chan)
+    r = f"{chan}@{domain}"
+    carol.join_muc(r, "carol")
+    bob.wait_for(r"^:carol!\S+ JOIN")
+    bob.send(f"PRIVMSG {chan} :fixed hello")
+    carol.wait_for(message(frm=f"{r}/{bob.nick}", body="fixed hello"))
+    carol.send_message(f"{bob.nick.lower()}@{domain}", "direct", type="chat")
+    bob.wait_for(r"^:carol!\S+ PRIVMSG \S+ :direct$")
+    cmds = carol.commands(domain)
+    assert "server-configure" in cmds and "get-irc-connection-info" in cmds
