@@ -10,7 +10,7 @@
 //! | `+` (v)      | member      | participant |
 //! | none         | none        | participant |
 
-use std::collections::BTreeMap;
+use std::collections::HashMap;
 
 use ferry_bridge::{Affiliation, HistoryPolicy, Role, RoomId, Subject};
 
@@ -64,9 +64,9 @@ pub struct Channel {
     /// Archive settings.
     pub history: HistoryPolicy,
     /// Members by folded nickname.
-    pub members: BTreeMap<String, Member>,
+    pub members: HashMap<String, Member>,
     /// NAMES being received (replaces `members` at 366).
-    pub names: Option<BTreeMap<String, Member>>,
+    pub names: Option<HashMap<String, Member>>,
     /// Topic.
     pub topic: Subject,
     /// We sent PART ourselves.
@@ -85,7 +85,7 @@ impl Channel {
             xmpp: true,
             persistent: false,
             history: HistoryPolicy::default(),
-            members: BTreeMap::new(),
+            members: HashMap::new(),
             names: None,
             topic: Subject::default(),
             leaving: false,

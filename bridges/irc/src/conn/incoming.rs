@@ -915,7 +915,7 @@ impl Conn {
         }
         ch.synced = true;
         let me = self.isupport.casemapping.fold(&self.nick);
-        if let std::collections::btree_map::Entry::Vacant(e) = ch.members.entry(me) {
+        if let std::collections::hash_map::Entry::Vacant(e) = ch.members.entry(me) {
             e.insert(Member {
                 nick: self.nick.clone(),
                 ..Member::default()

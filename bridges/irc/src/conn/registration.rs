@@ -110,7 +110,10 @@ impl Conn {
                 let more = msg.params.len() > 3 && msg.param(2) == "*";
                 for tok in list.split(' ').filter(|t| !t.is_empty()) {
                     let (k, v) = tok.split_once('=').unwrap_or((tok, ""));
-                    self.caps_available.insert(k.to_owned(), v.to_owned());
+                    // Only what we may ask for is kept (memory per connection).
+                    if k == "sasl" || WANTED_CAPS.contains(&k) {
+                        self.caps_available.insert(k.to_owned(), v.to_owned());
+                    }
                 }
                 if !more && !self.caps_ls_done {
                     self.caps_ls_done = true;
