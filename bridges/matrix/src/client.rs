@@ -1,0 +1,243 @@
+//! Building matrix-sdk clients: homeserver discovery, the per-user
+//! encrypted SQLite store, request timeouts and the encryption trust
+//! settings, and turning matrix-sdk errors into errors a user can read.
+
+use std::path::Path;
+
+use ferry_bridge::{BridgeError, ErrorKind, LoginError};
+use matrix_sdk::config::RequestConfig;
+use matrix_sdk::encryption::{BackupDownloadStrategy, EncryptionSettings};
+use matrix_sdk::ruma::api::error::ErrorKind as MxErrorKind;
+use matrix_sdk::{Client, ClientBuildError, HttpError};
+use matrix_sdk_base::crypto::{CollectStrategy, DecryptionSettings, TrustRequirement};
+
+use crate::config::Config;
+
+/// How much a client trusts devices nobody verified.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Trust {
+    /// Share room keys with every device and decrypt messages from every
+    /// device (what Element does unless told otherwise).
+    Everyone,
+    /// Only devices their owner cross-signed (and verified ones).
+    CrossSigned,
+}
+
+fn base_builder(config: &Config, trust: Trust) -> matrix_sdk::ClientBuilder {
+    let (strategy, requirement) = match trust {
+        Trust::Everyone => (CollectStrategy::AllDevices, TrustRequirement::Untrusted),
+        Trust::CrossSigned => (
+            CollectStrategy::IdentityBasedStrategy,
+            TrustRequirement::CrossSignedOrLegacy,
+        ),
+    };
+    Client::builder()
+        .request_config(
+            RequestConfig::new()
+                .timeout(config.request_timeout())
+                .retry_limit(3),
+        )
+        .with_encryption_settings(EncryptionSettings {
+            auto_enable_cross_signing: false,
+            backup_download_strategy: BackupDownloadStrategy::AfterDecryptionFailure,
+            auto_enable_backups: false,
+        })
+        .with_room_key_recipient_strategy(strategy)
+        .with_decryption_settings(DecryptionSettings {
+            sender_device_trust_requirement: requirement,
+        })
+        .user_agent(concat!("ferry/", env!("CARGO_PKG_VERSION")))
+}
+
+/// Finds the homeserver for what a user typed (a URL or a server name, with
+/// `.well-known` discovery) and returns a client without a store or a
+/// session, for logging in.
+pub async fn discover(config: &Config, input: &str) -> Result<Client, LoginError> {
+    let input = input.trim().trim_end_matches('/');
+    if input.is_empty() {
+        return Err(LoginError::InvalidField {
+            field: "homeserver".into(),
+            message: "give the homeserver's address (matrix.org or https://matrix.example.org)"
+                .into(),
+        });
+    }
+    check_scheme(config, input)?;
+    let client = Client::builder()
+        .server_name_or_homeserver_url(input)
+        .request_config(
+            RequestConfig::short_retry()
+                .timeout(config.request_timeout().min(std::time::Duration::from_secs(30))),
+        )
+        .user_agent(concat!("ferry/", env!("CARGO_PKG_VERSION")))
+        .build()
+        .await
+        .map_err(|e| match e {
+            ClientBuildError::InvalidServerName | ClientBuildError::Url(_) => {
+                LoginError::InvalidField {
+                    field: "homeserver".into(),
+                    message: format!("{input:?} is neither a server name nor a URL"),
+                }
+            }
+            other => LoginError::Unreachable(format!(
+                "no Matrix homeserver answers at {input}: {}",
+                describe_build_error(&other)
+            )),
+        })?;
+    check_scheme(config, client.homeserver().as_str())?;
+    Ok(client)
+}
+
+fn check_scheme(config: &Config, url: &str) -> Result<(), LoginError> {
+    if url.starts_with("http://") && !config.allow_insecure_http {
+        return Err(LoginError::InvalidField {
+            field: "homeserver".into(),
+            message: format!(
+                "{url} is plain http://, which this gateway does not allow: use https"
+            ),
+        });
+    }
+    Ok(())
+}
+
+fn describe_build_error(e: &ClientBuildError) -> String {
+    match e {
+        ClientBuildError::Http(h) => describe_http(h),
+        other => other.to_string(),
+    }
+}
+
+/// Builds the long-lived client of a session, with its encrypted SQLite
+/// store (state, crypto, media cache) in `store_dir`.
+pub async fn open(
+    config: &Config,
+    homeserver: &str,
+    store_dir: &Path,
+    passphrase: &str,
+    trust: Trust,
+) -> Result<Client, BridgeError> {
+    check_scheme(config, homeserver).map_err(|e| BridgeError::bad_request(e.to_string()))?;
+    base_builder(config, trust)
+        .homeserver_url(homeserver)
+        .sqlite_store(store_dir, Some(passphrase))
+        .build()
+        .await
+        .map_err(|e| {
+            BridgeError::internal(format!(
+                "cannot open the Matrix store in {}: {e}",
+                store_dir.display()
+            ))
+        })
+}
+
+/// A client without a store, for one request with a stored token
+/// (logging a device out).
+pub async fn ephemeral(config: &Config, homeserver: &str) -> Result<Client, BridgeError> {
+    base_builder(config, Trust::Everyone)
+        .homeserver_url(homeserver)
+        .build()
+        .await
+        .map_err(|e| BridgeError::internal(format!("cannot build a Matrix client: {e}")))
+}
+
+fn describe_http(e: &HttpError) -> String {
+    match e {
+        HttpError::Reqwest(r) => {
+            let mut msg = r.to_string();
+            let mut source = std::error::Error::source(r);
+            while let Some(s) = source {
+                msg = format!("{msg}: {s}");
+                source = s.source();
+            }
+            msg
+        }
+        other => match other.as_client_api_error() {
+            Some(api) => api_message(api),
+            None => other.to_string(),
+        },
+    }
+}
+
+fn api_message(api: &matrix_sdk::ruma::api::error::Error) -> String {
+    use matrix_sdk::ruma::api::error::ErrorBody;
+    match &api.body {
+        ErrorBody::Standard(s) => format!("{} ({})", s.message, s.kind.errcode()),
+        ErrorBody::Json(j) => j.to_string(),
+        ErrorBody::NotJson { bytes, .. } => String::from_utf8_lossy(bytes).into_owned(),
+    }
+}
+
+/// Whether a matrix-sdk error says that the access token is no longer
+/// valid; `Some(soft_logout)` if so.
+pub fn unknown_token(e: &matrix_sdk::Error) -> Option<bool> {
+    match e.client_api_error_kind() {
+        Some(MxErrorKind::UnknownToken(data)) => Some(data.soft_logout),
+        _ => None,
+    }
+}
+
+/// Whether an HTTP error says the token is invalid.
+pub fn http_unknown_token(e: &HttpError) -> Option<bool> {
+    match e.client_api_error_kind() {
+        Some(MxErrorKind::UnknownToken(data)) => Some(data.soft_logout),
+        _ => None,
+    }
+}
+
+/// A matrix-sdk error as an error for the user, with `doing` saying what
+/// failed ("sending the message").
+pub fn action_error(doing: &str, e: matrix_sdk::Error) -> BridgeError {
+    let kind = match e.client_api_error_kind() {
+        Some(MxErrorKind::Forbidden) => ErrorKind::NotAllowed,
+        Some(MxErrorKind::NotFound) => ErrorKind::NotFound,
+        Some(MxErrorKind::UnknownToken(_)) => ErrorKind::NotAuthorized,
+        Some(MxErrorKind::LimitExceeded(_)) => ErrorKind::ResourceConstraint,
+        Some(MxErrorKind::TooLarge) => ErrorKind::ResourceConstraint,
+        Some(_) => ErrorKind::Remote,
+        None => match &e {
+            matrix_sdk::Error::Http(h) if matches!(**h, HttpError::Reqwest(_)) => {
+                ErrorKind::Unavailable
+            }
+            _ => ErrorKind::Remote,
+        },
+    };
+    let detail = match &e {
+        matrix_sdk::Error::Http(h) => describe_http(h),
+        other => other.to_string(),
+    };
+    BridgeError::new(kind, format!("Matrix: {doing} failed: {detail}"))
+}
+
+/// The same for an HTTP-level error.
+pub fn http_action_error(doing: &str, e: HttpError) -> BridgeError {
+    action_error(doing, matrix_sdk::Error::Http(Box::new(e)))
+}
+
+/// A login request's error for the registration form.
+pub fn login_error(homeserver: &str, e: HttpError) -> LoginError {
+    match e.client_api_error_kind() {
+        Some(MxErrorKind::Forbidden) => LoginError::BadCredentials(
+            "the homeserver refused this user name and password (M_FORBIDDEN)".into(),
+        ),
+        Some(MxErrorKind::UserDeactivated) => {
+            LoginError::BadCredentials("this Matrix account has been deactivated".into())
+        }
+        Some(MxErrorKind::LimitExceeded(_)) => LoginError::Other(BridgeError::new(
+            ErrorKind::ResourceConstraint,
+            "the homeserver asks to wait before logging in again (rate limited)",
+        )),
+        Some(_) => LoginError::Other(BridgeError::remote(format!(
+            "the homeserver refused the login: {}",
+            describe_http(&e)
+        ))),
+        None => match e {
+            HttpError::Reqwest(_) => LoginError::Unreachable(format!(
+                "{homeserver} does not answer: {}",
+                describe_http(&e)
+            )),
+            other => LoginError::Other(BridgeError::remote(format!(
+                "unexpected answer from {homeserver}: {}",
+                describe_http(&other)
+            ))),
+        },
+    }
+}
