@@ -94,6 +94,9 @@ pub enum RoomRef {
 impl RoomRef {
     /// Parses a room id or alias.
     pub fn parse(id: &str) -> Result<RoomRef, AddressError> {
+        if id.chars().count() < 2 {
+            return Err(AddressError::new(format!("{id:?} is not a Matrix room")));
+        }
         if id.starts_with('!') {
             MxRoomId::parse(id)
                 .map(RoomRef::Id)
@@ -262,7 +265,11 @@ mod tests {
     fn parse_and_format_are_inverse() {
         let r = MatrixAddressRules;
         let cases = [
-            ("alice:example.org", None, Address::Contact("@alice:example.org".into())),
+            (
+                "alice:example.org",
+                None,
+                Address::Contact("@alice:example.org".into()),
+            ),
             ("!^abc:hs", None, Address::Room("!Abc:hs".into())),
             ("#room:hs", None, Address::Room("#room:hs".into())),
             (
@@ -291,7 +298,7 @@ mod tests {
     #[test]
     fn bad_local_parts_get_readable_errors() {
         let r = MatrixAddressRules;
-        for bad in ["alice", "!noserver", "#", "@alice:hs", "a^"] {
+        for bad in ["alice", "#noserver", "#", "!", "@alice:hs", "a^"] {
             let e = r.parse(bad, None).expect_err(bad);
             assert!(!e.0.is_empty());
         }
@@ -309,7 +316,8 @@ mod tests {
             Address::Contact("@alice:example.org".into())
         );
         assert_eq!(
-            r.from_prompt("https://matrix.to/#/%23rust:example.org").expect("link"),
+            r.from_prompt("https://matrix.to/#/%23rust:example.org")
+                .expect("link"),
             Address::Room("#rust:example.org".into())
         );
         assert_eq!(

@@ -65,8 +65,11 @@ pub async fn discover(config: &Config, input: &str) -> Result<Client, LoginError
     let client = Client::builder()
         .server_name_or_homeserver_url(input)
         .request_config(
-            RequestConfig::short_retry()
-                .timeout(config.request_timeout().min(std::time::Duration::from_secs(30))),
+            RequestConfig::short_retry().timeout(
+                config
+                    .request_timeout()
+                    .min(std::time::Duration::from_secs(30)),
+            ),
         )
         .user_agent(concat!("ferry/", env!("CARGO_PKG_VERSION")))
         .build()

@@ -86,7 +86,9 @@ async fn leave(ctx: &Ctx, call: CommandCall) -> Result<CommandReply, BridgeError
             exit: RoomExit::Left(None),
         })
         .await;
-    Ok(CommandReply::done(format!("You left the Matrix room {id}.")))
+    Ok(CommandReply::done(format!(
+        "You left the Matrix room {id}."
+    )))
 }
 
 async fn configure(ctx: &Ctx, call: CommandCall) -> Result<CommandReply, BridgeError> {
@@ -96,18 +98,28 @@ async fn configure(ctx: &Ctx, call: CommandCall) -> Result<CommandReply, BridgeE
     if call.stage.is_none() {
         let mut form = Form::new(format!("Settings of {id}"))
             .field(Field::text("name", "Name").value(room.name().unwrap_or_default()))
-            .field(Field::new("topic", FieldKind::TextMulti).label("Topic").values(
-                room.topic().unwrap_or_default().lines().map(str::to_owned).collect::<Vec<_>>(),
-            ));
+            .field(
+                Field::new("topic", FieldKind::TextMulti)
+                    .label("Topic")
+                    .values(
+                        room.topic()
+                            .unwrap_or_default()
+                            .lines()
+                            .map(str::to_owned)
+                            .collect::<Vec<_>>(),
+                    ),
+            );
         form = if encrypted {
             form.field(
                 Field::new("encryption-note", FieldKind::Fixed)
                     .value("This room is end-to-end encrypted (this cannot be undone)."),
             )
         } else {
-            form.field(
-                Field::boolean("encrypted", "End-to-end encryption (cannot be undone)", false),
-            )
+            form.field(Field::boolean(
+                "encrypted",
+                "End-to-end encryption (cannot be undone)",
+                false,
+            ))
         };
         return Ok(CommandReply::Form {
             form,
@@ -116,13 +128,13 @@ async fn configure(ctx: &Ctx, call: CommandCall) -> Result<CommandReply, BridgeE
         });
     }
     let mut changed = Vec::new();
-    if let Some(name) = call.values.get("name") {
-        if room.name().as_deref() != Some(name) {
-            room.set_name(name.to_owned())
-                .await
-                .map_err(|e| action_error("renaming the room", e))?;
-            changed.push("name");
-        }
+    if let Some(name) = call.values.get("name")
+        && room.name().as_deref() != Some(name)
+    {
+        room.set_name(name.to_owned())
+            .await
+            .map_err(|e| action_error("renaming the room", e))?;
+        changed.push("name");
     }
     if let Some(lines) = call.values.all("topic") {
         let topic = lines.join("\n");
@@ -197,7 +209,9 @@ async fn verify(ctx: &Ctx, call: CommandCall) -> Result<CommandReply, BridgeErro
         }
         "wait" | "confirm" => {
             let (Some(user), Some(flow)) = (words.next(), words.next()) else {
-                return Err(BridgeError::bad_request("this verification step is malformed"));
+                return Err(BridgeError::bad_request(
+                    "this verification step is malformed",
+                ));
             };
             let user = UserId::parse(user)
                 .map_err(|_| BridgeError::bad_request("this verification step is malformed"))?;
@@ -219,13 +233,18 @@ async fn verify_choose(ctx: &Ctx) -> Result<CommandReply, BridgeError> {
     who.open = true;
     let requests = ctx.shared.mem().verification_requests.clone();
     for (user, flow) in requests.iter().rev() {
-        if let Some(r) = ctx.client.encryption().get_verification_request(user, flow).await {
-            if !r.is_done() && !r.is_cancelled() {
-                who = who.option(
-                    format!("Accept the request from {user}"),
-                    format!("request {user} {flow}"),
-                );
-            }
+        if let Some(r) = ctx
+            .client
+            .encryption()
+            .get_verification_request(user, flow)
+            .await
+            && !r.is_done()
+            && !r.is_cancelled()
+        {
+            who = who.option(
+                format!("Accept the request from {user}"),
+                format!("request {user} {flow}"),
+            );
         }
     }
     if let Ok(devices) = ctx.client.encryption().get_user_devices(&own).await {
@@ -234,7 +253,11 @@ async fn verify_choose(ctx: &Ctx) -> Result<CommandReply, BridgeError> {
                 continue;
             }
             let name = d.display_name().unwrap_or("unnamed");
-            let state = if d.is_verified() { "verified" } else { "not verified" };
+            let state = if d.is_verified() {
+                "verified"
+            } else {
+                "not verified"
+            };
             who = who.option(
                 format!("My device {name} ({}, {state})", d.device_id()),
                 format!("device {}", d.device_id()),
@@ -316,7 +339,9 @@ async fn verify_progress(
             }
             if request.is_ready() {
                 request.start_sas().await.map_err(|e| {
-                    BridgeError::remote(format!("Matrix: starting the emoji comparison failed: {e}"))
+                    BridgeError::remote(format!(
+                        "Matrix: starting the emoji comparison failed: {e}"
+                    ))
                 })?;
             }
         } else {

@@ -9,7 +9,9 @@ use std::path::PathBuf;
 use std::sync::{Arc, Mutex, MutexGuard};
 
 use ferry_bridge::{Address, BridgeError, ContactId, Event, EventSink, RoomId, UserId};
-use matrix_sdk::ruma::{OwnedEventId, OwnedRoomId, OwnedServerName, OwnedUserId, UserId as MxUserId};
+use matrix_sdk::ruma::{
+    OwnedEventId, OwnedRoomId, OwnedServerName, OwnedUserId, UserId as MxUserId,
+};
 use matrix_sdk::{Client, Room, RoomState};
 
 use crate::account::StoredSession;
@@ -52,6 +54,8 @@ pub struct Memory {
     sent_set: HashSet<OwnedEventId>,
     /// Who is typing, per room.
     pub typing: HashMap<OwnedRoomId, BTreeSet<OwnedUserId>>,
+    /// Joined rooms seen in this session.
+    pub known_rooms: HashSet<OwnedRoomId>,
     /// Direct-chat partners announced to the core in this session.
     pub contacts: HashSet<OwnedUserId>,
     /// Verification requests waiting for the user: (user, flow id).
@@ -129,10 +133,10 @@ impl Shared {
         let views = self.kv.list("view/").await.map_err(kv::store_err)?;
         let mut mem = self.mem();
         for (k, v) in views {
-            if let Some(id) = k.strip_prefix("view/") {
-                if let Ok(room) = matrix_sdk::ruma::RoomId::parse(id) {
-                    mem.views.insert(room, v);
-                }
+            if let Some(id) = k.strip_prefix("view/")
+                && let Ok(room) = matrix_sdk::ruma::RoomId::parse(id)
+            {
+                mem.views.insert(room, v);
             }
         }
         Ok(())
@@ -254,11 +258,7 @@ impl Ctx {
 
     /// Turns a room address into a room id, asking the homeserver for
     /// aliases it does not know (when `remote`).
-    pub async fn resolve(
-        &self,
-        id: &RoomId,
-        remote: bool,
-    ) -> Result<OwnedRoomId, BridgeError> {
+    pub async fn resolve(&self, id: &RoomId, remote: bool) -> Result<OwnedRoomId, BridgeError> {
         match RoomRef::parse(id.as_str()).map_err(|e| BridgeError::bad_request(e.0))? {
             RoomRef::Id(r) => Ok(r),
             RoomRef::Alias(alias) => {
@@ -276,7 +276,7 @@ impl Ctx {
                 // The canonical alias of a joined room.
                 for room in self.client.joined_rooms() {
                     if room.canonical_alias().as_deref() == Some(&*alias)
-                        || room.alt_aliases().iter().any(|a| *a == alias)
+                        || room.alt_aliases().contains(&alias)
                     {
                         return Ok(room.room_id().to_owned());
                     }
@@ -298,16 +298,13 @@ impl Ctx {
 
     /// The direct chat to use with a user, if there is one.
     pub async fn dm_room(&self, user: &MxUserId) -> Option<Room> {
-        if let Ok(Some(id)) = self.shared.kv.get(kv::dm_key(user.as_str())).await {
-            if let Ok(id) = matrix_sdk::ruma::RoomId::parse(id) {
-                if let Some(room) = self.client.get_room(&id) {
-                    if room.state() == RoomState::Joined
-                        && self.dm_partner(&room).await.as_deref() == Some(user)
-                    {
-                        return Some(room);
-                    }
-                }
-            }
+        if let Ok(Some(id)) = self.shared.kv.get(kv::dm_key(user.as_str())).await
+            && let Ok(id) = matrix_sdk::ruma::RoomId::parse(id)
+            && let Some(room) = self.client.get_room(&id)
+            && room.state() == RoomState::Joined
+            && self.dm_partner(&room).await.as_deref() == Some(user)
+        {
+            return Some(room);
         }
         for room in self.client.get_dm_rooms(user) {
             if room.state() == RoomState::Joined {

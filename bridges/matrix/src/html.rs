@@ -19,7 +19,15 @@ use ruma_html::{Html, NodeData, NodeRef, SanitizerConfig};
 /// carries no formatting at all (plain text in a `<p>`, say).
 pub fn html_to_rich(html: &str) -> Option<Rich> {
     let doc = Html::parse(html);
-    doc.sanitize_with(&SanitizerConfig::compat().remove_reply_fallback());
+    doc.sanitize_with(
+        &SanitizerConfig::compat()
+            .remove_reply_fallback()
+            // Elements whose text is not content.
+            .remove_elements([
+                "script", "style", "noscript", "template", "title", "head", "iframe", "object",
+                "embed", "svg", "math",
+            ]),
+    );
     let mut walker = Walker::default();
     for child in doc.children() {
         walker.node(&child, &Style::default());
@@ -56,7 +64,8 @@ impl Walker {
         let mut out = String::with_capacity(text.len());
         for c in text.chars() {
             if c.is_whitespace() {
-                if !self.last_space && !(self.at_line_start && out.is_empty()) {
+                let leading = self.at_line_start && out.is_empty();
+                if !(self.last_space || leading) {
                     out.push(' ');
                 }
                 self.last_space = true;
@@ -423,7 +432,10 @@ mod tests {
             "the answer"
         );
         assert_eq!(strip_plain_reply_fallback("plain"), "plain");
-        assert_eq!(strip_plain_reply_fallback("> only a quote"), "> only a quote");
+        assert_eq!(
+            strip_plain_reply_fallback("> only a quote"),
+            "> only a quote"
+        );
     }
 
     #[test]
@@ -453,8 +465,14 @@ mod tests {
                     <span data-mx-spoiler>secret</span> <a href=\"https://example.org\">site</a>";
         let r = html_to_rich(html).expect("styled");
         let s = spans(&r);
-        assert!(s.iter().any(|(t, st)| t == "red" && st.fg == Some(Color(255, 0, 0))));
-        assert!(s.iter().any(|(t, st)| t == "bg" && st.bg == Some(Color(0, 255, 0))));
+        assert!(
+            s.iter()
+                .any(|(t, st)| t == "red" && st.fg == Some(Color(255, 0, 0)))
+        );
+        assert!(
+            s.iter()
+                .any(|(t, st)| t == "bg" && st.bg == Some(Color(0, 255, 0)))
+        );
         assert!(s.iter().any(|(t, st)| t == "secret" && st.spoiler));
         assert!(
             s.iter()

@@ -11,19 +11,15 @@
 
 use std::time::{Duration, SystemTime};
 
-use ferry_bridge::{
-    Event, IncomingMessage, MessageId, MessageKind, ReplyTo, RoomExit, Sender,
-};
+use ferry_bridge::{Event, IncomingMessage, MessageId, MessageKind, ReplyTo, RoomExit, Sender};
 use matrix_sdk::Room;
 use matrix_sdk::deserialized_responses::{TimelineEvent, TimelineEventKind, UnableToDecryptReason};
 use matrix_sdk::ruma::events::reaction::ReactionEventContent;
 use matrix_sdk::ruma::events::room::MediaSource;
-use matrix_sdk::ruma::events::sticker::StickerMediaSource;
 use matrix_sdk::ruma::events::room::member::{MembershipState, RoomMemberEventContent};
-use matrix_sdk::ruma::events::room::message::{
-    MessageType, Relation, RoomMessageEventContent,
-};
+use matrix_sdk::ruma::events::room::message::{MessageType, Relation, RoomMessageEventContent};
 use matrix_sdk::ruma::events::room::redaction::SyncRoomRedactionEvent;
+use matrix_sdk::ruma::events::sticker::StickerMediaSource;
 use matrix_sdk::ruma::events::{
     AnySyncMessageLikeEvent, AnySyncStateEvent, AnySyncTimelineEvent, SyncMessageLikeEvent,
     SyncStateEvent,
@@ -114,7 +110,10 @@ impl<'a> Converter<'a> {
             let (Some(id), Some(sender)) = (ev.event_id(), ev.sender()) else {
                 return Vec::new();
             };
-            return vec![self.undecryptable(id, &sender, &utd_info.reason, ev, mode).await];
+            return vec![
+                self.undecryptable(id, &sender, &utd_info.reason, ev, mode)
+                    .await,
+            ];
         }
         let parsed = match ev.raw().deserialize() {
             Ok(p) => p,
@@ -193,10 +192,10 @@ impl<'a> Converter<'a> {
         if ev.sender().as_deref() != Some(self.ctx.own()) {
             return false;
         }
-        if let Some(id) = ev.event_id() {
-            if self.ctx.shared.mem().was_sent(&id) {
-                return true;
-            }
+        if let Some(id) = ev.event_id()
+            && self.ctx.shared.mem().was_sent(&id)
+        {
+            return true;
         }
         // The homeserver tells the sending device its transaction id.
         ev.raw()
@@ -318,19 +317,43 @@ impl<'a> Converter<'a> {
                 msg.body = format!("{} ({})", l.body, l.geo_uri);
             }
             MessageType::Image(i) => {
-                let media = media_ref(i.source, i.filename, i.body, i.info.as_ref().and_then(|i| i.mimetype.clone()), i.info.as_ref().and_then(|i| i.size).map(u64::from));
+                let media = media_ref(
+                    i.source,
+                    i.filename,
+                    i.body,
+                    i.info.as_ref().and_then(|i| i.mimetype.clone()),
+                    i.info.as_ref().and_then(|i| i.size).map(u64::from),
+                );
                 self.attach(&mut msg, media).await;
             }
             MessageType::File(f) => {
-                let media = media_ref(f.source, f.filename, f.body, f.info.as_ref().and_then(|i| i.mimetype.clone()), f.info.as_ref().and_then(|i| i.size).map(u64::from));
+                let media = media_ref(
+                    f.source,
+                    f.filename,
+                    f.body,
+                    f.info.as_ref().and_then(|i| i.mimetype.clone()),
+                    f.info.as_ref().and_then(|i| i.size).map(u64::from),
+                );
                 self.attach(&mut msg, media).await;
             }
             MessageType::Audio(a) => {
-                let media = media_ref(a.source, a.filename, a.body, a.info.as_ref().and_then(|i| i.mimetype.clone()), a.info.as_ref().and_then(|i| i.size).map(u64::from));
+                let media = media_ref(
+                    a.source,
+                    a.filename,
+                    a.body,
+                    a.info.as_ref().and_then(|i| i.mimetype.clone()),
+                    a.info.as_ref().and_then(|i| i.size).map(u64::from),
+                );
                 self.attach(&mut msg, media).await;
             }
             MessageType::Video(v) => {
-                let media = media_ref(v.source, v.filename, v.body, v.info.as_ref().and_then(|i| i.mimetype.clone()), v.info.as_ref().and_then(|i| i.size).map(u64::from));
+                let media = media_ref(
+                    v.source,
+                    v.filename,
+                    v.body,
+                    v.info.as_ref().and_then(|i| i.mimetype.clone()),
+                    v.info.as_ref().and_then(|i| i.size).map(u64::from),
+                );
                 self.attach(&mut msg, media).await;
             }
             MessageType::VerificationRequest(_) => {
@@ -375,7 +398,13 @@ impl<'a> Converter<'a> {
             ))) = original.raw().deserialize()
             {
                 let body = strip_plain_reply_fallback(m.content.body());
-                let first: String = body.lines().next().unwrap_or("").chars().take(100).collect();
+                let first: String = body
+                    .lines()
+                    .next()
+                    .unwrap_or("")
+                    .chars()
+                    .take(100)
+                    .collect();
                 if !first.is_empty() {
                     reply.quote = Some(first);
                 }
@@ -386,7 +415,13 @@ impl<'a> Converter<'a> {
 
     /// The XMPP thread id for a Matrix thread root.
     async fn thread_id(&self, root: &EventId) -> String {
-        match self.ctx.shared.kv.get(kv::thread_root_key(root.as_str())).await {
+        match self
+            .ctx
+            .shared
+            .kv
+            .get(kv::thread_root_key(root.as_str()))
+            .await
+        {
             Ok(Some(t)) => t,
             _ => root.to_string(),
         }
@@ -493,7 +528,9 @@ impl<'a> Converter<'a> {
         mode: Mode,
     ) -> Event {
         let why = match reason {
-            UnableToDecryptReason::MissingMegolmSession { withheld_code: Some(code) } => {
+            UnableToDecryptReason::MissingMegolmSession {
+                withheld_code: Some(code),
+            } => {
                 format!("the sender's device withheld the key ({code})")
             }
             UnableToDecryptReason::MissingMegolmSession { .. }
@@ -531,8 +568,15 @@ impl<'a> Converter<'a> {
                 let prev = ev.unsigned.prev_content.as_ref();
                 let was_joined = prev.is_some_and(|p| p.membership == MembershipState::Join);
                 let prev_name = prev.and_then(|p| p.displayname.clone());
-                self.member(&view, &ev.sender, &target, &ev.content, was_joined, prev_name)
-                    .await
+                self.member(
+                    &view,
+                    &ev.sender,
+                    &target,
+                    &ev.content,
+                    was_joined,
+                    prev_name,
+                )
+                .await
             }
             AnySyncStateEvent::RoomTopic(SyncStateEvent::Original(ev)) => {
                 vec![Event::Subject {

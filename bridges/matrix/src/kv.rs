@@ -68,7 +68,10 @@ impl Kv {
     }
 
     /// Every (key, value) under a prefix.
-    pub async fn list(&self, prefix: impl Into<String>) -> Result<Vec<(String, String)>, StoreError> {
+    pub async fn list(
+        &self,
+        prefix: impl Into<String>,
+    ) -> Result<Vec<(String, String)>, StoreError> {
         let (kv, prefix) = (self.0.clone(), prefix.into());
         let v = tokio::task::spawn_blocking(move || kv.list(&prefix))
             .await

@@ -138,7 +138,11 @@ impl Network for MatrixNetwork {
         session::connect(self.config.clone(), ctx).await
     }
 
-    async fn unregister(&self, _user: &UserId, account: Option<&Account>) -> Result<(), BridgeError> {
+    async fn unregister(
+        &self,
+        _user: &UserId,
+        account: Option<&Account>,
+    ) -> Result<(), BridgeError> {
         let Some(account) = account else {
             return Ok(());
         };

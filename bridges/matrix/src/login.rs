@@ -76,13 +76,14 @@ impl Credentials {
                     message: "this field is required".into(),
                 })
         };
-        let password = values
-            .get(PASSWORD)
-            .map(str::to_owned)
-            .ok_or_else(|| LoginError::InvalidField {
-                field: PASSWORD.into(),
-                message: "this field is required".into(),
-            })?;
+        let password =
+            values
+                .get(PASSWORD)
+                .map(str::to_owned)
+                .ok_or_else(|| LoginError::InvalidField {
+                    field: PASSWORD.into(),
+                    message: "this field is required".into(),
+                })?;
         Ok(Credentials {
             homeserver: get(HOMESERVER)?,
             username: get(USERNAME)?,

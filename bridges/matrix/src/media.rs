@@ -29,14 +29,14 @@ pub struct MediaRef {
 /// sentence that replaces the file in the message.
 pub async fn download(client: &Client, media: &MediaRef, max: u64) -> Result<Attachment, String> {
     let label = media.name.clone().unwrap_or_else(|| "file".into());
-    if let Some(size) = media.size {
-        if size > max {
-            return Err(format!(
-                "[{label}: {} is larger than this gateway forwards ({})]",
-                human_size(size),
-                human_size(max)
-            ));
-        }
+    if let Some(size) = media.size
+        && size > max
+    {
+        return Err(format!(
+            "[{label}: {} is larger than this gateway forwards ({})]",
+            human_size(size),
+            human_size(max)
+        ));
     }
     let request = MediaRequestParameters {
         source: media.source.clone(),
@@ -138,10 +138,10 @@ pub async fn fetch(
             ),
         )
     };
-    if let Some(len) = response.content_length() {
-        if len > max {
-            return Err(too_big(len));
-        }
+    if let Some(len) = response.content_length()
+        && len > max
+    {
+        return Err(too_big(len));
     }
     let header_mime = response
         .headers()
@@ -151,9 +151,8 @@ pub async fn fetch(
     let mut data = Vec::new();
     let mut stream = response.bytes_stream();
     while let Some(chunk) = stream.next().await {
-        let chunk = chunk.map_err(|e| {
-            BridgeError::unavailable(format!("download of {url} broke off: {e}"))
-        })?;
+        let chunk = chunk
+            .map_err(|e| BridgeError::unavailable(format!("download of {url} broke off: {e}")))?;
         if (data.len() + chunk.len()) as u64 > max {
             return Err(too_big((data.len() + chunk.len()) as u64));
         }
@@ -167,7 +166,11 @@ pub async fn fetch(
             .unwrap_or_else(|| "file".into())
     });
     Ok(Fetched {
-        mime: pick_mime(attachment.mime.as_deref(), header_mime.as_deref(), Some(&name)),
+        mime: pick_mime(
+            attachment.mime.as_deref(),
+            header_mime.as_deref(),
+            Some(&name),
+        ),
         data,
         name,
     })
@@ -184,10 +187,10 @@ fn percent_decode(s: &str) -> String {
 /// said, else a guess from the file name's extension.
 pub fn pick_mime(given: Option<&str>, header: Option<&str>, name: Option<&str>) -> mime::Mime {
     for candidate in [given, header].into_iter().flatten() {
-        if let Ok(m) = candidate.parse::<mime::Mime>() {
-            if m != mime::APPLICATION_OCTET_STREAM {
-                return m;
-            }
+        if let Ok(m) = candidate.parse::<mime::Mime>()
+            && m != mime::APPLICATION_OCTET_STREAM
+        {
+            return m;
         }
     }
     let ext = name

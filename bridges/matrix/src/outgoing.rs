@@ -90,10 +90,10 @@ async fn thread_root(ctx: &Ctx, room: &Room, thread: &str) -> Option<OwnedEventI
 /// Sends a message; answers its event id.
 pub async fn send_message(ctx: &Ctx, msg: OutgoingMessage) -> Result<Outcome, BridgeError> {
     let room = ctx.room_for(&msg.to).await?;
-    if let Address::Contact(c) = &msg.to {
-        if let Ok(user) = parse_user(c) {
-            ctx.note_dm(&user, room.room_id()).await;
-        }
+    if let Address::Contact(c) = &msg.to
+        && let Ok(user) = parse_user(c)
+    {
+        ctx.note_dm(&user, room.room_id()).await;
     }
     let reply_to = match &msg.reply_to {
         Some(r) => Some(event_id(&r.id)?),
@@ -147,7 +147,9 @@ pub async fn send_message(ctx: &Ctx, msg: OutgoingMessage) -> Result<Outcome, Br
         ferry_bridge::AttachmentSource::Url(u) => msg.body.trim() == u.trim(),
         ferry_bridge::AttachmentSource::Bytes(_) => false,
     });
-    if !msg.attachments.is_empty() && (caption_used || body_sent_as_file || msg.body.trim().is_empty()) {
+    if !msg.attachments.is_empty()
+        && (caption_used || body_sent_as_file || msg.body.trim().is_empty())
+    {
         return Ok(Outcome::Sent(last.map(|e| MessageId::new(e.as_str()))));
     }
     let mut content = content(&msg);
@@ -268,7 +270,11 @@ pub async fn react(
 }
 
 /// Typing notifications.
-pub async fn chat_state(ctx: &Ctx, chat: &Address, state: ChatState) -> Result<Outcome, BridgeError> {
+pub async fn chat_state(
+    ctx: &Ctx,
+    chat: &Address,
+    state: ChatState,
+) -> Result<Outcome, BridgeError> {
     // Typing to someone without a direct chat yet does not create one.
     let Ok(room) = ctx.existing_room_for(chat).await else {
         return Ok(Outcome::Done);
@@ -281,7 +287,11 @@ pub async fn chat_state(ctx: &Ctx, chat: &Address, state: ChatState) -> Result<O
 }
 
 /// Read receipt.
-pub async fn displayed(ctx: &Ctx, chat: &Address, up_to: &MessageId) -> Result<Outcome, BridgeError> {
+pub async fn displayed(
+    ctx: &Ctx,
+    chat: &Address,
+    up_to: &MessageId,
+) -> Result<Outcome, BridgeError> {
     let room = ctx.existing_room_for(chat).await?;
     let id = event_id(up_to)?;
     ctx.shared
@@ -335,10 +345,10 @@ async fn join_inner(ctx: &Ctx, id: &RoomId) -> Result<Event, BridgeError> {
             "{id} is a direct chat: write to the person's own address instead"
         )));
     }
-    if let RoomRef::Alias(alias) = &target {
-        if ctx.view_of(room.room_id()).as_str() != alias.as_str() {
-            ctx.set_view(room.room_id(), alias.as_str()).await;
-        }
+    if let RoomRef::Alias(alias) = &target
+        && ctx.view_of(room.room_id()).as_str() != alias.as_str()
+    {
+        ctx.set_view(room.room_id(), alias.as_str()).await;
     }
     room_joined(ctx, &room, id.clone()).await
 }
@@ -378,7 +388,10 @@ pub async fn room_joined(ctx: &Ctx, room: &Room, view: RoomId) -> Result<Event, 
         occupants.push(o);
     }
     if !occupants.iter().any(|o| o.is_self) {
-        let nick = table.nick(&own).map(str::to_owned).unwrap_or_else(|| own.localpart().to_owned());
+        let nick = table
+            .nick(&own)
+            .map(str::to_owned)
+            .unwrap_or_else(|| own.localpart().to_owned());
         occupants.push(rooms::occupant(nick, &own, &levels, &own));
     }
     {
@@ -402,15 +415,25 @@ pub async fn room_joined(ctx: &Ctx, room: &Room, view: RoomId) -> Result<Event, 
 }
 
 /// The member behind a nickname (or contact address) in a room.
-async fn member_of(ctx: &Ctx, room: &Room, who: &Address) -> Result<matrix_sdk::ruma::OwnedUserId, BridgeError> {
+async fn member_of(
+    ctx: &Ctx,
+    room: &Room,
+    who: &Address,
+) -> Result<matrix_sdk::ruma::OwnedUserId, BridgeError> {
     match who {
         Address::Contact(c) => parse_user(c).map_err(|e| BridgeError::bad_request(e.0)),
         Address::Occupant { nick, .. } => nick_user(ctx, room, nick).await,
-        _ => Err(BridgeError::bad_request("name a room member or a Matrix user")),
+        _ => Err(BridgeError::bad_request(
+            "name a room member or a Matrix user",
+        )),
     }
 }
 
-async fn nick_user(ctx: &Ctx, room: &Room, nick: &str) -> Result<matrix_sdk::ruma::OwnedUserId, BridgeError> {
+async fn nick_user(
+    ctx: &Ctx,
+    room: &Room,
+    nick: &str,
+) -> Result<matrix_sdk::ruma::OwnedUserId, BridgeError> {
     if let Some(u) = ctx
         .shared
         .mem()
@@ -423,7 +446,9 @@ async fn nick_user(ctx: &Ctx, room: &Room, nick: &str) -> Result<matrix_sdk::rum
     if let Ok(u) = UserId::parse(nick) {
         return Ok(u);
     }
-    Err(BridgeError::not_found(format!("nobody is called {nick:?} in this room")))
+    Err(BridgeError::not_found(format!(
+        "nobody is called {nick:?} in this room"
+    )))
 }
 
 /// Sets the room's topic.

@@ -33,13 +33,13 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use ferry_bridge::{
     Affiliation, ContactId, HistoryPolicy, Occupant, Presence, Role, RoomId, RoomInfo, Subject,
 };
+use matrix_sdk::deserialized_responses::SyncOrStrippedState;
 use matrix_sdk::room::RoomMember;
 use matrix_sdk::ruma::events::room::power_levels::{RoomPowerLevels, UserPowerLevel};
 use matrix_sdk::ruma::events::room::topic::RoomTopicEventContent;
 use matrix_sdk::ruma::events::{MessageLikeEventType, SyncStateEvent};
 use matrix_sdk::ruma::{Int, MilliSecondsSinceUnixEpoch, OwnedUserId, UserId};
 use matrix_sdk::{Room, RoomMemberships};
-use matrix_sdk::deserialized_responses::SyncOrStrippedState;
 
 /// Power level of an owner.
 pub const OWNER_LEVEL: i64 = 100;
@@ -72,10 +72,10 @@ impl NickTable {
     /// and returns it (the same as before when nothing changed).
     pub fn assign(&mut self, user: &UserId, name: &str) -> String {
         let name = clean_nick(name, user);
-        if let Some(current) = self.by_user.get(user) {
-            if *current == name || current.starts_with(&format!("{name} (")) {
-                return current.clone();
-            }
+        if let Some(current) = self.by_user.get(user)
+            && (*current == name || current.starts_with(&format!("{name} (")))
+        {
+            return current.clone();
         }
         self.remove(user);
         let nick = match self.by_nick.get(&name) {
@@ -104,11 +104,7 @@ impl NickTable {
 /// A display name made fit for a nickname: no control characters, not
 /// empty, not absurdly long.
 fn clean_nick(name: &str, user: &UserId) -> String {
-    let cleaned: String = name
-        .chars()
-        .filter(|c| !c.is_control())
-        .take(64)
-        .collect();
+    let cleaned: String = name.chars().filter(|c| !c.is_control()).take(64).collect();
     let cleaned = cleaned.trim();
     if cleaned.is_empty() {
         user.localpart().to_owned()
@@ -171,12 +167,7 @@ pub fn level_for_role(levels: &RoomPowerLevels, role: Role) -> Int {
 }
 
 /// An occupant for a member.
-pub fn occupant(
-    nick: String,
-    user: &UserId,
-    levels: &RoomPowerLevels,
-    own: &UserId,
-) -> Occupant {
+pub fn occupant(nick: String, user: &UserId, levels: &RoomPowerLevels, own: &UserId) -> Occupant {
     let (role, affiliation) = standing(levels, user);
     Occupant {
         nick,
@@ -239,16 +230,16 @@ pub async fn subject(room: &Room, table: &NickTable) -> Subject {
         by: None,
         at: None,
     };
-    if let Ok(Some(raw)) = room.get_state_event_static::<RoomTopicEventContent>().await {
-        if let Ok(SyncOrStrippedState::Sync(SyncStateEvent::Original(ev))) = raw.deserialize() {
-            subject.by = Some(
-                table
-                    .nick(&ev.sender)
-                    .map(str::to_owned)
-                    .unwrap_or_else(|| ev.sender.to_string()),
-            );
-            subject.at = Some(system_time(ev.origin_server_ts));
-        }
+    if let Ok(Some(raw)) = room.get_state_event_static::<RoomTopicEventContent>().await
+        && let Ok(SyncOrStrippedState::Sync(SyncStateEvent::Original(ev))) = raw.deserialize()
+    {
+        subject.by = Some(
+            table
+                .nick(&ev.sender)
+                .map(str::to_owned)
+                .unwrap_or_else(|| ev.sender.to_string()),
+        );
+        subject.at = Some(system_time(ev.origin_server_ts));
     }
     subject
 }
@@ -266,12 +257,20 @@ mod tests {
         let b = user_id!("@b:hs");
         assert_eq!(t.assign(a, "Alice"), "Alice");
         assert_eq!(t.assign(b, "Alice"), "Alice (@b:hs)");
-        assert_eq!(t.assign(b, "Alice"), "Alice (@b:hs)", "unchanged name keeps nick");
+        assert_eq!(
+            t.assign(b, "Alice"),
+            "Alice (@b:hs)",
+            "unchanged name keeps nick"
+        );
         assert_eq!(t.user("Alice (@b:hs)").map(|u| u.as_str()), Some("@b:hs"));
         assert_eq!(t.assign(a, "Ann"), "Ann");
         assert_eq!(t.user("Alice"), None);
         assert_eq!(t.remove(b).as_deref(), Some("Alice (@b:hs)"));
-        assert_eq!(t.assign(b, "\u{7}  "), "b", "control characters and blanks fall back");
+        assert_eq!(
+            t.assign(b, "\u{7}  "),
+            "b",
+            "control characters and blanks fall back"
+        );
     }
 
     #[test]
@@ -295,9 +294,15 @@ mod tests {
         assert_eq!(standing(&pl, owner), (Role::Moderator, Affiliation::Owner));
         assert_eq!(standing(&pl, admin), (Role::Moderator, Affiliation::Admin));
         assert_eq!(standing(&pl, modr), (Role::Moderator, Affiliation::Member));
-        assert_eq!(standing(&pl, member), (Role::Participant, Affiliation::Member));
+        assert_eq!(
+            standing(&pl, member),
+            (Role::Participant, Affiliation::Member)
+        );
         assert_eq!(standing(&pl, muted), (Role::Visitor, Affiliation::Member));
-        assert_eq!(level_for_affiliation(&pl, Affiliation::Owner), Int::from(100));
+        assert_eq!(
+            level_for_affiliation(&pl, Affiliation::Owner),
+            Int::from(100)
+        );
         assert_eq!(level_for_role(&pl, Role::Moderator), Int::from(40));
         assert_eq!(level_for_role(&pl, Role::Visitor), Int::from(-1));
     }

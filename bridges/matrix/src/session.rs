@@ -9,9 +9,8 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 
 use ferry_bridge::{
-    Action, BridgeError, CloseReason, CommandCall, CommandReply, ErrorKind,
-    Event, Field, Form, FormValues, LoginError, Outcome, Presence, Session, SessionContext,
-    Spawner,
+    Action, BridgeError, CloseReason, CommandCall, CommandReply, ErrorKind, Event, Field, Form,
+    FormValues, LoginError, Outcome, Presence, Session, SessionContext, Spawner,
 };
 use tokio::task::JoinHandle;
 
@@ -70,9 +69,10 @@ pub async fn connect(
     config: Arc<Config>,
     ctx: SessionContext,
 ) -> Result<Box<dyn Session>, LoginError> {
-    let account = ctx.account.as_ref().ok_or_else(|| {
-        LoginError::Expired("not registered with the Matrix gateway".into())
-    })?;
+    let account = ctx
+        .account
+        .as_ref()
+        .ok_or_else(|| LoginError::Expired("not registered with the Matrix gateway".into()))?;
     let stored = StoredSession::from_account(account)?;
     let shared = Arc::new(Shared::new(
         config,
@@ -110,9 +110,8 @@ impl MatrixSession {
         let config = self.shared.config.clone();
         let dir = store_dir(&self.shared.data_dir, stored.device_id.as_str());
         let fresh = !dir.exists();
-        std::fs::create_dir_all(&dir).map_err(|e| {
-            BridgeError::internal(format!("cannot create {}: {e}", dir.display()))
-        })?;
+        std::fs::create_dir_all(&dir)
+            .map_err(|e| BridgeError::internal(format!("cannot create {}: {e}", dir.display())))?;
         let client = client::open(
             &config,
             &stored.homeserver,
@@ -241,10 +240,11 @@ fn remove_other_stores(data_dir: &Path, keep: &Path) {
             .file_name()
             .and_then(|n| n.to_str())
             .is_some_and(|n| n.starts_with("store-"));
-        if is_store && path != keep {
-            if let Err(e) = std::fs::remove_dir_all(&path) {
-                tracing::warn!(path = %path.display(), error = %e, "could not remove an old Matrix store");
-            }
+        if is_store
+            && path != keep
+            && let Err(e) = std::fs::remove_dir_all(&path)
+        {
+            tracing::warn!(path = %path.display(), error = %e, "could not remove an old Matrix store");
         }
     }
 }

@@ -23,14 +23,16 @@ use std::collections::{BTreeSet, HashMap};
 use std::time::{Duration, UNIX_EPOCH};
 
 use ferry_bridge::{
-    Avatar, ChatState, ConnectionState, ContactId, ContactInfo, Event, MessageId, Presence,
-    Sender, Show,
+    Avatar, ChatState, ConnectionState, ContactId, ContactInfo, Event, MessageId, Presence, Sender,
+    Show,
 };
 use matrix_sdk::config::SyncSettings;
 use matrix_sdk::deserialized_responses::ProcessedToDeviceEvent;
 use matrix_sdk::room::MessagesOptions;
 use matrix_sdk::ruma::api::Direction;
-use matrix_sdk::ruma::api::client::filter::{FilterDefinition, LazyLoadOptions, RoomEventFilter, RoomFilter};
+use matrix_sdk::ruma::api::client::filter::{
+    FilterDefinition, LazyLoadOptions, RoomEventFilter, RoomFilter,
+};
 use matrix_sdk::ruma::api::client::sync::sync_events::v3::Filter;
 use matrix_sdk::ruma::events::presence::PresenceEvent;
 use matrix_sdk::ruma::events::receipt::ReceiptType;
@@ -114,10 +116,9 @@ pub async fn run(ctx: Ctx, fresh_store: bool) -> Exit {
                 if first {
                     announce(&ctx).await;
                     shared
-                        .emit(Event::Connection(ConnectionState::Connected(Some(format!(
-                            "Logged in as {}",
-                            ctx.own()
-                        )))))
+                        .emit(Event::Connection(ConnectionState::Connected(Some(
+                            format!("Logged in as {}", ctx.own()),
+                        ))))
                         .await;
                     first = false;
                 }
@@ -140,7 +141,9 @@ pub async fn run(ctx: Ctx, fresh_store: bool) -> Exit {
                         "ferry's Matrix device was logged out or its token revoked"
                     };
                     shared
-                        .emit(Event::Connection(ConnectionState::LoginRequired(why.into())))
+                        .emit(Event::Connection(ConnectionState::LoginRequired(
+                            why.into(),
+                        )))
                         .await;
                     shared
                         .emit(Event::Notice(format!(
@@ -181,7 +184,13 @@ async fn process(ctx: &Ctx, response: SyncResponse, since: Option<&str>, initial
         };
         let conv = Converter::new(ctx, &room).await;
         if !initial {
-            if update.timeline.limited {
+            let events = &update.timeline.events;
+            // Joined in this batch (here or elsewhere): what came before
+            // the join is the room's history, not news, and there is no gap
+            // to fill.
+            let joined_at = events.iter().position(|e| is_own_join(ctx, e));
+            let group = matches!(conv.chat(), Chat::Group(_));
+            if joined_at.is_none() && update.timeline.limited {
                 if let (Some(prev), Some(since)) = (&update.timeline.prev_batch, since) {
                     for ev in fill_gap(ctx, &room, prev, since).await {
                         for out in conv.event(&ev, Mode::Live).await {
@@ -190,13 +199,20 @@ async fn process(ctx: &Ctx, response: SyncResponse, since: Option<&str>, initial
                     }
                 }
             }
-            for ev in &update.timeline.events {
-                for out in conv.event(ev, Mode::Live).await {
+            for (i, ev) in events.iter().enumerate() {
+                let mode = match joined_at {
+                    Some(j) if group && i < j => Mode::History,
+                    _ => Mode::Live,
+                };
+                for out in conv.event(ev, mode).await {
                     shared.emit(out).await;
                 }
             }
             if let Chat::Direct(partner) = conv.chat() {
-                if update.timeline.events.iter().any(|e| e.sender().as_deref() == Some(partner)) {
+                if events
+                    .iter()
+                    .any(|e| e.sender().as_deref() == Some(partner))
+                {
                     ctx.note_dm(partner, room_id).await;
                 }
             }
@@ -213,7 +229,9 @@ async fn process(ctx: &Ctx, response: SyncResponse, since: Option<&str>, initial
                                 continue;
                             }
                             for user in users.keys() {
-                                if user == ctx.own() && ctx.shared.mem().own_receipt_is(room_id, &event_id) {
+                                if user == ctx.own()
+                                    && ctx.shared.mem().own_receipt_is(room_id, &event_id)
+                                {
                                     continue;
                                 }
                                 shared
@@ -247,11 +265,22 @@ async fn process(ctx: &Ctx, response: SyncResponse, since: Option<&str>, initial
         }
     }
 
-    // Direct-chat partners (m.direct may have changed).
-    let direct_changed = response.account_data.iter().any(|raw| {
-        matches!(raw.deserialize(), Ok(AnyGlobalAccountDataEvent::Direct(_)))
-    });
-    if direct_changed || !response.rooms.joined.is_empty() {
+    // Direct-chat partners (m.direct may have changed, or a room may have
+    // been joined).
+    let direct_changed = response
+        .account_data
+        .iter()
+        .any(|raw| matches!(raw.deserialize(), Ok(AnyGlobalAccountDataEvent::Direct(_))));
+    let new_rooms = {
+        let mut mem = ctx.shared.mem();
+        response
+            .rooms
+            .joined
+            .keys()
+            .filter(|r| mem.known_rooms.insert((*r).clone()))
+            .count()
+    };
+    if direct_changed || new_rooms > 0 {
         contacts(ctx, false).await;
     }
 
@@ -265,7 +294,8 @@ async fn process(ctx: &Ctx, response: SyncResponse, since: Option<&str>, initial
     // Verification requests from the user's other devices.
     for ev in &response.to_device {
         let raw = match ev {
-            ProcessedToDeviceEvent::Decrypted { raw, .. } | ProcessedToDeviceEvent::PlainText(raw) => raw,
+            ProcessedToDeviceEvent::Decrypted { raw, .. }
+            | ProcessedToDeviceEvent::PlainText(raw) => raw,
             _ => continue,
         };
         if raw.get_field::<String>("type").ok().flatten().as_deref()
@@ -276,7 +306,11 @@ async fn process(ctx: &Ctx, response: SyncResponse, since: Option<&str>, initial
                 .get_field::<serde_json::Value>("content")
                 .ok()
                 .flatten()
-                .and_then(|c| c.get("transaction_id").and_then(|t| t.as_str()).map(str::to_owned));
+                .and_then(|c| {
+                    c.get("transaction_id")
+                        .and_then(|t| t.as_str())
+                        .map(str::to_owned)
+                });
             if let (Some(sender), Some(flow)) = (sender, flow) {
                 ctx.shared
                     .mem()
@@ -291,6 +325,33 @@ async fn process(ctx: &Ctx, response: SyncResponse, since: Option<&str>, initial
             }
         }
     }
+}
+
+/// Whether an event is the user's own joining of the room.
+fn is_own_join(ctx: &Ctx, ev: &matrix_sdk::deserialized_responses::TimelineEvent) -> bool {
+    if ev.kind.event_type().as_deref() != Some("m.room.member") {
+        return false;
+    }
+    let raw = ev.raw();
+    let state_key: Option<String> = raw.get_field("state_key").ok().flatten();
+    if state_key.as_deref() != Some(ctx.own().as_str()) {
+        return false;
+    }
+    let membership = |v: Option<serde_json::Value>| {
+        v.and_then(|c| {
+            c.get("membership")
+                .and_then(|m| m.as_str())
+                .map(str::to_owned)
+        })
+    };
+    let now = membership(raw.get_field("content").ok().flatten());
+    let before = membership(
+        raw.get_field::<serde_json::Value>("unsigned")
+            .ok()
+            .flatten()
+            .and_then(|u| u.get("prev_content").cloned()),
+    );
+    now.as_deref() == Some("join") && before.as_deref() != Some("join")
 }
 
 /// Fetches the events between the saved position and the start of a
@@ -377,7 +438,9 @@ async fn invitation(ctx: &Ctx, room: &Room) {
     let is_direct = details
         .as_ref()
         .and_then(|d| match &**d.invitee.event() {
-            matrix_sdk::deserialized_responses::SyncOrStrippedState::Stripped(s) => s.content.is_direct,
+            matrix_sdk::deserialized_responses::SyncOrStrippedState::Stripped(s) => {
+                s.content.is_direct
+            }
             matrix_sdk::deserialized_responses::SyncOrStrippedState::Sync(
                 matrix_sdk::ruma::events::SyncStateEvent::Original(o),
             ) => o.content.is_direct,
@@ -411,6 +474,10 @@ async fn invitation(ctx: &Ctx, room: &Room) {
 /// (roster), once per session start.
 async fn announce(ctx: &Ctx) {
     for room in ctx.client.joined_rooms() {
+        ctx.shared
+            .mem()
+            .known_rooms
+            .insert(room.room_id().to_owned());
         if room.is_space() || ctx.dm_partner(&room).await.is_some() {
             continue;
         }
@@ -425,9 +492,6 @@ async fn announce(ctx: &Ctx) {
             .await;
     }
     contacts(ctx, true).await;
-    for room in ctx.client.invited_rooms() {
-        invitation(ctx, &room).await;
-    }
 }
 
 /// Sends the direct-chat partners not announced yet in this session (all
@@ -453,32 +517,31 @@ pub async fn contacts(ctx: &Ctx, all: bool) {
 pub async fn contact_info(ctx: &Ctx, user: &OwnedUserId, room: Option<&Room>) -> ContactInfo {
     let mut name = None;
     let mut avatar_url = None;
-    if let Some(room) = room {
-        if let Ok(Some(m)) = room.get_member_no_sync(user).await {
-            name = m.display_name().map(str::to_owned);
-            avatar_url = m.avatar_url().map(ToOwned::to_owned);
-        }
+    if let Some(room) = room
+        && let Ok(Some(m)) = room.get_member_no_sync(user).await
+    {
+        name = m.display_name().map(str::to_owned);
+        avatar_url = m.avatar_url().map(ToOwned::to_owned);
     }
-    if name.is_none() {
-        if let Ok(profile) = ctx.client.account().fetch_user_profile_of(user).await {
-            name = profile
-                .get_static::<matrix_sdk::ruma::api::client::profile::DisplayName>()
-                .ok()
-                .flatten();
-            avatar_url = profile
-                .get_static::<matrix_sdk::ruma::api::client::profile::AvatarUrl>()
-                .ok()
-                .flatten();
-        }
+    if name.is_none()
+        && let Ok(profile) = ctx.client.account().fetch_user_profile_of(user).await
+    {
+        name = profile
+            .get_static::<matrix_sdk::ruma::api::client::profile::DisplayName>()
+            .ok()
+            .flatten();
+        avatar_url = profile
+            .get_static::<matrix_sdk::ruma::api::client::profile::AvatarUrl>()
+            .ok()
+            .flatten();
     }
     let mut avatar = None;
-    if let Some(url) = avatar_url {
-        if let Some(data) =
+    if let Some(url) = avatar_url
+        && let Some(data) =
             crate::media::download_small(&ctx.client, MediaSource::Plain(url), MAX_AVATAR).await
-        {
-            let mime = sniff_image(&data).to_owned();
-            avatar = Some(Avatar { data, mime });
-        }
+    {
+        let mime = sniff_image(&data).to_owned();
+        avatar = Some(Avatar { data, mime });
     }
     ContactInfo {
         contact: ContactId::new(user.as_str()),
@@ -526,7 +589,11 @@ async fn presence(ctx: &Ctx, p: PresenceEvent) {
             presence: Presence {
                 show,
                 status: p.content.status_msg.filter(|s| !s.is_empty()),
-                last_active: if show == Show::Available { None } else { last_active },
+                last_active: if show == Show::Available {
+                    None
+                } else {
+                    last_active
+                },
             },
         })
         .await;
