@@ -190,12 +190,13 @@ async fn process(ctx: &Ctx, response: SyncResponse, since: Option<&str>, initial
             // to fill.
             let joined_at = events.iter().position(|e| is_own_join(ctx, e));
             let group = matches!(conv.chat(), Chat::Group(_));
-            if joined_at.is_none() && update.timeline.limited {
-                if let (Some(prev), Some(since)) = (&update.timeline.prev_batch, since) {
-                    for ev in fill_gap(ctx, &room, prev, since).await {
-                        for out in conv.event(&ev, Mode::Live).await {
-                            shared.emit(out).await;
-                        }
+            if joined_at.is_none()
+                && update.timeline.limited
+                && let (Some(prev), Some(since)) = (&update.timeline.prev_batch, since)
+            {
+                for ev in fill_gap(ctx, &room, prev, since).await {
+                    for out in conv.event(&ev, Mode::Live).await {
+                        shared.emit(out).await;
                     }
                 }
             }
@@ -208,13 +209,12 @@ async fn process(ctx: &Ctx, response: SyncResponse, since: Option<&str>, initial
                     shared.emit(out).await;
                 }
             }
-            if let Chat::Direct(partner) = conv.chat() {
-                if events
+            if let Chat::Direct(partner) = conv.chat()
+                && events
                     .iter()
                     .any(|e| e.sender().as_deref() == Some(partner))
-                {
-                    ctx.note_dm(partner, room_id).await;
-                }
+            {
+                ctx.note_dm(partner, room_id).await;
             }
         }
         for raw in &update.ephemeral {
