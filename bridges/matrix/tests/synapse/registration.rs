@@ -1,0 +1,115 @@
+//! Registration: a real login, clear errors, unregistering logs the device
+//! out.
+
+use ferry_bridge::{FormValues, LoginError, Network, UserId};
+use ferry_matrix::MatrixNetwork;
+use ferry_matrix::account::StoredSession;
+
+use crate::common::{self, Ferry};
+
+fn values(hs: &str, user: &str, pw: &str) -> FormValues {
+    FormValues::new()
+        .with("homeserver", hs)
+        .with("username", user)
+        .with("password", pw)
+}
+
+#[tokio::test]
+async fn good_login_stores_a_session_not_the_password() {
+    let (user, pw) = common::register("reg").await;
+    let net = MatrixNetwork::new(common::config());
+    // The local part alone works as user name.
+    let local = user.trim_start_matches('@').split(':').next().expect("local");
+    let account = net
+        .login(&UserId::new("u@x"), &values(&common::url(), local, &pw))
+        .await
+        .expect("login");
+    assert_eq!(account.name, user);
+    let secret = String::from_utf8_lossy(&account.secret.0).into_owned();
+    assert!(!secret.contains(&pw), "the password must not be stored");
+    let stored = StoredSession::from_account(&account).expect("readable");
+    assert_eq!(stored.user_id.as_str(), user);
+    assert!(!stored.access_token.is_empty());
+    // The device got the name from the form's default.
+    assert!(!stored.device_id.as_str().is_empty());
+}
+
+#[tokio::test]
+async fn bad_password_is_refused_clearly() {
+    let (user, _) = common::register("bad").await;
+    let net = MatrixNetwork::new(common::config());
+    let err = net
+        .login(&UserId::new("u@x"), &values(&common::url(), &user, "wrong"))
+        .await
+        .expect_err("refused");
+    match err {
+        LoginError::BadCredentials(m) => assert!(m.contains("refused"), "{m}"),
+        other => panic!("expected BadCredentials, got {other:?}"),
+    }
+}
+
+#[tokio::test]
+async fn unreachable_homeserver_is_reported() {
+    let net = MatrixNetwork::new(common::config());
+    let err = net
+        .login(&UserId::new("u@x"), &values("http://127.0.0.1:9", "a", "b"))
+        .await
+        .expect_err("unreachable");
+    assert!(matches!(err, LoginError::Unreachable(_)), "{err:?}");
+    assert!(err.to_string().contains("127.0.0.1:9"), "{err}");
+}
+
+#[tokio::test]
+async fn plain_http_needs_the_config_switch_and_garbage_is_refused() {
+    let net = MatrixNetwork::new(ferry_matrix::Config::default());
+    let err = net
+        .login(&UserId::new("u@x"), &values(&common::url(), "a", "b"))
+        .await
+        .expect_err("http refused");
+    assert!(
+        matches!(&err, LoginError::InvalidField { field, .. } if field == "homeserver"),
+        "{err:?}"
+    );
+    let net = MatrixNetwork::new(common::config());
+    let err = net
+        .login(&UserId::new("u@x"), &values("not a server name!", "a", "b"))
+        .await
+        .expect_err("garbage");
+    assert!(
+        matches!(&err, LoginError::InvalidField { field, .. } if field == "homeserver"),
+        "{err:?}"
+    );
+    let err = net
+        .login(
+            &UserId::new("u@x"),
+            &FormValues::new().with("homeserver", common::url()),
+        )
+        .await
+        .expect_err("missing fields");
+    assert!(matches!(err, LoginError::InvalidField { .. }), "{err:?}");
+}
+
+#[tokio::test]
+async fn unregister_logs_the_device_out() {
+    let mut f = Ferry::new("unreg").await;
+    f.connected().await;
+    f.close().await;
+    let stored = StoredSession::from_account(&f.account).expect("stored");
+    f.network
+        .unregister(&UserId::new("tester@localhost"), Some(&f.account))
+        .await
+        .expect("logout");
+    let status = matrix_sdk::reqwest::Client::new()
+        .get(format!("{}/_matrix/client/v3/account/whoami", common::url()))
+        .bearer_auth(&stored.access_token)
+        .send()
+        .await
+        .expect("synapse answers")
+        .status();
+    assert_eq!(status.as_u16(), 401, "the token no longer works");
+    // Unregistering again (already logged out) is not an error.
+    f.network
+        .unregister(&UserId::new("tester@localhost"), Some(&f.account))
+        .await
+        .expect("idempotent");
+}
