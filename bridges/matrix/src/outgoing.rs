@@ -340,6 +340,9 @@ async fn join_inner(ctx: &Ctx, id: &RoomId) -> Result<Event, BridgeError> {
                 .map_err(|e| action_error(&format!("joining {id}"), e))?
         }
     };
+    // A room joined just now: let the sync bring its state (name, topic,
+    // members) before describing it.
+    let _ = tokio::time::timeout(std::time::Duration::from_secs(15), room.sync_up()).await;
     if ctx.dm_partner(&room).await.is_some() {
         return Err(BridgeError::bad_request(format!(
             "{id} is a direct chat: write to the person's own address instead"

@@ -3,7 +3,6 @@
 //! with matrix-sdk itself (end-to-end encryption included).
 
 use std::collections::{BTreeMap, VecDeque};
-use std::path::PathBuf;
 use std::sync::atomic::{AtomicU32, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -70,10 +69,7 @@ pub async fn register(prefix: &str) -> (String, String) {
     let text = response.text().await.unwrap_or_default();
     assert!(status.is_success(), "register {name}: {status} {text}");
     let v: Value = serde_json::from_str(&text).expect("json");
-    (
-        v["user_id"].as_str().expect("user_id").to_owned(),
-        password,
-    )
+    (v["user_id"].as_str().expect("user_id").to_owned(), password)
 }
 
 /// The bridge config used in tests.
@@ -163,11 +159,6 @@ impl EventLog {
     pub fn all(&self) -> Vec<Event> {
         self.all.lock().expect("lock").clone()
     }
-
-    /// Forgets the events not taken yet.
-    pub fn clear(&self) {
-        self.events.lock().expect("lock").clear();
-    }
 }
 
 /// A ferry user: registration through the bridge, a session driven with
@@ -182,7 +173,6 @@ pub struct Ferry {
     pub session: Option<Box<dyn Session>>,
     pub events: EventLog,
     pub spawner: Option<Spawner>,
-    pub config: Config,
 }
 
 impl Ferry {
@@ -214,7 +204,6 @@ impl Ferry {
             session: None,
             events: EventLog::default(),
             spawner: None,
-            config,
         };
         f.connect().await;
         f
@@ -232,13 +221,7 @@ impl Ferry {
         tokio::spawn(async move {
             while let Some(env) = rx.recv().await {
                 match env {
-                    Envelope::Event { event, .. } => {
-                        if let Event::AccountUpdated(a) = &event {
-                            // Remembered by the test through take().
-                            let _ = a;
-                        }
-                        log.push(event)
-                    }
+                    Envelope::Event { event, .. } => log.push(event),
                     Envelope::Flush(done) => {
                         let _ = done.send(());
                     }
@@ -279,11 +262,7 @@ impl Ferry {
 
     /// Runs an action.
     pub async fn act(&mut self, action: Action) -> Result<Outcome, BridgeError> {
-        self.session
-            .as_mut()
-            .expect("connected")
-            .act(action)
-            .await
+        self.session.as_mut().expect("connected").act(action).await
     }
 
     /// Waits until the session reports that it is connected.
@@ -298,11 +277,6 @@ impl Ferry {
     /// Waits for an event.
     pub async fn take(&self, what: &str, pred: impl Fn(&Event) -> bool) -> Event {
         self.events.take(what, pred).await
-    }
-
-    /// The data directory.
-    pub fn data_dir(&self) -> PathBuf {
-        self.dir.path().to_path_buf()
     }
 }
 
@@ -348,7 +322,6 @@ impl Timeline {
 pub struct Peer {
     pub client: Client,
     pub user_id: OwnedUserId,
-    pub password: String,
     pub timeline: Timeline,
     _dir: tempfile::TempDir,
     task: tokio::task::JoinHandle<()>,
@@ -433,7 +406,6 @@ impl Peer {
         Peer {
             user_id: client.user_id().expect("logged in").to_owned(),
             client,
-            password: password.to_owned(),
             timeline,
             _dir: dir,
             task,
@@ -444,10 +416,10 @@ impl Peer {
     pub async fn room_in_state(&self, room: &RoomId, state: RoomState) -> Room {
         let deadline = tokio::time::Instant::now() + WAIT;
         loop {
-            if let Some(r) = self.client.get_room(room) {
-                if r.state() == state {
-                    return r;
-                }
+            if let Some(r) = self.client.get_room(room)
+                && r.state() == state
+            {
+                return r;
             }
             assert!(
                 tokio::time::Instant::now() < deadline,

@@ -1,6 +1,6 @@
 //! Direct chats: 1:1 conversations with a contact, encrypted both ways.
 
-use ferry_bridge::{Action, Address, ContactId, Event, OutgoingMessage, Outcome, Sender};
+use ferry_bridge::{Action, Address, ContactId, Event, Outcome, OutgoingMessage, Sender};
 use matrix_sdk::RoomState;
 
 use crate::common::{self, Ferry, Peer};
@@ -14,24 +14,33 @@ async fn encrypted_direct_chat_both_ways() {
 
     // Bob starts an encrypted direct chat; ferry accepts it by itself.
     let room = bob.client.create_dm(&alice_id).await.expect("create dm");
-    assert!(room.latest_encryption_state().await.expect("state").is_encrypted());
+    assert!(
+        room.latest_encryption_state()
+            .await
+            .expect("state")
+            .is_encrypted()
+    );
     let contact = ContactId::new(bob.user_id.as_str());
     alice
-        .take("bob in the roster", |e| {
-            matches!(e, Event::Contact(c) if c.contact == contact && c.in_roster)
-        })
+        .take(
+            "bob in the roster",
+            |e| matches!(e, Event::Contact(c) if c.contact == contact && c.in_roster),
+        )
         .await;
-    room.send(matrix_sdk::ruma::events::room::message::RoomMessageEventContent::text_plain(
-        "hello alice",
-    ))
+    room.send(
+        matrix_sdk::ruma::events::room::message::RoomMessageEventContent::text_plain("hello alice"),
+    )
     .await
     .expect("send");
     let ev = alice
-        .take("bob's message", |e| {
-            matches!(e, Event::Message(m) if m.body == "hello alice")
-        })
+        .take(
+            "bob's message",
+            |e| matches!(e, Event::Message(m) if m.body == "hello alice"),
+        )
         .await;
-    let Event::Message(m) = ev else { unreachable!() };
+    let Event::Message(m) = ev else {
+        unreachable!()
+    };
     assert_eq!(m.chat, Address::Contact(contact.clone()));
     assert_eq!(m.from, Sender::Contact(contact.clone()));
     assert!(m.id.is_some());
@@ -49,7 +58,9 @@ async fn encrypted_direct_chat_both_ways() {
         panic!("no event id: {out:?}")
     };
     let got = bob
-        .wait(room.room_id(), "ferry's answer", |v| common::is_text(v, "hi bob"))
+        .wait(room.room_id(), "ferry's answer", |v| {
+            common::is_text(v, "hi bob")
+        })
         .await;
     assert_eq!(got["event_id"], id.as_str());
     // Ferry's own message does not come back as an event.
@@ -92,7 +103,10 @@ async fn writing_to_a_contact_without_a_chat_creates_one() {
     // which the client sees after its next sync.
     let deadline = tokio::time::Instant::now() + common::WAIT;
     while !room.is_direct().await.expect("dm flag") {
-        assert!(tokio::time::Instant::now() < deadline, "never marked as a direct chat");
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "never marked as a direct chat"
+        );
         tokio::time::sleep(std::time::Duration::from_millis(200)).await;
     }
     carol

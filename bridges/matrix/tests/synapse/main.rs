@@ -7,4 +7,9 @@
 
 mod common;
 mod direct;
+mod e2ee;
+mod features;
+mod media;
 mod registration;
+mod restart;
+mod rooms;

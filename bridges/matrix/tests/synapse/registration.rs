@@ -19,7 +19,11 @@ async fn good_login_stores_a_session_not_the_password() {
     let (user, pw) = common::register("reg").await;
     let net = MatrixNetwork::new(common::config());
     // The local part alone works as user name.
-    let local = user.trim_start_matches('@').split(':').next().expect("local");
+    let local = user
+        .trim_start_matches('@')
+        .split(':')
+        .next()
+        .expect("local");
     let account = net
         .login(&UserId::new("u@x"), &values(&common::url(), local, &pw))
         .await
@@ -100,7 +104,10 @@ async fn unregister_logs_the_device_out() {
         .await
         .expect("logout");
     let status = matrix_sdk::reqwest::Client::new()
-        .get(format!("{}/_matrix/client/v3/account/whoami", common::url()))
+        .get(format!(
+            "{}/_matrix/client/v3/account/whoami",
+            common::url()
+        ))
         .bearer_auth(&stored.access_token)
         .send()
         .await
