@@ -117,6 +117,8 @@ impl Registry {
         registry.add("test", ferry_testbridge::build);
         #[cfg(feature = "irc")]
         registry.add("irc", ferry_irc::build);
+        #[cfg(feature = "matrix")]
+        registry.add("matrix", ferry_matrix::build);
         registry
     }
 
