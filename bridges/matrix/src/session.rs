@@ -12,6 +12,7 @@ use ferry_bridge::{
     Action, BridgeError, CloseReason, CommandCall, CommandReply, ErrorKind, Event, Field, Form,
     FormValues, LoginError, Outcome, Presence, Session, SessionContext, Spawner,
 };
+use tokio::sync::watch;
 use tokio::task::JoinHandle;
 
 use crate::account::StoredSession;
@@ -28,6 +29,10 @@ use crate::sync;
 pub const PREF_TRUST: &str = "trust_unverified_devices";
 /// Preference: join direct chats others start.
 pub const PREF_AUTO_DIRECT: &str = "auto_accept_direct_chats";
+
+/// How long closing waits for the sync loop to finish the batch it is
+/// delivering.
+const STOP_WAIT: std::time::Duration = std::time::Duration::from_secs(15);
 
 /// The preference fields of the bridge.
 pub fn preference_fields() -> Vec<Field> {
@@ -58,7 +63,7 @@ pub struct MatrixSession {
     shared: Arc<Shared>,
     spawner: Spawner,
     ctx: Option<Ctx>,
-    sync: Option<JoinHandle<()>>,
+    sync: Option<(JoinHandle<()>, watch::Sender<bool>)>,
     trust: Trust,
     /// Set by the sync loop when the access token stopped working.
     login_required: Arc<AtomicBool>,
@@ -106,7 +111,7 @@ fn store_dir(data_dir: &Path, device: &str) -> PathBuf {
 impl MatrixSession {
     /// Opens the client for a stored login and starts syncing.
     async fn start(&mut self, stored: StoredSession) -> Result<(), BridgeError> {
-        self.stop();
+        self.stop().await;
         let config = self.shared.config.clone();
         let dir = store_dir(&self.shared.data_dir, stored.device_id.as_str());
         let fresh = !dir.exists();
@@ -134,19 +139,27 @@ impl MatrixSession {
         self.login_required.store(false, Ordering::SeqCst);
         let flag = self.login_required.clone();
         let sync_ctx = ctx.clone();
-        self.sync = Some(self.spawner.spawn("matrix-sync", async move {
-            let exit = sync::run(sync_ctx, fresh).await;
+        let (stop_tx, stop_rx) = watch::channel(false);
+        let task = self.spawner.spawn("matrix-sync", async move {
+            let exit = sync::run(sync_ctx, fresh, stop_rx).await;
             if exit == sync::Exit::LoginRequired {
                 flag.store(true, Ordering::SeqCst);
             }
-        }));
+        });
+        self.sync = Some((task, stop_tx));
         self.ctx = Some(ctx);
         Ok(())
     }
 
-    fn stop(&mut self) {
-        if let Some(task) = self.sync.take() {
-            task.abort();
+    /// Stops the sync loop between two batches (so a delivered batch always
+    /// has its position saved), aborting it if it does not stop in time.
+    async fn stop(&mut self) {
+        if let Some((mut task, stop)) = self.sync.take() {
+            let _ = stop.send(true);
+            if tokio::time::timeout(STOP_WAIT, &mut task).await.is_err() {
+                tracing::warn!(user = %self.shared.user, "the Matrix sync did not stop in time");
+                task.abort();
+            }
         }
     }
 
@@ -221,7 +234,6 @@ impl MatrixSession {
             if let Some(account) = self.ctx.as_ref().map(|c| c.account.clone()) {
                 // The trust settings are part of the client: rebuild it.
                 self.ctx = None;
-                self.stop();
                 self.start(account).await?;
             }
         }
@@ -328,7 +340,7 @@ impl Session for MatrixSession {
     }
 
     async fn close(&mut self, reason: CloseReason) {
-        self.stop();
+        self.stop().await;
         if let (CloseReason::Shutdown, Some(ctx)) = (&reason, &self.ctx) {
             // Show the user offline on Matrix while ferry is away; the
             // device itself stays logged in.

@@ -42,6 +42,7 @@ use matrix_sdk::ruma::presence::PresenceState;
 use matrix_sdk::ruma::{OwnedUserId, UInt};
 use matrix_sdk::sync::SyncResponse;
 use matrix_sdk::{Room, RoomState};
+use tokio::sync::watch;
 
 use crate::client::unknown_token;
 use crate::ctx::{Chat, Ctx};
@@ -56,6 +57,8 @@ const MAX_AVATAR: u64 = 512 * 1024;
 pub enum Exit {
     /// The access token is no longer valid.
     LoginRequired,
+    /// Asked to stop (between two syncs), or the core went away.
+    Stopped,
 }
 
 fn filter(limit: u32) -> Filter {
@@ -76,9 +79,11 @@ fn filter(limit: u32) -> Filter {
     Filter::FilterDefinition(def)
 }
 
-/// Runs the sync loop until the login stops working (or the task is
-/// aborted). `fresh_store`: the matrix-sdk store was just created.
-pub async fn run(ctx: Ctx, fresh_store: bool) -> Exit {
+/// Runs the sync loop until the login stops working or `stop` turns true.
+/// A stop request interrupts the long-poll but never the delivery of a
+/// response: a batch is either delivered and its position saved, or not
+/// started. `fresh_store`: the matrix-sdk store was just created.
+pub async fn run(ctx: Ctx, fresh_store: bool, mut stop: watch::Receiver<bool>) -> Exit {
     let shared = ctx.shared.clone();
     let config = shared.config.clone();
     shared
@@ -107,7 +112,14 @@ pub async fn run(ctx: Ctx, fresh_store: bool) -> Exit {
         if let Some(t) = &token {
             settings = settings.token(t.clone());
         }
-        match ctx.client.sync_once(settings).await {
+        if *stop.borrow() {
+            return Exit::Stopped;
+        }
+        let result = tokio::select! {
+            r = ctx.client.sync_once(settings) => r,
+            _ = stop.changed() => return Exit::Stopped,
+        };
+        match result {
             Ok(response) => {
                 backoff = Duration::from_secs(1);
                 let next = response.next_batch.clone();
@@ -124,8 +136,7 @@ pub async fn run(ctx: Ctx, fresh_store: bool) -> Exit {
                 }
                 if shared.events.flush().await.is_err() {
                     // The core is going away; do not move the position.
-                    tokio::time::sleep(Duration::from_secs(3600)).await;
-                    continue;
+                    return Exit::Stopped;
                 }
                 if let Err(e) = shared.kv.put(kv::SYNC_TOKEN, next.clone()).await {
                     tracing::error!(error = %e, "cannot save the sync position");
@@ -158,7 +169,10 @@ pub async fn run(ctx: Ctx, fresh_store: bool) -> Exit {
                 shared
                     .emit(Event::Connection(ConnectionState::Reconnecting(msg)))
                     .await;
-                tokio::time::sleep(backoff).await;
+                tokio::select! {
+                    _ = tokio::time::sleep(backoff) => {}
+                    _ = stop.changed() => return Exit::Stopped,
+                }
                 backoff = (backoff * 2).min(Duration::from_secs(60));
                 first = true;
             }

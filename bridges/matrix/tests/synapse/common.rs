@@ -260,6 +260,15 @@ impl Ferry {
         }
     }
 
+    /// Kills the session without closing it (a crash: tasks aborted
+    /// wherever they are).
+    pub fn crash(&mut self) {
+        if let Some(sp) = self.spawner.take() {
+            sp.abort_all();
+        }
+        self.session = None;
+    }
+
     /// Runs an action.
     pub async fn act(&mut self, action: Action) -> Result<Outcome, BridgeError> {
         self.session.as_mut().expect("connected").act(action).await
