@@ -129,3 +129,21 @@ def test_fixed_server_mode_drops_the_server_from_addresses(ferry_factory, peers,
     bob.wait_for(r"^:carol!\S+ PRIVMSG \S+ :direct$")
     cmds = carol.commands(domain)
     assert "server-configure" in cmds and "get-irc-connection-info" in cmds
+
+
+def test_channel_list_and_gateway_prompt(alice, irc, domain):
+    chan = "#" + unique("listed")
+    bob = irc(unique("bob"))
+    bob.join(chan)
+    items = alice.disco_items(f"127.0.0.1@{domain}")
+    jids = [j for j, _, _ in items]
+    assert room_jid(chan.lower(), domain) in jids, jids
+    # XEP-0100: the prompt turns "#chan%server" into the room's JID.
+    r = alice.iq("<query xmlns='jabber:iq:gateway'/>", to=domain)
+    assert find(r, "{jabber:iq:gateway}query/{jabber:iq:gateway}prompt") is not None or \
+        text(r, "{jabber:iq:gateway}query/{jabber:iq:gateway}desc")
+    r = alice.iq(f"<query xmlns='jabber:iq:gateway'><prompt>{chan}%127.0.0.1</prompt></query>",
+                 to=domain, type="set")
+    jid = text(r, "{jabber:iq:gateway}query/{jabber:iq:gateway}jid") or \
+        text(r, "{jabber:iq:gateway}query/{jabber:iq:gateway}prompt")
+    assert jid == room_jid(chan.lower(), domain), jid
