@@ -493,6 +493,12 @@ impl Gateway {
                     gw.send_room_items(&from, &to, &id, items);
                 }
                 Ok(_) => gw.send_room_items(&from, &to, &id, known),
+                // Browsing the gateway still shows the known rooms when the
+                // network cannot list them; a service's listing fails.
+                Err(e) if service.is_none() => {
+                    tracing::debug!(error = %e, "room listing failed; known rooms only");
+                    gw.send_room_items(&from, &to, &id, known);
+                }
                 Err(e) => {
                     gw.send_error(xml::iq_error(&to, &from, &id, xml::bridge_error(&e)));
                 }

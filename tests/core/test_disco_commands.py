@@ -277,3 +277,6 @@ def test_disco_items_of_the_gateway_and_its_service(alice_r, domain):
     assert any(n == "status" for _, n, _ in cmds)
     info = alice_r.disco_info(domain, node="status")
     assert info.has_identity("automation", "command-node")
+    # a service lists its rooms (ListRooms of that service)
+    service_items = alice_r.disco_items(f"server@{domain}")
+    assert any(j == f"#lounge@{domain}" for j, _, _ in service_items), service_items
