@@ -445,28 +445,62 @@ async fn typing_and_replies_travel_as_client_tags() {
     let room = gw.room(&chan, INSP);
     let nick = unique("gw");
     gw.join(&room, &nick).await;
-    raw.expect(|m| m.command == "JOIN" && m.nick() == nick).await;
+    raw.expect(|m| m.command == "JOIN" && m.nick() == nick)
+        .await;
 
     // IRC -> XMPP: +typing and +draft/reply.
     raw.send(&format!("@+typing=active TAGMSG {chan}")).await;
     let ev = gw.event(|e| matches!(e, Event::ChatState { .. })).await;
-    assert!(matches!(ev, Event::ChatState { state: ferry_bridge::ChatState::Composing, .. }), "{ev:?}");
-    let out = gw.say(Address::Room(room.clone()), "original").await.unwrap();
-    let Outcome::Sent(Some(id)) = out else { panic!("{out:?}") };
-    raw.send(&format!("@+draft/reply={} PRIVMSG {chan} :an answer", id.as_str())).await;
-    let ev = gw.event(|e| matches!(e, Event::Message(m) if m.body == "an answer")).await;
-    let Event::Message(m) = ev else { unreachable!() };
+    assert!(
+        matches!(
+            ev,
+            Event::ChatState {
+                state: ferry_bridge::ChatState::Composing,
+                ..
+            }
+        ),
+        "{ev:?}"
+    );
+    let out = gw
+        .say(Address::Room(room.clone()), "original")
+        .await
+        .unwrap();
+    let Outcome::Sent(Some(id)) = out else {
+        panic!("{out:?}")
+    };
+    raw.send(&format!(
+        "@+draft/reply={} PRIVMSG {chan} :an answer",
+        id.as_str()
+    ))
+    .await;
+    let ev = gw
+        .event(|e| matches!(e, Event::Message(m) if m.body == "an answer"))
+        .await;
+    let Event::Message(m) = ev else {
+        unreachable!()
+    };
     assert_eq!(m.reply_to.map(|r| r.id), Some(id.clone()));
 
     // XMPP -> IRC: typing, and a reply.
-    gw.act(Action::ChatState { chat: Address::Room(room.clone()), state: ferry_bridge::ChatState::Composing })
-        .await
-        .unwrap();
-    let t = raw.expect(|m| m.command == "TAGMSG" && m.nick() == nick).await;
+    gw.act(Action::ChatState {
+        chat: Address::Room(room.clone()),
+        state: ferry_bridge::ChatState::Composing,
+    })
+    .await
+    .unwrap();
+    let t = raw
+        .expect(|m| m.command == "TAGMSG" && m.nick() == nick)
+        .await;
     assert_eq!(t.tag("+typing"), Some("active"));
     let mut reply = OutgoingMessage::text(Address::Room(room.clone()), "r1", "replying");
-    reply.reply_to = Some(ferry_bridge::ReplyTo { id: id.clone(), author: None, quote: None });
+    reply.reply_to = Some(ferry_bridge::ReplyTo {
+        id: id.clone(),
+        author: None,
+        quote: None,
+    });
     gw.act(Action::SendMessage(reply)).await.unwrap();
-    let m = raw.expect(|m| m.command == "PRIVMSG" && m.trailing() == "replying").await;
+    let m = raw
+        .expect(|m| m.command == "PRIVMSG" && m.trailing() == "replying")
+        .await;
     assert_eq!(m.tag("+draft/reply"), Some(id.as_str()));
 }

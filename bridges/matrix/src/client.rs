@@ -8,7 +8,7 @@ use ferry_bridge::{BridgeError, ErrorKind, LoginError};
 use matrix_sdk::config::RequestConfig;
 use matrix_sdk::encryption::{BackupDownloadStrategy, EncryptionSettings};
 use matrix_sdk::ruma::api::error::ErrorKind as MxErrorKind;
-use matrix_sdk::{Client, ClientBuildError, HttpError};
+use matrix_sdk::{Client, ClientBuildError, HttpError, SqliteStoreConfig};
 use matrix_sdk_base::crypto::{CollectStrategy, DecryptionSettings, TrustRequirement};
 
 use crate::config::Config;
@@ -23,7 +23,27 @@ pub enum Trust {
     CrossSigned,
 }
 
-fn base_builder(config: &Config, trust: Trust) -> matrix_sdk::ClientBuilder {
+/// The HTTP client all sessions share (one connection pool and TLS
+/// configuration for the whole bridge, instead of one per user).
+pub fn shared_http(config: &Config) -> Result<matrix_sdk::reqwest::Client, String> {
+    matrix_sdk::reqwest::Client::builder()
+        .user_agent(concat!("ferry/", env!("CARGO_PKG_VERSION")))
+        .min_tls_version(matrix_sdk::reqwest::tls::Version::TLS_1_2)
+        .connect_timeout(
+            config
+                .request_timeout()
+                .min(std::time::Duration::from_secs(30)),
+        )
+        .pool_idle_timeout(std::time::Duration::from_secs(90))
+        .build()
+        .map_err(|e| format!("[matrix] cannot build the HTTP client: {e}"))
+}
+
+fn base_builder(
+    config: &Config,
+    trust: Trust,
+    http: &matrix_sdk::reqwest::Client,
+) -> matrix_sdk::ClientBuilder {
     let (strategy, requirement) = match trust {
         Trust::Everyone => (CollectStrategy::AllDevices, TrustRequirement::Untrusted),
         Trust::CrossSigned => (
@@ -46,13 +66,17 @@ fn base_builder(config: &Config, trust: Trust) -> matrix_sdk::ClientBuilder {
         .with_decryption_settings(DecryptionSettings {
             sender_device_trust_requirement: requirement,
         })
-        .user_agent(concat!("ferry/", env!("CARGO_PKG_VERSION")))
+        .http_client(http.clone())
 }
 
 /// Finds the homeserver for what a user typed (a URL or a server name, with
 /// `.well-known` discovery) and returns a client without a store or a
 /// session, for logging in.
-pub async fn discover(config: &Config, input: &str) -> Result<Client, LoginError> {
+pub async fn discover(
+    config: &Config,
+    http: &matrix_sdk::reqwest::Client,
+    input: &str,
+) -> Result<Client, LoginError> {
     let input = input.trim().trim_end_matches('/');
     if input.is_empty() {
         return Err(LoginError::InvalidField {
@@ -71,7 +95,7 @@ pub async fn discover(config: &Config, input: &str) -> Result<Client, LoginError
                     .min(std::time::Duration::from_secs(30)),
             ),
         )
-        .user_agent(concat!("ferry/", env!("CARGO_PKG_VERSION")))
+        .http_client(http.clone())
         .build()
         .await
         .map_err(|e| match e {
@@ -113,15 +137,23 @@ fn describe_build_error(e: &ClientBuildError) -> String {
 /// store (state, crypto, media cache) in `store_dir`.
 pub async fn open(
     config: &Config,
+    http: &matrix_sdk::reqwest::Client,
     homeserver: &str,
     store_dir: &Path,
     passphrase: &str,
     trust: Trust,
 ) -> Result<Client, BridgeError> {
     check_scheme(config, homeserver).map_err(|e| BridgeError::bad_request(e.to_string()))?;
-    base_builder(config, trust)
+    // Few connections and a small page cache per database: a session's
+    // memory is dominated by them otherwise.
+    let store = SqliteStoreConfig::new(store_dir)
+        .passphrase(Some(passphrase))
+        .pool_max_size(2)
+        .cache_size(config.store_cache_kib.saturating_mul(1024))
+        .journal_size_limit(2 * 1024 * 1024);
+    base_builder(config, trust, http)
         .homeserver_url(homeserver)
-        .sqlite_store(store_dir, Some(passphrase))
+        .sqlite_store_with_config_and_cache_path(store, None::<&Path>)
         .build()
         .await
         .map_err(|e| {
@@ -132,14 +164,9 @@ pub async fn open(
         })
 }
 
-/// A client without a store, for one request with a stored token
-/// (logging a device out).
-pub async fn ephemeral(config: &Config, homeserver: &str) -> Result<Client, BridgeError> {
-    base_builder(config, Trust::Everyone)
-        .homeserver_url(homeserver)
-        .build()
-        .await
-        .map_err(|e| BridgeError::internal(format!("cannot build a Matrix client: {e}")))
+/// Refuses a stored homeserver URL the configuration no longer allows.
+pub fn check_homeserver(config: &Config, url: &str) -> Result<(), BridgeError> {
+    check_scheme(config, url).map_err(|e| BridgeError::bad_request(e.to_string()))
 }
 
 fn describe_http(e: &HttpError) -> String {

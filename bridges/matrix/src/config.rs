@@ -35,6 +35,9 @@ pub struct Config {
     /// Largest file, in bytes, ferry downloads from Matrix or uploads to it.
     /// Bigger files become a message with a note instead.
     pub max_media_bytes: u64,
+    /// Page cache of each SQLite database of a user's Matrix store, in KiB
+    /// (memory per session against disk reads).
+    pub store_cache_kib: u32,
 }
 
 impl Default for Config {
@@ -48,6 +51,7 @@ impl Default for Config {
             history_fetch_limit: 100,
             allow_insecure_http: false,
             max_media_bytes: 50 * 1024 * 1024,
+            store_cache_kib: 256,
         }
     }
 }

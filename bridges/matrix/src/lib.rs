@@ -49,22 +49,25 @@ use crate::address::MatrixAddressRules;
 /// The Matrix bridge.
 pub struct MatrixNetwork {
     config: Arc<Config>,
+    http: matrix_sdk::reqwest::Client,
     info: NetworkInfo,
     rules: MatrixAddressRules,
 }
 
 /// Builds the Matrix bridge from its configuration section.
 pub fn build(config: Config, setup: BridgeSetup) -> Result<Arc<dyn Network>, String> {
-    config.validate()?;
     let _ = setup;
-    Ok(Arc::new(MatrixNetwork::new(config)))
+    Ok(Arc::new(MatrixNetwork::new(config)?))
 }
 
 impl MatrixNetwork {
-    /// A bridge with these settings.
-    pub fn new(config: Config) -> Self {
-        Self {
+    /// A bridge with these settings (checked).
+    pub fn new(config: Config) -> Result<Self, String> {
+        config.validate()?;
+        let http = client::shared_http(&config)?;
+        Ok(Self {
             config: Arc::new(config),
+            http,
             info: NetworkInfo {
                 name: "Matrix".into(),
                 gateway_type: "matrix".into(),
@@ -97,7 +100,7 @@ impl MatrixNetwork {
                 },
             },
             rules: MatrixAddressRules,
-        }
+        })
     }
 
     /// The bridge's settings.
@@ -130,12 +133,12 @@ impl Network for MatrixNetwork {
 
     async fn login(&self, _user: &UserId, values: &FormValues) -> Result<Account, LoginError> {
         let creds = login::Credentials::from_form(&self.config, values)?;
-        let stored = login::password_login(&self.config, &creds).await?;
+        let stored = login::password_login(&self.config, &self.http, &creds).await?;
         Ok(stored.to_account())
     }
 
     async fn connect(&self, ctx: SessionContext) -> Result<Box<dyn Session>, LoginError> {
-        session::connect(self.config.clone(), ctx).await
+        session::connect(self.config.clone(), self.http.clone(), ctx).await
     }
 
     async fn unregister(
@@ -148,6 +151,6 @@ impl Network for MatrixNetwork {
         };
         let stored = StoredSession::from_account(account)
             .map_err(|e| BridgeError::internal(e.to_string()))?;
-        login::logout(&self.config, &stored).await
+        login::logout(&self.config, &self.http, &stored).await
     }
 }

@@ -101,9 +101,10 @@ impl Credentials {
 /// Logs in with a password and returns the session to store.
 pub async fn password_login(
     config: &Config,
+    http: &matrix_sdk::reqwest::Client,
     creds: &Credentials,
 ) -> Result<StoredSession, LoginError> {
-    let client = client::discover(config, &creds.homeserver).await?;
+    let client = client::discover(config, http, &creds.homeserver).await?;
     let identifier = UserIdentifier::Matrix(MatrixUserIdentifier::new(creds.username.clone()));
     let mut request = login::v3::Request::new(login::v3::LoginInfo::Password(
         login::v3::Password::new(identifier, creds.password.clone()),
@@ -135,14 +136,17 @@ pub async fn password_login(
 /// the homeserver). A plain authenticated `POST /logout`: no session is
 /// restored, so no encryption state is created for a device that is going
 /// away.
-pub async fn logout(config: &Config, session: &StoredSession) -> Result<(), BridgeError> {
-    let client = client::ephemeral(config, &session.homeserver).await?;
+pub async fn logout(
+    config: &Config,
+    http: &matrix_sdk::reqwest::Client,
+    session: &StoredSession,
+) -> Result<(), BridgeError> {
+    client::check_homeserver(config, &session.homeserver)?;
     let url = format!(
         "{}/_matrix/client/v3/logout",
         session.homeserver.trim_end_matches('/')
     );
-    let response = client
-        .http_client()
+    let response = http
         .post(&url)
         .bearer_auth(&session.access_token)
         .header("content-type", "application/json")

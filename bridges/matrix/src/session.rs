@@ -61,6 +61,7 @@ fn trust_of(prefs: &FormValues) -> Trust {
 /// A user's session.
 pub struct MatrixSession {
     shared: Arc<Shared>,
+    http: matrix_sdk::reqwest::Client,
     spawner: Spawner,
     ctx: Option<Ctx>,
     sync: Option<(JoinHandle<()>, watch::Sender<bool>)>,
@@ -72,6 +73,7 @@ pub struct MatrixSession {
 /// Starts a session.
 pub async fn connect(
     config: Arc<Config>,
+    http: matrix_sdk::reqwest::Client,
     ctx: SessionContext,
 ) -> Result<Box<dyn Session>, LoginError> {
     let account = ctx
@@ -90,6 +92,7 @@ pub async fn connect(
     shared.mem().auto_accept_direct = ctx.preferences.bool(PREF_AUTO_DIRECT).unwrap_or(true);
     let mut session = MatrixSession {
         shared,
+        http,
         spawner: ctx.spawner.clone(),
         ctx: None,
         sync: None,
@@ -119,6 +122,7 @@ impl MatrixSession {
             .map_err(|e| BridgeError::internal(format!("cannot create {}: {e}", dir.display())))?;
         let client = client::open(
             &config,
+            &self.http,
             &stored.homeserver,
             &dir,
             &stored.store_passphrase,
@@ -200,7 +204,7 @@ impl MatrixSession {
             device_name: self.shared.config.device_name.clone(),
             device_id: None,
         };
-        let mut fresh = login::password_login(&self.shared.config, &creds)
+        let mut fresh = login::password_login(&self.shared.config, &self.http, &creds)
             .await
             .map_err(|e| match e {
                 LoginError::BadCredentials(m) => BridgeError::new(ErrorKind::NotAuthorized, m),

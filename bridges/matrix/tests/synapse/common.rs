@@ -184,7 +184,7 @@ impl Ferry {
     /// The same with a bridge config.
     pub async fn with_config(prefix: &str, config: Config) -> Ferry {
         let (user_id, password) = register(prefix).await;
-        let network = Arc::new(MatrixNetwork::new(config.clone()));
+        let network = Arc::new(MatrixNetwork::new(config.clone()).expect("valid config"));
         let values = FormValues::new()
             .with("homeserver", url())
             .with("username", user_id.clone())

@@ -17,7 +17,7 @@ fn values(hs: &str, user: &str, pw: &str) -> FormValues {
 #[tokio::test]
 async fn good_login_stores_a_session_not_the_password() {
     let (user, pw) = common::register("reg").await;
-    let net = MatrixNetwork::new(common::config());
+    let net = MatrixNetwork::new(common::config()).expect("valid config");
     // The local part alone works as user name.
     let local = user
         .trim_start_matches('@')
@@ -41,7 +41,7 @@ async fn good_login_stores_a_session_not_the_password() {
 #[tokio::test]
 async fn bad_password_is_refused_clearly() {
     let (user, _) = common::register("bad").await;
-    let net = MatrixNetwork::new(common::config());
+    let net = MatrixNetwork::new(common::config()).expect("valid config");
     let err = net
         .login(&UserId::new("u@x"), &values(&common::url(), &user, "wrong"))
         .await
@@ -54,7 +54,7 @@ async fn bad_password_is_refused_clearly() {
 
 #[tokio::test]
 async fn unreachable_homeserver_is_reported() {
-    let net = MatrixNetwork::new(common::config());
+    let net = MatrixNetwork::new(common::config()).expect("valid config");
     let err = net
         .login(&UserId::new("u@x"), &values("http://127.0.0.1:9", "a", "b"))
         .await
@@ -65,7 +65,7 @@ async fn unreachable_homeserver_is_reported() {
 
 #[tokio::test]
 async fn plain_http_needs_the_config_switch_and_garbage_is_refused() {
-    let net = MatrixNetwork::new(ferry_matrix::Config::default());
+    let net = MatrixNetwork::new(ferry_matrix::Config::default()).expect("valid config");
     let err = net
         .login(&UserId::new("u@x"), &values(&common::url(), "a", "b"))
         .await
@@ -74,7 +74,7 @@ async fn plain_http_needs_the_config_switch_and_garbage_is_refused() {
         matches!(&err, LoginError::InvalidField { field, .. } if field == "homeserver"),
         "{err:?}"
     );
-    let net = MatrixNetwork::new(common::config());
+    let net = MatrixNetwork::new(common::config()).expect("valid config");
     let err = net
         .login(&UserId::new("u@x"), &values("not a server name!", "a", "b"))
         .await

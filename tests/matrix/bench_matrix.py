@@ -1,0 +1,194 @@
+"""Figures of the Matrix bridge, printed (never asserted). Run on demand,
+against the real servers and the real ferry binary (use a release build
+for the figures):
+
+    XMPP_LOAD_USERS=25 PEERS="xmpp matrix" contrib/peers/start-peers.sh $PEERS_DIR
+    cargo build --release --features test-bridge
+    cd tests && PEERS_DIR=… FERRY_BIN=$CARGO_TARGET_DIR/release/ferry \\
+        $FERRY_VENVS/test/bin/python -m pytest matrix/bench_matrix.py -s -p no:cacheprovider
+
+or `benches/matrix.sh`, which does all of that. Figures (issue 4, item 9):
+
+- ferry's RSS with the Matrix bridge and no session, with 1 and with 20
+  logged-in, synced Matrix sessions (each user has a direct chat and shares
+  a room with the others), and the cost per session;
+- Matrix -> XMPP latency: a message sent on Matrix (client-server API) until
+  the XMPP client has it, median / p95;
+- XMPP -> Matrix latency: a message sent by the XMPP client until the other
+  Matrix user's /sync long-poll returns it, median / p95.
+"""
+import os
+import statistics
+import threading
+import time
+
+import pytest
+
+from harness.stanza import message, presence, text, where
+
+from matrix_helpers import MatrixUser, contact_jid, matrix_config, wait_until
+
+SAMPLES = int(os.environ.get("BENCH_SAMPLES", "100"))
+USERS = int(os.environ.get("BENCH_USERS", "20"))
+
+
+def rss_kib(pid) -> int:
+    with open(f"/proc/{pid}/status") as f:
+        for line in f:
+            if line.startswith("VmRSS:"):
+                return int(line.split()[1])
+    return 0
+
+
+def pct(values, p):
+    s = sorted(values)
+    return s[min(len(s) - 1, int(round(p / 100 * (len(s) - 1))))]
+
+
+def report(name, samples_s):
+    ms = [s * 1000 for s in samples_s]
+    print(f"\n[bench] {name}: n={len(ms)} median={statistics.median(ms):.1f} ms "
+          f"p95={pct(ms, 95):.1f} ms min={min(ms):.1f} ms max={max(ms):.1f} ms", flush=True)
+
+
+def arrival(client, stanza):
+    for i in range(len(client.stanzas) - 1, -1, -1):
+        if client.stanzas[i] is stanza:
+            return client.times[i]
+    return time.monotonic()
+
+
+def settle(pid, seconds=5.0):
+    """RSS once it stopped moving (sessions finish their first syncs)."""
+    time.sleep(seconds)
+    last = rss_kib(pid)
+    for _ in range(10):
+        time.sleep(1.0)
+        now = rss_kib(pid)
+        if abs(now - last) < 256:
+            return now
+        last = now
+    return last
+
+
+class Syncer(threading.Thread):
+    """A Matrix user's /sync long-poll loop recording when each message
+    body arrived."""
+
+    def __init__(self, user):
+        super().__init__(daemon=True)
+        self.user = user
+        self.seen = {}
+        self.stop = False
+
+    def run(self):
+        while not self.stop:
+            r = self.user.sync(timeout=10000)
+            now = time.monotonic()
+            for room in r.get("rooms", {}).get("join", {}).values():
+                for ev in room.get("timeline", {}).get("events", []):
+                    b = ev.get("content", {}).get("body")
+                    if b is not None:
+                        self.seen.setdefault(b, now)
+
+    def wait(self, body, timeout=20):
+        deadline = time.monotonic() + timeout
+        while body not in self.seen:
+            assert time.monotonic() < deadline, f"{body!r} never reached Matrix"
+            time.sleep(0.002)
+        return self.seen[body]
+
+
+def register_load(client, domain, peers, user):
+    m = client.position()
+    client.register(domain, {"homeserver": peers.matrix_url, "username": user.user_id,
+                             "password": user.password})
+    return m
+
+
+def logged_in(client, domain, since):
+    client.wait_for(presence(frm=domain) & where(
+        lambda e: (text(e, "status") or "").startswith("Logged in"), "logged in"),
+        since=since, timeout=120, take=False)
+
+
+@pytest.fixture(scope="module")
+def bench_gw(ferry_module_factory, peers):
+    peers.require("synapse")
+    return ferry_module_factory(bridges={"matrix": matrix_config(sync_timeout_secs=30)},
+                                log_level="warn")
+
+
+def test_bench_matrix(bench_gw, peers, xmpp):
+    f = bench_gw
+    domain = f.config.domain("matrix")
+    pid = f.proc.pid
+    idle = settle(pid, 2.0)
+    print(f"\n[bench] ferry RSS, Matrix bridge, no session: {idle / 1024:.1f} MiB", flush=True)
+
+    # A room all the users share, and a peer each one has a direct chat with.
+    peer = MatrixUser.register(peers.matrix_url, "benchpeer")
+    shared = peer.create_room(name="bench room", preset="public_chat")
+    for i in range(20):
+        peer.send(shared, f"history {i}")
+    load_pw = peers.env.get("XMPP_LOAD_PASSWORD", "loadpw")
+
+    def user_with_rooms():
+        u = MatrixUser.register(peers.matrix_url, "bench")
+        u.join(shared)
+        room = peer.create_dm(u.user_id)
+        return u, room
+
+    # ---------------------------------------------------------------- one session
+    first_client = xmpp("load01", password=load_pw)
+    first, first_dm = user_with_rooms()
+    since = register_load(first_client, domain, peers, first)
+    logged_in(first_client, domain, since)
+    one = settle(pid)
+    print(f"[bench] ferry RSS with 1 Matrix session: {one / 1024:.1f} MiB "
+          f"(+{(one - idle) / 1024:.1f} MiB)", flush=True)
+
+    # ---------------------------------------------------------------- latency (session 1)
+    peer_jid = contact_jid(peer.user_id, domain)
+    wait_until(lambda: peer_jid in first_client.roster(), timeout=60, what="the peer in the roster")
+    first_client.send_message(peer_jid, "warm up")
+    syncer = Syncer(peer)
+    syncer.start()
+    syncer.wait("warm up", timeout=60)
+    m2x = []
+    for i in range(SAMPLES + 5):
+        m = first_client.mark()
+        t0 = time.monotonic()
+        peer.send(first_dm, f"m2x {i}")
+        st = first_client.wait_for(message(frm=peer_jid, body=f"m2x {i}"), since=m, timeout=20)
+        if i >= 5:
+            m2x.append(arrival(first_client, st) - t0)
+    report("Matrix -> XMPP latency (send on Matrix until the XMPP client has it)", m2x)
+    x2m = []
+    for i in range(SAMPLES + 5):
+        t0 = time.monotonic()
+        first_client.send_message(peer_jid, f"x2m {i}")
+        t1 = syncer.wait(f"x2m {i}")
+        if i >= 5:
+            x2m.append(t1 - t0)
+    report("XMPP -> Matrix latency (send on XMPP until Matrix /sync returns it)", x2m)
+    syncer.stop = True
+
+    # ---------------------------------------------------------------- 20 sessions
+    clients = [first_client]
+    marks = []
+    for i in range(2, USERS + 1):
+        c = xmpp(f"load{i:02d}", password=load_pw)
+        u, _ = user_with_rooms()
+        marks.append((c, register_load(c, domain, peers, u)))
+        clients.append(c)
+    for c, since in marks:
+        logged_in(c, domain, since)
+    many = settle(pid, 8.0)
+    print(f"[bench] ferry RSS with {USERS} Matrix sessions: {many / 1024:.1f} MiB; "
+          f"{(many - idle) / USERS / 1024:.2f} MiB per session", flush=True)
+    # Every session receives one message in the shared room.
+    peer.send(shared, "to everyone")
+    time.sleep(5)
+    final = rss_kib(pid)
+    print(f"[bench] ferry RSS after a message to {USERS} sessions: {final / 1024:.1f} MiB", flush=True)
