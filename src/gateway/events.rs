@@ -117,7 +117,11 @@ impl Gateway {
             return;
         }
         match &state {
+            ConnectionState::Disconnected(_) => {
+                self.rooms_end_user(user, &super::presence::connection_text(&state));
+            }
             ConnectionState::LoginRequired(e) => {
+                self.rooms_end_user(user, &super::presence::connection_text(&state));
                 self.notify(
                     user,
                     &format!(

@@ -558,6 +558,7 @@ impl Gateway {
             }
             Report::Up { user, generation } => {
                 tracing::debug!(user = %user, generation, "session connected");
+                self.rooms_rejoin(&user);
                 // A bridge that reports no connection state is taken as
                 // connected once `connect` returned (after a moment, so the
                 // states a bridge does report are not contradicted).
@@ -591,6 +592,7 @@ impl Gateway {
                         retry_in.as_secs().max(1)
                     ),
                 );
+                self.rooms_suspend_user(&user, &format!("Reconnecting: {message}"));
                 let u = self.user_mut(&user);
                 u.connection = Some(ConnectionState::Reconnecting(message));
                 self.send_gateway_presence(&user);
@@ -619,6 +621,7 @@ impl Gateway {
                         let u = self.user_mut(&user);
                         u.connection = Some(ConnectionState::LoginRequired(text.clone()));
                         u.login_required = Some(text.clone());
+                        self.rooms_end_user(&user, &format!("Login required: {text}"));
                         self.notify(
                             &user,
                             &format!(
@@ -642,6 +645,7 @@ impl Gateway {
                 }
                 let running = self.users.get(&user).is_some_and(|u| u.session.is_some());
                 if !running {
+                    self.rooms_end_user(&user, "The session was closed");
                     self.unhold(&user);
                 }
             }

@@ -259,7 +259,9 @@ async fn run(
                 });
                 let started = Instant::now();
                 let end = serve(&mut *session, &mut inbox, &mut fail_rx, &cancel, &setup).await;
-                spawner.abort_all();
+                // The session closes first (it may still need its own tasks to
+                // say goodbye, e.g. an IRC QUIT or a final sync); whatever it
+                // left running is aborted afterwards.
                 match end {
                     End::Cancelled | End::Gone => {
                         let why = reason
@@ -268,10 +270,12 @@ async fn run(
                             .and_then(|mut r| r.take())
                             .unwrap_or(CloseReason::Shutdown);
                         close(&mut *session, why).await;
+                        spawner.abort_all();
                         break 'outer;
                     }
                     End::Failed(message) => {
                         close(&mut *session, CloseReason::Restart).await;
+                        spawner.abort_all();
                         if started.elapsed() > Duration::from_secs(60) {
                             attempt = 0;
                         }

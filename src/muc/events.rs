@@ -3,7 +3,9 @@
 //! subject and the room's facts changed; invitations and rooms to offer as
 //! bookmarks.
 
-use ferry_bridge::{BridgeError, Occupant, RoomExit, RoomId, RoomInfo, Sender, Subject, UserId};
+use ferry_bridge::{
+    Action, BridgeError, Occupant, RoomExit, RoomId, RoomInfo, Sender, Subject, UserId,
+};
 use xmpp_parsers::iq::Iq;
 use xmpp_parsers::jid::{BareJid, Jid};
 use xmpp_parsers::message::{Message, MessageType};
@@ -35,10 +37,17 @@ impl Gateway {
         };
         r.joined = true;
         r.joining = false;
-        r.nick = nick;
+        r.rejoin = false;
+        let old_nick = std::mem::replace(&mut r.nick, nick);
         r.info = Some(info);
+        let subject_changed = r.subject.as_ref().is_some_and(|s| *s != subject);
         r.subject = Some(subject);
-        let old: Vec<String> = r.occupants.keys().cloned().collect();
+        let old: Vec<String> = r
+            .occupants
+            .keys()
+            .filter(|n| **n != old_nick)
+            .cloned()
+            .collect();
         r.occupants = occupants.into_iter().map(|o| (o.nick.clone(), o)).collect();
         let pending: Vec<String> = r
             .clients
@@ -55,7 +64,7 @@ impl Gateway {
             self.send_join(user, &room, &res);
         }
         // Clients that were in the room already (a reconnection): bring
-        // their occupant list up to date.
+        // their nickname, occupant list and subject up to date.
         for res in rejoined {
             let Some(to) = Self::client_jid(user, &res) else {
                 continue;
@@ -63,6 +72,27 @@ impl Gateway {
             let Some(r) = self.rooms.get(user, &room) else {
                 return;
             };
+            if !old_nick.is_empty() && old_nick != r.nick {
+                let me = r
+                    .occupants
+                    .get(&r.nick)
+                    .cloned()
+                    .unwrap_or_else(|| Occupant::new(r.nick.clone()));
+                let mut view =
+                    join::view_of(&r.jid, &me, r.non_anonymous(), &self.contact_jid_fn());
+                view.nick = Some(r.nick.clone());
+                view.codes = vec![110, 303];
+                view.occupant_id = Some(join::occupant_id(&r.jid, &format!("self:{user}")));
+                self.send(occupant_presence(
+                    &r.jid,
+                    &old_nick,
+                    &to,
+                    ferry_bridge::Show::Offline,
+                    None,
+                    &view,
+                    true,
+                ));
+            }
             for n in &gone {
                 let (v, s, _) = exit_view(&RoomExit::Left(None), false);
                 self.send(occupant_presence(
@@ -75,9 +105,115 @@ impl Gateway {
                     true,
                 ));
             }
-            for o in r.occupants.values() {
+            // Self-presence last, as on a join.
+            for o in r.occupants.values().filter(|o| o.nick != r.nick) {
                 self.send(self.occupant_el(user, r, o, &to));
             }
+            let me = r
+                .occupants
+                .get(&r.nick)
+                .cloned()
+                .unwrap_or_else(|| Occupant::new(r.nick.clone()));
+            self.send(self.occupant_el(user, r, &me, &to));
+            if subject_changed {
+                self.send(join::subject_message(&r.jid, &to, r.subject.as_ref()));
+            }
+        }
+    }
+
+    /// The session lost the room with its connection to the network: the
+    /// clients stay, their own presence shows `xa` and why, until the
+    /// session is back in the room or gives up.
+    pub fn muc_suspend(&mut self, user: &UserId, room: &RoomId, why: &str) {
+        let Some(r) = self.rooms.get_mut(user, room) else {
+            return;
+        };
+        if r.clients.values().all(|c| !c.joined) {
+            // Nobody to keep in the room.
+            r.joined = false;
+            r.joining = false;
+            return;
+        }
+        r.joined = false;
+        r.joining = true;
+        let mut me = r
+            .occupants
+            .get(&r.nick)
+            .cloned()
+            .unwrap_or_else(|| Occupant::new(r.nick.clone()));
+        me.is_self = true;
+        me.presence.show = ferry_bridge::Show::ExtendedAway;
+        me.presence.status = Some(why.to_owned());
+        let r = r.clone();
+        for to in self.joined_clients(user, room) {
+            self.send(self.occupant_el(user, &r, &me, &to));
+        }
+    }
+
+    /// The session restarts: every room it was in is suspended, to be
+    /// joined again when the new session is up ([`Gateway::rooms_rejoin`]).
+    pub fn rooms_suspend_user(&mut self, user: &UserId, why: &str) {
+        let rooms: Vec<RoomId> = self
+            .rooms
+            .of_user(user)
+            .filter(|r| r.joined || r.suspended())
+            .map(|r| r.id.clone())
+            .collect();
+        for room in rooms {
+            self.muc_suspend(user, &room, why);
+            if let Some(r) = self.rooms.get_mut(user, &room)
+                && r.suspended()
+            {
+                r.rejoin = true;
+            }
+        }
+    }
+
+    /// A new session is up: it joins the rooms the old one was in.
+    pub fn rooms_rejoin(&mut self, user: &UserId) {
+        let rooms: Vec<(RoomId, String, Option<String>)> = self
+            .rooms
+            .of_user(user)
+            .filter(|r| r.rejoin && r.suspended())
+            .map(|r| (r.id.clone(), r.nick.clone(), r.password.clone()))
+            .collect();
+        for (room, nick, password) in rooms {
+            if let Some(r) = self.rooms.get_mut(user, &room) {
+                r.rejoin = false;
+            }
+            let (user2, room2) = (user.clone(), room.clone());
+            self.act(
+                user,
+                Action::JoinRoom {
+                    room,
+                    nick,
+                    password,
+                },
+                move |gw, res| {
+                    if let Err(e) = res {
+                        gw.muc_join_failed(&user2, &room2, &e);
+                    }
+                },
+            );
+        }
+    }
+
+    /// The session cannot be in any room any more (it ended, or its login
+    /// needs the user): clients still in a room leave it with status 332.
+    pub fn rooms_end_user(&mut self, user: &UserId, why: &str) {
+        let rooms: Vec<RoomId> = self
+            .rooms
+            .of_user(user)
+            .filter(|r| r.joined_resources().next().is_some())
+            .map(|r| r.id.clone())
+            .collect();
+        for room in rooms {
+            self.muc_left_with(
+                user,
+                &room,
+                &RoomExit::Disconnected(why.to_owned()),
+                Some(332),
+            );
         }
     }
 
@@ -94,7 +230,9 @@ impl Gateway {
             .collect();
         r.clients.retain(|_, c| c.joined);
         r.joining = false;
+        r.rejoin = false;
         let jid = r.jid.clone();
+        let suspended = r.suspended();
         let remove = r.clients.is_empty() && !r.joined;
         for (res, nick) in pending {
             if let Some(to) = Self::client_jid(user, &res) {
@@ -102,14 +240,23 @@ impl Gateway {
                 self.send_error(xml::presence_error(&from, &to, None, join_error(error)));
             }
         }
-        if remove {
+        if suspended {
+            // The session could not get back in: the waiting clients leave.
+            let why = format!("Could not join the room again: {}", error.message);
+            self.muc_left_with(user, room, &RoomExit::Disconnected(why), Some(332));
+            self.rooms.map.remove(&(user.clone(), room.clone()));
+        } else if remove {
             self.rooms.map.remove(&(user.clone(), room.clone()));
         }
     }
 
-    /// The user is no longer in a room (kicked, banned, disconnected).
+    /// The user is no longer in a room (kicked, banned, destroyed), or not
+    /// for now (disconnected: the clients wait, see [`Gateway::muc_suspend`]).
     pub fn muc_left(&mut self, user: &UserId, room: &RoomId, exit: &RoomExit) {
-        self.muc_left_with(user, room, exit, None)
+        match exit {
+            RoomExit::Disconnected(why) => self.muc_suspend(user, room, why),
+            _ => self.muc_left_with(user, room, exit, None),
+        }
     }
 
     /// [`Gateway::muc_left`] with a status code replacing the exit's own
@@ -452,7 +599,7 @@ impl Gateway {
     pub fn rooms_forget_user(&mut self, user: &UserId, why: &str) {
         let rooms: Vec<RoomId> = self.rooms.of_user(user).map(|r| r.id.clone()).collect();
         for r in rooms {
-            self.muc_left(user, &r, &RoomExit::Disconnected(why.to_owned()));
+            self.muc_left_with(user, &r, &RoomExit::Disconnected(why.to_owned()), Some(332));
             self.rooms.map.remove(&(user.clone(), r));
         }
     }

@@ -10,6 +10,14 @@
 //! with the client's id and a `stanza-id` (the archive id) once the network
 //! took them; the network's messages are delivered to every joined client
 //! and archived, also while no client is joined.
+//!
+//! When the session loses the room because its connection to the network
+//! dropped (`RoomExit::Disconnected`) or the session restarts, the clients
+//! stay in the room: they see their own presence turn `xa` with the reason,
+//! and when the session is back in the room (`RoomJoined` again) the
+//! occupant list, nickname and subject are brought up to date. Only when the
+//! session cannot get back in (`RoomJoinFailed`, a login that needs the
+//! user, the session ending) do the clients leave, with status 332.
 
 mod events;
 pub mod history;
@@ -71,6 +79,11 @@ pub struct Room {
     pub owner_step: Option<(String, ferry_bridge::Form)>,
     /// The network has no older history.
     pub history_exhausted: bool,
+    /// The room password given on the first join (for joining again after
+    /// the session restarted).
+    pub password: Option<String>,
+    /// The session restarted while in the room: join again once it is up.
+    pub rejoin: bool,
 }
 
 impl Room {
@@ -87,6 +100,8 @@ impl Room {
             clients: BTreeMap::new(),
             owner_step: None,
             history_exhausted: false,
+            password: None,
+            rejoin: false,
         }
     }
 
@@ -97,6 +112,12 @@ impl Room {
 
     fn non_anonymous(&self) -> bool {
         self.info.as_ref().is_some_and(|i| i.non_anonymous)
+    }
+
+    /// The network connection is lost while clients stay in the room,
+    /// waiting for the session to be back in it.
+    pub fn suspended(&self) -> bool {
+        !self.joined && self.clients.values().any(|c| c.joined)
     }
 
     fn joined_resources(&self) -> impl Iterator<Item = &String> {

@@ -80,6 +80,7 @@ impl Gateway {
         }
         r.joining = true;
         r.nick = nick.clone();
+        r.password = password.clone();
         let room2 = room.clone();
         let user2 = user.clone();
         self.act(

@@ -5,7 +5,7 @@ import time
 
 import pytest
 
-from harness.stanza import find, message, text
+from harness.stanza import find, has, message, presence, text, to_string
 
 from helpers import register
 
@@ -48,3 +48,28 @@ def test_a_panic_in_one_session_does_not_touch_another_user(pair, trigger):
             if time.monotonic() > deadline:
                 raise
     assert "session failed" in f.log() or "restarting" in f.log()
+
+
+def test_rooms_survive_a_session_restart(pair):
+    """The clients of a user whose session crashed stay in their rooms
+    (their own presence turns xa meanwhile); the new session joins again by
+    itself, and the room works without the client joining again."""
+    f, d, alice, bob = pair
+    r = f"#survivors@{d}"
+    alice.join_muc(r, "alice")
+    bob.join_muc(r, "bob")
+    alice.wait_for(presence(frm=f"{r}/bob"))
+    ma = alice.mark()
+    alice.send_message(f"echo@{d}", "panic")
+    away = alice.wait_for(presence(frm=f"{r}/alice") & has("show"), since=ma, timeout=10)
+    assert text(away, "show") == "xa" and "Reconnecting" in (text(away, "status") or ""), to_string(away)
+    assert find(away, "muc_user:x/muc_user:status[@code='110']") is not None
+    back = alice.wait_for(presence(frm=f"{r}/alice") & ~has("show"), since=ma, timeout=20)
+    assert back.get("type") is None, to_string(back)
+    assert not alice.received(presence(frm=f"{r}/alice", type="unavailable"), since=ma)
+    # the room works both ways without joining again
+    mid = alice.send_message(r, "still here", type="groupchat")
+    alice.wait_for(message(frm=f"{r}/alice", id=mid, body="still here"), timeout=10)
+    bob.wait_for(message(frm=f"{r}/alice", body="still here"))
+    bob.send_message(r, "welcome back", type="groupchat")
+    alice.wait_for(message(frm=f"{r}/bob", body="welcome back"))

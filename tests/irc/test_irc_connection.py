@@ -5,7 +5,7 @@ middle of a conversation, an administrator's disconnect-user as QUIT."""
 import re
 import time
 
-from harness.stanza import NS, find, findall, has, message, presence, text, where
+from harness.stanza import NS, error_condition, find, findall, has, message, presence, text, to_string, where
 
 from irc_helpers import configure_server, irc_config, room_jid, unique, use_ngircd
 
@@ -78,25 +78,37 @@ def test_irc_server_restarted_mid_conversation(alice, irc, domain, peers):
     alice.wait_for(message(frm=f"{r}/{bob_nick}", body="before"))
     mark = alice.mark()
     peers.restart("ngircd", downtime=2)
-    # The room shows the outage.
-    st = alice.wait_for(presence(frm=f"{r}/alice", type="unavailable"), timeout=15)
-    assert find(st, "muc_user:x") is not None
+    # The client stays in the room: its own presence turns xa and says why.
+    st = alice.wait_for(presence(frm=f"{r}/alice") & has("muc_user:x/muc_user:status", code="110"), since=mark, timeout=15)
+    assert st.get("type") is None, to_string(st)
+    assert text(st, "show") == "xa", to_string(st)
+    assert "lost" in (text(st, "status") or ""), to_string(st)
+    # A message meanwhile is refused with a reason, not dropped silently.
+    mid = alice.send_message(r, "too early", type="groupchat")
+    err = alice.wait_for(message(id=mid, type="error"), timeout=5)
+    assert error_condition(err)[:2] == ("wait", "recipient-unavailable"), to_string(err)
     bob = irc(bob_nick, server="ngircd")
     bob.join(chan)
-    # Ferry rejoins IRC by itself.
+    # Ferry rejoins IRC by itself and the client is back without joining again.
     bob.wait_for(r"^:alice!\S+ JOIN", timeout=30)
-    # The client comes back into the room (as a client does after 332).
-    alice.join_muc(r, "alice")
+    back = alice.wait_for(
+        presence(frm=f"{r}/alice") & has("muc_user:x/muc_user:status", code="110") & ~has("show"),
+        timeout=15,
+    )
+    assert back.get("type") is None, to_string(back)
+    # bob, who came back, is listed again.
+    alice.wait_for(presence(frm=f"{r}/{bob_nick}") & ~has("show"), since=mark, timeout=10)
     bob.send(f"PRIVMSG {chan} :after")
     alice.wait_for(message(frm=f"{r}/{bob_nick}", body="after"))
     alice.send_message(r, "me too", type="groupchat")
     bob.wait_for(r"^:alice!\S+ PRIVMSG \S+ :me too$")
-    # Nothing arrived twice.
+    # No unavailable self-presence was sent, and nothing arrived twice.
+    gone = presence(frm=f"{r}/alice", type="unavailable")
+    assert not alice.received(gone, since=mark), [to_string(s) for s in alice.received(gone, since=mark)]
     live = message(frm=f"{r}/{bob_nick}") & ~has("delay:delay")
     got = [text(s, "body") for s in alice.received(live)]
     assert got.count("before") == 1 and got.count("after") == 1, got
-    bob.expect_no(r"PRIVMSG \S+ :me too$", within=0.5)
-    del mark
+    bob.expect_no(r"PRIVMSG \S+ :(me too|too early)$", within=0.5)
 
 
 def test_admin_disconnect_user_quits_with_the_message(admin, xmpp, irc, domain):
