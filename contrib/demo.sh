@@ -1,7 +1,8 @@
 #!/bin/bash
 # contrib/demo.sh — Ferry on your machine in one command.
 #
-# Starts Prosody (and InspIRCd) on 127.0.0.1 with the project's peer scripts,
+# Starts Prosody, InspIRCd and Synapse on 127.0.0.1 with the project's peer
+# scripts (the servers a real user would already have elsewhere),
 # writes a ferry.toml, builds and runs ferry, and prints how to log in with
 # any XMPP client. Ctrl-C stops everything. Needs root (apt, the servers) and
 # a Rust toolchain. State lives in $DEMO_DIR (default /tmp/ferry-demo).
@@ -9,14 +10,15 @@
 #   contrib/demo.sh
 #   XMPP_C2S_PORT=5222 contrib/demo.sh      # other ports: see contrib/peers/lib.sh
 #
-# Which bridges the demo runs: DEMO_BRIDGES (one section per name, on the
-# component NAME.localhost that the peer scripts declare in Prosody).
+# Which bridges the demo runs: DEMO_BRIDGES (default "irc matrix test"; one
+# section per name, on the component NAME.localhost that the peer scripts
+# declare in Prosody). DEMO_BRIDGES="irc" skips Synapse and its venv.
 set -uo pipefail
 REPO=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 LOG_TAG=demo
 source "$REPO/contrib/peers/lib.sh"
 
-DEMO_BRIDGES=${DEMO_BRIDGES:-"test"}
+DEMO_BRIDGES=${DEMO_BRIDGES:-"irc matrix test"}
 DEMO_DIR=${DEMO_DIR:-/tmp/ferry-demo}
 DEMO_HTTP_PORT=${DEMO_HTTP_PORT:-15780}
 export CARGO_BUILD_JOBS=${CARGO_BUILD_JOBS:-2}
@@ -43,8 +45,11 @@ trap cleanup EXIT
 trap 'exit 130' INT TERM
 
 # ---------------------------------------------------------------- servers + build
-log "starting Prosody and InspIRCd on 127.0.0.1 (state in $PEERS_STATE)"
-PEERS="xmpp irc" "$REPO/contrib/peers/start-peers.sh" "$PEERS_STATE" || die "the servers did not start"
+DEMO_PEERS="xmpp"
+case " $DEMO_BRIDGES " in *" irc "*) DEMO_PEERS+=" irc" ;; esac
+case " $DEMO_BRIDGES " in *" matrix "*) DEMO_PEERS+=" matrix" ;; esac
+log "starting the servers ($DEMO_PEERS) on 127.0.0.1 (state in $PEERS_STATE)"
+PEERS="$DEMO_PEERS" "$REPO/contrib/peers/start-peers.sh" "$PEERS_STATE" || die "the servers did not start"
 set -a; source "$PEERS_STATE/peers.env"; set +a
 
 log "building ferry (cargo build; the first build takes a few minutes)"
@@ -78,6 +83,12 @@ EOF
   for b in $DEMO_BRIDGES; do
     secret_var=${b^^}_COMPONENT_SECRET
     printf '\n[%s]\ndomain = "%s.localhost"\nsecret = "%s"\n' "$b" "$b" "${!secret_var}"
+    case $b in
+      # the local InspIRCd listens on $IRC_PORT, without TLS
+      irc) printf 'ports = [%s]\ntls_ports = []\n' "$IRC_PORT" ;;
+      # the local Synapse speaks plain HTTP on loopback
+      matrix) printf 'allow_insecure_http = true\n' ;;
+    esac
   done
 } >"$CONFIG"
 "$FERRY" check --config "$CONFIG" || die "ferry check refused $CONFIG"
@@ -114,9 +125,17 @@ for b in $DEMO_BRIDGES; do
 EOF
     ;;
     irc) cat <<EOF
-    * IRC: run the command "configure" on 127.0.0.1@irc.localhost and set the port to
-      $IRC_PORT (the local InspIRCd), then join #test%127.0.0.1@irc.localhost;
-      IRC users are nick%127.0.0.1@irc.localhost
+    * IRC (no registration needed): join the room #test%127.0.0.1@irc.localhost
+      (the local InspIRCd); IRC users are nick%127.0.0.1@irc.localhost, and
+      127.0.0.1@irc.localhost takes raw IRC commands and has a "configure" command.
+      From a terminal: nc 127.0.0.1 $IRC_PORT, then NICK ann / USER ann 0 * :Ann / JOIN #test
+EOF
+    ;;
+    matrix) cat <<EOF
+    * Matrix: run "Register" on matrix.localhost (or send "register" to it) with
+      homeserver http://127.0.0.1:$MATRIX_PORT, user alice, password alicepw
+      (bob and carol exist too). Matrix users are bob\\3alocalhost@matrix.localhost;
+      rooms are !id\\3alocalhost@matrix.localhost or #alias\\3alocalhost@matrix.localhost.
 EOF
     ;;
   esac

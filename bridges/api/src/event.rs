@@ -195,7 +195,10 @@ pub enum RoomExit {
         /// Why.
         reason: Option<String>,
     },
-    /// The connection to the network was lost.
+    /// The connection to the network was lost. The user's clients stay in
+    /// the room (their presence shows the reason): the session reports
+    /// [`Event::RoomJoined`] again once it is back in the room, or
+    /// [`Event::RoomJoinFailed`] when it gives up.
     Disconnected(String),
     /// The room went away.
     Destroyed(Option<String>),
