@@ -112,10 +112,7 @@ impl Gateway {
             }
             return;
         }
-        let suspended = self
-            .rooms
-            .get(&user, &room)
-            .is_some_and(|r| r.suspended());
+        let suspended = self.rooms.get(&user, &room).is_some_and(|r| r.suspended());
         if suspended && (p.has_content() || p.subject.is_some()) {
             let text = format!(
                 "Not sent: the connection to {} is down and Ferry is getting you back into this room. Send it again once your presence in the room is back.",
@@ -123,7 +120,11 @@ impl Gateway {
             );
             return bounce(
                 self,
-                xml::error(ErrorType::Wait, DefinedCondition::RecipientUnavailable, &text),
+                xml::error(
+                    ErrorType::Wait,
+                    DefinedCondition::RecipientUnavailable,
+                    &text,
+                ),
             );
         }
         if m.type_ != MessageType::Groupchat {
