@@ -826,6 +826,14 @@ struct KvSpace {
     scope: String,
 }
 
+impl KvSpace {
+    /// What a sealed value is bound to: this space and this key (the scope
+    /// is the user's JID, or empty for the bridge-wide space).
+    fn seal_context(&self, key: &str) -> Vec<u8> {
+        format!("kv\0{}\0{key}", self.scope).into_bytes()
+    }
+}
+
 impl KeyValue for KvSpace {
     fn get(&self, key: &str) -> Result<Option<Vec<u8>>, StoreError> {
         let args = (self.scope.clone(), key.to_owned());
@@ -862,6 +870,24 @@ impl KeyValue for KvSpace {
                 .map(drop)
             }),
         )
+    }
+
+    fn put_sealed(&self, key: &str, value: &[u8]) -> Result<(), StoreError> {
+        let sealed = self.store.inner.key.seal(value, &self.seal_context(key));
+        self.put(key, &sealed)
+    }
+
+    fn get_sealed(&self, key: &str) -> Result<Option<Vec<u8>>, StoreError> {
+        match self.get(key)? {
+            None => Ok(None),
+            Some(sealed) => self
+                .store
+                .inner
+                .key
+                .open(&sealed, &self.seal_context(key))
+                .map(Some)
+                .map_err(|e| StoreError(format!("secret {key}: {}", e.0))),
+        }
     }
 
     fn list(&self, prefix: &str) -> Result<Vec<(String, Vec<u8>)>, StoreError> {

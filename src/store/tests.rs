@@ -356,6 +356,52 @@ fn key_value_spaces_are_separate() {
 }
 
 #[test]
+fn sealed_values_are_encrypted_and_bound_to_their_row() {
+    let f = Fixture::new();
+    {
+        let store = f.open();
+        let a = store.kv(KvScope::User(alice()));
+        let b = store.kv(KvScope::User(bob()));
+        a.put_sealed("server/irc.x/secrets", b"nickserv-pa55word")
+            .expect("put_sealed");
+        assert_eq!(
+            a.get_sealed("server/irc.x/secrets").expect("get_sealed"),
+            Some(b"nickserv-pa55word".to_vec())
+        );
+        assert_eq!(a.get_sealed("missing").expect("get_sealed"), None);
+        // The raw value is not the secret, and it does not open under
+        // another key or in another user's space.
+        let raw = a.get("server/irc.x/secrets").expect("get").expect("stored");
+        assert!(!raw.windows(9).any(|w| w == b"pa55word"));
+        b.put("server/irc.x/secrets", &raw).expect("copy");
+        assert!(b.get_sealed("server/irc.x/secrets").is_err());
+        a.put("other", &raw).expect("copy");
+        assert!(a.get_sealed("other").is_err());
+        // A value written in the clear is refused, not returned as is.
+        a.put("plain", b"written in the clear").expect("put");
+        assert!(a.get_sealed("plain").is_err());
+        a.delete("plain").expect("delete");
+        a.delete("other").expect("delete");
+    }
+    let raw = std::fs::read(f.path()).expect("db file");
+    let wal = std::fs::read(f.dir.path().join("test.db-wal")).unwrap_or_default();
+    for bytes in [&raw, &wal] {
+        assert!(
+            !bytes.windows(17).any(|w| w == b"nickserv-pa55word"),
+            "secret stored in the clear"
+        );
+    }
+    let store = f.open();
+    assert_eq!(
+        store
+            .kv(KvScope::User(alice()))
+            .get_sealed("server/irc.x/secrets")
+            .expect("reopened"),
+        Some(b"nickserv-pa55word".to_vec())
+    );
+}
+
+#[test]
 fn preferences_round_trip_and_replace() {
     let f = Fixture::new();
     let store = f.open();

@@ -275,7 +275,36 @@ pub trait KeyValue: Send + Sync {
     /// Deletes a value.
     fn delete(&self, key: &str) -> Result<(), StoreError>;
     /// Every (key, value) whose key starts with `prefix`, sorted by key.
+    /// Values written with [`KeyValue::put_sealed`] come back encrypted.
     fn list(&self, prefix: &str) -> Result<Vec<(String, Vec<u8>)>, StoreError>;
+
+    /// Writes a secret (a password, a private key): like [`KeyValue::put`],
+    /// but the value is encrypted at rest with the gateway's key and bound
+    /// to this space and key, so it cannot be read from the database file
+    /// nor moved to another row. Read it back with
+    /// [`KeyValue::get_sealed`]; [`KeyValue::delete`] removes it.
+    ///
+    /// The defaults refuse (reading a missing key gives None): a store
+    /// that cannot encrypt must not keep secrets. The core's store
+    /// implements both; an in-memory test store may simply keep the value.
+    fn put_sealed(&self, key: &str, value: &[u8]) -> Result<(), StoreError> {
+        let _ = value;
+        Err(StoreError(format!(
+            "cannot store secret {key}: this store does not encrypt values"
+        )))
+    }
+
+    /// Reads a value written with [`KeyValue::put_sealed`], decrypted. A
+    /// value that does not decrypt (written with [`KeyValue::put`], another
+    /// key file, altered) is an error, never returned as is.
+    fn get_sealed(&self, key: &str) -> Result<Option<Vec<u8>>, StoreError> {
+        match self.get(key)? {
+            None => Ok(None),
+            Some(_) => Err(StoreError(format!(
+                "cannot read secret {key}: this store does not encrypt values"
+            ))),
+        }
+    }
 }
 
 /// The database failed.

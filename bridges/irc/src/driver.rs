@@ -348,7 +348,7 @@ pub async fn run(mut conn: Conn, mut rx: mpsc::Receiver<Request>, sink: EventSin
                     Some(r) => conn.on_request(r, now),
                     None => {
                         rx_open = false;
-                        conn.on_request(Request::Quit { message: None, done: None }, now);
+                        conn.on_request(Request::Quit { message: None, done: None, leave_rooms: false }, now);
                     }
                 }
             }

@@ -308,6 +308,7 @@ impl IrcSession {
             .send(Request::Quit {
                 message,
                 done: Some(done),
+                leave_rooms: true,
             })
             .await
             .is_ok()
@@ -658,6 +659,7 @@ impl Session for IrcSession {
                     .send(Request::Quit {
                         message: message.clone(),
                         done: Some(done),
+                        leave_rooms: false,
                     })
                     .await
                     .is_ok()
@@ -771,6 +773,7 @@ pub async fn probe_login(
         .send(Request::Quit {
             message: Some("Checked the login".into()),
             done: None,
+            leave_rooms: false,
         })
         .await;
     drop(tx);

@@ -4,6 +4,12 @@
 //! `#chan%irc.server@GW`), plus the defaults of the optional registration.
 //! [`ConnSettings`] is what one connection uses once all are combined with
 //! the operator's `[irc]` defaults.
+//!
+//! A server's secrets (`pass`, `sasl_password`, `client_cert` with its
+//! private key) are kept apart from its other options, sealed with the
+//! gateway's key ([`KeyValue::put_sealed`]): the database file never holds
+//! them in the clear. Options saved in the clear by older versions are
+//! moved to the sealed record the first time they are read.
 
 use ferry_bridge::{KeyValue, StoreError, UserId};
 use serde::{Deserialize, Serialize};
@@ -76,6 +82,37 @@ pub struct ServerOptions {
     pub encoding_out: Option<String>,
     /// Encoding of received text that is not UTF-8.
     pub encoding_in: Option<String>,
+}
+
+/// The secret part of [`ServerOptions`], stored sealed.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default)]
+struct ServerSecrets {
+    sasl_password: Option<String>,
+    pass: Option<String>,
+    client_cert: Option<String>,
+}
+
+impl ServerSecrets {
+    /// Takes the secrets out of `o`, leaving None.
+    fn take(o: &mut ServerOptions) -> ServerSecrets {
+        ServerSecrets {
+            sasl_password: o.sasl_password.take(),
+            pass: o.pass.take(),
+            client_cert: o.client_cert.take(),
+        }
+    }
+
+    /// Puts them back into `o`.
+    fn restore(self, o: &mut ServerOptions) {
+        o.sasl_password = self.sasl_password;
+        o.pass = self.pass;
+        o.client_cert = self.client_cert;
+    }
+
+    fn is_empty(&self) -> bool {
+        self == &ServerSecrets::default()
+    }
 }
 
 /// `record_history` of a channel: inherit, or a value.
@@ -158,14 +195,39 @@ impl<'a> SettingsStore<'a> {
         save(self.kv, "global", o)
     }
 
-    /// A server's options.
+    /// A server's options, secrets included.
     pub fn server(&self, server: &str) -> Result<ServerOptions, StoreError> {
-        load(self.kv, &format!("server/{server}"))
+        let mut o: ServerOptions = load(self.kv, &format!("server/{server}"))?;
+        let legacy = ServerSecrets::take(&mut o);
+        let key = format!("secret/server/{server}");
+        let sealed = match self.kv.get_sealed(&key)? {
+            Some(bytes) => serde_json::from_slice(&bytes)
+                .map_err(|e| StoreError(format!("setting {key} unreadable: {e}")))?,
+            None => ServerSecrets::default(),
+        };
+        if legacy.is_empty() {
+            sealed.restore(&mut o);
+        } else {
+            // Written in the clear by an older version: seal it now.
+            legacy.restore(&mut o);
+            self.set_server(server, &o)?;
+        }
+        Ok(o)
     }
 
-    /// Saves a server's options.
+    /// Saves a server's options; the secrets are sealed (written first, so
+    /// a failure loses nothing) and the rest is stored without them.
     pub fn set_server(&self, server: &str, o: &ServerOptions) -> Result<(), StoreError> {
-        save(self.kv, &format!("server/{server}"), o)
+        let mut plain = o.clone();
+        let secrets = ServerSecrets::take(&mut plain);
+        let key = format!("secret/server/{server}");
+        if secrets.is_empty() {
+            self.kv.delete(&key)?;
+        } else {
+            let bytes = serde_json::to_vec(&secrets).map_err(|e| StoreError(e.to_string()))?;
+            self.kv.put_sealed(&key, &bytes)?;
+        }
+        save(self.kv, &format!("server/{server}"), &plain)
     }
 
     /// A channel's options (by canonical room id).
@@ -364,6 +426,67 @@ mod tests {
                 .map(|(k, v)| (k.clone(), v.clone()))
                 .collect())
         }
+        // "Sealing" reverses the bytes behind a marker: enough to tell
+        // sealed values from clear ones in these tests.
+        fn put_sealed(&self, key: &str, value: &[u8]) -> Result<(), StoreError> {
+            let mut v = b"SEALED:".to_vec();
+            v.extend(value.iter().rev());
+            self.put(key, &v)
+        }
+        fn get_sealed(&self, key: &str) -> Result<Option<Vec<u8>>, StoreError> {
+            match self.get(key)? {
+                None => Ok(None),
+                Some(v) => match v.strip_prefix(b"SEALED:") {
+                    Some(rest) => Ok(Some(rest.iter().rev().copied().collect())),
+                    None => Err(StoreError("not sealed".into())),
+                },
+            }
+        }
+    }
+
+    fn clear_values(kv: &Mem) -> String {
+        kv.0.lock()
+            .unwrap()
+            .values()
+            .filter(|v| !v.starts_with(b"SEALED:"))
+            .map(|v| String::from_utf8_lossy(v).into_owned())
+            .collect()
+    }
+
+    #[test]
+    fn server_secrets_are_sealed_and_legacy_ones_migrated() {
+        let kv = Mem::default();
+        let s = SettingsStore::new(&kv);
+        let o = ServerOptions {
+            nick: Some("bob".into()),
+            pass: Some("server-pw".into()),
+            sasl_password: Some("sasl-pw".into()),
+            client_cert: Some("-----BEGIN PRIVATE KEY-----".into()),
+            ..Default::default()
+        };
+        s.set_server("irc.x", &o).unwrap();
+        assert_eq!(s.server("irc.x").unwrap(), o);
+        let clear = clear_values(&kv);
+        assert!(clear.contains("bob"), "{clear}");
+        for secret in ["server-pw", "sasl-pw", "PRIVATE KEY"] {
+            assert!(!clear.contains(secret), "{secret} in the clear: {clear}");
+        }
+        // Removing the secrets removes the sealed record.
+        let bare = ServerOptions {
+            nick: Some("bob".into()),
+            ..Default::default()
+        };
+        s.set_server("irc.x", &bare).unwrap();
+        assert_eq!(s.server("irc.x").unwrap(), bare);
+        assert_eq!(kv.get("secret/server/irc.x").unwrap(), None);
+
+        // An older version wrote everything in the clear.
+        kv.put("server/irc.y", &serde_json::to_vec(&o).unwrap())
+            .unwrap();
+        assert_eq!(s.server("irc.y").unwrap(), o);
+        let clear = clear_values(&kv);
+        assert!(!clear.contains("sasl-pw"), "not migrated: {clear}");
+        assert_eq!(s.server("irc.y").unwrap(), o);
     }
 
     #[test]

@@ -246,6 +246,10 @@ pub enum Request {
         message: Option<String>,
         /// Told when the connection is closed.
         done: Option<oneshot::Sender<()>>,
+        /// The user asked for it (`disconnect-from-irc-server`): the rooms
+        /// of this server are left for good once the connection is closed.
+        /// (When the session itself closes, the core ends its rooms.)
+        leave_rooms: bool,
     },
 }
 
@@ -375,6 +379,8 @@ const REPLY_TIMEOUT: Duration = Duration::from_secs(10);
 const ECHO_TIMEOUT: Duration = Duration::from_secs(10);
 const SPLIT_GRACE: Duration = Duration::from_secs(60);
 const RECENT_MESSAGES: usize = 512;
+/// Reconnections refused by the server in a row before giving up.
+const MAX_REFUSALS: u32 = 3;
 
 /// The connection state machine.
 pub struct Conn {
@@ -391,6 +397,11 @@ pub struct Conn {
     nick_attempts: u32,
     welcomed: bool,
     server_error: Option<String>,
+    /// Reconnections the server refused in a row (an ERROR before 001:
+    /// K-line, ban); at [`MAX_REFUSALS`] the connection gives up.
+    refusals: u32,
+    /// Why the rooms end when the user closes the connection.
+    leave_rooms: Option<String>,
     me: Option<Source>,
     isupport: Isupport,
     caps_available: BTreeMap<String, String>,
@@ -454,6 +465,8 @@ impl Conn {
             base_nick: nick.clone(),
             nick,
             nick_attempts: 0,
+            refusals: 0,
+            leave_rooms: None,
             welcomed: false,
             server_error: None,
             me: None,
@@ -758,11 +771,15 @@ impl Conn {
             self.finish(Down::Quit);
             return;
         }
+        let refused = !self.welcomed && self.server_error.is_some();
         let reason = self
             .server_error
             .take()
             .unwrap_or_else(|| reason.to_owned());
         let reason_text = format!("Connection to {} lost: {reason}", self.settings.server);
+        if refused && self.registered_once {
+            self.refusals += 1;
+        }
         // Requests in flight cannot be answered any more.
         for p in self.pending.drain(..) {
             if let Some(r) = p.reply {
@@ -802,6 +819,20 @@ impl Conn {
             }
             return;
         }
+        if self.refusals >= MAX_REFUSALS {
+            // The server keeps refusing us (K-line, ban): give up, and the
+            // rooms waiting for the connection are told they cannot be
+            // joined again.
+            let msg = format!(
+                "{} refused the connection {} times in a row, giving up: {reason}",
+                self.settings.server, self.refusals
+            );
+            self.fail_everything(ErrorKind::Unavailable, &msg);
+            self.service_message(msg.clone());
+            self.set_down(false);
+            self.finished = Some(Down::Fatal(msg));
+            return;
+        }
         if was_ready || self.finished.is_none() {
             self.status = Some(format!("Reconnecting ({reason})"));
             self.set_down(true);
@@ -838,6 +869,24 @@ impl Conn {
     fn finish(&mut self, down: Down) {
         if self.finished.is_some() {
             return;
+        }
+        if let Some(why) = self.leave_rooms.take() {
+            let channels: Vec<Channel> = self.channels.drain().map(|(_, c)| c).collect();
+            for ch in channels.into_iter().filter(|c| c.xmpp) {
+                // In the room: the user left it. Waiting for the connection
+                // (or joining): the join cannot happen any more.
+                if ch.synced {
+                    self.emit(Event::RoomLeft {
+                        room: ch.room,
+                        exit: RoomExit::Left(Some(why.clone())),
+                    });
+                } else {
+                    self.emit(Event::RoomJoinFailed {
+                        room: ch.room,
+                        error: BridgeError::unavailable(why.clone()),
+                    });
+                }
+            }
         }
         for w in self.quit_waiters.drain(..) {
             let _ = w.send(());
@@ -964,7 +1013,7 @@ impl Conn {
             && self.idle()
             && now >= self.last_activity + self.env.idle_timeout
         {
-            self.quit(Some("Idle".into()));
+            self.quit(Some("Idle".into()), false);
         }
     }
 
@@ -985,7 +1034,18 @@ impl Conn {
         let _ = reply.send(result);
     }
 
-    fn quit(&mut self, message: Option<String>) {
+    fn quit(&mut self, message: Option<String>, leave_rooms: bool) {
+        if leave_rooms && self.leave_rooms.is_none() {
+            self.leave_rooms = Some(format!(
+                "Disconnected from {}{}",
+                self.settings.server,
+                message
+                    .as_deref()
+                    .filter(|m| !m.is_empty())
+                    .map(|m| format!(": {m}"))
+                    .unwrap_or_default()
+            ));
+        }
         if self.quitting {
             return;
         }

@@ -243,6 +243,7 @@ impl Conn {
 
     pub(super) fn on_welcome(&mut self, msg: &Message) {
         self.welcomed = true;
+        self.refusals = 0;
         if let Some(n) = msg.params.first() {
             self.nick = n.clone();
         }

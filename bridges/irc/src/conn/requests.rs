@@ -445,11 +445,15 @@ impl Conn {
                     .and_then(crate::proto::encoding_for);
                 self.settings = *s;
             }
-            Request::Quit { message, done } => {
+            Request::Quit {
+                message,
+                done,
+                leave_rooms,
+            } => {
                 if let Some(d) = done {
                     self.quit_waiters.push(d);
                 }
-                self.quit(message);
+                self.quit(message, leave_rooms);
             }
         }
     }

@@ -553,6 +553,173 @@ fn disconnection_shows_in_rooms_and_rejoins_with_keys() {
     );
 }
 
+fn join_failed(events: &[Event]) -> Vec<(RoomId, String)> {
+    events
+        .iter()
+        .filter_map(|e| match e {
+            Event::RoomJoinFailed { room, error } => Some((room.clone(), error.message.clone())),
+            _ => None,
+        })
+        .collect()
+}
+
+#[test]
+fn a_server_refusing_reconnections_ends_the_rooms() {
+    // The core keeps the user's clients in a room after RoomLeft
+    // Disconnected until RoomJoined or RoomJoinFailed: a server that keeps
+    // refusing us (K-line) must end with RoomJoinFailed for every room.
+    let mut sm = Sm::new(ServerOptions::default());
+    sm.register("");
+    let a = sm.join("#a");
+    let b = sm.join("#b");
+    sm.take_events();
+    sm.feed("ERROR :Closing link: (me@h) [K-Lined: go away]");
+    sm.conn
+        .on_disconnected("the server closed the connection", sm.now);
+    sm.pump();
+    let ev = sm.take_events();
+    assert_eq!(
+        ev.iter()
+            .filter(|e| matches!(e, Event::RoomLeft { exit: RoomExit::Disconnected(why), .. } if why.contains("K-Lined")))
+            .count(),
+        2,
+        "{ev:?}"
+    );
+    assert!(sm.conn.finished().is_none(), "a first loss reconnects");
+    for attempt in 1..=3 {
+        sm.conn.on_connected("irc.x", 6667, false, None, sm.now);
+        sm.feed("ERROR :Closing link: (me@h) [K-Lined: go away]");
+        sm.conn
+            .on_disconnected("the server closed the connection", sm.now);
+        sm.pump();
+        let ev = sm.take_events();
+        if attempt < 3 {
+            assert!(join_failed(&ev).is_empty(), "attempt {attempt}: {ev:?}");
+            assert!(sm.conn.finished().is_none());
+        } else {
+            let failed = join_failed(&ev);
+            let rooms: BTreeSet<_> = failed.iter().map(|(r, _)| r.clone()).collect();
+            assert_eq!(rooms, BTreeSet::from([a.clone(), b.clone()]), "{ev:?}");
+            assert!(
+                failed.iter().all(|(_, m)| m.contains("K-Lined")),
+                "{failed:?}"
+            );
+            assert!(matches!(sm.conn.finished(), Some(Down::Fatal(_))));
+        }
+    }
+}
+
+#[test]
+fn refusals_are_counted_in_a_row_only() {
+    let mut sm = Sm::new(ServerOptions::default());
+    sm.register("");
+    sm.join("#a");
+    sm.conn.on_disconnected("reset", sm.now);
+    for _ in 0..5 {
+        // Refused twice, then a server restart: connection refused (no
+        // ERROR), then welcomed again.
+        for _ in 0..2 {
+            sm.conn.on_connected("irc.x", 6667, false, None, sm.now);
+            sm.feed("ERROR :Trying to reconnect too fast");
+            sm.conn.on_disconnected("closed", sm.now);
+        }
+        sm.conn.on_connect_failed("connection refused", sm.now);
+        sm.register("");
+        sm.conn.on_disconnected("reset", sm.now);
+        sm.pump();
+    }
+    assert!(sm.conn.finished().is_none());
+    assert!(join_failed(&sm.take_events()).is_empty());
+}
+
+#[test]
+fn a_nick_taken_on_rejoin_comes_back_under_another_nick() {
+    let mut sm = Sm::new(ServerOptions::default());
+    sm.register("");
+    let room = sm.join("#c");
+    sm.conn.on_disconnected("reset", sm.now);
+    sm.pump();
+    sm.take_events();
+    sm.take_lines();
+    sm.conn.on_connected("irc.x", 6667, false, None, sm.now);
+    sm.feed(":irc.x 433 * me :Nickname is already in use");
+    let lines = sm.take_lines();
+    let retry = lines
+        .iter()
+        .rev()
+        .find(|l| l.starts_with("NICK "))
+        .cloned()
+        .expect("another nick");
+    let nick = retry.trim_start_matches("NICK ").to_owned();
+    assert_ne!(nick, "me");
+    sm.feed(&format!(":irc.x 001 {nick} :Welcome"));
+    sm.feed(&format!(":irc.x 422 {nick} :No MOTD"));
+    assert!(sm.take_lines().iter().any(|l| l == "JOIN #c"));
+    sm.feed(&format!(":{nick}!~u@h JOIN #c"));
+    sm.feed(&format!(":irc.x 353 {nick} = #c :{nick} @op"));
+    sm.feed(&format!(":irc.x 366 {nick} #c :End"));
+    let ev = sm.take_events();
+    assert!(
+        ev.iter().any(|e| matches!(e, Event::RoomJoined { info, nick: n, .. } if info.room == room && *n == nick)),
+        "{ev:?}"
+    );
+}
+
+#[test]
+fn disconnecting_from_a_server_ends_its_rooms() {
+    // Joined: the user left the room (not Disconnected, which would keep
+    // the clients waiting for a reconnection that will not come).
+    let mut sm = Sm::new(ServerOptions::default());
+    sm.register("");
+    let room = sm.join("#c");
+    sm.take_events();
+    sm.req(Request::Quit {
+        message: Some("bye".into()),
+        done: None,
+        leave_rooms: true,
+    });
+    assert!(sm.take_lines().contains(&"QUIT bye".to_string()));
+    sm.conn.on_disconnected("closed", sm.now);
+    sm.pump();
+    let ev = sm.take_events();
+    assert!(
+        ev.iter().any(|e| matches!(e, Event::RoomLeft { room: r, exit: RoomExit::Left(Some(why)) } if *r == room && why.contains("bye"))),
+        "{ev:?}"
+    );
+    // Waiting for a reconnection: the join cannot happen any more.
+    let mut sm = Sm::new(ServerOptions::default());
+    sm.register("");
+    let room = sm.join("#c");
+    sm.conn.on_disconnected("reset", sm.now);
+    sm.pump();
+    sm.take_events();
+    sm.req(Request::Quit {
+        message: None,
+        done: None,
+        leave_rooms: true,
+    });
+    assert_eq!(join_failed(&sm.take_events()).len(), 1);
+    let _ = room;
+    // The session closing: no events, the core ends the rooms itself.
+    let mut sm = Sm::new(ServerOptions::default());
+    sm.register("");
+    sm.join("#c");
+    sm.take_events();
+    sm.req(Request::Quit {
+        message: None,
+        done: None,
+        leave_rooms: false,
+    });
+    sm.conn.on_disconnected("closed", sm.now);
+    sm.pump();
+    let ev = sm.take_events();
+    assert!(
+        !ev.iter()
+            .any(|e| matches!(e, Event::RoomLeft { .. } | Event::RoomJoinFailed { .. })),
+        "{ev:?}"
+    );
+}
+
 #[test]
 fn idle_connections_close_even_after_private_messages() {
     let mut sm = Sm::new(ServerOptions::default());

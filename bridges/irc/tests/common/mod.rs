@@ -229,6 +229,13 @@ impl KeyValue for MemKv {
             .map(|(k, v)| (k.clone(), v.clone()))
             .collect())
     }
+    // In memory: nothing to protect at rest.
+    fn put_sealed(&self, key: &str, value: &[u8]) -> Result<(), StoreError> {
+        self.put(key, value)
+    }
+    fn get_sealed(&self, key: &str) -> Result<Option<Vec<u8>>, StoreError> {
+        self.get(key)
+    }
 }
 
 // ------------------------------------------------------------------ bridge side
