@@ -4,6 +4,7 @@ last room even after a private message, the IRC server restarted in the
 middle of a conversation, an administrator's disconnect-user as QUIT."""
 import re
 import time
+from pathlib import Path
 
 from harness.stanza import NS, error_condition, find, findall, has, message, presence, text, to_string, where
 
@@ -30,6 +31,24 @@ def test_server_configure_has_every_biboumi_field(alice, domain):
     # Gateway commands.
     cmds = alice.commands(domain)
     assert "configure" in cmds and "disconnect-from-irc-server" in cmds
+
+
+def test_server_passwords_are_encrypted_at_rest(alice, gw, domain):
+    # The IRC PASS and the SASL password a user gives in `configure` are
+    # sealed with the gateway's key: the database file never holds them.
+    tag = unique("")
+    nick, server_pw, sasl_pw = f"plainnick{tag}", f"Srv-pa55-{tag}", f"Sasl-pa55-{tag}"
+    configure_server(alice, domain, "secrets.example.org",
+                     {"nick": nick, "pass": server_pw, "sasl_password": sasl_pw})
+    data_dir = Path(gw.config.sections["storage"]["data_dir"])
+    files = sorted(data_dir.glob("irc.db*"))
+    blob = b"".join(p.read_bytes() for p in files)
+    assert nick.encode() in blob, f"not the settings' database: {files}"
+    assert server_pw.encode() not in blob, "IRC server password stored in the clear"
+    assert sasl_pw.encode() not in blob, "SASL password stored in the clear"
+    # The form does not send them back.
+    r = alice.command(f"secrets.example.org@{domain}", "configure")
+    assert server_pw not in to_string(r.el) and sasl_pw not in to_string(r.el)
 
 
 def test_connection_info_and_server_presence(alice, irc, domain):

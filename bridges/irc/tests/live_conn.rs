@@ -9,7 +9,7 @@ use std::time::{Duration, Instant};
 use common::*;
 use ferry_bridge::{
     Action, Address, CloseReason, CommandCall, CommandReply, ErrorKind, Event, FormValues, Outcome,
-    Show,
+    RoomExit, Show,
 };
 use ferry_irc::Config;
 
@@ -464,4 +464,102 @@ async fn an_admin_disconnect_quits_with_its_message() {
         .expect(|m| m.command == "QUIT" && m.nick() == nick)
         .await;
     assert!(q.trailing().contains("Kicked by the admin"), "{q:?}");
+}
+
+#[tokio::test]
+async fn a_k_line_ends_the_rooms_after_the_server_keeps_refusing() {
+    // InspIRCd's operator K-lines the user: the rooms show the loss
+    // (clients stay, waiting), Ferry tries again, the server refuses each
+    // attempt (ERROR before 001), and after three refusals in a row the
+    // rooms are told they cannot be joined again (the core then makes the
+    // clients leave with 332) instead of waiting for ever.
+    let mut oper = Raw::connect(inspircd(), &unique("op"), &[]).await;
+    oper.send(&format!(
+        "OPER {} {}",
+        std::env::var("IRC_OPER_NAME").unwrap_or_else(|_| "oper".into()),
+        std::env::var("IRC_OPER_PASSWORD").unwrap_or_else(|_| "operpw".into())
+    ))
+    .await;
+    oper.expect(|m| m.command == "381").await;
+    let local = unique("kl");
+    let mut gw = Gw::new(
+        Config {
+            reconnect_max_delay: 2,
+            ..config()
+        },
+        &format!("{local}@localhost"),
+    )
+    .await;
+    let chan = format!("#{}", unique("kline"));
+    let room = gw.room(&chan, INSP);
+    gw.join(&room, &local).await;
+    let user: String = local.chars().take(10).collect();
+    let mask = format!("*{user}@127.0.0.1");
+    oper.send(&format!("KLINE {mask} 300 :ferry test ban"))
+        .await;
+    let lost = gw
+        .event(|e| {
+            matches!(
+                e,
+                Event::RoomLeft {
+                    exit: RoomExit::Disconnected(_),
+                    ..
+                }
+            )
+        })
+        .await;
+    let gave_up = gw
+        .event_within(
+            Duration::from_secs(60),
+            |e| matches!(e, Event::RoomJoinFailed { room: r, .. } if *r == room),
+        )
+        .await;
+    oper.send(&format!("KLINE {mask}")).await;
+    let Some(Event::RoomJoinFailed { error, .. }) = gave_up else {
+        panic!("the room was never ended after {lost:?}");
+    };
+    assert!(error.message.contains("refused"), "{error}");
+    assert!(error.message.contains("ferry test ban"), "{error}");
+    gw.event(
+        |e| matches!(e, Event::ServicePresence { presence, .. } if presence.show == Show::Offline),
+    )
+    .await;
+}
+
+#[tokio::test]
+async fn disconnecting_from_a_server_leaves_its_rooms() {
+    let mut watcher = Raw::connect(inspircd(), &unique("w"), &[]).await;
+    let local = unique("dis");
+    let mut gw = Gw::new(config(), &format!("{local}@localhost")).await;
+    let chan = format!("#{}", unique("dis"));
+    watcher.join(&chan).await;
+    let room = gw.room(&chan, INSP);
+    gw.join(&room, &local).await;
+    let out = gw
+        .act(call(
+            "disconnect-from-irc-server",
+            None,
+            None,
+            FormValues::new(),
+        ))
+        .await
+        .unwrap();
+    let Outcome::Command(CommandReply::Form { stage, .. }) = out else {
+        panic!("{out:?}")
+    };
+    let mut v = FormValues::new().with("quit-message", "see you");
+    v.set("irc-servers", vec![INSP.into()]);
+    gw.act(call("disconnect-from-irc-server", None, Some(stage), v))
+        .await
+        .unwrap();
+    watcher
+        .expect(|m| m.command == "QUIT" && m.trailing().contains("see you"))
+        .await;
+    let left = gw
+        .event(|e| matches!(e, Event::RoomLeft { room: r, .. } if *r == room))
+        .await;
+    assert!(
+        matches!(&left, Event::RoomLeft { exit: RoomExit::Left(Some(why)), .. } if why.contains("see you")),
+        "{left:?}"
+    );
 }
