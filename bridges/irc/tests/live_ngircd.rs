@@ -197,3 +197,30 @@ async fn private_messages_wait_for_the_connection() {
 }
 
 use ferry_irc::Config;
+
+#[tokio::test]
+async fn outgoing_connections_use_the_bind_address() {
+    // ngIRCd (no DNS) shows the address a client connects from: with
+    // `outgoing_bind = 127.0.0.3` the gateway's user joins from there.
+    let _lock = exclusive("ngircd");
+    let chan = format!("#{}", unique("bind"));
+    let mut raw = raw_ng(&unique("raw")).await;
+    raw.join(&chan).await;
+    let bind: std::net::IpAddr = "127.0.0.3".parse().unwrap();
+    let mut gw = Gw::new(
+        ferry_irc::Config {
+            outgoing_bind: Some(bind),
+            ..config()
+        },
+        &format!("{}@localhost", unique("u")),
+    )
+    .await;
+    let room = gw.room(&chan, NG);
+    let nick = unique("gw");
+    gw.join(&room, &nick).await;
+    let join = raw
+        .expect(|m| m.command == "JOIN" && m.nick() == nick)
+        .await;
+    let host = join.source.as_ref().and_then(|s| s.host.clone());
+    assert_eq!(host.as_deref(), Some("127.0.0.3"), "{join:?}");
+}
