@@ -4,7 +4,7 @@ channels, the channel's configure command, away."""
 import re
 import time
 
-from harness.stanza import NS, attr, find, findall, has, message, presence, text, where
+from harness.stanza import NS, attr, error_condition, find, findall, has, message, presence, text, to_string, where
 
 from irc_helpers import room_jid, unique
 
@@ -135,3 +135,30 @@ def test_away_and_version(alice, irc, domain):
     res = alice.iq("<query xmlns='jabber:iq:version'/>", to=f"{r}/{bob.nick}")
     t.join()
     assert text(res, "version:query/version:name") == "irssi"
+
+
+def test_channel_settings_through_muc_owner(alice, irc, domain):
+    # A client's "configure room" (muc#owner) shows the channel's settings;
+    # submitting persistent=true keeps Ferry in the channel after leaving.
+    chan = "#" + unique("own")
+    bob = irc(unique("bob"))
+    bob.join(chan)
+    r = room_jid(chan, domain)
+    alice.join_muc(r, "alice")
+    bob.wait_for(rf"^:alice!\S+ JOIN")
+    res = alice.iq("<query xmlns='http://jabber.org/protocol/muc#owner'/>", to=r)
+    form = find(res, "muc_owner:query/data:x")
+    assert form is not None, to_string(res)
+    fields = {f.get("var") for f in findall(form, "data:field")}
+    assert {"persistent", "record_history"} <= fields, fields
+    # A malformed submission gets a clear error, and changes nothing.
+    err = alice.iq("<query xmlns='http://jabber.org/protocol/muc#owner'><x xmlns='jabber:x:data' type='submit'>"
+                   "<field var='persistent'><value>maybe</value></field></x></query>", to=r, type="set",
+                   allow_error=True)
+    assert err.get("type") == "error", to_string(err)
+    assert "persistent" in (error_condition(err)[2] or ""), to_string(err)
+    alice.iq("<query xmlns='http://jabber.org/protocol/muc#owner'><x xmlns='jabber:x:data' type='submit'>"
+             "<field var='FORM_TYPE'><value>http://jabber.org/protocol/muc#roomconfig</value></field>"
+             "<field var='persistent'><value>1</value></field></x></query>", to=r, type="set")
+    alice.leave_muc(r, "alice")
+    bob.expect_no(r"^:alice!\S+ PART", within=1.0)
