@@ -437,7 +437,7 @@ async fn raw_commands_and_numerics_through_the_server_jid() {
 }
 
 #[tokio::test]
-async fn typing_and_replies_travel_as_client_tags() {
+async fn typing_replies_and_reactions_travel_as_client_tags() {
     let chan = format!("#{}", unique("tags"));
     let mut raw = Raw::connect(inspircd(), &unique("raw"), &["message-tags"]).await;
     raw.join(&chan).await;
@@ -503,4 +503,44 @@ async fn typing_and_replies_travel_as_client_tags() {
         .expect(|m| m.command == "PRIVMSG" && m.trailing() == "replying")
         .await;
     assert_eq!(m.tag("+draft/reply"), Some(id.as_str()));
+
+    // +draft/react both ways (InspIRCd relays client tags in TAGMSG).
+    raw.send(&format!(
+        "@+draft/react=👍;+draft/reply={} TAGMSG {chan}",
+        id.as_str()
+    ))
+    .await;
+    let ev = gw.event(|e| matches!(e, Event::Reactions { .. })).await;
+    let Event::Reactions {
+        from,
+        target,
+        emojis,
+        ..
+    } = ev
+    else {
+        unreachable!()
+    };
+    assert_eq!(from, ferry_bridge::Sender::Occupant(raw.nick.clone()));
+    assert_eq!(target, id);
+    assert_eq!(emojis, vec!["👍".to_owned()]);
+    raw.send(&format!("PRIVMSG {chan} :react to me")).await;
+    let ev = gw
+        .event(|e| matches!(e, Event::Message(m) if m.body == "react to me"))
+        .await;
+    let Event::Message(theirs) = ev else {
+        unreachable!()
+    };
+    let their_id = theirs.id.clone().expect("InspIRCd gives msgids");
+    gw.act(Action::React {
+        chat: Address::Room(room.clone()),
+        target: their_id.clone(),
+        emojis: vec!["🎉".into()],
+    })
+    .await
+    .unwrap();
+    let t = raw
+        .expect(|m| m.command == "TAGMSG" && m.nick() == nick && m.tag("+draft/react").is_some())
+        .await;
+    assert_eq!(t.tag("+draft/react"), Some("🎉"));
+    assert_eq!(t.tag("+draft/reply"), Some(their_id.as_str()));
 }
