@@ -306,6 +306,11 @@ async fn invites_both_ways() {
     .unwrap();
     let i = other.expect(|m| m.command == "INVITE").await;
     assert_eq!((i.nick(), i.param(1)), (nick.as_str(), chan.as_str()));
+    // invite-notify: someone else's invitation shows in the room.
+    raw.send(&format!("INVITE {} {chan}", other.nick)).await;
+    let expected = format!("{} invited {} to {chan}", raw.nick, other.nick);
+    gw.event(|e| matches!(e, Event::Message(m) if m.body == expected && m.from == Sender::Service))
+        .await;
 
     let chan2 = format!("#{}", unique("inv2"));
     raw.join(&chan2).await;
