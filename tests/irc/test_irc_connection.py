@@ -130,6 +130,33 @@ def test_irc_server_restarted_mid_conversation(alice, irc, domain, peers):
     bob.expect_no(r"PRIVMSG \S+ :(me too|too early)$", within=0.5)
 
 
+def test_nick_taken_while_the_irc_server_restarted(alice, irc, domain, peers):
+    # Someone takes the user's nick while Ferry reconnects: the client stays
+    # in the room and is told its new nick (303), as on a nick change.
+    use_ngircd(alice, domain, peers)
+    chan = "#" + unique("nck")
+    nick = unique("al")
+    r = room_jid(chan, domain, server="127.0.0.2")
+    alice.join_muc(r, nick)
+    mark = alice.mark()
+    # 4 s down: Ferry's attempts (1 s, then 2 s later, ±20 %) fail, its next
+    # one comes >= 1.4 s after the server is back, when the nick is taken.
+    peers.restart("ngircd", downtime=4)
+    alice.wait_for(presence(frm=f"{r}/{nick}") & has("muc_user:x/muc_user:status", code="110"),
+                   since=mark, timeout=15)
+    squatter = irc(nick, server="ngircd")
+    assert squatter.nick == nick
+    change = alice.wait_for(presence(frm=f"{r}/{nick}", type="unavailable")
+                            & has("muc_user:x/muc_user:status", code="303"), since=mark, timeout=30)
+    new = find(change, "muc_user:x/muc_user:item").get("nick")
+    assert new and new != nick, to_string(change)
+    back = alice.wait_for(presence(frm=f"{r}/{new}") & has("muc_user:x/muc_user:status", code="110")
+                          & ~has("show"), since=mark, timeout=15)
+    assert back.get("type") is None, to_string(back)
+    squatter.join(chan)
+    squatter.wait_for(rf"^:\S+ 353 .*{re.escape(new)}", timeout=10)
+
+
 def test_admin_disconnect_user_quits_with_the_message(admin, xmpp, irc, domain):
     dave = xmpp("bob")
     chan = "#" + unique("dis")

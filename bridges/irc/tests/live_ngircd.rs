@@ -224,3 +224,56 @@ async fn outgoing_connections_use_the_bind_address() {
     let host = join.source.as_ref().and_then(|s| s.host.clone());
     assert_eq!(host.as_deref(), Some("127.0.0.3"), "{join:?}");
 }
+
+#[tokio::test]
+async fn a_nick_taken_during_a_restart_rejoins_under_another() {
+    // The server restarts and someone takes the user's nick before Ferry
+    // is back: Ferry registers under another nick and reports the rooms
+    // joined with it (the core shows the change to the clients as 303).
+    let _lock = exclusive("ngircd");
+    let chan = format!("#{}", unique("nk"));
+    let mut gw = Gw::new(
+        Config {
+            reconnect_max_delay: 5,
+            ..config()
+        },
+        &format!("{}@localhost", unique("u")),
+    )
+    .await;
+    let room = gw.room(&chan, NG);
+    let nick = unique("gw");
+    gw.join(&room, &nick).await;
+    // 4 s down: the attempts after 1 s and 3 s (±20 %) fail, the next one
+    // comes >= 1.4 s after the server is back, when the nick is taken.
+    restart_peer("ngircd", 4);
+    gw.event(|e| {
+        matches!(
+            e,
+            Event::RoomLeft {
+                exit: RoomExit::Disconnected(_),
+                ..
+            }
+        )
+    })
+    .await;
+    // Take the nick as soon as the server is back.
+    let _squatter = loop {
+        match tokio::time::timeout(Duration::from_secs(5), Raw::connect(ngircd(), &nick, &[])).await
+        {
+            Ok(r) => break r,
+            Err(_) => tokio::time::sleep(Duration::from_millis(100)).await,
+        }
+    };
+    let ev = gw
+        .event_within(
+            Duration::from_secs(20),
+            |e| matches!(e, Event::RoomJoined { info, .. } if info.room == room),
+        )
+        .await
+        .expect("rejoined");
+    let Event::RoomJoined { nick: now, .. } = ev else {
+        unreachable!()
+    };
+    assert_ne!(now, nick);
+    assert!(now.starts_with(&nick[..nick.len().min(5)]), "{now}");
+}
