@@ -26,6 +26,7 @@ pub mod error;
 pub mod event;
 pub mod form;
 pub mod id;
+pub mod memory;
 pub mod message;
 pub mod network;
 pub mod room;
@@ -40,6 +41,7 @@ pub use event::{
 };
 pub use form::{Field, FieldKind, FieldOption, Form, FormError, FormValues};
 pub use id::{Address, ContactId, MessageId, RoomId, ServiceId, UserId};
+pub use memory::MemoryKeyValue;
 pub use message::{
     Attachment, AttachmentSource, ChatState, IncomingMessage, MessageKind, OutgoingMessage,
     ReplyTo, Sender,

@@ -11,49 +11,10 @@
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use ferry_bridge::{
-    Action, Address, Envelope, Event, EventSink, KeyValue, SessionContext, Spawner, StoreError,
-    UserId,
-};
+use ferry_bridge::{Action, Address, Envelope, Event, EventSink, SessionContext, Spawner, UserId};
 use ferry_irc::settings::{ServerOptions, SettingsStore};
 
-#[derive(Default)]
-struct Mem(std::sync::Mutex<std::collections::BTreeMap<String, Vec<u8>>>);
-
-impl KeyValue for Mem {
-    fn get(&self, k: &str) -> Result<Option<Vec<u8>>, StoreError> {
-        Ok(self
-            .0
-            .lock()
-            .map_err(|e| StoreError(e.to_string()))?
-            .get(k)
-            .cloned())
-    }
-    fn put(&self, k: &str, v: &[u8]) -> Result<(), StoreError> {
-        self.0
-            .lock()
-            .map_err(|e| StoreError(e.to_string()))?
-            .insert(k.into(), v.into());
-        Ok(())
-    }
-    fn delete(&self, k: &str) -> Result<(), StoreError> {
-        self.0
-            .lock()
-            .map_err(|e| StoreError(e.to_string()))?
-            .remove(k);
-        Ok(())
-    }
-    fn list(&self, p: &str) -> Result<Vec<(String, Vec<u8>)>, StoreError> {
-        Ok(self
-            .0
-            .lock()
-            .map_err(|e| StoreError(e.to_string()))?
-            .iter()
-            .filter(|(k, _)| k.starts_with(p))
-            .map(|(k, v)| (k.clone(), v.clone()))
-            .collect())
-    }
-}
+use ferry_bridge::MemoryKeyValue as Mem;
 
 fn rss_kib() -> u64 {
     std::fs::read_to_string("/proc/self/status")

@@ -399,58 +399,11 @@ pub fn sanitize_user(u: &str) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use std::collections::BTreeMap;
-    use std::sync::Mutex;
 
-    #[derive(Default)]
-    struct Mem(Mutex<BTreeMap<String, Vec<u8>>>);
-    impl KeyValue for Mem {
-        fn get(&self, key: &str) -> Result<Option<Vec<u8>>, StoreError> {
-            Ok(self.0.lock().unwrap().get(key).cloned())
-        }
-        fn put(&self, key: &str, value: &[u8]) -> Result<(), StoreError> {
-            self.0.lock().unwrap().insert(key.into(), value.into());
-            Ok(())
-        }
-        fn delete(&self, key: &str) -> Result<(), StoreError> {
-            self.0.lock().unwrap().remove(key);
-            Ok(())
-        }
-        fn list(&self, prefix: &str) -> Result<Vec<(String, Vec<u8>)>, StoreError> {
-            Ok(self
-                .0
-                .lock()
-                .unwrap()
-                .iter()
-                .filter(|(k, _)| k.starts_with(prefix))
-                .map(|(k, v)| (k.clone(), v.clone()))
-                .collect())
-        }
-        // "Sealing" reverses the bytes behind a marker: enough to tell
-        // sealed values from clear ones in these tests.
-        fn put_sealed(&self, key: &str, value: &[u8]) -> Result<(), StoreError> {
-            let mut v = b"SEALED:".to_vec();
-            v.extend(value.iter().rev());
-            self.put(key, &v)
-        }
-        fn get_sealed(&self, key: &str) -> Result<Option<Vec<u8>>, StoreError> {
-            match self.get(key)? {
-                None => Ok(None),
-                Some(v) => match v.strip_prefix(b"SEALED:") {
-                    Some(rest) => Ok(Some(rest.iter().rev().copied().collect())),
-                    None => Err(StoreError("not sealed".into())),
-                },
-            }
-        }
-    }
+    use ferry_bridge::MemoryKeyValue as Mem;
 
     fn clear_values(kv: &Mem) -> String {
-        kv.0.lock()
-            .unwrap()
-            .values()
-            .filter(|v| !v.starts_with(b"SEALED:"))
-            .map(|v| String::from_utf8_lossy(v).into_owned())
-            .collect()
+        kv.clear_text()
     }
 
     #[test]

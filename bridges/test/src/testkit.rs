@@ -1,15 +1,13 @@
 //! Helpers of the unit tests: sessions driven directly with actions, their
 //! events read from the sink, an in-memory key/value store.
 
-use std::collections::BTreeMap;
 use std::path::PathBuf;
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::time::Duration;
 
 use ferry_bridge::{
-    Account, Action, BridgeError, BridgeSetup, Envelope, Event, EventSink, FormValues, KeyValue,
-    Network, Outcome, OutgoingMessage, Secret, Session, SessionContext, Spawner, StoreError,
-    TaskFailure, UserId,
+    Account, Action, BridgeError, BridgeSetup, Envelope, Event, EventSink, FormValues, Network,
+    Outcome, OutgoingMessage, Secret, Session, SessionContext, Spawner, TaskFailure, UserId,
 };
 use tokio::sync::mpsc;
 
@@ -27,32 +25,7 @@ pub(crate) fn network(config: Config) -> TestNetwork {
 }
 
 /// A key/value store in memory.
-#[derive(Default)]
-pub(crate) struct MemoryStore(Mutex<BTreeMap<String, Vec<u8>>>);
-
-impl KeyValue for MemoryStore {
-    fn get(&self, key: &str) -> Result<Option<Vec<u8>>, StoreError> {
-        Ok(self.0.lock().unwrap().get(key).cloned())
-    }
-    fn put(&self, key: &str, value: &[u8]) -> Result<(), StoreError> {
-        self.0.lock().unwrap().insert(key.into(), value.to_vec());
-        Ok(())
-    }
-    fn delete(&self, key: &str) -> Result<(), StoreError> {
-        self.0.lock().unwrap().remove(key);
-        Ok(())
-    }
-    fn list(&self, prefix: &str) -> Result<Vec<(String, Vec<u8>)>, StoreError> {
-        Ok(self
-            .0
-            .lock()
-            .unwrap()
-            .range(prefix.to_owned()..)
-            .take_while(|(k, _)| k.starts_with(prefix))
-            .map(|(k, v)| (k.clone(), v.clone()))
-            .collect())
-    }
-}
+pub(crate) use ferry_bridge::MemoryKeyValue as MemoryStore;
 
 /// A connected session and what it reports.
 pub(crate) struct Client {

@@ -6,16 +6,14 @@
 
 #![allow(dead_code)]
 
-use std::collections::BTreeMap;
+use std::sync::Arc;
 use std::sync::atomic::{AtomicU32, Ordering};
-use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use encoding_rs::WINDOWS_1252;
 use ferry_bridge::{
-    Action, Address, BridgeError, ContactId, Envelope, Event, EventSink, KeyValue, Network,
-    Outcome, OutgoingMessage, RoomId, ServiceId, Session, SessionContext, Spawner, StoreError,
-    UserId,
+    Action, Address, BridgeError, ContactId, Envelope, Event, EventSink, Network, Outcome,
+    OutgoingMessage, RoomId, ServiceId, Session, SessionContext, Spawner, UserId,
 };
 use ferry_irc::Config;
 use ferry_irc::proto::Message;
@@ -204,39 +202,7 @@ impl Raw {
 
 // ------------------------------------------------------------------ store
 
-#[derive(Default)]
-pub struct MemKv(Mutex<BTreeMap<String, Vec<u8>>>);
-
-impl KeyValue for MemKv {
-    fn get(&self, key: &str) -> Result<Option<Vec<u8>>, StoreError> {
-        Ok(self.0.lock().unwrap().get(key).cloned())
-    }
-    fn put(&self, key: &str, value: &[u8]) -> Result<(), StoreError> {
-        self.0.lock().unwrap().insert(key.into(), value.into());
-        Ok(())
-    }
-    fn delete(&self, key: &str) -> Result<(), StoreError> {
-        self.0.lock().unwrap().remove(key);
-        Ok(())
-    }
-    fn list(&self, prefix: &str) -> Result<Vec<(String, Vec<u8>)>, StoreError> {
-        Ok(self
-            .0
-            .lock()
-            .unwrap()
-            .iter()
-            .filter(|(k, _)| k.starts_with(prefix))
-            .map(|(k, v)| (k.clone(), v.clone()))
-            .collect())
-    }
-    // In memory: nothing to protect at rest.
-    fn put_sealed(&self, key: &str, value: &[u8]) -> Result<(), StoreError> {
-        self.put(key, value)
-    }
-    fn get_sealed(&self, key: &str) -> Result<Option<Vec<u8>>, StoreError> {
-        self.get(key)
-    }
-}
+pub use ferry_bridge::MemoryKeyValue as MemKv;
 
 // ------------------------------------------------------------------ bridge side
 
