@@ -12,23 +12,6 @@ from harness.xmpp import StanzaError, ping
 from helpers import register, wait_until
 
 
-@pytest.fixture(scope="module")
-def gw(ferry_module_factory):
-    return ferry_module_factory()
-
-
-@pytest.fixture(scope="module")
-def domain(gw):
-    return gw.config.domain("test")
-
-
-@pytest.fixture
-def alice_r(xmpp, domain):
-    c = xmpp("alice")
-    register(c, domain)
-    return c
-
-
 @pytest.fixture
 def admin_r(xmpp, domain):
     c = xmpp("admin")

@@ -5,25 +5,6 @@ import pytest
 
 from harness.stanza import NS, find, message, presence, text
 
-from helpers import register
-
-
-@pytest.fixture(scope="module")
-def gw(ferry_module_factory):
-    return ferry_module_factory()
-
-
-@pytest.fixture(scope="module")
-def domain(gw):
-    return gw.config.domain("test")
-
-
-@pytest.fixture
-def user(xmpp, domain):
-    c = xmpp("alice")
-    register(c, domain)
-    return c
-
 
 def still_works(c, domain):
     m = c.mark()

@@ -2,29 +2,10 @@
 with their extensions: receipts, corrections, retractions, reactions,
 replies, chat states, markers, attachments, formatting; and the errors a
 sender gets when something cannot be carried."""
-import pytest
 
 from harness.stanza import NS, attr, find, findall, has, message, text, where
 
 from helpers import register
-
-
-@pytest.fixture(scope="module")
-def gw(ferry_module_factory):
-    return ferry_module_factory()
-
-
-@pytest.fixture(scope="module")
-def domain(gw):
-    return gw.config.domain("test")
-
-
-@pytest.fixture
-def user(xmpp, domain):
-    """alice, registered."""
-    c = xmpp("alice")
-    register(c, domain)
-    return c
 
 
 def echo(domain):

@@ -10,23 +10,6 @@ from harness.xmpp import StanzaError, ping
 from helpers import register, wait_until
 
 
-@pytest.fixture(scope="module")
-def gw(ferry_module_factory):
-    return ferry_module_factory()
-
-
-@pytest.fixture(scope="module")
-def domain(gw):
-    return gw.config.domain("test")
-
-
-@pytest.fixture
-def alice_r(xmpp, domain):
-    c = xmpp("alice")
-    register(c, domain)
-    return c
-
-
 @pytest.fixture
 def bob_r(xmpp, domain):
     c = xmpp("bob")

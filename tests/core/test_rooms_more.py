@@ -2,7 +2,6 @@
 XEP-0249 direct to XMPP), moderation (XEP-0425), persistent rooms archived
 while no client is joined, bookmarks (XEP-0402 through XEP-0356) and the
 invitation fallback without privileges."""
-import pytest
 
 from harness.stanza import NS, attr, find, findall, has, message, presence, text
 
@@ -11,16 +10,6 @@ from helpers import register, wait_until
 
 def room(name, domain):
     return f"#{name}@{domain}"
-
-
-@pytest.fixture(scope="module")
-def gw(ferry_module_factory):
-    return ferry_module_factory()
-
-
-@pytest.fixture(scope="module")
-def domain(gw):
-    return gw.config.domain("test")
 
 
 def test_invitations_both_ways(xmpp, domain):
