@@ -2,12 +2,14 @@
 through Prosody and the ferry binary on one side, a real Synapse user on the
 other (client-server API). Discovery, registration, direct chats both ways,
 the roster, features of messages."""
+import base64
+
 import pytest
 
 from harness.stanza import find, findall, has, message, text, to_string
 from harness.xmpp import StanzaError
 
-from matrix_helpers import MatrixUser, contact_jid, register, wait_until
+from matrix_helpers import MatrixUser, contact_jid, q, register, wait_until
 
 
 def test_disco_says_matrix_gateway(alice, domain):
@@ -52,6 +54,31 @@ def test_direct_chat_both_ways_and_roster(alice, domain, peers):
     assert find(m, "sid:stanza-id") is not None or m.get("id")
     alice.send_message(bob_jid, "hello from xmpp", type="chat")
     bob.wait_text(room, "hello from xmpp")
+
+
+def test_roster_name_and_avatar_of_a_matrix_contact(alice, domain, peers):
+    me = register(alice, domain, peers)
+    bob = MatrixUser.register(peers.matrix_url, "bob")
+    png = b"\x89PNG\r\n\x1a\n" + bytes(range(200))
+    mxc = bob.upload(png, "image/png", "me.png")
+    bob.call("PUT", f"/_matrix/client/v3/profile/{q(bob.user_id)}/displayname",
+             {"displayname": "Bob Builder"})
+    bob.call("PUT", f"/_matrix/client/v3/profile/{q(bob.user_id)}/avatar_url", {"avatar_url": mxc})
+    bob_jid = contact_jid(bob.user_id, domain)
+    bob.create_dm(me.user_id)
+    # The roster shows Bob's display name, his vCard has the name and avatar.
+    wait_until(lambda: (alice.roster().get(bob_jid) or {}).get("name") == "Bob Builder",
+               what="bob's name in the roster")
+    r = alice.iq("<vCard xmlns='vcard-temp'/>", to=bob_jid)
+    assert text(r, "{vcard-temp}vCard/{vcard-temp}FN") == "Bob Builder"
+    assert text(r, "{vcard-temp}vCard/{vcard-temp}PHOTO/{vcard-temp}TYPE") == "image/png"
+    binval = text(r, "{vcard-temp}vCard/{vcard-temp}PHOTO/{vcard-temp}BINVAL")
+    assert base64.b64decode("".join(binval.split())) == png
+    # A rename on Matrix renames the roster entry.
+    bob.call("PUT", f"/_matrix/client/v3/profile/{q(bob.user_id)}/displayname",
+             {"displayname": "Robert"})
+    wait_until(lambda: (alice.roster().get(bob_jid) or {}).get("name") == "Robert",
+               what="the new name in the roster")
 
 
 def _dm(alice, domain, peers):

@@ -9,7 +9,10 @@ use matrix_sdk::config::RequestConfig;
 use matrix_sdk::encryption::{BackupDownloadStrategy, EncryptionSettings};
 use matrix_sdk::ruma::api::error::ErrorKind as MxErrorKind;
 use matrix_sdk::{Client, ClientBuildError, HttpError, SqliteStoreConfig};
-use matrix_sdk_base::crypto::{CollectStrategy, DecryptionSettings, TrustRequirement};
+use matrix_sdk_base::crypto::{
+    CollectStrategy, DecryptionSettings, OlmError, SessionRecipientCollectionError,
+    TrustRequirement,
+};
 
 use crate::config::Config;
 
@@ -216,6 +219,22 @@ pub fn http_unknown_token(e: &HttpError) -> Option<bool> {
 /// A matrix-sdk error as an error for the user, with `doing` saying what
 /// failed ("sending the message").
 pub fn action_error(doing: &str, e: matrix_sdk::Error) -> BridgeError {
+    if let matrix_sdk::Error::OlmError(olm) = &e
+        && let OlmError::SessionRecipientCollectionError(
+            SessionRecipientCollectionError::CrossSigningNotSetup
+            | SessionRecipientCollectionError::SendingFromUnverifiedDevice,
+        ) = &**olm
+    {
+        // Only with the "trust unverified devices" preference off.
+        return BridgeError::new(
+            ErrorKind::NotAllowed,
+            format!(
+                "Matrix: {doing} failed: with \"trust unverified devices\" off, ferry encrypts \
+                 only once its device is cross-signed. Run the \"recovery-key\" or \"verify\" \
+                 command, or turn the preference back on."
+            ),
+        );
+    }
     let kind = match e.client_api_error_kind() {
         Some(MxErrorKind::Forbidden) => ErrorKind::NotAllowed,
         Some(MxErrorKind::NotFound) => ErrorKind::NotFound,

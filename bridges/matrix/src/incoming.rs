@@ -557,10 +557,9 @@ impl<'a> Converter<'a> {
     }
 
     async fn state(&self, state: AnySyncStateEvent) -> Vec<Event> {
-        let Chat::Group(view) = self.chat.clone() else {
-            // Direct chats have no room state to show, but a partner who
-            // joins makes the conversation a contact.
-            return Vec::new();
+        let view = match self.chat.clone() {
+            Chat::Group(view) => view,
+            Chat::Direct(partner) => return self.partner_profile(&partner, state).await,
         };
         match state {
             AnySyncStateEvent::RoomMember(SyncStateEvent::Original(ev)) => {
@@ -701,6 +700,31 @@ impl<'a> Converter<'a> {
             }
             _ => Vec::new(),
         }
+    }
+
+    /// Direct chats have no room state to show, but the partner changing
+    /// their display name or avatar updates their roster entry (name,
+    /// vCard / XEP-0084 avatar).
+    async fn partner_profile(&self, partner: &UserId, state: AnySyncStateEvent) -> Vec<Event> {
+        let AnySyncStateEvent::RoomMember(SyncStateEvent::Original(ev)) = state else {
+            return Vec::new();
+        };
+        if ev.state_key != partner || ev.content.membership != MembershipState::Join {
+            return Vec::new();
+        }
+        let Some(prev) = ev.unsigned.prev_content.as_ref() else {
+            return Vec::new();
+        };
+        if prev.membership != MembershipState::Join
+            || (prev.displayname == ev.content.displayname
+                && prev.avatar_url == ev.content.avatar_url)
+        {
+            return Vec::new();
+        }
+        let user = partner.to_owned();
+        vec![Event::Contact(
+            crate::sync::contact_info(self.ctx, &user, Some(self.room)).await,
+        )]
     }
 
     /// Occupants whose role or affiliation changed with new power levels.

@@ -297,6 +297,11 @@ pub struct Timeline {
 }
 
 impl Timeline {
+    /// Every event seen so far.
+    pub fn all(&self) -> Vec<(OwnedRoomId, Value)> {
+        self.events.lock().expect("lock").clone()
+    }
+
     /// Waits for an event of a room matching `pred`.
     pub async fn wait(&self, room: &RoomId, what: &str, pred: impl Fn(&Value) -> bool) -> Value {
         let deadline = tokio::time::Instant::now() + WAIT;

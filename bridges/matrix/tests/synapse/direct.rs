@@ -130,3 +130,82 @@ async fn writing_to_a_contact_without_a_chat_creates_one() {
         .await;
     alice.close().await;
 }
+
+/// A small PNG-looking avatar.
+fn avatar_bytes() -> Vec<u8> {
+    let mut v = vec![0x89, b'P', b'N', b'G', 0x0d, 0x0a, 0x1a, 0x0a];
+    v.extend((0..600u32).map(|i| (i % 253) as u8));
+    v
+}
+
+#[tokio::test]
+async fn roster_entries_carry_names_avatars_and_presence() {
+    let mut alice = Ferry::new("alice").await;
+    alice.connected().await;
+    let bob = Peer::new("bob").await;
+    let avatar = avatar_bytes();
+    bob.client
+        .account()
+        .set_display_name(Some("Bob Builder"))
+        .await
+        .expect("display name");
+    bob.client
+        .account()
+        .upload_avatar(&"image/png".parse().expect("mime"), avatar.clone())
+        .await
+        .expect("avatar");
+    let alice_id: matrix_sdk::ruma::OwnedUserId = alice.user_id.as_str().try_into().expect("uid");
+    let room = bob.client.create_dm(&alice_id).await.expect("create dm");
+    let contact = ContactId::new(bob.user_id.as_str());
+
+    // The roster entry has Bob's display name and his avatar (vCard /
+    // XEP-0084 through the core).
+    let ev = alice
+        .take(
+            "bob in the roster",
+            |e| matches!(e, Event::Contact(c) if c.contact == contact && c.in_roster),
+        )
+        .await;
+    let Event::Contact(info) = ev else {
+        unreachable!()
+    };
+    assert_eq!(info.name.as_deref(), Some("Bob Builder"));
+    let got = info.avatar.expect("an avatar");
+    assert_eq!(got.mime, "image/png");
+    assert_eq!(got.data, avatar);
+    bob.wait(room.room_id(), "alice joined", |v| {
+        v["type"] == "m.room.member"
+            && v["state_key"] == alice.user_id.as_str()
+            && v["content"]["membership"] == "join"
+    })
+    .await;
+
+    // A later rename reaches the roster too.
+    bob.client
+        .account()
+        .set_display_name(Some("Robert"))
+        .await
+        .expect("rename");
+    alice
+        .take("the new name", |e| {
+            matches!(e, Event::Contact(c) if c.contact == contact
+                && c.name.as_deref() == Some("Robert") && c.avatar.is_some())
+        })
+        .await;
+
+    // Bob's presence and status message reach the contact's presence.
+    let mut request = matrix_sdk::ruma::api::client::presence::set_presence::v3::Request::new(
+        bob.user_id.clone(),
+        matrix_sdk::ruma::presence::PresenceState::Unavailable,
+    );
+    request.status_msg = Some("out for lunch".into());
+    bob.client.send(request).await.expect("presence");
+    alice
+        .take("bob's status", |e| {
+            matches!(e, Event::ContactPresence { contact: c, presence }
+                if *c == contact && presence.status.as_deref() == Some("out for lunch")
+                    && presence.show == ferry_bridge::Show::Away)
+        })
+        .await;
+    alice.close().await;
+}

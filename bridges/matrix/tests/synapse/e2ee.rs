@@ -428,3 +428,116 @@ async fn revoked_token_then_relogin_loses_nothing() {
         .await;
     alice.close().await;
 }
+
+/// The user's main client (Element) sets up cross-signing and a recovery
+/// key; returns the key.
+async fn cross_signing_with_recovery(alice: &Ferry) -> (Peer, String) {
+    let element = Peer::login(&alice.user_id, &alice.password, "element").await;
+    let enc = element.client.encryption();
+    if let Err(e) = enc.bootstrap_cross_signing(None).await {
+        let response = e.as_uiaa_response().expect("password asked");
+        let local = alice
+            .user_id
+            .trim_start_matches('@')
+            .split(':')
+            .next()
+            .expect("local");
+        let mut password = uiaa::Password::new(
+            uiaa::UserIdentifier::Matrix(uiaa::MatrixUserIdentifier::new(local.to_owned())),
+            alice.password.clone(),
+        );
+        password.session = response.session.clone();
+        enc.bootstrap_cross_signing(Some(uiaa::AuthData::Password(password)))
+            .await
+            .expect("cross-signing");
+    }
+    let key = enc.recovery().enable().await.expect("recovery key");
+    (element, key)
+}
+
+#[tokio::test]
+async fn unverified_devices_get_keys_only_when_the_preference_allows() {
+    // The user does not trust unverified devices.
+    let mut alice = Ferry::new("alice").await;
+    alice.close().await;
+    alice
+        .connect_with(FormValues::new().with("trust_unverified_devices", "false"))
+        .await;
+    alice.connected().await;
+    let bob = Peer::new("bob").await;
+    let alice_id: OwnedUserId = alice.user_id.as_str().try_into().expect("uid");
+    let room = bob.client.create_dm(&alice_id).await.expect("dm");
+    bob.wait(room.room_id(), "alice joined", |v| {
+        v["type"] == "m.room.member"
+            && v["state_key"] == alice.user_id.as_str()
+            && v["content"]["membership"] == "join"
+    })
+    .await;
+    let contact = ferry_bridge::ContactId::new(bob.user_id.as_str());
+    let chat = Address::Contact(contact);
+
+    // Ferry's own device is not cross-signed yet: sending is refused with
+    // what to do, nothing goes out unencrypted.
+    let err = alice
+        .act(Action::SendMessage(OutgoingMessage::text(
+            chat.clone(),
+            "t0",
+            "too early",
+        )))
+        .await
+        .expect_err("refused");
+    assert_eq!(err.kind, ErrorKind::NotAllowed, "{err:?}");
+    assert!(err.message.contains("recovery-key"), "{err:?}");
+
+    // Once cross-signed (recovery key), ferry encrypts, but Bob's device
+    // (no cross-signing, never verified) gets no key.
+    let (_element, key) = cross_signing_with_recovery(&alice).await;
+    alice
+        .act(command(
+            "recovery-key",
+            Some("import".into()),
+            FormValues::new().with("key", key),
+        ))
+        .await
+        .expect("imported");
+    alice
+        .act(Action::SendMessage(OutgoingMessage::text(
+            chat.clone(),
+            "t1",
+            "for verified eyes",
+        )))
+        .await
+        .expect("sent");
+    bob.wait(room.room_id(), "an undecryptable message", |v| {
+        v["type"] == "m.room.encrypted" && v["sender"] == alice.user_id.as_str()
+    })
+    .await;
+    assert!(
+        !bob.timeline.all().iter().any(
+            |(_, v)| common::is_text(v, "for verified eyes") || common::is_text(v, "too early")
+        ),
+        "an unverified device must not read it"
+    );
+
+    // Turning the preference on (the default) shares keys with him.
+    alice
+        .act(Action::PreferencesChanged(
+            FormValues::new().with("trust_unverified_devices", "true"),
+        ))
+        .await
+        .expect("preferences");
+    alice.connected().await;
+    alice
+        .act(Action::SendMessage(OutgoingMessage::text(
+            chat,
+            "t2",
+            "for everyone",
+        )))
+        .await
+        .expect("sent");
+    bob.wait(room.room_id(), "the readable message", |v| {
+        common::is_text(v, "for everyone")
+    })
+    .await;
+    alice.close().await;
+}

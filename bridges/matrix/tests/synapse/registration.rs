@@ -120,3 +120,85 @@ async fn unregister_logs_the_device_out() {
         .await
         .expect("idempotent");
 }
+
+/// A web server for a Matrix server name: answers
+/// `/.well-known/matrix/client` with `base_url` as the homeserver, 404 to
+/// anything else; counts the well-known requests.
+async fn well_known_server(
+    base_url: String,
+) -> (String, std::sync::Arc<std::sync::atomic::AtomicUsize>) {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let hits = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("bind");
+    let addr = listener.local_addr().expect("addr");
+    let counter = hits.clone();
+    tokio::spawn(async move {
+        loop {
+            let Ok((mut sock, _)) = listener.accept().await else {
+                return;
+            };
+            let base_url = base_url.clone();
+            let counter = counter.clone();
+            tokio::spawn(async move {
+                let mut buf = [0u8; 4096];
+                let n = sock.read(&mut buf).await.unwrap_or(0);
+                let head = String::from_utf8_lossy(&buf[..n]).into_owned();
+                let (status, body) = if head.starts_with("GET /.well-known/matrix/client ") {
+                    counter.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+                    let body = serde_json::json!({"m.homeserver": {"base_url": base_url}});
+                    ("200 OK", body.to_string())
+                } else {
+                    (
+                        "404 Not Found",
+                        r#"{"errcode":"M_UNRECOGNIZED"}"#.to_owned(),
+                    )
+                };
+                let reply = format!(
+                    "HTTP/1.1 {status}\r\ncontent-type: application/json\r\n\
+                     access-control-allow-origin: *\r\ncontent-length: {}\r\n\
+                     connection: close\r\n\r\n{body}",
+                    body.len()
+                );
+                let _ = sock.write_all(reply.as_bytes()).await;
+            });
+        }
+    });
+    (addr.to_string(), hits)
+}
+
+#[tokio::test]
+async fn server_name_is_resolved_through_well_known() {
+    let (user, pw) = common::register("wk").await;
+    let (server_name, hits) = well_known_server(common::url()).await;
+    let net = MatrixNetwork::new(common::config()).expect("valid config");
+    // The user types the server's name (its web address), not the
+    // homeserver's: ferry finds the homeserver through .well-known.
+    let account = net
+        .login(
+            &UserId::new("u@x"),
+            &values(&format!("http://{server_name}"), &user, &pw),
+        )
+        .await
+        .expect("login through .well-known");
+    assert!(hits.load(std::sync::atomic::Ordering::SeqCst) >= 1);
+    let stored = StoredSession::from_account(&account).expect("readable");
+    assert_eq!(stored.user_id.as_str(), user);
+    assert_eq!(
+        stored.homeserver.trim_end_matches('/'),
+        common::url().trim_end_matches('/'),
+        "the session talks to the homeserver .well-known named"
+    );
+    // A server name whose .well-known points nowhere is a clear error.
+    let (dead, _) = well_known_server("http://127.0.0.1:9".into()).await;
+    let err = net
+        .login(
+            &UserId::new("u@x"),
+            &values(&format!("http://{dead}"), &user, &pw),
+        )
+        .await
+        .expect_err("nowhere");
+    assert!(matches!(err, LoginError::Unreachable(_)), "{err:?}");
+    assert!(err.to_string().contains(&dead), "{err}");
+}

@@ -1,0 +1,158 @@
+"""The same figures as bench_matrix.py, for matridge (slidge's Matrix
+gateway, PyPI `matridge`), on the same Synapse and Prosody: the comparison
+of issue 4, item 9. Run on demand (never collected by the suite), with
+matridge installed in its own venv (0.4.1 runs on Python 3.11):
+
+    python3.11 -m venv /tmp/matridge && /tmp/matridge/bin/pip install matridge==0.4.1
+    XMPP_LOAD_USERS=25 PEERS="xmpp matrix" contrib/peers/start-peers.sh $PEERS_DIR
+    cd tests && PEERS_DIR=… MATRIDGE_BIN=/tmp/matridge/bin/matridge \\
+        $FERRY_VENVS/test/bin/python -m pytest matrix/bench_matridge.py -s -p no:cacheprovider
+
+matridge runs as the unprivileged component `matrix2.<domain>` of the
+peer scripts. Printed: matridge's RSS (the process and its children)
+connected with no session, with 1 and with BENCH_USERS logged-in Matrix
+sessions, and the cost per session; Matrix -> XMPP and XMPP -> Matrix
+latency, median / p95, measured exactly as for ferry.
+"""
+import os
+import shutil
+import subprocess
+import tempfile
+import time
+
+import pytest
+
+from harness.stanza import message, presence, text, where
+
+from bench_matrix import SAMPLES, USERS, Syncer, arrival, report, rss_kib, settle
+from matrix_helpers import MatrixUser, contact_jid, wait_until
+
+
+def tree_rss_kib(pid) -> int:
+    """RSS of a process and its descendants."""
+    total = rss_kib(pid)
+    try:
+        children = open(f"/proc/{pid}/task/{pid}/children").read().split()
+    except OSError:
+        children = []
+    return total + sum(tree_rss_kib(int(c)) for c in children)
+
+
+def settle_tree(pid, seconds=5.0):
+    time.sleep(seconds)
+    last = tree_rss_kib(pid)
+    for _ in range(10):
+        time.sleep(1.0)
+        now = tree_rss_kib(pid)
+        if abs(now - last) < 256:
+            return now
+        last = now
+    return last
+
+
+@pytest.fixture(scope="module")
+def matridge(peers):
+    peers.require("prosody", "synapse")
+    binary = os.environ.get("MATRIDGE_BIN") or shutil.which("matridge")
+    if not binary:
+        pytest.fail("MATRIDGE_BIN is not set and no matridge in PATH: install it "
+                    "(python3.11 -m venv DIR && DIR/bin/pip install matridge==0.4.1)")
+    home = tempfile.mkdtemp(prefix="matridge-bench-")
+    jid = f"matrix2.{peers.domain}"
+    log = open(os.path.join(home, "matridge.log"), "w")
+    proc = subprocess.Popen(
+        [binary, "--jid", jid, "--secret", peers.secret(jid), "--server", peers.host,
+         "--port", str(peers.component_port), "--home-dir", home, "-q"],
+        stdout=log, stderr=subprocess.STDOUT)
+    time.sleep(5)
+    assert proc.poll() is None, f"matridge exited: see {home}/matridge.log"
+    yield proc, jid
+    proc.terminate()
+    try:
+        proc.wait(timeout=20)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+    log.close()
+
+
+def logged_in(client, domain, since):
+    client.wait_for(presence(frm=domain) & where(
+        lambda e: (text(e, "status") or "").startswith("Logged in"), "logged in"),
+        since=since, timeout=180, take=False)
+
+
+def test_bench_matridge(matridge, peers, xmpp):
+    proc, domain = matridge
+    pid = proc.pid
+    load_pw = peers.env.get("XMPP_LOAD_PASSWORD", "loadpw")
+    # The first client makes the component known (disco) before measuring.
+    first_client = xmpp("load01", password=load_pw)
+    first_client.disco_info(domain)
+    idle = settle_tree(pid, 2.0)
+    print(f"\n[bench] matridge RSS, no session: {idle / 1024:.1f} MiB", flush=True)
+
+    peer = MatrixUser.register(peers.matrix_url, "benchpeer")
+    shared = peer.create_room(name="bench room", preset="public_chat")
+    for i in range(20):
+        peer.send(shared, f"history {i}")
+
+    def user_with_rooms():
+        u = MatrixUser.register(peers.matrix_url, "bench")
+        u.join(shared)
+        room = peer.create_dm(u.user_id)
+        return u, room
+
+    def register(client, user):
+        m = client.position()
+        client.register(domain, {"homeserver": peers.matrix_url, "username": user.user_id,
+                                 "password": user.password, "device": "matridge"}, timeout=120)
+        return m
+
+    first, first_dm = user_with_rooms()
+    since = register(first_client, first)
+    logged_in(first_client, domain, since)
+    one = settle_tree(pid)
+    print(f"[bench] matridge RSS with 1 Matrix session: {one / 1024:.1f} MiB "
+          f"(+{(one - idle) / 1024:.1f} MiB)", flush=True)
+
+    peer_jid = contact_jid(peer.user_id, domain)
+    # slidge names contacts after their Matrix id, escaped (XEP-0106)
+    wait_until(lambda: any(j.endswith("@" + domain) and j != domain
+                           for j in first_client.roster()) or True, timeout=5)
+    first_client.send_message(peer_jid, "warm up")
+    syncer = Syncer(peer)
+    syncer.start()
+    try:
+        syncer.wait("warm up", timeout=60)
+        m2x = []
+        for i in range(SAMPLES + 5):
+            m = first_client.mark()
+            t0 = time.monotonic()
+            peer.send(first_dm, f"m2x {i}")
+            st = first_client.wait_for(message(body=f"m2x {i}"), since=m, timeout=30)
+            if i >= 5:
+                m2x.append(arrival(first_client, st) - t0)
+        report("matridge Matrix -> XMPP latency", m2x)
+        x2m = []
+        for i in range(SAMPLES + 5):
+            t0 = time.monotonic()
+            first_client.send_message(peer_jid, f"x2m {i}")
+            t1 = syncer.wait(f"x2m {i}", timeout=30)
+            if i >= 5:
+                x2m.append(t1 - t0)
+        report("matridge XMPP -> Matrix latency", x2m)
+    except AssertionError as e:
+        print(f"[bench] matridge latency not measured: {e}", flush=True)
+    syncer.stop = True
+
+    clients, marks = [first_client], []
+    for i in range(2, USERS + 1):
+        c = xmpp(f"load{i:02d}", password=load_pw)
+        u, _ = user_with_rooms()
+        marks.append((c, register(c, u)))
+        clients.append(c)
+    for c, since in marks:
+        logged_in(c, domain, since)
+    many = settle_tree(pid, 8.0)
+    print(f"[bench] matridge RSS with {USERS} Matrix sessions: {many / 1024:.1f} MiB; "
+          f"{(many - idle) / USERS / 1024:.2f} MiB per session", flush=True)
