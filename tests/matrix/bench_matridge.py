@@ -22,10 +22,10 @@ import time
 
 import pytest
 
-from harness.stanza import message, presence, text, where
+from harness.stanza import message, presence, text, to_string, where
 
 from bench_matrix import SAMPLES, USERS, Syncer, arrival, report, rss_kib, settle
-from matrix_helpers import MatrixUser, contact_jid, wait_until
+from matrix_helpers import MatrixUser, escape_node
 
 
 def tree_rss_kib(pid) -> int:
@@ -87,7 +87,15 @@ def test_bench_matridge(matridge, peers, xmpp):
     load_pw = peers.env.get("XMPP_LOAD_PASSWORD", "loadpw")
     # The first client makes the component known (disco) before measuring.
     first_client = xmpp("load01", password=load_pw)
-    first_client.disco_info(domain)
+    deadline = time.monotonic() + 180
+    while True:  # matridge takes a while to start and connect
+        assert proc.poll() is None, "matridge exited (see matridge.log in its home dir)"
+        r = first_client.iq("<query xmlns='http://jabber.org/protocol/disco#info'/>",
+                            to=domain, allow_error=True)
+        if r.get("type") == "result":
+            break
+        assert time.monotonic() < deadline, "matridge never connected to the XMPP server"
+        time.sleep(1)
     idle = settle_tree(pid, 2.0)
     print(f"\n[bench] matridge RSS, no session: {idle / 1024:.1f} MiB", flush=True)
 
@@ -115,10 +123,9 @@ def test_bench_matridge(matridge, peers, xmpp):
     print(f"[bench] matridge RSS with 1 Matrix session: {one / 1024:.1f} MiB "
           f"(+{(one - idle) / 1024:.1f} MiB)", flush=True)
 
-    peer_jid = contact_jid(peer.user_id, domain)
-    # slidge names contacts after their Matrix id, escaped (XEP-0106)
-    wait_until(lambda: any(j.endswith("@" + domain) and j != domain
-                           for j in first_client.roster()) or True, timeout=5)
+    # slidge names contacts after their whole Matrix id, XEP-0106 escaped
+    # (`\40bob\3alocalhost@matrix2.localhost`)
+    peer_jid = f"{escape_node(peer.user_id)}@{domain}"
     first_client.send_message(peer_jid, "warm up")
     syncer = Syncer(peer)
     syncer.start()
@@ -143,6 +150,8 @@ def test_bench_matridge(matridge, peers, xmpp):
         report("matridge XMPP -> Matrix latency", x2m)
     except AssertionError as e:
         print(f"[bench] matridge latency not measured: {e}", flush=True)
+        for st in first_client.stanzas[-8:]:
+            print(f"[bench]   last stanzas: {to_string(st)[:400]}", flush=True)
     syncer.stop = True
 
     clients, marks = [first_client], []
