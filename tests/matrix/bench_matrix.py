@@ -102,7 +102,7 @@ class Syncer(threading.Thread):
 def register_load(client, domain, peers, user):
     m = client.position()
     client.register(domain, {"homeserver": peers.matrix_url, "username": user.user_id,
-                             "password": user.password})
+                             "password": user.password}, timeout=120)
     return m
 
 
