@@ -68,8 +68,10 @@ enum Ended {
 enum Unconfirmed {
     /// From the outbox (still stored there): its sequence number.
     Outbox(i64),
-    /// Sent live (only in memory).
-    Live(Element),
+    /// Sent live (only in memory), serialized: a few hundred bytes where
+    /// the element tree takes several kilobytes, and a burst (a big room
+    /// joined by many users) stays unconfirmed until the next ping's answer.
+    Live(String),
 }
 
 struct PingInFlight {
@@ -398,7 +400,7 @@ impl Task {
             .unconfirmed
             .drain(..)
             .filter_map(|u| match u {
-                Unconfirmed::Live(el) => Some(String::from(&el)),
+                Unconfirmed::Live(text) => Some(text),
                 Unconfirmed::Outbox(_) => None,
             })
             .collect();
@@ -581,7 +583,7 @@ impl Task {
                 Command::Send(el) => {
                     stream.feed(&el).await.map_err(write_error)?;
                     BridgeMetrics::inc(&self.metrics.stanzas_out);
-                    self.unconfirmed.push_back(Unconfirmed::Live(el));
+                    self.unconfirmed.push_back(Unconfirmed::Live(String::from(&el)));
                     written += 1;
                 }
                 Command::Close { done, timeout } => {
@@ -879,11 +881,11 @@ impl Task {
             match cmd {
                 Command::Send(el) => {
                     if stream.feed(&el).await.is_err() {
-                        self.unconfirmed.push_back(Unconfirmed::Live(el));
+                        self.unconfirmed.push_back(Unconfirmed::Live(String::from(&el)));
                         return Ended::Dead("the connection failed while closing".into());
                     }
                     BridgeMetrics::inc(&self.metrics.stanzas_out);
-                    self.unconfirmed.push_back(Unconfirmed::Live(el));
+                    self.unconfirmed.push_back(Unconfirmed::Live(String::from(&el)));
                 }
                 Command::Close { done, .. } => self.close_waiters.push(done),
             }

@@ -113,7 +113,9 @@ pub struct Setup {
 
 /// A running session task.
 pub struct Handle {
-    tx: mpsc::UnboundedSender<Job>,
+    /// Boxed: a channel allocates room for 32 of its items at a time, and a
+    /// `Job` is a few hundred bytes (~11 KB per idle session unboxed).
+    tx: mpsc::UnboundedSender<Box<Job>>,
     cancel: CancellationToken,
     reason: Arc<Mutex<Option<CloseReason>>>,
     task: JoinHandle<()>,
@@ -124,7 +126,7 @@ pub struct Handle {
 impl Handle {
     /// Queues an action. Returns it back when the task is gone.
     pub fn send(&self, job: Job) -> Result<(), Box<Job>> {
-        self.tx.send(job).map_err(|e| Box::new(e.0))
+        self.tx.send(Box::new(job)).map_err(|e| e.0)
     }
 
     /// Asks the session to close; returns a future that resolves once it
@@ -206,7 +208,7 @@ fn backoff(setup: &Setup, attempt: u32) -> Duration {
 
 async fn run(
     setup: Setup,
-    mut inbox: mpsc::UnboundedReceiver<Job>,
+    mut inbox: mpsc::UnboundedReceiver<Box<Job>>,
     cancel: CancellationToken,
     reason: Arc<Mutex<Option<CloseReason>>>,
 ) {
@@ -350,7 +352,7 @@ async fn run(
 /// Err when the session must end.
 async fn wait(
     cancel: &CancellationToken,
-    inbox: &mut mpsc::UnboundedReceiver<Job>,
+    inbox: &mut mpsc::UnboundedReceiver<Box<Job>>,
     delay: Duration,
     refuse: Option<(&BridgeError, &Setup)>,
 ) -> Result<(), ()> {
@@ -390,7 +392,7 @@ async fn close(session: &mut dyn Session, reason: CloseReason) {
 
 async fn serve(
     session: &mut dyn Session,
-    inbox: &mut mpsc::UnboundedReceiver<Job>,
+    inbox: &mut mpsc::UnboundedReceiver<Box<Job>>,
     failures: &mut mpsc::UnboundedReceiver<TaskFailure>,
     cancel: &CancellationToken,
     setup: &Setup,
@@ -408,7 +410,7 @@ async fn serve(
                 None => return End::Gone,
             },
         };
-        let Job { action, then } = job;
+        let Job { action, then } = *job;
         let result = tokio::select! {
             biased;
             r = AssertUnwindSafe(session.act(action)).catch_unwind() => r,
