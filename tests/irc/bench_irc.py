@@ -2,12 +2,12 @@
 against the real servers and the real ferry binary (use a release build
 for the figures):
 
-    contrib/peers/start-peers.sh $PEERS_DIR          # XMPP_LOAD_USERS=60 (the default)
+    XMPP_LOAD_USERS=60 contrib/peers/start-peers.sh $PEERS_DIR   # load01..load60 for the fan-out
     cargo build --release
     cd tests && PEERS_DIR=… FERRY_BIN=../target/release/ferry \\
         $FERRY_VENVS/test/bin/python -m pytest irc/bench_irc.py -s -p no:cacheprovider
 
-or `benches/irc.sh`, which does all of that. Figures (issue 3, item 11):
+Figures (issue 3, item 11):
 
 - XMPP -> IRC -> XMPP round trip through an IRC echo bot, median / p95
   over 200 samples, archive on (the default);
@@ -42,6 +42,19 @@ def rss_kib(pid) -> int:
             if line.startswith("VmRSS:"):
                 return int(line.split()[1])
     return 0
+
+
+def rss_split(pid) -> str:
+    """VmRSS's two halves: private memory (RssAnon) and mapped files, mostly
+    ferry's own code pages (RssFile: shared with the page cache, reclaimable)."""
+    parts = {}
+    with open(f"/proc/{pid}/status") as f:
+        for line in f:
+            key, _, value = line.partition(":")
+            if key in ("RssAnon", "RssFile", "RssShmem"):
+                parts[key] = int(value.split()[0])
+    return (f"anonymous {parts.get('RssAnon', 0) / 1024:.1f} MiB, "
+            f"files {(parts.get('RssFile', 0) + parts.get('RssShmem', 0)) / 1024:.1f} MiB")
 
 
 def pct(values, p):
@@ -151,7 +164,7 @@ def test_bench_irc(bench_gw, peers, xmpp, tmp_path):
     pid = f.proc.pid
     time.sleep(1.0)
     idle = rss_kib(pid)
-    print(f"\n[bench] ferry RSS idle: {idle / 1024:.1f} MiB ({idle} KiB)", flush=True)
+    print(f"\n[bench] ferry RSS idle: {idle / 1024:.1f} MiB ({idle} KiB; {rss_split(pid)})", flush=True)
 
     # -------------------------------------------------------------- round trip
     chan = "#" + unique("rtt")
@@ -206,7 +219,7 @@ def test_bench_irc(bench_gw, peers, xmpp, tmp_path):
     time.sleep(1.0)
     loaded = rss_kib(pid)
     print(f"[bench] ferry RSS with {USERS} connected users: {loaded / 1024:.1f} MiB; "
-          f"{(loaded - idle) / USERS:.1f} KiB per user", flush=True)
+          f"{(loaded - idle) / USERS:.1f} KiB per user ({rss_split(pid)})", flush=True)
 
     def fan_out(tag):
         marks = [c.mark() for c in clients]
