@@ -408,6 +408,7 @@ async fn serve(config: Config, registry: Registry) -> anyhow::Result<()> {
     );
     let mut metrics = Metrics::default();
     let shutdown = CancellationToken::new();
+    crate::memory::start_reclaimer(shutdown.clone());
     // The component streams outlive the gateways: goodbyes go out through
     // them, then they are closed.
     let streams_down = CancellationToken::new();
