@@ -583,7 +583,8 @@ impl Task {
                 Command::Send(el) => {
                     stream.feed(&el).await.map_err(write_error)?;
                     BridgeMetrics::inc(&self.metrics.stanzas_out);
-                    self.unconfirmed.push_back(Unconfirmed::Live(String::from(&el)));
+                    self.unconfirmed
+                        .push_back(Unconfirmed::Live(String::from(&el)));
                     written += 1;
                 }
                 Command::Close { done, timeout } => {
@@ -881,11 +882,13 @@ impl Task {
             match cmd {
                 Command::Send(el) => {
                     if stream.feed(&el).await.is_err() {
-                        self.unconfirmed.push_back(Unconfirmed::Live(String::from(&el)));
+                        self.unconfirmed
+                            .push_back(Unconfirmed::Live(String::from(&el)));
                         return Ended::Dead("the connection failed while closing".into());
                     }
                     BridgeMetrics::inc(&self.metrics.stanzas_out);
-                    self.unconfirmed.push_back(Unconfirmed::Live(String::from(&el)));
+                    self.unconfirmed
+                        .push_back(Unconfirmed::Live(String::from(&el)));
                 }
                 Command::Close { done, .. } => self.close_waiters.push(done),
             }
