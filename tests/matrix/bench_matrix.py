@@ -40,6 +40,19 @@ def rss_kib(pid) -> int:
     return 0
 
 
+def rss_parts(pid) -> str:
+    """Anonymous (heap, stacks) and file-backed (the binary's code pages,
+    shared with every other process running it) parts of the RSS."""
+    parts = {}
+    with open(f"/proc/{pid}/status") as f:
+        for line in f:
+            if line.startswith(("RssAnon:", "RssFile:")):
+                k, v = line.split(":", 1)
+                parts[k] = int(v.split()[0])
+    return (f"anon {parts.get('RssAnon', 0) / 1024:.1f} MiB, "
+            f"file {parts.get('RssFile', 0) / 1024:.1f} MiB")
+
+
 def pct(values, p):
     s = sorted(values)
     return s[min(len(s) - 1, int(round(p / 100 * (len(s) - 1))))]
@@ -115,7 +128,10 @@ def logged_in(client, domain, since):
 @pytest.fixture(scope="module")
 def bench_gw(ferry_module_factory, peers):
     peers.require("synapse")
-    return ferry_module_factory(bridges={"matrix": matrix_config(sync_timeout_secs=30)},
+    keys = {"sync_timeout_secs": 30}
+    if os.environ.get("BENCH_STORE_CACHE_KIB"):  # [matrix] store_cache_kib to compare
+        keys["store_cache_kib"] = int(os.environ["BENCH_STORE_CACHE_KIB"])
+    return ferry_module_factory(bridges={"matrix": matrix_config(**keys)},
                                 log_level="warn")
 
 
@@ -124,7 +140,8 @@ def test_bench_matrix(bench_gw, peers, xmpp):
     domain = f.config.domain("matrix")
     pid = f.proc.pid
     idle = settle(pid, 2.0)
-    print(f"\n[bench] ferry RSS, Matrix bridge, no session: {idle / 1024:.1f} MiB", flush=True)
+    print(f"\n[bench] ferry RSS, Matrix bridge, no session: {idle / 1024:.1f} MiB "
+          f"({rss_parts(pid)})", flush=True)
 
     # A room all the users share, and a peer each one has a direct chat with.
     peer = MatrixUser.register(peers.matrix_url, "benchpeer")
@@ -146,7 +163,7 @@ def test_bench_matrix(bench_gw, peers, xmpp):
     logged_in(first_client, domain, since)
     one = settle(pid)
     print(f"[bench] ferry RSS with 1 Matrix session: {one / 1024:.1f} MiB "
-          f"(+{(one - idle) / 1024:.1f} MiB)", flush=True)
+          f"(+{(one - idle) / 1024:.1f} MiB; {rss_parts(pid)})", flush=True)
 
     # ---------------------------------------------------------------- latency (session 1)
     peer_jid = contact_jid(peer.user_id, domain)
@@ -186,7 +203,9 @@ def test_bench_matrix(bench_gw, peers, xmpp):
         logged_in(c, domain, since)
     many = settle(pid, 8.0)
     print(f"[bench] ferry RSS with {USERS} Matrix sessions: {many / 1024:.1f} MiB; "
-          f"{(many - idle) / USERS / 1024:.2f} MiB per session", flush=True)
+          f"{(many - idle) / USERS / 1024:.2f} MiB per session, "
+          f"{(many - one) / max(1, USERS - 1) / 1024:.2f} MiB per session after the first "
+          f"({rss_parts(pid)})", flush=True)
     # Every session receives one message in the shared room.
     peer.send(shared, "to everyone")
     time.sleep(5)
