@@ -2,14 +2,14 @@
 //! sessions driven through the bridge API, and "peer" Matrix users driven
 //! with matrix-sdk itself (end-to-end encryption included).
 
-use std::collections::{BTreeMap, VecDeque};
+use std::collections::VecDeque;
 use std::sync::atomic::{AtomicU32, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use ferry_bridge::{
-    Account, Action, BridgeError, ConnectionState, Envelope, Event, EventSink, FormValues,
-    KeyValue, Network, Outcome, Session, SessionContext, Spawner, StoreError, UserId,
+    Account, Action, BridgeError, ConnectionState, Envelope, Event, EventSink, FormValues, Network,
+    Outcome, Session, SessionContext, Spawner, UserId,
 };
 use ferry_matrix::{Config, MatrixNetwork};
 use matrix_sdk::config::SyncSettings;
@@ -83,35 +83,7 @@ pub fn config() -> Config {
 }
 
 /// An in-memory key/value store (the core's store in production).
-#[derive(Default)]
-pub struct MemKv(Mutex<BTreeMap<String, Vec<u8>>>);
-
-impl KeyValue for MemKv {
-    fn get(&self, key: &str) -> Result<Option<Vec<u8>>, StoreError> {
-        Ok(self.0.lock().expect("lock").get(key).cloned())
-    }
-    fn put(&self, key: &str, value: &[u8]) -> Result<(), StoreError> {
-        self.0
-            .lock()
-            .expect("lock")
-            .insert(key.to_owned(), value.to_vec());
-        Ok(())
-    }
-    fn delete(&self, key: &str) -> Result<(), StoreError> {
-        self.0.lock().expect("lock").remove(key);
-        Ok(())
-    }
-    fn list(&self, prefix: &str) -> Result<Vec<(String, Vec<u8>)>, StoreError> {
-        Ok(self
-            .0
-            .lock()
-            .expect("lock")
-            .range(prefix.to_owned()..)
-            .take_while(|(k, _)| k.starts_with(prefix))
-            .map(|(k, v)| (k.clone(), v.clone()))
-            .collect())
-    }
-}
+pub use ferry_bridge::MemoryKeyValue as MemKv;
 
 /// Events a session reported, for the test to take one by one.
 #[derive(Clone, Default)]
