@@ -6,36 +6,17 @@
 - room message reflection latency (median / p95 over 200 messages)
 - RSS of ferry idle with the test bridge, and with 50 logged-in users
 """
-import statistics
 import time
 
 import pytest
 
+from harness.bench import report, rss_kib
 from harness.stanza import message
 
 from helpers import register
 
 N = 200
 LOAD_USERS = 50
-
-
-def rss_kib(pid) -> int:
-    with open(f"/proc/{pid}/status") as f:
-        for line in f:
-            if line.startswith("VmRSS:"):
-                return int(line.split()[1])
-    return 0
-
-
-def pct(values, p):
-    s = sorted(values)
-    return s[min(len(s) - 1, int(round(p / 100 * (len(s) - 1))))]
-
-
-def report(name, samples):
-    ms = [s * 1000 for s in samples]
-    print(f"\n[bench] {name}: n={len(ms)} median={statistics.median(ms):.2f} ms "
-          f"p95={pct(ms, 95):.2f} ms min={min(ms):.2f} ms max={max(ms):.2f} ms")
 
 
 def timed(client, send, match, n=N):

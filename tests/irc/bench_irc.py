@@ -19,13 +19,13 @@ Figures (issue 3, item 11):
 import os
 import re
 import socket
-import statistics
 import subprocess
 import threading
 import time
 
 import pytest
 
+from harness.bench import arrival, report, rss_kib, rss_split
 from harness.stanza import has, message, presence, where
 
 from irc_helpers import configure_server, irc_config, room_jid, unique
@@ -34,38 +34,6 @@ SAMPLES = int(os.environ.get("BENCH_SAMPLES", "200"))
 USERS = int(os.environ.get("BENCH_USERS", "50"))
 MESSAGES = int(os.environ.get("BENCH_MESSAGES", "50"))
 COLD = int(os.environ.get("BENCH_COLD_JOINS", "10"))
-
-
-def rss_kib(pid) -> int:
-    with open(f"/proc/{pid}/status") as f:
-        for line in f:
-            if line.startswith("VmRSS:"):
-                return int(line.split()[1])
-    return 0
-
-
-def rss_split(pid) -> str:
-    """VmRSS's two halves: private memory (RssAnon) and mapped files, mostly
-    ferry's own code pages (RssFile: shared with the page cache, reclaimable)."""
-    parts = {}
-    with open(f"/proc/{pid}/status") as f:
-        for line in f:
-            key, _, value = line.partition(":")
-            if key in ("RssAnon", "RssFile", "RssShmem"):
-                parts[key] = int(value.split()[0])
-    return (f"anonymous {parts.get('RssAnon', 0) / 1024:.1f} MiB, "
-            f"files {(parts.get('RssFile', 0) + parts.get('RssShmem', 0)) / 1024:.1f} MiB")
-
-
-def pct(values, p):
-    s = sorted(values)
-    return s[min(len(s) - 1, int(round(p / 100 * (len(s) - 1))))]
-
-
-def report(name, samples_s):
-    ms = [s * 1000 for s in samples_s]
-    print(f"\n[bench] {name}: n={len(ms)} median={statistics.median(ms):.2f} ms "
-          f"p95={pct(ms, 95):.2f} ms min={min(ms):.2f} ms max={max(ms):.2f} ms", flush=True)
 
 
 class EchoBot(threading.Thread):
@@ -100,14 +68,6 @@ class EchoBot(threading.Thread):
                     self.sock.sendall(f"JOIN {self.chan}\r\n".encode())
                 elif b" 366 " in line:
                     self.joined.set()
-
-
-def arrival(client, stanza):
-    """When `stanza` arrived (the harness records every arrival time)."""
-    for i in range(len(client.stanzas) - 1, -1, -1):
-        if client.stanzas[i] is stanza:
-            return client.times[i]
-    return time.monotonic()
 
 
 def join_many(clients, room, nicks, timeout=60):

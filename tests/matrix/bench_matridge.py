@@ -22,9 +22,10 @@ import time
 
 import pytest
 
+from harness.bench import arrival, report, rss_kib
 from harness.stanza import message, presence, text, to_string, where
 
-from bench_matrix import SAMPLES, USERS, Syncer, arrival, report, rss_kib, settle
+from bench_matrix import SAMPLES, USERS, Syncer, settle
 from matrix_helpers import MatrixUser
 
 

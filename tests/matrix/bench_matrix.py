@@ -18,57 +18,18 @@ or `benches/matrix.sh`, which does all of that. Figures (issue 4, item 9):
   Matrix user's /sync long-poll returns it, median / p95.
 """
 import os
-import statistics
 import threading
 import time
 
 import pytest
 
+from harness.bench import arrival, report, rss_kib, rss_split
 from harness.stanza import message, presence, text, where
 
 from matrix_helpers import MatrixUser, contact_jid, matrix_config, wait_until
 
 SAMPLES = int(os.environ.get("BENCH_SAMPLES", "100"))
 USERS = int(os.environ.get("BENCH_USERS", "20"))
-
-
-def rss_kib(pid) -> int:
-    with open(f"/proc/{pid}/status") as f:
-        for line in f:
-            if line.startswith("VmRSS:"):
-                return int(line.split()[1])
-    return 0
-
-
-def rss_parts(pid) -> str:
-    """Anonymous (heap, stacks) and file-backed (the binary's code pages,
-    shared with every other process running it) parts of the RSS."""
-    parts = {}
-    with open(f"/proc/{pid}/status") as f:
-        for line in f:
-            if line.startswith(("RssAnon:", "RssFile:")):
-                k, v = line.split(":", 1)
-                parts[k] = int(v.split()[0])
-    return (f"anon {parts.get('RssAnon', 0) / 1024:.1f} MiB, "
-            f"file {parts.get('RssFile', 0) / 1024:.1f} MiB")
-
-
-def pct(values, p):
-    s = sorted(values)
-    return s[min(len(s) - 1, int(round(p / 100 * (len(s) - 1))))]
-
-
-def report(name, samples_s):
-    ms = [s * 1000 for s in samples_s]
-    print(f"\n[bench] {name}: n={len(ms)} median={statistics.median(ms):.1f} ms "
-          f"p95={pct(ms, 95):.1f} ms min={min(ms):.1f} ms max={max(ms):.1f} ms", flush=True)
-
-
-def arrival(client, stanza):
-    for i in range(len(client.stanzas) - 1, -1, -1):
-        if client.stanzas[i] is stanza:
-            return client.times[i]
-    return time.monotonic()
 
 
 def settle(pid, seconds=5.0):
@@ -141,7 +102,7 @@ def test_bench_matrix(bench_gw, peers, xmpp):
     pid = f.proc.pid
     idle = settle(pid, 2.0)
     print(f"\n[bench] ferry RSS, Matrix bridge, no session: {idle / 1024:.1f} MiB "
-          f"({rss_parts(pid)})", flush=True)
+          f"({rss_split(pid)})", flush=True)
 
     # A room all the users share, and a peer each one has a direct chat with.
     peer = MatrixUser.register(peers.matrix_url, "benchpeer")
@@ -163,7 +124,7 @@ def test_bench_matrix(bench_gw, peers, xmpp):
     logged_in(first_client, domain, since)
     one = settle(pid)
     print(f"[bench] ferry RSS with 1 Matrix session: {one / 1024:.1f} MiB "
-          f"(+{(one - idle) / 1024:.1f} MiB; {rss_parts(pid)})", flush=True)
+          f"(+{(one - idle) / 1024:.1f} MiB; {rss_split(pid)})", flush=True)
 
     # ---------------------------------------------------------------- latency (session 1)
     peer_jid = contact_jid(peer.user_id, domain)
@@ -205,7 +166,7 @@ def test_bench_matrix(bench_gw, peers, xmpp):
     print(f"[bench] ferry RSS with {USERS} Matrix sessions: {many / 1024:.1f} MiB; "
           f"{(many - idle) / USERS / 1024:.2f} MiB per session, "
           f"{(many - one) / max(1, USERS - 1) / 1024:.2f} MiB per session after the first "
-          f"({rss_parts(pid)})", flush=True)
+          f"({rss_split(pid)})", flush=True)
     # Every session receives one message in the shared room.
     peer.send(shared, "to everyone")
     time.sleep(5)
