@@ -119,6 +119,8 @@ impl Registry {
         registry.add("irc", ferry_irc::build);
         #[cfg(feature = "matrix")]
         registry.add("matrix", ferry_matrix::build);
+        #[cfg(feature = "email")]
+        registry.add("email", ferry_email::build);
         registry
     }
 

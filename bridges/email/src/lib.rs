@@ -1,0 +1,160 @@
+//! Ferry's email bridge: an XMPP user's mailbox as chats. Every
+//! correspondent is a contact `alice\40example.com@GW`; their mail arrives
+//! as chat messages (IMAP IDLE, nothing lost or doubled across restarts),
+//! and what the user writes goes out as mail from their own account (SMTP
+//! submission), threaded so that the correspondent's mail client shows a
+//! conversation.
+//!
+//! Modules, each owning one thing: [`config`] (the `[email]` section),
+//! [`address`] (addresses as contacts), [`settings`] (servers and the
+//! stored account), [`discovery`] (autoconfig, SRV, guessing), [`tls`],
+//! [`imap`] and [`smtp`] (the two protocols), [`parse`] (reading MIME),
+//! [`html`] (HTML to text, sanitising), [`simplify`] (quotes and
+//! signatures), [`dsn`] (bounces), [`compose`] (writing mail), [`state`]
+//! (what is remembered per user), [`incoming`] and [`outgoing`] (the two
+//! directions), [`watcher`] (the inbox task), [`login`] (registration),
+//! [`prefs`] (per-user preferences), [`session`] (the bridge API session).
+//! See `docs/email.md` for the user's view.
+
+pub mod address;
+pub mod compose;
+pub mod config;
+pub mod discovery;
+pub mod dsn;
+pub mod html;
+pub mod imap;
+pub mod incoming;
+pub mod login;
+pub mod outgoing;
+pub mod parse;
+pub mod prefs;
+pub mod session;
+pub mod settings;
+pub mod simplify;
+pub mod smtp;
+pub mod state;
+pub mod tls;
+pub mod watcher;
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use ferry_bridge::{
+    Account, AddressRules, BridgeSetup, Capabilities, CommandScope, CommandSpec, Field, Form,
+    FormValues, LoginError, Network, NetworkInfo, Registration, Session, SessionContext,
+    SessionPolicy, UserId,
+};
+
+pub use config::Config;
+
+use address::EmailAddresses;
+use tls::TlsContext;
+
+/// What every session of the bridge shares.
+pub struct Shared {
+    /// The `[email]` section.
+    pub config: Config,
+    /// TLS roots.
+    pub tls: TlsContext,
+    /// HTTP client (autoconfig, attachments).
+    pub http: reqwest::Client,
+}
+
+impl Shared {
+    /// Shared state from a configuration.
+    pub fn new(config: Config) -> Result<Self, String> {
+        config.validate()?;
+        let http = reqwest::Client::builder()
+            .user_agent(format!(
+                "Ferry/{} (XMPP gateway)",
+                env!("CARGO_PKG_VERSION")
+            ))
+            .connect_timeout(Duration::from_secs(config.connect_timeout))
+            .redirect(reqwest::redirect::Policy::limited(5))
+            .build()
+            .map_err(|e| format!("cannot build the HTTP client: {e}"))?;
+        Ok(Self {
+            tls: TlsContext::new(config.ca_file.as_deref()),
+            http,
+            config,
+        })
+    }
+}
+
+/// The email bridge.
+pub struct EmailNetwork {
+    info: NetworkInfo,
+    shared: Arc<Shared>,
+    addresses: EmailAddresses,
+}
+
+/// Builds the bridge from its configuration section.
+pub fn build(config: Config, setup: BridgeSetup) -> Result<Arc<dyn Network>, String> {
+    let _ = setup;
+    Ok(Arc::new(EmailNetwork::new(Shared::new(config)?)))
+}
+
+impl EmailNetwork {
+    /// The bridge around shared state.
+    pub fn new(shared: Shared) -> Self {
+        Self {
+            info: NetworkInfo {
+                name: "Email".into(),
+                gateway_type: "smtp".into(),
+                registration: Registration::Required,
+                sessions: SessionPolicy::AlwaysOn,
+                capabilities: Capabilities {
+                    replies: true,
+                    threads: true,
+                    displayed_markers: true,
+                    attachments: true,
+                    ..Capabilities::default()
+                },
+            },
+            shared: Arc::new(shared),
+            addresses: EmailAddresses,
+        }
+    }
+
+    /// The shared state.
+    pub fn shared(&self) -> &Arc<Shared> {
+        &self.shared
+    }
+}
+
+#[async_trait::async_trait]
+impl Network for EmailNetwork {
+    fn info(&self) -> &NetworkInfo {
+        &self.info
+    }
+
+    fn address(&self) -> &dyn AddressRules {
+        &self.addresses
+    }
+
+    fn registration(&self) -> Form {
+        login::form()
+    }
+
+    fn preferences(&self) -> Vec<Field> {
+        prefs::fields()
+    }
+
+    fn commands(&self) -> Vec<CommandSpec> {
+        vec![CommandSpec::new(
+            session::FULL_TEXT,
+            "Show the last mail whole (with quotes and signature)",
+            CommandScope::Contact,
+        )]
+    }
+
+    async fn login(&self, _user: &UserId, values: &FormValues) -> Result<Account, LoginError> {
+        let req = login::Request::from_form(values)?;
+        let stored = login::register(&self.shared, req).await?;
+        Ok(stored.to_account())
+    }
+
+    async fn connect(&self, ctx: SessionContext) -> Result<Box<dyn Session>, LoginError> {
+        session::connect(self.shared.clone(), ctx).await
+    }
+}
