@@ -35,5 +35,6 @@ running ejabberd && run xmpp-ejabberd env XMPP_SERVER=ejabberd XMPP_UPLOAD_JID= 
 running inspircd && run irc-inspircd timeout 60 python3 "$KIT/irc_check.py" "$IRC_PORT" 200
 running ngircd && run irc-ngircd timeout 60 python3 "$KIT/irc_check.py" "$NGIRCD_PORT" 20
 running synapse && run matrix-synapse timeout 60 "$KIT/matrix_check.sh"
+running dovecot && running postfix && run mail timeout 60 python3 "$KIT/mail_check.py"
 echo "$pass passed, $fail failed"
 [ "$fail" = 0 ]

@@ -11,17 +11,19 @@ TMPBASE=${TMPDIR:-/tmp}
 
 # ---------------------------------------------------------------- what to start
 # Groups: xmpp = Prosody (+ ejabberd with WITH_EJABBERD=1), irc = InspIRCd + ngIRCd,
-# matrix = Synapse. Add a group here and a peers.d/NAME.sh to support a new server.
+# matrix = Synapse, mail = Postfix + Dovecot + autoconfig HTTP + dnsmasq (SRV).
+# Add a group here and a peers.d/NAME.sh to support a new server.
 PEERS=${PEERS:-"xmpp irc matrix"}
 WITH_EJABBERD=${WITH_EJABBERD:-0}
 declare -A PEER_GROUPS=(
   [xmpp]="prosody"
   [irc]="inspircd ngircd"
   [matrix]="synapse"
+  [mail]="postfix dovecot autoconfig maildns"
 )
 [ "$WITH_EJABBERD" = 1 ] && PEER_GROUPS[xmpp]="prosody ejabberd"
 # Launch order: slow starters first, so their start-up overlaps the fast ones'.
-PEER_ORDER=(synapse ejabberd prosody inspircd ngircd)
+PEER_ORDER=(synapse ejabberd postfix prosody inspircd ngircd dovecot autoconfig maildns)
 
 # ---------------------------------------------------------------- versions
 SYNAPSE_VERSION=${SYNAPSE_VERSION:-1.163.2}
@@ -39,6 +41,14 @@ IRC_TLS_PORT=${IRC_TLS_PORT:-16697}          # InspIRCd over TLS (self-signed ce
 NGIRCD_PORT=${NGIRCD_PORT:-16668}            # ngIRCd (flood penalty off)
 MATRIX_PORT=${MATRIX_PORT:-18008}            # Synapse client API
 MATRIX_AS_PORT=${MATRIX_AS_PORT:-18009}      # the gateway's appservice listener (not started here)
+SMTP_PORT=${SMTP_PORT:-11025}                # Postfix, no auth (correspondents inject mail)
+SUBMISSION_PORT=${SUBMISSION_PORT:-11587}    # Postfix submission, AUTH + STARTTLS
+SUBMISSIONS_PORT=${SUBMISSIONS_PORT:-11465}  # Postfix submission, AUTH, implicit TLS
+IMAP_PORT=${IMAP_PORT:-11143}                # Dovecot IMAP (IDLE on 127.0.0.1, none on 127.0.0.2)
+IMAPS_PORT=${IMAPS_PORT:-11993}              # Dovecot IMAP, implicit TLS
+LMTP_PORT=${LMTP_PORT:-11024}                # Dovecot LMTP (Postfix delivers here)
+AUTOCONFIG_PORT=${AUTOCONFIG_PORT:-11080}    # static HTTP with Mozilla autoconfig files
+MAIL_DNS_PORT=${MAIL_DNS_PORT:-11053}        # dnsmasq: SRV records for srv.test (UDP)
 
 # ---------------------------------------------------------------- XMPP accounts and components
 XMPP_DOMAIN=localhost
@@ -75,6 +85,11 @@ MATRIX_USERS=${MATRIX_USERS:-"alice:alicepw bob:bobpw carol:carolpw"}
 MATRIX_REGISTRATION_SECRET=test-registration-secret
 MATRIX_AS_TOKEN=as-token-for-tests
 MATRIX_HS_TOKEN=hs-token-for-tests
+
+# ---------------------------------------------------------------- mail
+MAIL_USERS=${MAIL_USERS:-"alice:alicepw bob:bobpw carol:carolpw dave:davepw"}
+MAIL_LOAD_USERS=${MAIL_LOAD_USERS:-0}        # also mload01..NN (password $MAIL_LOAD_PASSWORD)
+MAIL_LOAD_PASSWORD=${MAIL_LOAD_PASSWORD:-loadpw}
 
 # ---------------------------------------------------------------- helpers
 log() { printf '[%s %(%H:%M:%S)T] %s\n' "${LOG_TAG:-peers}" -1 "$*"; }
