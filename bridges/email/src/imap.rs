@@ -247,11 +247,16 @@ impl Connection {
 
     /// Selects INBOX.
     pub async fn select_inbox(&mut self) -> Result<Inbox, ImapError> {
+        self.select_folder("INBOX").await
+    }
+
+    /// Selects a mailbox.
+    pub async fn select_folder(&mut self, name: &str) -> Result<Inbox, ImapError> {
         let limit = self.timeouts.command;
         let session = self.session()?;
-        let mailbox = timed(limit, async { Ok(session.select("INBOX").await?) }).await?;
+        let mailbox = timed(limit, async { Ok(session.select(name).await?) }).await?;
         let uid_validity = mailbox.uid_validity.ok_or_else(|| {
-            ImapError::Protocol("the server gives INBOX no UIDVALIDITY (no UIDs)".into())
+            ImapError::Protocol(format!("the server gives {name} no UIDVALIDITY (no UIDs)"))
         })?;
         Ok(Inbox {
             uid_validity,
@@ -335,6 +340,17 @@ impl Connection {
         }
         out.sort_by_key(|f| f.uid);
         Ok(out)
+    }
+
+    /// The UIDs without `\Seen`.
+    pub async fn unseen(&mut self) -> Result<Vec<u32>, ImapError> {
+        let limit = self.timeouts.command;
+        let session = self.session()?;
+        let found: HashSet<u32> =
+            timed(limit, async { Ok(session.uid_search("UNSEEN").await?) }).await?;
+        let mut uids: Vec<u32> = found.into_iter().collect();
+        uids.sort_unstable();
+        Ok(uids)
     }
 
     /// Adds `\Seen` to mails.
