@@ -40,6 +40,10 @@ pub struct Arrival {
     pub size: u32,
     /// Whether only its header was fetched (too large).
     pub header_only: bool,
+    /// Whether it waited in the inbox while the bridge was away (fetched
+    /// when catching up after a (re)connection rather than announced live):
+    /// it then carries its Date (XEP-0203 delay).
+    pub waited: bool,
 }
 
 /// Turns a mail into events. `conv` is the stored conversation with the
@@ -127,7 +131,7 @@ pub fn deliver(
     let thread = mail.thread_root().map(str::to_owned);
     let timestamp = mail
         .date
-        .filter(|d| now.duration_since(*d).is_ok_and(|age| age > DELAYED));
+        .filter(|d| at.waited || now.duration_since(*d).is_ok_and(|age| age > DELAYED));
     out.events.push(Event::Message(IncomingMessage {
         chat: Address::Contact(contact),
         from: if own_mail {
@@ -196,6 +200,7 @@ mod tests {
                 uid: 7,
                 size: 100,
                 header_only: false,
+                waited: false,
             },
             "me@example.com",
             &Prefs::default(),
@@ -232,6 +237,7 @@ mod tests {
                 uid: 7,
                 size: 100,
                 header_only: false,
+                waited: false,
             },
             "me@example.com",
             &prefs,
@@ -259,7 +265,8 @@ mod tests {
                 Arrival {
                     uid: 1,
                     size: 10,
-                    header_only: false
+                    header_only: false,
+                    waited: false,
                 },
                 "me@example.com",
                 &muted,
@@ -275,6 +282,7 @@ mod tests {
                 uid: 1,
                 size: 30 << 20,
                 header_only: true,
+                waited: false,
             },
             "me@example.com",
             &Prefs::default(),

@@ -200,13 +200,16 @@ impl Watcher {
     async fn serve(&mut self, conn: &mut Connection) -> Exit {
         let idle_for = Duration::from_secs(self.shared.config.idle_timeout);
         let poll = Duration::from_secs(self.shared.config.poll_interval);
+        // The first look after a (re)connection finds mail that waited.
+        let mut waited = true;
         loop {
             if self.stopped() {
                 return Exit::Stopped;
             }
-            if let Err(e) = self.sync(conn).await {
+            if let Err(e) = self.sync(conn, waited).await {
                 return e;
             }
+            waited = false;
             if let Err(e) = self.requests(conn).await {
                 return Exit::Lost(e);
             }
@@ -268,7 +271,7 @@ impl Watcher {
     }
 
     /// Delivers every mail above the saved position.
-    async fn sync(&mut self, conn: &mut Connection) -> Result<(), Exit> {
+    async fn sync(&mut self, conn: &mut Connection, waited: bool) -> Result<(), Exit> {
         let inbox = conn.select_inbox().await.map_err(Exit::Lost)?;
         let saved = self
             .state
@@ -318,7 +321,7 @@ impl Watcher {
                 .fetch(batch, self.shared.config.max_message_bytes)
                 .await
                 .map_err(Exit::Lost)?;
-            self.deliver(&fetched).await.map_err(Exit::Lost)?;
+            self.deliver(&fetched, waited).await.map_err(Exit::Lost)?;
             if let Some(last) = batch.last() {
                 pos.last_uid = pos.last_uid.max(*last);
             }
@@ -333,7 +336,7 @@ impl Watcher {
     }
 
     /// Hands a batch to the core and records it once stored.
-    async fn deliver(&mut self, fetched: &[imap::Fetched]) -> Result<(), ImapError> {
+    async fn deliver(&mut self, fetched: &[imap::Fetched], waited: bool) -> Result<(), ImapError> {
         let store_err = |e: ferry_bridge::StoreError| ImapError::Protocol(e.to_string());
         let prefs = self.prefs.lock().map(|p| p.clone()).unwrap_or_default();
         let own = self.account.email.clone();
@@ -385,6 +388,7 @@ impl Watcher {
                 uid: f.uid,
                 size: f.size,
                 header_only: f.header_only,
+                waited,
             };
             let d = incoming::deliver(&mail, at, &own, &prefs, conv, now);
             for e in d.events {

@@ -6,6 +6,7 @@
 #   IMAP        $IMAP_PORT        plain + STARTTLS, IDLE          on 127.0.0.1
 #               $IMAP_PORT        the same *without IDLE*         on 127.0.0.2 (polling)
 #   IMAPS       $IMAPS_PORT       implicit TLS                    on 127.0.0.1
+#               $IMAPS_PORT       with a self-signed certificate  on 127.0.0.3
 #   LMTP        $LMTP_PORT        Postfix delivers here
 #   SMTP        $SMTP_PORT        no auth, relays for 127.0.0.0/8 (correspondents inject mail)
 #   submission  $SUBMISSION_PORT  AUTH (Dovecot SASL), STARTTLS
@@ -36,7 +37,10 @@ mail_certs() {
     openssl req -newkey ec -pkeyopt ec_paramgen_curve:prime256v1 -nodes -subj /CN=localhost \
       -keyout "$T/key.pem" -out "$T/cert.csr" &&
     openssl x509 -req -in "$T/cert.csr" -CA "$T/ca.pem" -CAkey "$T/ca-key.pem" -CAcreateserial \
-      -days 3650 -extfile "$T/ext.cnf" -out "$T/cert.pem"; } >/dev/null 2>&1 ||
+      -days 3650 -extfile "$T/ext.cnf" -out "$T/cert.pem" &&
+    openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:prime256v1 -nodes -days 3650 \
+      -subj /CN=localhost -addext "subjectAltName=DNS:localhost,IP:127.0.0.3" \
+      -keyout "$T/selfsigned-key.pem" -out "$T/selfsigned.pem"; } >/dev/null 2>&1 ||
     die "openssl could not make the mail TLS certificates"
   chmod 644 "$T"/*.pem
 }
@@ -108,7 +112,7 @@ service imap-login {
     port = $IMAP_PORT
   }
   inet_listener imaps {
-    address = 127.0.0.1
+    address = 127.0.0.1 127.0.0.3
     port = $IMAPS_PORT
     ssl = yes
   }
@@ -133,6 +137,11 @@ local 127.0.0.2 {
     imap_capability = IMAP4rev1 SASL-IR LOGIN-REFERRALS ID ENABLE LITERAL+ NAMESPACE UIDPLUS SPECIAL-USE
   }
 }
+# 127.0.0.3: IMAPS with a self-signed certificate (it does not verify)
+local 127.0.0.3 {
+  ssl_cert = <$T/selfsigned.pem
+  ssl_key = <$T/selfsigned-key.pem
+}
 CONF
   launch dovecot dovecot -c "$D/dovecot.conf" -F
 }
@@ -149,10 +158,10 @@ dovecot_env() {
   mail_dirs
   echo "export MAIL_DOMAIN=localhost MAIL_USERS=\"$MAIL_USERS\" MAIL_USERS_FILE=$D/users MAIL_HOME=$M/home"
   echo "export MAIL_LOAD_USERS=$MAIL_LOAD_USERS MAIL_LOAD_PASSWORD=$MAIL_LOAD_PASSWORD   # mload01..NN@localhost"
-  echo "export IMAP_HOST=127.0.0.1 IMAP_NOIDLE_HOST=127.0.0.2 IMAP_PORT=$IMAP_PORT IMAPS_PORT=$IMAPS_PORT LMTP_PORT=$LMTP_PORT"
+  echo "export IMAP_HOST=127.0.0.1 IMAP_NOIDLE_HOST=127.0.0.2 IMAP_SELFSIGNED_HOST=127.0.0.3 IMAP_PORT=$IMAP_PORT IMAPS_PORT=$IMAPS_PORT LMTP_PORT=$LMTP_PORT"
   echo "export MAIL_TLS_CA=$T/ca.pem"
 }
-dovecot_summary() { echo "dovecot   imap 127.0.0.1:$IMAP_PORT (127.0.0.2: no IDLE)  imaps :$IMAPS_PORT  lmtp :$LMTP_PORT"; }
+dovecot_summary() { echo "dovecot   imap 127.0.0.1:$IMAP_PORT (127.0.0.2: no IDLE)  imaps :$IMAPS_PORT (127.0.0.3: self-signed)  lmtp :$LMTP_PORT"; }
 
 # ---------------------------------------------------------------- Postfix
 postfix_packages() { echo postfix openssl; }

@@ -1,0 +1,109 @@
+"""Figures of the email bridge, printed (never asserted). Run on demand,
+against the real servers and the real ferry binary (use a release build
+for the figures):
+
+    XMPP_LOAD_USERS=50 PEERS="xmpp mail" contrib/peers/start-peers.sh $PEERS_DIR
+    cargo build --release
+    cd tests && PEERS_DIR=… FERRY_BIN=$CARGO_TARGET_DIR/release/ferry \\
+        $FERRY_VENVS/test/bin/python -m pytest email/bench_email.py -s -p no:cacheprovider
+
+Figures (issue 9, item 8):
+
+- SMTP accept -> XMPP message latency with IDLE, median / p95;
+- 1,000 mails to one account: from the first SMTP accept to the last
+  XMPP message (ferry running), and from ferry's start to the last
+  message with the 1,000 already waiting in the inbox;
+- ferry's RSS per idle account with 50 accounts (IMAP IDLE open).
+"""
+import os
+import smtplib
+import time
+from email.message import EmailMessage
+
+from harness.bench import arrival, report, rss_kib, rss_split
+from harness.stanza import message, text
+
+from email_helpers import Mailbox, email_config, jid, register
+
+SAMPLES = int(os.environ.get("BENCH_SAMPLES", "100"))
+FLOOD = int(os.environ.get("BENCH_MAILS", "1000"))
+ACCOUNTS = int(os.environ.get("BENCH_ACCOUNTS", "50"))
+
+
+def _mail(frm, to, i):
+    m = EmailMessage()
+    m["From"], m["To"], m["Subject"] = frm, to, f"n{i}"
+    m["Message-ID"] = f"<b{i}.{time.time_ns()}@bench.localhost>"
+    m.set_content(f"mail {i}")
+    return m
+
+
+def _wait_n(client, frm, since, n, timeout=600):
+    deadline = time.monotonic() + timeout
+    while True:
+        got = client.received(message(frm=frm, type="chat"), since=since)
+        if len(got) >= n:
+            return got
+        assert time.monotonic() < deadline, f"{len(got)} of {n}"
+        time.sleep(0.05)
+
+
+def test_latency_throughput_and_memory(ferry_factory, xmpp, peers):
+    f = ferry_factory(bridges={"email": email_config(peers)})
+    domain = f.config.domain("email")
+    alice = xmpp("alice")
+    mb = register(alice, domain, peers)
+    bob = Mailbox.create(peers, "bench")
+    frm = jid(bob.address, domain)
+    smtp = smtplib.SMTP("127.0.0.1", int(peers.env["SMTP_PORT"]))
+
+    # latency: SMTP accepted -> chat message at the XMPP client
+    samples = []
+    for i in range(SAMPLES):
+        m = alice.mark()
+        smtp.send_message(_mail(bob.address, mb.address, i))
+        t0 = time.monotonic()
+        st = alice.wait_for(message(frm=frm, body=f"mail {i}"), since=m, timeout=30)
+        samples.append(arrival(alice, st) - t0)
+    report("SMTP accept -> XMPP message (IDLE)", samples)
+
+    # 1,000 mails, ferry running
+    m = alice.mark()
+    t0 = time.monotonic()
+    for i in range(FLOOD):
+        smtp.send_message(_mail(bob.address, mb.address, i))
+    accepted = time.monotonic() - t0
+    got = _wait_n(alice, frm, m, FLOOD)
+    total = arrival(alice, got[-1]) - t0
+    print(f"\n[bench] {FLOOD} mails: SMTP accepted in {accepted:.1f} s, last XMPP message "
+          f"{total:.1f} s after the first accept", flush=True)
+    bodies = [text(s, "body") for s in got]
+    print(f"[bench] in order and each once: {bodies == [f'mail {i}' for i in range(FLOOD)]}", flush=True)
+
+    # 1,000 mails waiting while ferry is down
+    f.stop()
+    for i in range(FLOOD):
+        smtp.send_message(_mail(bob.address, mb.address, i))
+    mb.wait_folder(SAMPLES + 2 * FLOOD, timeout=300)
+    m = alice.mark()
+    t0 = time.monotonic()
+    f.start()
+    got = _wait_n(alice, frm, m, FLOOD)
+    print(f"[bench] {FLOOD} mails waiting in the inbox: last XMPP message {arrival(alice, got[-1]) - t0:.1f} s "
+          f"after ferry was started", flush=True)
+    smtp.quit()
+
+    # memory per idle account
+    pid = f.pid
+    time.sleep(2)
+    base = rss_kib(pid)
+    clients = []
+    for i in range(ACCOUNTS):
+        c = xmpp(f"load{i + 1:02d}", password=peers.env.get("XMPP_LOAD_PASSWORD", "loadpw"))
+        register(c, domain, peers)
+        clients.append(c)
+    time.sleep(5)
+    loaded = rss_kib(pid)
+    print(f"[bench] ferry RSS: {base / 1024:.1f} MiB with 1 account, {loaded / 1024:.1f} MiB with "
+          f"{ACCOUNTS + 1} idle accounts: {(loaded - base) / ACCOUNTS:.1f} KiB per account "
+          f"({rss_split(pid)})", flush=True)

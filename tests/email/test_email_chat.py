@@ -1,0 +1,129 @@
+"""Mail as chat, end to end: a real XMPP client (slixmpp) through Prosody
+and the ferry binary on one side, real mailboxes on Postfix + Dovecot on
+the other, driven with smtplib/imaplib. Mail in (plain, HTML, alternative,
+attachments, ISO-8859-1, encoded words, quotes and signatures stripped),
+replies out (threaded in the correspondent's mailbox, Sent copy, receipt),
+new conversations, corrections refused, bounces, hostile input."""
+import pytest
+
+from harness.stanza import find, has, message, text
+
+from email_helpers import Mailbox, chat_from, jid, register, wait_until
+
+OOB = "{jabber:x:oob}x/{jabber:x:oob}url"
+
+
+@pytest.fixture(scope="module")
+def me(xmpp_module, domain, peers, gw):
+    """alice with her mailbox, registered once for the module."""
+    alice = xmpp_module("alice")
+    mb = register(alice, domain, peers)
+    return alice, mb
+
+
+def test_mail_in_reply_out_threaded_with_receipt_and_sent_copy(me, domain, peers):
+    alice, mb = me
+    bob = Mailbox.create(peers, "bob")
+    first = bob.send(mb.address, "lunch?", "Shall we have lunch?\n\n-- \nBob\nACME Inc.\n")
+    m = alice.wait_for(chat_from(bob.address, domain, body="Shall we have lunch?"), timeout=30)
+    assert text(m, "thread") == first
+    # the correspondent is in the roster
+    wait_until(lambda: jid(bob.address, domain) in alice.roster(), what="bob in the roster")
+
+    mid = alice.send_message(jid(bob.address, domain), "Yes, at noon.",
+                             extra="<request xmlns='urn:xmpp:receipts'/>")
+    alice.wait_for(message(frm=jid(bob.address, domain)) & has("receipts:received", id=mid), timeout=30)
+    reply = bob.wait_folder(1)[0]
+    assert reply["From"] == mb.address or mb.address in reply["From"]
+    assert reply["Subject"] == "Re: lunch?"
+    assert reply["In-Reply-To"] == f"<{first}>"
+    assert reply["References"] == f"<{first}>"
+    assert reply.get_content().strip() == "Yes, at noon."
+    # the copy in alice's Sent folder
+    sent = mb.wait_folder(1, "Sent")
+    assert sent[0]["Message-ID"] == reply["Message-ID"]
+    # bob answers with the whole thread quoted: only his new text shows
+    second = bob.send(mb.address, "Re: lunch?", "Great!\n\nOn Monday, alice wrote:\n> Yes, at noon.\n",
+                      headers={"In-Reply-To": reply["Message-ID"],
+                               "References": f"<{first}> {reply['Message-ID']}"})
+    m = alice.wait_for(chat_from(bob.address, domain), timeout=30)
+    assert text(m, "body") == "Great!"
+    assert text(m, "thread") == first, "the thread is the root of References"
+    assert second
+
+
+def test_new_conversation_from_xmpp(me, domain, peers):
+    alice, mb = me
+    carol = Mailbox.create(peers, "carol")
+    alice.send_message(jid(carol.address, domain), "Hello Carol\nare you coming on Friday?")
+    got = carol.wait_folder(1)[0]
+    assert got["Subject"] == "Hello Carol"
+    assert got["In-Reply-To"] is None
+    assert got.get_content().strip() == "Hello Carol\nare you coming on Friday?"
+
+
+def test_formats_and_charsets(me, domain, peers):
+    alice, mb = me
+    dan = Mailbox.create(peers, "dan")
+    frm = chat_from(dan.address, domain)
+    dan.send(mb.address, "html", body=None,
+             html="<html><body><p>Hi <b>there</b></p><script>alert('x')</script></body></html>")
+    m = alice.wait_for(frm, timeout=30)
+    assert "Hi" in text(m, "body") and "there" in text(m, "body")
+    assert "alert" not in text(m, "body") and "<" not in text(m, "body")
+    dan.send(mb.address, "alt", body="the plain part", html="<p>the html part</p>")
+    assert text(alice.wait_for(frm, timeout=30), "body") == "the plain part"
+    dan.send(mb.address, "latin", body="Grüße aus Köln", charset="iso-8859-1")
+    assert text(alice.wait_for(frm, timeout=30), "body") == "Grüße aus Köln"
+    raw = (f"From: =?ISO-8859-1?Q?Andr=E9?= <{dan.address}>\r\nTo: {mb.address}\r\n"
+           "Subject: =?UTF-8?B?w6l0w6k=?=\r\nMessage-ID: <ew1@dan.localhost>\r\n"
+           "Content-Type: text/plain; charset=utf-8\r\n\r\nencoded words\r\n").encode()
+    dan.send_raw(mb.address, raw)
+    assert text(alice.wait_for(frm, timeout=30), "body") == "encoded words"
+    png = b"\x89PNG\r\n\x1a\n" + bytes(range(256)) * 4
+    dan.send(mb.address, "a picture", body="see attached", attachments=[("pic.png", "image/png", png)])
+    m = alice.wait_for(frm & has("oob:x"), timeout=30)
+    url = text(m, OOB)
+    assert url and url.startswith("http"), url
+    import urllib.request
+    assert urllib.request.urlopen(url, timeout=10).read() == png
+
+
+def test_corrections_and_retractions_are_refused_with_a_reason(me, domain, peers):
+    alice, mb = me
+    eve = Mailbox.create(peers, "eve")
+    to = jid(eve.address, domain)
+    mid = alice.send_message(to, "first version")
+    eve.wait_folder(1)
+    alice.send_message(to, "fixed version", extra=f"<replace xmlns='urn:xmpp:message-correct:0' id='{mid}'/>")
+    err = alice.wait_for(message(frm=to, type="error"), timeout=20)
+    reason = text(err, "error/{urn:ietf:params:xml:ns:xmpp-stanzas}text") or ""
+    assert "correct" in reason, reason
+    assert len(eve.folder()) == 1, "the correction was not sent"
+
+
+def test_a_bounce_comes_back_as_an_error(me, domain, peers):
+    alice, mb = me
+    m = alice.mark()
+    alice.send_message(jid("nobody@nowhere.invalid", domain), "anyone there?")
+    n = alice.wait_for(message(frm=domain, body_contains="could not be delivered"), since=m, timeout=30)
+    assert "nobody@nowhere.invalid" in text(n, "body")
+    alice.expect_no(message(frm=jid("mailer-daemon@localhost", domain)), within=0.5, since=m)
+
+
+def test_hostile_input(me, domain, peers):
+    alice, mb = me
+    mal = Mailbox.create(peers, "mal")
+    frm = chat_from(mal.address, domain)
+    broken = (f"From: {mal.address}\r\nTo: {mb.address}\r\nSubject: =?UTF-8?B?####?=\r\n"
+              "MIME-Version: 1.0\r\nContent-Type: multipart/mixed; boundary=\"never\"\r\n\r\n"
+              "--never\r\nContent-Type: text/plain\r\nContent-Transfer-Encoding: base64\r\n\r\n"
+              "@@@@\x00\r\n").encode()
+    mal.send_raw(mb.address, broken)
+    mal.send(mb.address, "after", "still delivered")
+    alice.wait_for(frm & message(body="still delivered"), timeout=30)
+    # CR/LF and NUL in a message body never make a header of the mail
+    alice.send_message(jid(mal.address, domain), "line one\r\nBcc: evil@localhost\r\n\r\nx")
+    got = mal.wait_folder(1)[0]
+    assert got["Bcc"] is None
+    assert "evil@localhost" not in str(got["To"])
