@@ -189,6 +189,24 @@ def register(client, domain, peers, mb=None, **over):
     return mb
 
 
+def upload(client, peers, data: bytes, filename, content_type):
+    """Shares a file the way an XMPP client does (XEP-0363): asks the
+    upload service for a slot, PUTs the file; returns the GET URL."""
+    import urllib.request
+    from harness.stanza import find
+    r = client.iq(f"<request xmlns='urn:xmpp:http:upload:0' filename='{filename}' size='{len(data)}' "
+                  f"content-type='{content_type}'/>", to=peers.env["XMPP_UPLOAD_JID"])
+    slot = find(r, "{urn:xmpp:http:upload:0}slot")
+    put = find(slot, "{urn:xmpp:http:upload:0}put")
+    get = find(slot, "{urn:xmpp:http:upload:0}get")
+    req = urllib.request.Request(put.get("url"), data=data, method="PUT")
+    req.add_header("Content-Type", content_type)
+    for h in put.findall("{urn:xmpp:http:upload:0}header"):
+        req.add_header(h.get("name"), h.text or "")
+    urllib.request.urlopen(req, timeout=20).read()
+    return get.get("url")
+
+
 def wait_until(fn, timeout=20, interval=0.2, what="condition"):
     deadline = time.monotonic() + timeout
     last = None

@@ -8,7 +8,7 @@ import pytest
 
 from harness.stanza import find, has, message, text
 
-from email_helpers import Mailbox, chat_from, jid, register, wait_until
+from email_helpers import Mailbox, chat_from, jid, register, upload, wait_until
 
 OOB = "{jabber:x:oob}x/{jabber:x:oob}url"
 
@@ -127,3 +127,33 @@ def test_hostile_input(me, domain, peers):
     got = mal.wait_folder(1)[0]
     assert got["Bcc"] is None
     assert "evil@localhost" not in str(got["To"])
+
+
+def test_a_shared_file_becomes_a_mime_attachment(me, domain, peers):
+    alice, mb = me
+    fay = Mailbox.create(peers, "fay")
+    data = b"%PDF-1.4 test document " + bytes(range(256)) * 8
+    url = upload(alice, peers, data, "report.pdf", "application/pdf")
+    alice.send_message(jid(fay.address, domain), url,
+                       extra=f"<x xmlns='jabber:x:oob'><url>{url}</url></x>")
+    got = fay.wait_folder(1)[0]
+    parts = [p for p in got.iter_attachments()]
+    assert len(parts) == 1, got
+    assert parts[0].get_filename() == "report.pdf"
+    assert parts[0].get_content_type() == "application/pdf"
+    assert parts[0].get_content() == data
+
+
+def test_read_mail_is_marked_seen_and_the_full_text_is_reachable(me, domain, peers):
+    alice, mb = me
+    gus = Mailbox.create(peers, "gus")
+    mid = gus.send(mb.address, "notes", "The short answer.\n\nOn Tuesday you wrote:\n> the long question\n")
+    m = alice.wait_for(chat_from(gus.address, domain, body="The short answer."), timeout=30)
+    assert "\\Seen" not in mb.flags(mid)
+    alice.send(f"<message to='{jid(gus.address, domain)}' type='chat'>"
+               f"<displayed xmlns='urn:xmpp:chat-markers:0' id='{m.get('id')}'/></message>")
+    wait_until(lambda: "\\Seen" in mb.flags(mid), what="\\Seen on the server")
+    r = alice.command(jid(gus.address, domain), "show-full-text")
+    assert r.status == "completed", r.notes
+    full = " ".join(t for _, t in r.notes)
+    assert "> the long question" in full and "Subject: notes" in full, full
