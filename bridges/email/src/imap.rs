@@ -277,6 +277,19 @@ impl Connection {
         Ok(uids)
     }
 
+    /// The UIDs of mail that arrived on or after the day of `unix_secs`
+    /// (UTC), ascending.
+    pub async fn uids_since(&mut self, unix_secs: u64) -> Result<Vec<u32>, ImapError> {
+        let limit = self.timeouts.command;
+        let session = self.session()?;
+        let query = format!("SINCE {}", imap_date(unix_secs));
+        let found: HashSet<u32> =
+            timed(limit, async { Ok(session.uid_search(query).await?) }).await?;
+        let mut uids: Vec<u32> = found.into_iter().collect();
+        uids.sort_unstable();
+        Ok(uids)
+    }
+
     /// Fetches mails (ascending UIDs); those larger than `max_bytes` come
     /// with their header only.
     pub async fn fetch(&mut self, uids: &[u32], max_bytes: u64) -> Result<Vec<Fetched>, ImapError> {
@@ -516,6 +529,24 @@ impl Connection {
     }
 }
 
+/// An IMAP date (`4-Dec-2026`) of a Unix time, in UTC.
+pub fn imap_date(unix_secs: u64) -> String {
+    const MONTHS: [&str; 12] = [
+        "Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec",
+    ];
+    // Days to a civil date (Howard Hinnant's algorithm).
+    let z = (unix_secs / 86_400) as i64 + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z - era * 146_097;
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let day = doy - (153 * mp + 2) / 5 + 1;
+    let month = if mp < 10 { mp + 3 } else { mp - 9 };
+    let year = yoe + era * 400 + i64::from(month <= 2);
+    format!("{day}-{}-{year}", MONTHS[(month - 1) as usize])
+}
+
 /// A UID set for a command (`1,3,5:9`).
 pub fn uid_set(uids: &[u32]) -> String {
     let mut sorted = uids.to_vec();
@@ -546,6 +577,14 @@ pub fn uid_set(uids: &[u32]) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn imap_dates() {
+        assert_eq!(imap_date(0), "1-Jan-1970");
+        assert_eq!(imap_date(1_796_428_799), "4-Dec-2026");
+        assert_eq!(imap_date(1_796_428_800), "5-Dec-2026");
+        assert_eq!(imap_date(951_782_400), "29-Feb-2000");
+    }
 
     #[test]
     fn uid_sets_are_compact() {

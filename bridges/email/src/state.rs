@@ -20,6 +20,10 @@ pub struct Position {
     pub uid_validity: u32,
     /// The last UID handed to XMPP.
     pub last_uid: u32,
+    /// When the position was saved (Unix seconds): after a UIDVALIDITY
+    /// change, only mail since that day is looked at again.
+    #[serde(default)]
+    pub saved_at: u64,
 }
 
 /// A mail the bridge has seen (delivered or sent).
@@ -154,6 +158,7 @@ mod tests {
         let p = Position {
             uid_validity: 7,
             last_uid: 42,
+            saved_at: 1,
         };
         s.set_position(p).unwrap();
         assert_eq!(s.position().unwrap(), Some(p));

@@ -277,21 +277,33 @@ impl Watcher {
             .state
             .position()
             .map_err(|e| Exit::Lost(ImapError::Protocol(e.to_string())))?;
-        let mut pos = match saved {
-            Some(p) if p.uid_validity == inbox.uid_validity => p,
+        let now = || {
+            SystemTime::now()
+                .duration_since(SystemTime::UNIX_EPOCH)
+                .map_or(0, |d| d.as_secs())
+        };
+        let (mut pos, uids) = match saved {
+            Some(p) if p.uid_validity == inbox.uid_validity => {
+                let uids = conn.uids_after(p.last_uid).await.map_err(Exit::Lost)?;
+                (p, uids)
+            }
             Some(p) => {
-                // The UIDs were renumbered: look at everything again; what
-                // was delivered before is recognised by its Message-ID.
+                // The UIDs were renumbered: look again at the mail since the
+                // day of the last save; what was delivered before is
+                // recognised by its Message-ID.
                 tracing::warn!(
                     user = %self.events.user(),
                     old = p.uid_validity,
                     new = inbox.uid_validity,
                     "UIDVALIDITY changed"
                 );
-                Position {
+                let uids = conn.uids_since(p.saved_at).await.map_err(Exit::Lost)?;
+                let p = Position {
                     uid_validity: inbox.uid_validity,
                     last_uid: 0,
-                }
+                    saved_at: p.saved_at,
+                };
+                (p, uids)
             }
             None => {
                 // First start: mail already in the inbox is history, not news.
@@ -308,14 +320,15 @@ impl Watcher {
                 let p = Position {
                     uid_validity: inbox.uid_validity,
                     last_uid: last,
+                    saved_at: now(),
                 };
                 self.state
                     .set_position(p)
                     .map_err(|e| Exit::Lost(ImapError::Protocol(e.to_string())))?;
-                p
+                let uids = conn.uids_after(p.last_uid).await.map_err(Exit::Lost)?;
+                (p, uids)
             }
         };
-        let uids = conn.uids_after(pos.last_uid).await.map_err(Exit::Lost)?;
         for batch in uids.chunks(self.shared.config.fetch_batch) {
             let fetched = conn
                 .fetch(batch, self.shared.config.max_message_bytes)
@@ -325,6 +338,7 @@ impl Watcher {
             if let Some(last) = batch.last() {
                 pos.last_uid = pos.last_uid.max(*last);
             }
+            pos.saved_at = now();
             self.state
                 .set_position(pos)
                 .map_err(|e| Exit::Lost(ImapError::Protocol(e.to_string())))?;

@@ -405,3 +405,58 @@ async fn a_25_mb_attachment_arrives_whole() {
     );
     s.close().await;
 }
+
+#[tokio::test]
+async fn a_changed_uidvalidity_repeats_nothing() {
+    use ferry_email::state::{MailRecord, Position, State};
+    let me = Mailbox::create("uidv");
+    let bob = Mailbox::create("uidvbob");
+    let net = network(config());
+    for (id, body) in [
+        ("<known@bob.localhost>", "delivered before"),
+        ("<new@bob.localhost>", "never seen"),
+    ] {
+        inject(
+            &bob.address,
+            &[&me.address],
+            &mail_with_id(&bob.address, &me.address, "u", id, "", body),
+        )
+        .await;
+    }
+    me.wait_mails("INBOX", 2).await;
+    // A position saved under another UIDVALIDITY (the server renumbered
+    // its mailbox), and the record of the mail that was delivered then.
+    let store = Running::new_store();
+    let state = State::new(store.clone());
+    let hour_ago = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .expect("time")
+        .as_secs()
+        - 3600;
+    state
+        .set_position(Position {
+            uid_validity: 1,
+            last_uid: 40,
+            saved_at: hour_ago,
+        })
+        .expect("saved");
+    state
+        .put_mail(
+            "known@bob.localhost",
+            &MailRecord {
+                uid: Some(7),
+                thread: "known@bob.localhost".into(),
+                ..MailRecord::default()
+            },
+        )
+        .expect("saved");
+    let mut s = Running::start(&net, &me.account(), store, FormValues::new()).await;
+    s.connected().await;
+    s.wait_messages(1, common::T).await;
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let bodies: Vec<String> = s.messages().into_iter().map(|m| m.body).collect();
+    assert_eq!(bodies, ["never seen"]);
+    let pos = state.position().expect("read").expect("saved");
+    assert_ne!(pos.uid_validity, 1, "the new UIDVALIDITY is saved");
+    s.close().await;
+}
