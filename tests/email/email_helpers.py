@@ -122,6 +122,15 @@ class Mailbox:
         finally:
             c.logout()
 
+    def count(self, name="INBOX"):
+        """How many mails a folder holds."""
+        c = self.imap()
+        try:
+            typ, data = c.select(f'"{name}"', readonly=True)
+            return int(data[0])
+        finally:
+            c.logout()
+
     def wait_folder(self, n, name="INBOX", timeout=20):
         deadline = time.monotonic() + timeout
         while True:
