@@ -460,3 +460,47 @@ async fn a_changed_uidvalidity_repeats_nothing() {
     assert_ne!(pos.uid_validity, 1, "the new UIDVALIDITY is saved");
     s.close().await;
 }
+
+#[tokio::test]
+async fn idle_is_renewed_and_a_changed_password_asks_for_a_new_login() {
+    let me = Mailbox::create("renew");
+    let bob = Mailbox::create("renewbob");
+    // IDLE renewed every second: mail still arrives after several renewals.
+    let net = network(ferry_email::Config {
+        idle_timeout: 1,
+        ..config()
+    });
+    let mut s = Running::start(&net, &me.account(), Running::new_store(), FormValues::new()).await;
+    s.connected().await;
+    tokio::time::sleep(Duration::from_millis(3500)).await;
+    inject(
+        &bob.address,
+        &[&me.address],
+        &mail(&bob.address, &me.address, "r", "", "after renewals"),
+    )
+    .await;
+    let msgs = s.wait_messages(1, common::T).await;
+    assert_eq!(msgs[0].body, "after renewals");
+    s.close().await;
+
+    // The password no longer works: the user is asked to log in again.
+    let mut account = me.account();
+    account.password = "changed elsewhere".into();
+    let mut s = Running::start(&net, &account, Running::new_store(), FormValues::new()).await;
+    let e = s
+        .wait("login required", |e| {
+            matches!(
+                e,
+                Event::Connection(ferry_bridge::ConnectionState::LoginRequired(_))
+            )
+        })
+        .await;
+    let Event::Connection(ferry_bridge::ConnectionState::LoginRequired(text)) = e else {
+        unreachable!()
+    };
+    assert!(
+        text.contains("refused the login") && text.contains("Register again"),
+        "{text}"
+    );
+    s.close().await;
+}
