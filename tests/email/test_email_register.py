@@ -102,3 +102,20 @@ def test_chat_fallback_asks_each_field(xmpp, domain, peers):
     wait_logged_in(admin, domain, since=m)
     everything = "".join(text(s, "body") or "" for s in admin.received(message(frm=domain), since=m))
     assert mb.password not in everything, "the password is never echoed"
+
+
+def test_the_password_is_sealed_and_never_logged(gw, domain, peers, xmpp):
+    """After the registrations above (and this one): the password is in no
+    file of ferry's data directory and not in its log."""
+    from pathlib import Path
+    dave = xmpp("admin", resource="seal")
+    mb = Mailbox.create(peers, "seal")
+    m = dave.mark()
+    dave.register(domain, by_hand(peers, mb))
+    wait_logged_in(dave, domain, since=m)
+    secret = mb.password.encode()
+    data = Path(gw.config.sections["storage"]["data_dir"])
+    for f in data.rglob("*"):
+        if f.is_file():
+            assert secret not in f.read_bytes(), f"the password is readable in {f}"
+    assert mb.password not in gw.log()
