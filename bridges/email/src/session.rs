@@ -34,7 +34,8 @@ pub struct EmailSession {
     shared: Arc<Shared>,
     account: Arc<StoredAccount>,
     state: State,
-    transport: Transport,
+    /// Built on the first mail sent: an idle account holds no SMTP state.
+    transport: Option<Transport>,
     queue: Arc<Queue>,
     prefs: Arc<Mutex<Prefs>>,
     stop: watch::Sender<bool>,
@@ -51,14 +52,6 @@ pub async fn connect(
         .as_ref()
         .ok_or_else(|| LoginError::Expired("not registered with the email gateway".into()))?;
     let account = Arc::new(StoredAccount::from_account(account)?);
-    let transport = smtp::transport(
-        &shared.tls,
-        &account.servers.smtp,
-        &account.servers.username,
-        &account.password,
-        Duration::from_secs(shared.config.command_timeout),
-    )
-    .map_err(|e| LoginError::Other(BridgeError::internal(e.to_string())))?;
     let state = State::new(ctx.store.clone());
     let queue = Arc::new(Queue::default());
     let prefs = Arc::new(Mutex::new(Prefs::from_values(&ctx.preferences)));
@@ -77,7 +70,7 @@ pub async fn connect(
         shared,
         account,
         state,
-        transport,
+        transport: None,
         queue,
         prefs,
         stop,
@@ -90,6 +83,22 @@ fn prefs_of(p: &Mutex<Prefs>) -> Prefs {
 }
 
 impl EmailSession {
+    /// Builds the SMTP transport if this is the first mail.
+    fn ensure_transport(&mut self) -> Result<(), BridgeError> {
+        if self.transport.is_none() {
+            let t = smtp::transport(
+                &self.shared.tls,
+                &self.account.servers.smtp,
+                &self.account.servers.username,
+                &self.account.password,
+                Duration::from_secs(self.shared.config.command_timeout),
+            )
+            .map_err(|e| BridgeError::internal(e.to_string()))?;
+            self.transport = Some(t);
+        }
+        Ok(())
+    }
+
     fn displayed(&self, chat: &Address, up_to: &str) -> Result<Outcome, BridgeError> {
         if !prefs_of(&self.prefs).mark_seen {
             return Ok(Outcome::Done);
@@ -155,11 +164,15 @@ impl Session for EmailSession {
     async fn act(&mut self, action: Action) -> Result<Outcome, BridgeError> {
         match action {
             Action::SendMessage(msg) => {
+                self.ensure_transport()?;
+                let Some(transport) = &self.transport else {
+                    return Err(BridgeError::internal("no SMTP transport"));
+                };
                 Outbox {
                     shared: &self.shared,
                     account: &self.account,
                     state: &self.state,
-                    transport: &self.transport,
+                    transport,
                     queue: &self.queue,
                     prefs: prefs_of(&self.prefs),
                 }
