@@ -9,7 +9,8 @@
 //! [`address`] (addresses as contacts), [`settings`] (servers and the
 //! stored account), [`discovery`] (autoconfig, SRV, guessing), [`tls`],
 //! [`imap`] and [`smtp`] (the two protocols), [`parse`] (reading MIME),
-//! [`html`] (HTML to text, sanitising), [`simplify`] (quotes and
+//! [`html`] (HTML to text, sanitising), [`groups`] (group threads,
+//! subjects), [`simplify`] (quotes and
 //! signatures), [`dsn`] (bounces), [`compose`] (writing mail), [`state`]
 //! (what is remembered per user), [`incoming`] and [`outgoing`] (the two
 //! directions), [`watcher`] (the inbox task), [`login`] (registration),
@@ -21,6 +22,7 @@ pub mod compose;
 pub mod config;
 pub mod discovery;
 pub mod dsn;
+pub mod groups;
 pub mod html;
 pub mod imap;
 pub mod incoming;
