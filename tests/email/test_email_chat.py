@@ -157,3 +157,17 @@ def test_read_mail_is_marked_seen_and_the_full_text_is_reachable(me, domain, pee
     assert r.status == "completed", r.notes
     full = " ".join(t for _, t in r.notes)
     assert "> the long question" in full and "Subject: notes" in full, full
+
+
+def test_a_25_mb_attachment_arrives_whole(me, domain, peers):
+    """Larger than the XMPP server's upload limit (10 MB here): the core
+    publishes it on the gateway's own HTTP instead; the bytes arrive whole."""
+    alice, mb = me
+    hal = Mailbox.create(peers, "hal")
+    big = bytes(range(256)) * (25 * 4096)
+    hal.send(mb.address, "the big file", body="here it is",
+             attachments=[("big.bin", "application/octet-stream", big)])
+    m = alice.wait_for(chat_from(hal.address, domain) & has("oob:x"), timeout=120)
+    import urllib.request
+    got = urllib.request.urlopen(text(m, OOB), timeout=60).read()
+    assert len(got) == len(big) and got == big
