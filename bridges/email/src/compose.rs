@@ -7,7 +7,7 @@
 use std::time::SystemTime;
 
 use lettre::Message;
-use lettre::message::header::ContentType;
+use lettre::message::header::{ContentType, HeaderName, HeaderValue};
 use lettre::message::{Attachment, Mailbox, MultiPart, SinglePart};
 
 use crate::address;
@@ -46,6 +46,9 @@ pub struct Draft {
     pub body: String,
     /// Files.
     pub files: Vec<OutFile>,
+    /// Ask the recipient's mail program for a read receipt (RFC 8098
+    /// `Disposition-Notification-To`).
+    pub read_receipt: bool,
 }
 
 impl std::fmt::Debug for OutFile {
@@ -159,6 +162,13 @@ pub fn build(d: &Draft) -> Result<Message, ComposeError> {
         .collect();
     if !refs.is_empty() {
         b = b.references(refs.join(" "));
+    }
+    if d.read_receipt {
+        let own = address::normalize(&d.from).map_err(|e| ComposeError(e.0))?;
+        b = b.raw_header(HeaderValue::new(
+            HeaderName::new_from_ascii_str("Disposition-Notification-To"),
+            own,
+        ));
     }
     let body = d.body.replace("\r\n", "\n").replace(['\r', '\0'], "");
     let text = SinglePart::plain(body);

@@ -1,8 +1,9 @@
-//! Delivery status notifications (RFC 3464 bounces): a mail that says one
-//! of the user's mails could not be delivered. What matters is which mail
-//! (the Message-ID of the returned original or its headers), to whom, and
-//! the server's reason, so that the user sees an error on the message they
-//! sent rather than a chat from MAILER-DAEMON.
+//! Reports about the user's own mails: delivery status notifications
+//! (RFC 3464 bounces) — which mail (the Message-ID of the returned original
+//! or its headers), to whom, and the server's reason, so that the user sees
+//! an error on the message they sent rather than a chat from MAILER-DAEMON
+//! — and message disposition notifications (RFC 8098 read receipts), which
+//! say that a correspondent has displayed one of them.
 
 use mail_parser::{Message, MessageParser, MimeHeaders as _, PartType};
 
@@ -19,6 +20,59 @@ pub struct Bounce {
     pub permanent: bool,
     /// The reason, for the user: the diagnostic code, else the status.
     pub reason: String,
+}
+
+/// A read receipt: the correspondent displayed one of the user's mails.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Displayed {
+    /// The Message-ID of the mail that was displayed.
+    pub original_id: String,
+}
+
+fn is_report(msg: &Message<'_>, kind: &str) -> bool {
+    msg.root_part().content_type().is_some_and(|ct| {
+        ct.ctype().eq_ignore_ascii_case("multipart")
+            && ct
+                .subtype()
+                .is_some_and(|s| s.eq_ignore_ascii_case("report"))
+            && ct
+                .attribute("report-type")
+                .is_some_and(|r| r.eq_ignore_ascii_case(kind))
+    })
+}
+
+/// Reads a read receipt (`Disposition: …; displayed`); None for every
+/// other mail, and for dispositions other than displayed.
+pub fn read_mdn(msg: &Message<'_>) -> Option<Displayed> {
+    if !is_report(msg, "disposition-notification") {
+        return None;
+    }
+    for part in &msg.parts {
+        let is_mdn = part.content_type().is_some_and(|ct| {
+            ct.ctype().eq_ignore_ascii_case("message")
+                && ct.subtype().is_some_and(|s| {
+                    s.eq_ignore_ascii_case("disposition-notification")
+                        || s.eq_ignore_ascii_case("global-disposition-notification")
+                })
+        });
+        if !is_mdn {
+            continue;
+        }
+        let text = String::from_utf8_lossy(part.contents()).into_owned();
+        let displayed = field(&text, "Disposition").iter().any(|d| {
+            d.rsplit(';')
+                .next()
+                .is_some_and(|t| t.trim().to_ascii_lowercase().starts_with("displayed"))
+        });
+        let original = field(&text, "Original-Message-ID")
+            .first()
+            .map(|id| crate::parse::bare_id(id))
+            .filter(|id| !id.is_empty());
+        if let (true, Some(original_id)) = (displayed, original) {
+            return Some(Displayed { original_id });
+        }
+    }
+    None
 }
 
 fn field<'a>(block: &'a str, name: &str) -> Vec<&'a str> {
@@ -125,6 +179,23 @@ Subject: hello\r\n\r\n--B--\r\n";
         assert_eq!(b.recipients, ["nobody@nowhere.invalid"]);
         assert!(b.permanent);
         assert_eq!(b.reason, "outside mail is disabled in tests");
+    }
+
+    #[test]
+    fn read_receipts_are_read() {
+        let raw = "From: bob@example.org\r\nTo: me@example.com\r\nSubject: Read: hello\r\n\
+MIME-Version: 1.0\r\n\
+Content-Type: multipart/report; report-type=disposition-notification; boundary=\"R\"\r\n\r\n\
+--R\r\nContent-Type: text/plain\r\n\r\nYour message was displayed.\r\n\
+--R\r\nContent-Type: message/disposition-notification\r\n\r\n\
+Reporting-UA: mua.example.org; Thunderbird\r\nFinal-Recipient: rfc822;bob@example.org\r\n\
+Original-Message-ID: <ferry.1@example.com>\r\n\
+Disposition: manual-action/MDN-sent-manually; displayed\r\n\r\n--R--\r\n";
+        let m = parse(raw.as_bytes()).unwrap();
+        assert_eq!(m.displayed.unwrap().original_id, "ferry.1@example.com");
+        assert!(m.bounce.is_none());
+        let deleted = raw.replace("; displayed", "; deleted");
+        assert!(parse(deleted.as_bytes()).unwrap().displayed.is_none());
     }
 
     #[test]

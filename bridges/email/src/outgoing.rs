@@ -208,6 +208,7 @@ impl Outbox<'_> {
             references: references.clone(),
             body,
             files,
+            read_receipt: self.prefs.read_receipts,
         };
         let mail = compose::build(&draft).map_err(|e| BridgeError::bad_request(e.0))?;
         let raw = mail.formatted();

@@ -12,7 +12,7 @@ use std::time::{Duration, SystemTime};
 use mail_parser::{Address, HeaderValue, MessageParser, MimeHeaders as _, PartType};
 
 use crate::address;
-use crate::dsn::{self, Bounce};
+use crate::dsn::{self, Bounce, Displayed};
 use crate::html;
 
 /// A person in a mail header.
@@ -82,6 +82,8 @@ pub struct Mail {
     pub auto_submitted: bool,
     /// A delivery status notification (bounce).
     pub bounce: Option<Bounce>,
+    /// A read receipt for one of the user's mails.
+    pub displayed: Option<Displayed>,
 }
 
 impl Mail {
@@ -245,7 +247,7 @@ pub fn parse(raw: &[u8]) -> Result<Mail, ParseError> {
             .unwrap_or_else(|| "application/octet-stream".into())
             .to_ascii_lowercase();
         if mime.starts_with("message/") || mime == "text/rfc822-headers" {
-            // Parts of delivery reports, read by dsn::read.
+            // Parts of delivery reports and read receipts, read by dsn.
             continue;
         }
         mail.files.push(File {
@@ -259,6 +261,7 @@ pub fn parse(raw: &[u8]) -> Result<Mail, ParseError> {
         });
     }
     mail.bounce = dsn::read(&msg);
+    mail.displayed = dsn::read_mdn(&msg);
     Ok(mail)
 }
 

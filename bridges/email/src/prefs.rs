@@ -11,6 +11,8 @@ pub const MARK_SEEN: &str = "mark_seen";
 pub const DISPLAY_NAME: &str = "display_name";
 /// Append sent mail to the Sent folder.
 pub const SENT_COPY: &str = "sent_copy";
+/// Ask for read receipts on the mails the user sends.
+pub const READ_RECEIPTS: &str = "read_receipts";
 /// What to do with mailing-list mail.
 pub const MAILING_LISTS: &str = "mailing_lists";
 
@@ -34,6 +36,12 @@ pub fn fields() -> Vec<Field> {
             "Keep a copy of the mails you send in the Sent folder",
             true,
         ),
+        Field::boolean(
+            READ_RECEIPTS,
+            "Ask the people you write to for read receipts (shown as read markers when \
+             their mail program sends them)",
+            false,
+        ),
         Field::new(MAILING_LISTS, FieldKind::ListSingle)
             .label("Mailing-list mail")
             .option("Show it like any mail", "show")
@@ -53,6 +61,8 @@ pub struct Prefs {
     pub display_name: Option<String>,
     /// See [`SENT_COPY`].
     pub sent_copy: bool,
+    /// See [`READ_RECEIPTS`].
+    pub read_receipts: bool,
     /// See [`MAILING_LISTS`].
     pub mute_lists: bool,
 }
@@ -75,6 +85,7 @@ impl Prefs {
                 .filter(|s| !s.is_empty())
                 .map(str::to_owned),
             sent_copy: v.bool(SENT_COPY).unwrap_or(true),
+            read_receipts: v.bool(READ_RECEIPTS).unwrap_or(false),
             mute_lists: v.get(MAILING_LISTS) == Some("mute"),
         }
     }

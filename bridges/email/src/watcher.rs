@@ -17,7 +17,7 @@ use std::collections::VecDeque;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, SystemTime};
 
-use ferry_bridge::{ConnectionState, Event, EventSink};
+use ferry_bridge::{ConnectionState, ContactId, Event, EventSink};
 use tokio::sync::{Notify, oneshot, watch};
 
 use crate::Shared;
@@ -373,6 +373,32 @@ impl Watcher {
                 && (self.state.mail(mid).map_err(store_err)?.is_some()
                     || records.iter().any(|(id, _)| id == mid))
             {
+                continue;
+            }
+            if let Some(d) = &mail.displayed {
+                // A read receipt for a mail the user sent: a read marker.
+                if let Some(sent) = self.state.mail(&d.original_id).map_err(store_err)?
+                    && sent.uid.is_none()
+                    && let Some(from) = &mail.from
+                {
+                    let contact = ContactId::new(from.address.clone());
+                    self.emit(Event::Displayed {
+                        chat: ferry_bridge::Address::Contact(ContactId::new(sent.peer.clone())),
+                        by: ferry_bridge::Sender::Contact(contact),
+                        up_to: ferry_bridge::MessageId::new(d.original_id.clone()),
+                    })
+                    .await;
+                }
+                if let Some(mid) = &mail.message_id {
+                    records.push((
+                        mid.clone(),
+                        crate::state::MailRecord {
+                            uid: Some(f.uid),
+                            thread: mid.clone(),
+                            ..Default::default()
+                        },
+                    ));
+                }
                 continue;
             }
             if let Some(b) = &mail.bounce {

@@ -504,3 +504,56 @@ async fn idle_is_renewed_and_a_changed_password_asks_for_a_new_login() {
     );
     s.close().await;
 }
+
+#[tokio::test]
+async fn read_receipts_are_asked_for_and_become_read_markers() {
+    let me = Mailbox::create("mdn");
+    let bob = Mailbox::create("mdnbob");
+    let net = network(config());
+    let prefs = FormValues::new().with("read_receipts", "true");
+    let mut s = Running::start(&net, &me.account(), Running::new_store(), prefs).await;
+    s.connected().await;
+    let out = s
+        .session
+        .act(Action::SendMessage(OutgoingMessage::text(
+            contact(&bob),
+            "r1",
+            "did you read this?",
+        )))
+        .await
+        .expect("sent");
+    let Outcome::Sent(Some(id)) = out else {
+        panic!("{out:?}")
+    };
+    let got = bob.wait_mails("INBOX", 1).await;
+    let raw = String::from_utf8_lossy(&got[0]).into_owned();
+    assert!(
+        raw.contains(&format!("Disposition-Notification-To: {}", me.address)),
+        "{raw}"
+    );
+    // Bob's mail program sends the receipt (RFC 8098).
+    let mdn = format!(
+        "From: {b}\r\nTo: {m}\r\nSubject: Read: did you read this?\r\nMessage-ID: <mdn1@bob.localhost>\r\n\
+         MIME-Version: 1.0\r\n\
+         Content-Type: multipart/report; report-type=disposition-notification; boundary=\"R\"\r\n\r\n\
+         --R\r\nContent-Type: text/plain\r\n\r\nDisplayed.\r\n\
+         --R\r\nContent-Type: message/disposition-notification\r\n\r\n\
+         Final-Recipient: rfc822;{b}\r\nOriginal-Message-ID: <{id}>\r\n\
+         Disposition: manual-action/MDN-sent-manually; displayed\r\n\r\n--R--\r\n",
+        b = bob.address,
+        m = me.address,
+        id = id.as_str()
+    );
+    inject(&bob.address, &[&me.address], mdn.as_bytes()).await;
+    let e = s
+        .wait("the read marker", |e| matches!(e, Event::Displayed { .. }))
+        .await;
+    let Event::Displayed { chat, by, up_to } = e else {
+        unreachable!()
+    };
+    assert_eq!(chat, contact(&bob));
+    assert_eq!(by, Sender::Contact(ContactId::new(bob.address.clone())));
+    assert_eq!(up_to, id);
+    assert!(s.messages().is_empty(), "a receipt is no chat message");
+    s.close().await;
+}
