@@ -225,13 +225,25 @@ fn a_key_file_others_can_read_is_refused() {
 
 #[test]
 fn uncompiled_bridges_are_reported() {
+    // A known bridge this build lacks (builds with every bridge have none).
+    let compiled = compiled();
+    let Some(missing) = ["sms", "email", "matrix", "irc"]
+        .into_iter()
+        .find(|b| !compiled.iter().any(|c| c == b))
+    else {
+        return;
+    };
     let dir = Dir::new();
-    let config = dir.config("[email]\ndomain = \"mail.example.org\"\nsecret = \"x\"\n");
+    let config = dir.config(&format!(
+        "[{missing}]\ndomain = \"{missing}.example.org\"\nsecret = \"x\"\n"
+    ));
     let o = check(&config, &[]);
     assert_problems(
         &o,
         &config.display().to_string(),
-        &["[email] this ferry was built without the email bridge"],
+        &[&format!(
+            "[{missing}] this ferry was built without the {missing} bridge"
+        )],
     );
 }
 
