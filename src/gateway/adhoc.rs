@@ -489,7 +489,7 @@ impl Gateway {
                 self.adhoc.map.remove(sid);
                 let el = command_el(node, sid, "completed")
                     .oc(n.map(|t| note("info", &t)))
-                    .oc(result.map(|f| Element::from(forms::to_result_form(&f))))
+                    .oc(result.map(|f| forms::to_result_form(&f)))
                     .build();
                 self.send(xml::iq_result(to, from, id, Some(el)));
             }
@@ -528,10 +528,6 @@ fn executing(node: &str, sid: &str, steps: &[Step], n: Option<(&str, &str)>) -> 
     command_el(node, sid, "executing")
         .c(actions)
         .oc(n.map(|(k, t)| note(k, t)))
-        .c(Element::from(forms::to_data_form(
-            &step.form,
-            None,
-            Secrets::Show,
-        )))
+        .c(forms::to_data_form(&step.form, None, Secrets::Show))
         .build()
 }
