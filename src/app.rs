@@ -305,21 +305,6 @@ pub fn format_time(t: SystemTime) -> String {
     )
 }
 
-fn init_tracing(level: &str) {
-    use tracing_subscriber::EnvFilter;
-    let filter = match std::env::var("RUST_LOG") {
-        Ok(env) if !env.trim().is_empty() => EnvFilter::builder().parse_lossy(env),
-        _ => EnvFilter::builder().parse_lossy(level),
-    };
-    use std::io::IsTerminal as _;
-    let colour = std::io::stderr().is_terminal() && std::env::var_os("NO_COLOR").is_none();
-    let _ = tracing_subscriber::fmt()
-        .with_env_filter(filter)
-        .with_writer(std::io::stderr)
-        .with_ansi(colour)
-        .try_init();
-}
-
 fn run(path: &Path, env: &[(String, String)], registry: Registry) -> ExitCode {
     let config = match load(path, env, &registry) {
         Ok(c) => c,
@@ -334,7 +319,7 @@ fn run(path: &Path, env: &[(String, String)], registry: Registry) -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
-    init_tracing(&config.log.level);
+    crate::logging::init(&config.log.level);
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .thread_name("ferry")

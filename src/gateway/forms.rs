@@ -41,6 +41,9 @@ pub enum Secrets {
 }
 
 fn field_to_x(field: &Field, secrets: Secrets) -> XField {
+    if field.kind == FieldKind::TextPrivate {
+        crate::redact::note_private(&field.var);
+    }
     // An open list with nothing to choose from is a text field: clients
     // show a list field's options only, and would offer nothing.
     let kind = match field.kind {

@@ -151,6 +151,12 @@ impl Gateway {
         let jids = super::jids::Jids::new(&settings.domain, network.clone())?;
         let (internal_tx, mut internal_rx) = mpsc::unbounded_channel::<Internal>();
         let (events_tx, mut events_rx) = mpsc::channel::<Envelope>(1024);
+        // A registration may be submitted without the form being asked for.
+        for f in network.registration().fields {
+            if f.kind == ferry_bridge::FieldKind::TextPrivate {
+                crate::redact::note_private(&f.var);
+            }
+        }
         let (reports_tx, mut reports_rx) = mpsc::unbounded_channel::<Report>();
         let registered: HashSet<UserId> = store
             .users()
