@@ -125,6 +125,9 @@ fn check(path: &Path, env: &[(String, String)], registry: &Registry) -> ExitCode
         }
     }) {
         Ok(config) => {
+            for w in crate::permissions::warnings(&config) {
+                eprintln!("warning: {w}");
+            }
             println!("ok: {}", config.summary());
             ExitCode::SUCCESS
         }
@@ -320,6 +323,9 @@ fn run(path: &Path, env: &[(String, String)], registry: Registry) -> ExitCode {
         }
     };
     crate::logging::init(&config.log.level);
+    for w in crate::permissions::warnings(&config) {
+        tracing::warn!("{w}");
+    }
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .thread_name("ferry")

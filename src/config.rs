@@ -137,6 +137,8 @@ pub struct BridgeConfig {
     /// Who may use it.
     pub access: AccessPolicy,
     /// The bridge's own keys (without the core's), for the registry.
+    /// The file the secret was read from (`secret_file`), if any.
+    pub secret_file: Option<PathBuf>,
     pub section: Dict,
 }
 
@@ -689,6 +691,10 @@ pub fn load(
             } else {
                 compiled.as_str()
             }
+                secret_file: dict
+                    .get("secret_file")
+                    .and_then(Value::as_str)
+                    .map(PathBuf::from),
         )));
     }
 

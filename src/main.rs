@@ -13,6 +13,7 @@ mod logging;
 mod memory;
 mod metrics;
 mod muc;
+mod permissions;
 mod redact;
 mod store;
 
