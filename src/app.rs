@@ -480,6 +480,7 @@ async fn serve(config: Config, registry: Registry) -> anyhow::Result<()> {
                     access: bridge.access.clone(),
                     max_message_bytes: config.limits.max_message_bytes,
                     data_dir: dir,
+                    session_idle_timeout: config.limits.session_idle_timeout,
                 },
                 network,
                 component,

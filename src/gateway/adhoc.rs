@@ -95,6 +95,13 @@ impl Sessions {
             .retain(|_, s| s.owner.to_bare().as_str() != user.as_str());
     }
 
+    /// Whether a user has a command session open.
+    pub fn has_user(&self, user: &UserId) -> bool {
+        self.map
+            .values()
+            .any(|s| s.owner.to_bare().as_str() == user.as_str())
+    }
+
     fn new_id(&mut self) -> String {
         self.counter += 1;
         format!("{}-{}", xml::new_id(), self.counter)
