@@ -60,6 +60,8 @@ def test_new_conversation_from_xmpp(me, domain, peers):
     assert got["Subject"] == "Hello Carol"
     assert got["In-Reply-To"] is None
     assert got.get_content().strip() == "Hello Carol\nare you coming on Friday?"
+    # the new correspondent joins the roster
+    wait_until(lambda: jid(carol.address, domain) in alice.roster(), what="carol in the roster")
 
 
 def test_formats_and_charsets(me, domain, peers):

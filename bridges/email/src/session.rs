@@ -7,8 +7,8 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use ferry_bridge::{
-    Action, Address, BridgeError, CloseReason, CommandCall, CommandReply, LoginError, Outcome,
-    Session, SessionContext,
+    Action, Address, BridgeError, CloseReason, CommandCall, CommandReply, ContactInfo, Event,
+    EventSink, LoginError, Outcome, Session, SessionContext,
 };
 use tokio::sync::{oneshot, watch};
 use tokio::task::JoinHandle;
@@ -38,6 +38,7 @@ pub struct EmailSession {
     transport: Option<Transport>,
     queue: Arc<Queue>,
     prefs: Arc<Mutex<Prefs>>,
+    events: EventSink,
     stop: watch::Sender<bool>,
     task: Option<JoinHandle<()>>,
 }
@@ -73,6 +74,7 @@ pub async fn connect(
         transport: None,
         queue,
         prefs,
+        events: ctx.events.clone(),
         stop,
         task: Some(task),
     }))
@@ -165,10 +167,21 @@ impl Session for EmailSession {
         match action {
             Action::SendMessage(msg) => {
                 self.ensure_transport()?;
+                // Someone the user writes to for the first time joins the
+                // roster, like a correspondent whose mail arrived.
+                let new_contact = match &msg.to {
+                    Address::Contact(c) => self
+                        .state
+                        .conversation(c.as_str())
+                        .map(|conv| conv.last.is_none())
+                        .unwrap_or(false)
+                        .then(|| c.clone()),
+                    _ => None,
+                };
                 let Some(transport) = &self.transport else {
                     return Err(BridgeError::internal("no SMTP transport"));
                 };
-                Outbox {
+                let sent = Outbox {
                     shared: &self.shared,
                     account: &self.account,
                     state: &self.state,
@@ -177,7 +190,20 @@ impl Session for EmailSession {
                     prefs: prefs_of(&self.prefs),
                 }
                 .send(msg)
-                .await
+                .await;
+                if let (Ok(_), Some(contact)) = (&sent, new_contact) {
+                    let _ = self
+                        .events
+                        .send(Event::Contact(ContactInfo {
+                            contact,
+                            name: None,
+                            avatar: None,
+                            in_roster: true,
+                            groups: vec!["Email".into()],
+                        }))
+                        .await;
+                }
+                sent
             }
             Action::Edit { .. } => Err(BridgeError::unsupported(
                 "A mail cannot be corrected once it is sent: the correction was not sent. \
