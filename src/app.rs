@@ -22,6 +22,7 @@ use crate::component::{self, ComponentConfig, ComponentHandle};
 use crate::config::{self, Config, Problem};
 use crate::gateway::{self, GatewayParts, GatewaySettings};
 use crate::http::{self, HttpBridge, Media};
+use crate::lifecycle::{CoreUsers, Lifecycle};
 use crate::metrics::Metrics;
 use crate::store::{Key, Store};
 
@@ -457,8 +458,31 @@ async fn serve(config: Config, registry: Registry) -> anyhow::Result<()> {
     let mut http_bridges = Vec::new();
     let mut running = Vec::new();
     let mut parts = Vec::new();
+    let mut lifecycles = Vec::new();
+    let public_base = config
+        .http
+        .public_url
+        .clone()
+        .or_else(|| config.http.listen.map(|a| format!("http://{a}")));
     for (bridge, dir, store, network) in prepared {
         let bridge_metrics = metrics.bridge(&bridge.name);
+        let (routed_tx, routed) = tokio::sync::mpsc::channel(64);
+        lifecycles.push(Lifecycle {
+            name: bridge.name.clone(),
+            domain: bridge.domain.clone(),
+            network: network.clone(),
+            store: store.clone(),
+            public_url: public_base
+                .as_ref()
+                .map(|b| format!("{}/bridge/{}", b.trim_end_matches('/'), bridge.name)),
+            users: CoreUsers::router(
+                store.clone(),
+                bridge.access.clone(),
+                network.info().registration,
+                routed_tx,
+            ),
+            metrics: bridge_metrics.clone(),
+        });
         let (component, inbound) = component::start(
             ComponentConfig::new(
                 bridge.domain.clone(),
@@ -497,6 +521,7 @@ async fn serve(config: Config, registry: Registry) -> anyhow::Result<()> {
                 media: media.clone(),
                 metrics: bridge_metrics,
                 shutdown: shutdown.clone(),
+                routed,
             },
         ));
     }
@@ -528,6 +553,12 @@ async fn serve(config: Config, registry: Registry) -> anyhow::Result<()> {
         }
         None => None,
     };
+
+    // The bridge-wide parts start before any session.
+    let mut bridge_parts = Vec::new();
+    for l in lifecycles {
+        bridge_parts.push(l.start().await);
+    }
 
     for (name, store, component, p) in parts {
         let task_name = name.clone();
@@ -566,6 +597,10 @@ async fn serve(config: Config, registry: Registry) -> anyhow::Result<()> {
                 r.gateway.abort();
             }
         }
+    }
+    // Every session is closed: the bridge-wide parts stop.
+    for b in bridge_parts {
+        b.stop().await;
     }
     for r in &running {
         r.component.close(COMPONENT_CLOSE).await;

@@ -27,9 +27,6 @@ use serde::{Deserialize, Serialize};
 use crate::access::AccessPolicy;
 use crate::bridges::Registry;
 
-/// Every bridge section name Ferry knows, compiled into this binary or not.
-pub const KNOWN_BRIDGES: &[&str] = &["irc", "matrix", "email", "sms", "test"];
-
 /// The keys of a bridge section that belong to the core.
 pub const CORE_BRIDGE_KEYS: &[&str] = &["enabled", "domain", "secret", "secret_file"];
 
@@ -579,7 +576,7 @@ pub fn load(
             continue;
         }
         let Value::Dict(_, dict) = value else {
-            if KNOWN_BRIDGES.contains(&name.as_str()) || registry.contains(name) {
+            if registry.is_known(name) {
                 problems.push(name, format!("[{name}] must be a section (a table)"));
             } else {
                 problems.push(name, format!("unknown key \"{name}\" at the top level"));
@@ -600,22 +597,21 @@ pub fn load(
             },
         };
         if !registry.contains(name) {
-            if !KNOWN_BRIDGES.contains(&name.as_str()) {
-                problems.push(
+            match registry.feature(name) {
+                None => problems.push(
                     name,
                     format!(
                         "unknown section [{name}] (known sections: xmpp, storage, access, http, log, limits, and the bridges {})",
-                        KNOWN_BRIDGES.join(", ")
+                        registry.known_names().collect::<Vec<_>>().join(", ")
                     ),
-                );
-            } else if enabled {
-                problems.push(
+                ),
+                Some(feature) if enabled => problems.push(
                     name,
                     format!(
-                        "[{name}] this ferry was built without the {name} bridge (cargo feature \"{feature}\"); set enabled = false or remove the section",
-                        feature = if name == "test" { "test-bridge" } else { name }
+                        "[{name}] this ferry was built without the {name} bridge (cargo feature \"{feature}\"); set enabled = false or remove the section"
                     ),
-                );
+                ),
+                Some(_) => {}
             }
             continue;
         }
@@ -986,6 +982,7 @@ mod tests {
         let mut r = Registry::empty();
         r.add("test", tiny_build);
         r.add("irc", tiny_build);
+        r.known("matrix", "matrix");
         r
     }
 

@@ -9,6 +9,7 @@ mod component;
 mod config;
 mod gateway;
 mod http;
+mod lifecycle;
 mod memory;
 mod metrics;
 mod muc;

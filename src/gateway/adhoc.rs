@@ -136,7 +136,7 @@ impl Gateway {
     pub fn commands_at(&self, user: &UserId, to: &Jid) -> Vec<CommandDef> {
         let registered = self.is_registered(user);
         let optional = self.info.registration == ferry_bridge::Registration::Optional;
-        let (scope, address) = match self.jids.target(to) {
+        let (scope, address) = match self.target_of(user, to) {
             Ok(Target::Gateway) => (CommandScope::Gateway, None),
             Ok(Target::Address(a)) => {
                 let scope = match &a {

@@ -292,6 +292,7 @@ pub fn outgoing(m: &Inbound, to: Address, formatting: bool) -> OutgoingMessage {
         to,
         client_id: m.client_id().unwrap_or_default().to_owned(),
         body,
+        subject: m.subject.clone().filter(|s| !s.trim().is_empty()),
         rich,
         kind,
         reply_to: None,

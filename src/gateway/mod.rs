@@ -20,8 +20,10 @@ pub mod events;
 pub mod forms;
 pub mod iq;
 pub mod jids;
+pub mod limits;
 pub mod message;
 pub mod presence;
+pub mod receipts;
 pub mod register;
 pub mod roster;
 pub mod router;
@@ -78,6 +80,8 @@ pub struct GatewayParts {
     pub metrics: Arc<BridgeMetrics>,
     /// Cancelled when Ferry shuts down.
     pub shutdown: CancellationToken,
+    /// Events the bridge-wide part hands to users ([`crate::lifecycle`]).
+    pub routed: mpsc::Receiver<crate::lifecycle::Routed>,
 }
 
 /// Runs the gateway until `shutdown` is cancelled, then sends unavailable

@@ -3,8 +3,8 @@
 //! gateway's presence; contacts' presence and subscriptions are bridged.
 
 use ferry_bridge::{
-    Action, Address, ConnectionState, ContactId, ErrorKind, Presence as FPresence, Registration,
-    Show, UserId,
+    Action, Address, ConnectionState, ContactId, ErrorKind, Feature, Presence as FPresence,
+    Registration, Show, UserId,
 };
 use xmpp_parsers::jid::Jid;
 use xmpp_parsers::minidom::Element;
@@ -85,8 +85,9 @@ impl Gateway {
         let user = UserId::new(from.to_bare().to_string());
         // Rooms: presence to room@gw/nick.
         if to.node().is_some()
-            && self.info.capabilities.rooms
-            && let Ok(Target::Address(Address::Room(room))) = self.jids.bare_target(&to)
+            && self.info.capabilities.has(Feature::Rooms)
+            && let Ok(Target::Address(Address::Room(room))) =
+                self.target_of(&user, &Jid::from(to.to_bare()))
             && matches!(p.type_, PType::None | PType::Unavailable | PType::Error)
         {
             return self.muc_presence(p, from, to, user, room);
@@ -94,7 +95,7 @@ impl Gateway {
         let target = if to.node().is_none() {
             Target::Gateway
         } else {
-            match self.jids.target(&to) {
+            match self.target_of(&user, &to) {
                 Ok(t) => t,
                 Err(e) => {
                     if matches!(p.type_, PType::None | PType::Subscribe | PType::Probe) {

@@ -72,10 +72,9 @@ pub struct User {
     pub dialog: Option<super::chat::Dialog>,
     /// Roster synchronisation state.
     pub roster: super::roster::RosterState,
-    /// Deliveries confirmed by the network before its id was known.
-    pub early_deliveries: HashSet<String>,
-    /// Receipts waiting for `Event::Delivered`: foreign id -> (xmpp id, from).
-    pub awaiting_delivery: HashMap<String, (String, Jid)>,
+    /// Delivery reports that came before their message's outcome, by
+    /// network id (see [`super::receipts`]).
+    pub early_reports: HashMap<String, super::receipts::Early>,
     /// Actions sent to the session whose results have not come back.
     pub in_flight: u32,
     /// Events that arrived while actions were in flight.
@@ -146,6 +145,7 @@ impl Gateway {
             media,
             metrics,
             shutdown,
+            mut routed,
         } = parts;
         let info = network.info().clone();
         let jids = super::jids::Jids::new(&settings.domain, network.clone())?;
@@ -158,6 +158,7 @@ impl Gateway {
             .into_iter()
             .map(|u| u.user)
             .collect();
+        store.deliveries_expire();
         let disco = super::disco::Disco::new(&info, network.as_ref());
         let uploader = super::upload::Uploader {
             comp: component.clone(),
@@ -215,6 +216,7 @@ impl Gateway {
                 Some(k) = internal_rx.recv() => k(&mut gw),
                 Some(r) = reports_rx.recv() => gw.on_report(r),
                 Some(env) = events_rx.recv() => gw.on_envelope(env),
+                Some(r) = routed.recv() => gw.on_routed(r),
                 inb = inbound.recv() => match inb {
                     Some(inb) => gw.on_inbound(inb),
                     None => {
@@ -347,6 +349,25 @@ impl Gateway {
         preferences_with_defaults(&self.preference_fields(), self.store.preferences(user))
     }
 
+    /// What a JID of the gateway's domain names, for a user: the bridge's
+    /// address rules see who asks and their preferences (a national phone
+    /// number is read with the user's region).
+    pub fn target_of(
+        &self,
+        user: &UserId,
+        jid: &Jid,
+    ) -> Result<super::jids::Target, ferry_bridge::AddressError> {
+        if jid.node().is_none() {
+            return Ok(super::jids::Target::Gateway);
+        }
+        let preferences = self.preferences_of(user);
+        let ctx = ferry_bridge::AddressContext {
+            user: Some(user),
+            preferences: &preferences,
+        };
+        self.jids.target(jid, &ctx)
+    }
+
     /// Whether a boolean preference is on.
     pub fn pref_on(&self, user: &UserId, var: &str) -> bool {
         self.preferences_of(user).bool(var).unwrap_or(true)
@@ -394,6 +415,8 @@ impl Gateway {
             generation,
             backoff_min: Duration::from_millis(500),
             backoff_max: Duration::from_secs(120),
+            limits: (self.info.name.clone(), self.info.limits.clone()),
+            http: self.uploader.http.clone(),
         };
         let handle = session::start(setup);
         let u = self.user_mut(user);
@@ -437,6 +460,19 @@ impl Gateway {
         action: Action,
         then: impl FnOnce(&mut Gateway, Result<Outcome, BridgeError>) + Send + 'static,
     ) {
+        // The one place a capability is checked against an action: a
+        // bridge never sees what it did not declare.
+        if let Some(feature) = action.feature()
+            && !self.info.capabilities.has(feature)
+        {
+            let e = BridgeError::unsupported(format!(
+                "{} does not support {}.",
+                self.info.name,
+                feature.describe()
+            ));
+            then(self, Err(e));
+            return;
+        }
         if !self.ensure_session(user) {
             let e = BridgeError::new(
                 ErrorKind::NotAuthorized,
@@ -704,6 +740,34 @@ impl Gateway {
                 });
             }
         }
+    }
+
+    /// Events the bridge-wide part hands to a user: handled as the user's
+    /// session's own (whose session starts if it can), then stored before
+    /// the bridge hears back.
+    fn on_routed(&mut self, r: crate::lifecycle::Routed) {
+        let crate::lifecycle::Routed { user, events, done } = r;
+        if !self.allowed(&user) {
+            let _ = done.send(Err(ferry_bridge::RouteError::NotAllowed(user)));
+            return;
+        }
+        if self.info.registration == Registration::Required && !self.is_registered(&user) {
+            let _ = done.send(Err(ferry_bridge::RouteError::NotRegistered(user)));
+            return;
+        }
+        self.ensure_session(&user);
+        for event in events {
+            self.on_envelope(Envelope::Event {
+                user: user.clone(),
+                event,
+            });
+        }
+        let (flushed, wait) = tokio::sync::oneshot::channel();
+        self.on_envelope(Envelope::Flush(flushed));
+        tokio::spawn(async move {
+            let result = wait.await.map_err(|_| ferry_bridge::RouteError::Closed);
+            let _ = done.send(result);
+        });
     }
 
     fn on_inbound(&mut self, inb: Inbound) {

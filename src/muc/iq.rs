@@ -6,8 +6,8 @@
 use std::time::SystemTime;
 
 use ferry_bridge::{
-    Action, Address, CommandCall, CommandReply, CommandScope, IncomingMessage, MessageId, Outcome,
-    Role, RoomId, UserId,
+    Action, Address, CommandCall, CommandReply, CommandScope, Feature, IncomingMessage, MessageId,
+    Outcome, Role, RoomId, UserId,
 };
 use xmpp_parsers::jid::Jid;
 use xmpp_parsers::message::MessageType;
@@ -61,8 +61,10 @@ impl Gateway {
         if let Err(e) = self.check_use(&user) {
             return reply_err(self, *e);
         }
-        let room = match self.jids.bare_target(to) {
-            Ok(Target::Address(Address::Room(r))) if self.info.capabilities.rooms => r,
+        let room = match self.target_of(&Self::user_id(from), &Jid::from(to.to_bare())) {
+            Ok(Target::Address(Address::Room(r))) if self.info.capabilities.has(Feature::Rooms) => {
+                r
+            }
             _ => {
                 return reply_err(
                     self,
@@ -159,7 +161,7 @@ impl Gateway {
         target: Option<String>,
         reason: Option<String>,
     ) {
-        if !self.info.capabilities.moderation {
+        if !self.info.capabilities.has(Feature::Moderation) {
             let e = xml::error(
                 ErrorType::Cancel,
                 DefinedCondition::FeatureNotImplemented,
@@ -223,7 +225,7 @@ impl Gateway {
             && page.items.len() < q.max
             && !q.count_only
             && q.start.is_none();
-        if backfill && wants_older && !exhausted && self.info.capabilities.history {
+        if backfill && wants_older && !exhausted && self.info.capabilities.has(Feature::History) {
             let first = ArchiveQuery {
                 user: Some(user.clone()),
                 room: room.to_string(),
@@ -379,7 +381,7 @@ impl Gateway {
     ) {
         let reply_err =
             |gw: &Gateway, e: StanzaError| gw.send_error(xml::iq_error(to, from, id, e));
-        if !self.info.capabilities.moderation_roles {
+        if !self.info.capabilities.has(Feature::ModerationRoles) {
             return reply_err(
                 self,
                 xml::error(
@@ -457,7 +459,7 @@ impl Gateway {
                 (Some(j), _) => match Jid::new(j)
                     .ok()
                     .filter(|j| self.jids.is_ours(j))
-                    .map(|j| self.jids.target(&j))
+                    .map(|j| self.target_of(user, &j))
                 {
                     Some(Ok(Target::Address(a))) => a,
                     _ => {

@@ -4,7 +4,7 @@
 
 use std::time::SystemTime;
 
-use ferry_bridge::{Action, Occupant, Role, RoomId, UserId};
+use ferry_bridge::{Action, Feature, Occupant, Role, RoomId, UserId};
 use xmpp_parsers::jid::Jid;
 use xmpp_parsers::minidom::Element;
 use xmpp_parsers::presence::{Presence, Type as PType};
@@ -106,7 +106,7 @@ impl Gateway {
         to: &Jid,
         nick: &str,
     ) {
-        if !self.info.capabilities.nick_change {
+        if !self.info.capabilities.has(Feature::NickChange) {
             let err = xml::error(
                 ErrorType::Cancel,
                 DefinedCondition::NotAcceptable,

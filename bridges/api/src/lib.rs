@@ -14,6 +14,11 @@
 //!   its [`EventSink`].
 //! * Everything a user addresses is an [`Address`]: a contact, a room, an
 //!   occupant of a room or a network service (an IRC server, say).
+//! * The bridge as a whole is started with a [`BridgeContext`]: a
+//!   supervised spawner, its own store, its public webhook URL, and a
+//!   [`UserRouter`] that hands events to any user's session.
+//! * What the network can do is a set of [`Feature`]s ([`Capabilities`]),
+//!   what it takes has [`Limits`]; the core enforces both.
 //!
 //! Each session runs in its own task; a panic or error in one is reported to
 //! that user and the session is restarted, so a bridge never needs global
@@ -21,19 +26,23 @@
 
 pub mod action;
 pub mod address;
+pub mod capability;
 pub mod command;
 pub mod error;
 pub mod event;
 pub mod form;
+mod html;
 pub mod id;
 pub mod memory;
 pub mod message;
 pub mod network;
 pub mod room;
 pub mod text;
+pub mod users;
 
 pub use action::{Action, Outcome};
-pub use address::{AddressError, AddressRules, Prompt};
+pub use address::{AddressContext, AddressError, AddressRules, Prompt};
+pub use capability::{Capabilities, Feature};
 pub use command::{CommandCall, CommandReply, CommandScope, CommandSpec};
 pub use error::{BridgeError, ErrorKind, LoginError};
 pub use event::{
@@ -47,11 +56,12 @@ pub use message::{
     ReplyTo, Sender,
 };
 pub use network::{
-    Account, BridgeSetup, Capabilities, CloseReason, KeyValue, Network, NetworkInfo, Registration,
-    Secret, Session, SessionContext, SessionPolicy, Spawner, StoreError, TaskFailure,
+    Account, BridgeContext, BridgeSetup, CloseReason, KeyValue, Limits, Network, NetworkInfo,
+    Registration, Secret, Session, SessionContext, SessionPolicy, Spawner, StoreError, TaskFailure,
     WebhookRequest, WebhookResponse,
 };
 pub use room::{
     Affiliation, HistoryPolicy, Occupant, Presence, Role, RoomInfo, RoomListing, Show, Subject,
 };
-pub use text::{Color, Rich, Span, Style};
+pub use text::{Color, Dialect, Rich, Span, Style};
+pub use users::{MemoryUsers, RouteError, UserRouter, Users};

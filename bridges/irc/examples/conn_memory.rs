@@ -67,10 +67,11 @@ async fn main() {
     let before = rss_kib();
     let t0 = Instant::now();
     let mut sessions = Vec::new();
-    let room = match net
-        .address()
-        .parse(&format!("#mem{}%127.0.0.2", std::process::id()), None)
-    {
+    let room = match net.address().parse(
+        &format!("#mem{}%127.0.0.2", std::process::id()),
+        None,
+        &ferry_bridge::AddressContext::none(),
+    ) {
         Ok(Address::Room(r)) => r,
         other => panic!("{other:?}"),
     };

@@ -18,7 +18,9 @@
 //! `server`), whatever the mode, so the core's stored ids do not depend
 //! on it. The core handles XEP-0106: this module sees unescaped parts.
 
-use ferry_bridge::{Address, AddressError, AddressRules, ContactId, Prompt, RoomId, ServiceId};
+use ferry_bridge::{
+    Address, AddressContext, AddressError, AddressRules, ContactId, Prompt, RoomId, ServiceId,
+};
 
 use crate::casemap::TraitsRegistry;
 
@@ -115,7 +117,12 @@ pub fn valid_nick(nick: &str) -> Result<(), AddressError> {
 }
 
 impl AddressRules for IrcAddresses {
-    fn parse(&self, local: &str, resource: Option<&str>) -> Result<Address, AddressError> {
+    fn parse(
+        &self,
+        local: &str,
+        resource: Option<&str>,
+        _ctx: &AddressContext<'_>,
+    ) -> Result<Address, AddressError> {
         let resource = resource.filter(|r| !r.is_empty());
         let (name, server) = match &self.fixed_server {
             Some(fixed) => {
@@ -192,12 +199,12 @@ impl AddressRules for IrcAddresses {
         }
     }
 
-    fn from_prompt(&self, input: &str) -> Result<Address, AddressError> {
+    fn from_prompt(&self, input: &str, ctx: &AddressContext<'_>) -> Result<Address, AddressError> {
         let input = input.trim();
         if input.is_empty() {
             return Err(AddressError::new("Enter a channel or a nickname"));
         }
-        self.parse(input, None)
+        self.parse(input, None, ctx)
     }
 }
 
@@ -214,34 +221,34 @@ mod tests {
     fn channels_contacts_servers() {
         let r = rules();
         assert_eq!(
-            r.parse("#Rust%irc.Libera.chat", None),
+            r.parse("#Rust%irc.Libera.chat", None, &AddressContext::none()),
             Ok(Address::Room(RoomId::new("#rust%irc.libera.chat")))
         );
         assert_eq!(
-            r.parse("&local%irc.x", None),
+            r.parse("&local%irc.x", None, &AddressContext::none()),
             Ok(Address::Room(RoomId::new("&local%irc.x")))
         );
         assert_eq!(
-            r.parse("#rust%irc.x", Some("Bob")),
+            r.parse("#rust%irc.x", Some("Bob"), &AddressContext::none()),
             Ok(Address::Occupant {
                 room: RoomId::new("#rust%irc.x"),
                 nick: "Bob".into()
             })
         );
         assert_eq!(
-            r.parse("Alice%irc.x", Some("whatever")),
+            r.parse("Alice%irc.x", Some("whatever"), &AddressContext::none()),
             Ok(Address::Contact(ContactId::new("alice%irc.x")))
         );
         assert_eq!(
-            r.parse("%irc.x", Some("[Odd]Nick")),
+            r.parse("%irc.x", Some("[Odd]Nick"), &AddressContext::none()),
             Ok(Address::Contact(ContactId::new("{odd}nick%irc.x")))
         );
         assert_eq!(
-            r.parse("irc.x", None),
+            r.parse("irc.x", None, &AddressContext::none()),
             Ok(Address::Service(ServiceId::new("irc.x")))
         );
         assert_eq!(
-            r.parse("%irc.x", None),
+            r.parse("%irc.x", None, &AddressContext::none()),
             Ok(Address::Service(ServiceId::new("irc.x")))
         );
     }
@@ -250,11 +257,11 @@ mod tests {
     fn channel_names_may_hold_percent_and_odd_characters() {
         let r = rules();
         assert_eq!(
-            r.parse("#50%off%irc.x", None),
+            r.parse("#50%off%irc.x", None, &AddressContext::none()),
             Ok(Address::Room(RoomId::new("#50%off%irc.x")))
         );
         assert_eq!(
-            r.parse("#b@byfoot%irc.example.com", None),
+            r.parse("#b@byfoot%irc.example.com", None, &AddressContext::none()),
             Ok(Address::Room(RoomId::new("#b@byfoot%irc.example.com")))
         );
     }
@@ -262,14 +269,31 @@ mod tests {
     #[test]
     fn bad_names_are_refused_with_a_reason() {
         let r = rules();
-        assert!(r.parse("#a b%irc.x", None).is_err());
-        assert!(r.parse("#a,b%irc.x", None).is_err());
-        assert!(r.parse("bad nick%irc.x", None).is_err());
-        assert!(r.parse("nick%bad server", None).is_err());
-        assert!(r.parse("nick%", None).is_err());
-        let e = r.parse("#x%irc\r\nQUIT", None).unwrap_err();
+        assert!(
+            r.parse("#a b%irc.x", None, &AddressContext::none())
+                .is_err()
+        );
+        assert!(
+            r.parse("#a,b%irc.x", None, &AddressContext::none())
+                .is_err()
+        );
+        assert!(
+            r.parse("bad nick%irc.x", None, &AddressContext::none())
+                .is_err()
+        );
+        assert!(
+            r.parse("nick%bad server", None, &AddressContext::none())
+                .is_err()
+        );
+        assert!(r.parse("nick%", None, &AddressContext::none()).is_err());
+        let e = r
+            .parse("#x%irc\r\nQUIT", None, &AddressContext::none())
+            .unwrap_err();
         assert!(e.0.contains("server"), "{e}");
-        assert!(r.parse("ni\rck%irc.x", None).is_err());
+        assert!(
+            r.parse("ni\rck%irc.x", None, &AddressContext::none())
+                .is_err()
+        );
     }
 
     #[test]
@@ -284,9 +308,12 @@ mod tests {
         );
         let r = IrcAddresses::new(None, traits);
         // '&' is not a channel type there: a nickname, and an invalid one.
-        assert!(r.parse("&foo%irc.x", None).is_err());
+        assert!(
+            r.parse("&foo%irc.x", None, &AddressContext::none())
+                .is_err()
+        );
         assert_eq!(
-            r.parse("#A[b]%irc.x", None),
+            r.parse("#A[b]%irc.x", None, &AddressContext::none()),
             Ok(Address::Room(RoomId::new("#a[b]%irc.x")))
         );
     }
@@ -300,7 +327,7 @@ mod tests {
             ("alice%irc.x", None),
             ("irc.x", None),
         ] {
-            let a = r.parse(local, res).unwrap();
+            let a = r.parse(local, res, &AddressContext::none()).unwrap();
             let (l, rr) = r.format(&a);
             assert_eq!((l.as_str(), rr.as_deref()), (local, res));
         }
@@ -309,17 +336,19 @@ mod tests {
     #[test]
     fn fixed_server_drops_the_server_part() {
         let r = IrcAddresses::new(Some("IRC.X".into()), TraitsRegistry::default());
-        let room = r.parse("#Rust", None).unwrap();
+        let room = r.parse("#Rust", None, &AddressContext::none()).unwrap();
         assert_eq!(room, Address::Room(RoomId::new("#rust%irc.x")));
         assert_eq!(r.format(&room), ("#rust".into(), None));
-        let c = r.parse("Alice", None).unwrap();
+        let c = r.parse("Alice", None, &AddressContext::none()).unwrap();
         assert_eq!(c, Address::Contact(ContactId::new("alice%irc.x")));
         assert_eq!(r.format(&c), ("alice".into(), None));
         assert_eq!(
-            r.parse("irc.x", None),
+            r.parse("irc.x", None, &AddressContext::none()),
             Ok(Address::Service(ServiceId::new("irc.x")))
         );
-        let o = r.parse("#rust", Some("Bob")).unwrap();
+        let o = r
+            .parse("#rust", Some("Bob"), &AddressContext::none())
+            .unwrap();
         assert_eq!(r.format(&o), ("#rust".into(), Some("Bob".into())));
     }
 
@@ -327,9 +356,9 @@ mod tests {
     fn prompt_input() {
         let r = rules();
         assert_eq!(
-            r.from_prompt(" #rust%irc.x "),
+            r.from_prompt(" #rust%irc.x ", &AddressContext::none()),
             Ok(Address::Room(RoomId::new("#rust%irc.x")))
         );
-        assert!(r.from_prompt("").is_err());
+        assert!(r.from_prompt("", &AddressContext::none()).is_err());
     }
 }

@@ -642,6 +642,10 @@ impl Session for IrcSession {
             }
             Action::Command(call) => crate::commands::run(self, call).await,
             Action::PreferencesChanged(_) => Ok(Outcome::Done),
+            // Not declared (Feature::Groups): the core never sends it.
+            Action::OpenGroup { .. } => Err(BridgeError::unsupported(
+                "IRC has no group conversations: join a channel",
+            )),
         }
     }
 

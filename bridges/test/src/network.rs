@@ -7,8 +7,8 @@ use std::time::Duration;
 use async_trait::async_trait;
 use ferry_bridge::{
     Account, AddressRules, BridgeError, BridgeSetup, CommandSpec, ErrorKind, Field, Form,
-    FormValues, LoginError, Network, NetworkInfo, Registration, Secret, Session, SessionContext,
-    SessionPolicy, UserId, WebhookRequest, WebhookResponse,
+    FormValues, Limits, LoginError, Network, NetworkInfo, Registration, Secret, Session,
+    SessionContext, SessionPolicy, UserId, WebhookRequest, WebhookResponse,
 };
 
 use crate::address::TestAddressRules;
@@ -46,6 +46,10 @@ impl TestNetwork {
                     SessionPolicy::OnDemand
                 },
                 capabilities,
+                limits: Limits {
+                    message_bytes: config.max_message_bytes,
+                    ..Limits::default()
+                },
             },
             rules: TestAddressRules,
         })
@@ -151,6 +155,7 @@ impl Network for TestNetwork {
 mod tests {
     use super::*;
     use crate::testkit::network;
+    use ferry_bridge::Feature;
 
     #[tokio::test]
     async fn login_checks_the_network_accounts() {
@@ -206,8 +211,8 @@ mod tests {
         });
         assert_eq!(net.info().sessions, SessionPolicy::OnDemand);
         assert_eq!(net.info().registration, Registration::Required);
-        assert!(!net.info().capabilities.reactions);
-        assert!(net.info().capabilities.corrections);
+        assert!(!net.info().capabilities.has(Feature::Reactions));
+        assert!(net.info().capabilities.has(Feature::Corrections));
         assert_eq!(net.info().gateway_type, "test");
         let bad = TestNetwork::new(
             Config {

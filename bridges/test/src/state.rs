@@ -128,6 +128,9 @@ pub(crate) struct Room {
     pub members: Vec<Member>,
     /// Banned accounts.
     pub banned: BTreeSet<String>,
+    /// A group conversation (`Action::OpenGroup`): its members, the bot
+    /// included when it was asked for.
+    pub group: Option<BTreeSet<String>>,
 }
 
 impl Room {
@@ -138,6 +141,7 @@ impl Room {
             password: None,
             members: Vec::new(),
             banned: BTreeSet::new(),
+            group: None,
         }
     }
 

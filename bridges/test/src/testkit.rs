@@ -105,7 +105,7 @@ impl Client {
             .await
             .expect("send")
         {
-            Outcome::Sent(Some(id)) => id,
+            Outcome::Sent(mut ids) if ids.len() == 1 => ids.remove(0),
             other => panic!("unexpected outcome {other:?}"),
         }
     }

@@ -283,7 +283,7 @@ async fn edits_retractions_reactions_states_markers_travel_between_users() {
         message: OutgoingMessage::text(contact("bob"), "c2", "hello"),
         replaces: id.clone(),
     };
-    let Outcome::Sent(Some(edit_id)) = alice.act(edit).await.unwrap() else {
+    let Some(edit_id) = alice.act(edit).await.unwrap().sent_id() else {
         panic!("no id for the edit")
     };
     match bob.next().await {
@@ -592,7 +592,7 @@ async fn the_bot_replies_to_replies_and_keeps_threads_formatting_files() {
         size: None,
         caption: None,
     });
-    let Outcome::Sent(Some(id)) = alice.act(Action::SendMessage(m)).await.unwrap() else {
+    let Some(id) = alice.act(Action::SendMessage(m)).await.unwrap().sent_id() else {
         panic!()
     };
     let answer = match alice

@@ -498,6 +498,7 @@ impl Conn {
             password_protected: ch.key.is_some(),
             occupant_count: Some(ch.members.len() as u32),
             history: ch.history,
+            members: None,
         })
     }
 
@@ -1267,7 +1268,9 @@ impl Conn {
             return false;
         };
         if let Some(r) = e.reply.take() {
-            let _ = r.send(Ok(Outcome::Sent(msgid.map(MessageId::new))));
+            let _ = r.send(Ok(Outcome::Sent(
+                msgid.map(MessageId::new).into_iter().collect(),
+            )));
         }
         e.remaining = e.remaining.saturating_sub(1);
         if e.remaining == 0 {

@@ -976,7 +976,7 @@ impl Conn {
             if let Some(e) = self.echoes.pop_front()
                 && let Some(r) = e.reply
             {
-                let _ = r.send(Ok(Outcome::Sent(None)));
+                let _ = r.send(Ok(Outcome::sent_none()));
             }
         }
         // Netsplit departures nobody came back from.

@@ -240,7 +240,7 @@ impl Conn {
                     deadline: now + DEFERRED_ECHO_TIMEOUT,
                 });
             }
-            let _ = reply.send(Ok(Outcome::Sent(None)));
+            let _ = reply.send(Ok(Outcome::sent_none()));
         }
     }
 

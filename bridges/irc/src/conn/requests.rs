@@ -139,7 +139,7 @@ impl Conn {
                     for l in lines {
                         self.send_when_ready(l);
                     }
-                    let _ = reply.send(Ok(Outcome::Sent(None)));
+                    let _ = reply.send(Ok(Outcome::sent_none()));
                 }
             },
             Request::Typing { to, state } => {

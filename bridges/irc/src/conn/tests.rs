@@ -333,7 +333,7 @@ fn echoes_answer_sends_and_are_not_reported() {
     sm.feed("@msgid=abc :me!~u@host.x PRIVMSG #c :hi");
     assert_eq!(
         rx.try_recv().unwrap(),
-        Ok(Outcome::Sent(Some(ferry_bridge::MessageId::new("abc"))))
+        Ok(Outcome::sent(ferry_bridge::MessageId::new("abc")))
     );
     assert!(sm.take_events().is_empty());
     // A message of ours not sent through the session (raw command): shown as own.
@@ -386,7 +386,7 @@ fn multiline_batches_both_ways() {
     sm.feed(":irc.x BATCH -e1");
     assert_eq!(
         rx.try_recv().unwrap(),
-        Ok(Outcome::Sent(Some(ferry_bridge::MessageId::new("m1"))))
+        Ok(Outcome::sent(ferry_bridge::MessageId::new("m1")))
     );
     // Someone else's multiline message is one message.
     sm.feed("@msgid=m2 :op!o@h BATCH +e2 draft/multiline #c");
