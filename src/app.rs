@@ -467,22 +467,24 @@ async fn serve(config: Config, registry: Registry) -> anyhow::Result<()> {
     for (bridge, dir, store, network) in prepared {
         let bridge_metrics = metrics.bridge(&bridge.name);
         let (routed_tx, routed) = tokio::sync::mpsc::channel(64);
-        lifecycles.push(Lifecycle {
-            name: bridge.name.clone(),
-            domain: bridge.domain.clone(),
-            network: network.clone(),
-            store: store.clone(),
-            public_url: public_base
+        let lifecycle = Lifecycle::new(
+            &bridge.name,
+            &bridge.domain,
+            network.clone(),
+            &store,
+            public_base
                 .as_ref()
                 .map(|b| format!("{}/bridge/{}", b.trim_end_matches('/'), bridge.name)),
-            users: CoreUsers::router(
+            CoreUsers::router(
                 store.clone(),
                 bridge.access.clone(),
                 network.info().registration,
                 routed_tx,
             ),
-            metrics: bridge_metrics.clone(),
-        });
+            bridge_metrics.clone(),
+        );
+        let bridge_ctx = lifecycle.context();
+        lifecycles.push(lifecycle);
         let (component, inbound) = component::start(
             ComponentConfig::new(
                 bridge.domain.clone(),
@@ -522,6 +524,7 @@ async fn serve(config: Config, registry: Registry) -> anyhow::Result<()> {
                 metrics: bridge_metrics,
                 shutdown: shutdown.clone(),
                 routed,
+                bridge: bridge_ctx,
             },
         ));
     }
@@ -531,6 +534,12 @@ async fn serve(config: Config, registry: Registry) -> anyhow::Result<()> {
             "files are published under {}/media/",
             config.http.public_url.as_deref().unwrap_or("")
         );
+    }
+    // The bridge-wide parts start before any session, and before webhooks
+    // can reach them.
+    let mut bridge_parts = Vec::new();
+    for l in lifecycles {
+        bridge_parts.push(l.start().await);
     }
     let http_task = match config.http.listen {
         Some(addr) => {
@@ -553,12 +562,6 @@ async fn serve(config: Config, registry: Registry) -> anyhow::Result<()> {
         }
         None => None,
     };
-
-    // The bridge-wide parts start before any session.
-    let mut bridge_parts = Vec::new();
-    for l in lifecycles {
-        bridge_parts.push(l.start().await);
-    }
 
     for (name, store, component, p) in parts {
         let task_name = name.clone();

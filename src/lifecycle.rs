@@ -118,20 +118,11 @@ impl Users for CoreUsers {
 
 /// What a bridge's bridge-wide part runs with.
 pub struct Lifecycle {
-    /// The bridge's section name.
-    pub name: String,
-    /// Its component domain.
-    pub domain: String,
-    /// The bridge.
-    pub network: Arc<dyn Network>,
-    /// Its database.
-    pub store: Store,
-    /// `<public base>/bridge/<name>`, when there is an HTTP listener.
-    pub public_url: Option<String>,
-    /// Its user router.
-    pub users: UserRouter,
-    /// Its counters.
-    pub metrics: Arc<BridgeMetrics>,
+    name: String,
+    network: Arc<dyn Network>,
+    ctx: BridgeContext,
+    failures: mpsc::UnboundedReceiver<TaskFailure>,
+    metrics: Arc<BridgeMetrics>,
 }
 
 /// A running bridge-wide part.
@@ -142,18 +133,46 @@ pub struct Running {
 }
 
 impl Lifecycle {
-    /// Starts the bridge-wide part (waits for the first `start` to
-    /// return) and supervises it until [`Running::stop`].
-    pub async fn start(self) -> Running {
+    /// The bridge-wide part of a bridge: its context is made here (the
+    /// bridge's own key/value space of `store`, a supervised spawner).
+    pub fn new(
+        name: &str,
+        domain: &str,
+        network: Arc<dyn Network>,
+        store: &Store,
+        public_url: Option<String>,
+        users: UserRouter,
+        metrics: Arc<BridgeMetrics>,
+    ) -> Lifecycle {
         let (failures_tx, failures) = mpsc::unbounded_channel::<TaskFailure>();
         let ctx = BridgeContext {
-            name: self.name.clone(),
-            domain: self.domain.clone(),
+            name: name.to_owned(),
+            domain: domain.to_owned(),
             spawner: Spawner::bridge(failures_tx),
-            store: self.store.kv(KvScope::Bridge),
-            public_url: self.public_url.clone(),
-            users: self.users.clone(),
+            store: store.kv(KvScope::Bridge),
+            public_url,
+            users,
         };
+        Lifecycle {
+            name: name.to_owned(),
+            network,
+            ctx,
+            failures,
+            metrics,
+        }
+    }
+
+    /// The bridge's context (also given to its gateway, for bridge-wide
+    /// commands).
+    pub fn context(&self) -> BridgeContext {
+        self.ctx.clone()
+    }
+
+    /// Starts the bridge-wide part (waits for the first `start` to
+    /// return) and supervises it until [`Running::stop`].
+    pub async fn start(mut self) -> Running {
+        let ctx = self.ctx.clone();
+        let failures = std::mem::replace(&mut self.failures, mpsc::unbounded_channel().1);
         let stop = CancellationToken::new();
         let first = start_once(&self, &ctx).await;
         let name = self.name.clone();
@@ -342,15 +361,15 @@ mod tests {
         let metrics = Arc::new(BridgeMetrics::default());
         let (routed, _rx) = mpsc::channel(1);
         let access = AccessPolicy::new(["*@x"], Vec::<String>::new()).expect("access");
-        let running = Lifecycle {
-            name: "flaky".into(),
-            domain: "flaky.x".into(),
-            network: network.clone(),
-            store: store.clone(),
-            public_url: Some("http://127.0.0.1:1/bridge/flaky".into()),
-            users: CoreUsers::router(store.clone(), access, Registration::Optional, routed),
-            metrics: metrics.clone(),
-        }
+        let running = Lifecycle::new(
+            "flaky",
+            "flaky.x",
+            network.clone(),
+            &store,
+            Some("http://127.0.0.1:1/bridge/flaky".into()),
+            CoreUsers::router(store.clone(), access, Registration::Optional, routed),
+            metrics.clone(),
+        )
         .start()
         .await;
         for _ in 0..100 {

@@ -171,6 +171,10 @@ impl Gateway {
                 out.push(core(CoreCommand::Preferences, "Preferences"));
             }
             out.push(core(CoreCommand::Status, "Status"));
+            if (registered || optional) && self.info.capabilities.has(ferry_bridge::Feature::Groups)
+            {
+                out.push(core(CoreCommand::NewGroup, "New group conversation"));
+            }
             out.push(core(CoreCommand::Users, "List users"));
             out.push(core(CoreCommand::DeleteUser, "Delete a user"));
             out.push(core(CoreCommand::Stats, "Statistics"));
@@ -184,9 +188,12 @@ impl Gateway {
             });
         }
         let may_use_bridge = registered || optional;
-        if may_use_bridge {
+        {
             for spec in self.network.commands() {
-                if spec.scope != scope || out.iter().any(|c| c.node == spec.node) {
+                if spec.scope != scope
+                    || out.iter().any(|c| c.node == spec.node)
+                    || !(may_use_bridge || spec.bridge_wide)
+                {
                     continue;
                 }
                 out.push(CommandDef {
@@ -195,6 +202,7 @@ impl Gateway {
                     runner: Runner::Bridge {
                         node: spec.node,
                         target: address.clone(),
+                        bridge_wide: spec.bridge_wide,
                     },
                     admin_only: spec.admin_only,
                 });

@@ -59,6 +59,12 @@ impl Gateway {
             return;
         }
         let parsed = message::read(&m);
+        if to.node().is_none()
+            && m.type_ != MessageType::Groupchat
+            && let Some(addresses) = super::groups::multicast_addresses(&m)
+        {
+            return self.on_multicast(m, parsed, addresses);
+        }
         if to.node().is_none() {
             if m.type_ != MessageType::Groupchat
                 && let Some(body) = parsed.body.as_deref()

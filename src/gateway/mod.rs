@@ -18,6 +18,7 @@ pub mod disco;
 pub mod escape;
 pub mod events;
 pub mod forms;
+pub mod groups;
 pub mod iq;
 pub mod jids;
 pub mod limits;
@@ -82,6 +83,8 @@ pub struct GatewayParts {
     pub shutdown: CancellationToken,
     /// Events the bridge-wide part hands to users ([`crate::lifecycle`]).
     pub routed: mpsc::Receiver<crate::lifecycle::Routed>,
+    /// The bridge's context (for its bridge-wide commands).
+    pub bridge: ferry_bridge::BridgeContext,
 }
 
 /// Runs the gateway until `shutdown` is cancelled, then sends unavailable

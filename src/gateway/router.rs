@@ -131,6 +131,10 @@ pub struct Gateway {
     pub shutdown: CancellationToken,
     /// Whether the component stream has been up at least once.
     pub connected_once: bool,
+    /// The bridge's context.
+    pub bridge: ferry_bridge::BridgeContext,
+    /// Group conversations opened and not yet joined by the session.
+    pub groups: HashMap<(UserId, ferry_bridge::RoomId), super::groups::PendingGroup>,
 }
 
 impl Gateway {
@@ -146,6 +150,7 @@ impl Gateway {
             metrics,
             shutdown,
             mut routed,
+            bridge,
         } = parts;
         let info = network.info().clone();
         let jids = super::jids::Jids::new(&settings.domain, network.clone())?;
@@ -194,6 +199,8 @@ impl Gateway {
             started: Instant::now(),
             shutdown: shutdown.clone(),
             connected_once: false,
+            bridge,
+            groups: HashMap::new(),
         };
         tracing::info!(
             bridge = %gw.settings.name,

@@ -256,6 +256,7 @@ async fn rig(delivery_receipts: bool) -> Rig {
         metrics,
         shutdown: shutdown.clone(),
         routed: tokio::sync::mpsc::channel(1).1,
+        bridge: ferry_bridge::BridgeContext::standalone("script", DOMAIN).0,
     };
     let gateway = tokio::spawn(super::run(parts));
     Rig {

@@ -277,7 +277,7 @@ impl Gateway {
 
     /// Reflects a user's message to all their joined clients, with a
     /// stanza-id, then archives it.
-    pub(super) fn reflect(
+    pub(crate) fn reflect(
         &mut self,
         user: &UserId,
         room: &RoomId,

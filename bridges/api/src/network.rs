@@ -93,6 +93,24 @@ pub trait Network: Send + Sync + 'static {
     /// context's spawner are aborted afterwards.
     async fn stop(&self) {}
 
+    /// One step of a command marked [`CommandSpec::bridge_wide`], run for
+    /// `user` (who need not have a session, nor be registered) with the
+    /// bridge's context. `call.admin` says whether the user is an
+    /// administrator; the core has already refused admin-only commands to
+    /// others.
+    async fn command(
+        &self,
+        ctx: &BridgeContext,
+        user: &UserId,
+        call: crate::command::CommandCall,
+    ) -> Result<crate::command::CommandReply, BridgeError> {
+        let _ = (ctx, user);
+        Err(BridgeError::unsupported(format!(
+            "the bridge has no bridge-wide command {}",
+            call.node
+        )))
+    }
+
     /// An HTTP request to `/bridge/<name>/…` on the gateway's HTTP
     /// listener (`path` is the part after that prefix).
     async fn webhook(&self, request: WebhookRequest) -> WebhookResponse {

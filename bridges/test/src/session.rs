@@ -308,6 +308,11 @@ impl TestSession {
             panic!("test network: the echo bot was asked to panic");
         }
         let id = self.shared.new_id();
+        if let Some(ctx) = self.shared.bridge() {
+            // For the /fail endpoint, also after a restart.
+            let key = crate::state::Shared::last_key(&self.account, to.as_str());
+            ctx.store.put(&key, id.as_str().as_bytes())?;
+        }
         let mut st = self.shared.lock();
         let to = self.contact(&st, to)?;
         st.carried.insert(
