@@ -117,6 +117,10 @@ impl Disco {
             f.push(ns::MUC);
             f.push(ns::MAM);
         }
+        if c.has(Feature::Groups) {
+            // XEP-0033: a message to several people opens a group.
+            f.push(super::groups::NS_ADDRESS);
+        }
         f.extend(message_features(c));
         let gateway = info(ids, f);
         let client_type = if net.gateway_type == "sms" || net.gateway_type == "pstn" {

@@ -4,12 +4,16 @@
 //! stanza id (`cancel` when the failure is permanent, `wait` when it is
 //! not).
 //!
-//! Messages waiting for their report are kept in the database
-//! ([`Pending`]), so a report that comes after a restart still finds them;
+//! Messages waiting for their report are kept in memory for the common
+//! case and in the database ([`Pending`]) for the rest, so a report that
+//! comes after a restart still finds them (and a report in the running
+//! process costs no read of the database);
 //! a message sent in several parts is delivered with its last part and
 //! failed with its first failed part. A report may also come before the
 //! core has seen the action's outcome (the network is fast): such reports
 //! wait in memory until the outcome arrives.
+
+use std::collections::HashMap;
 
 use ferry_bridge::{Address, BridgeError, Feature, MessageId, UserId};
 use xmpp_parsers::jid::Jid;
@@ -24,6 +28,9 @@ use crate::store::Pending;
 
 /// How many early reports a user may have waiting.
 const EARLY_MAX: usize = 1000;
+/// How many unreported message parts of a user are kept in memory (the
+/// database keeps them all).
+const AWAITING_MAX: usize = 10_000;
 
 /// A user's message that went out, as the continuation of its action sees
 /// it.
@@ -41,6 +48,16 @@ pub struct Sent<'a> {
     pub client: &'a Jid,
     /// Whether the user asked for a receipt.
     pub receipt: bool,
+}
+
+/// What a user's gateway state keeps of their messages awaiting a report
+/// (those sent since the start; older ones are in the database only).
+#[derive(Default)]
+pub struct Awaiting {
+    /// Network id -> (conversation key, the message).
+    parts: HashMap<String, (String, Pending)>,
+    /// Stanza id -> parts not yet delivered.
+    left: HashMap<String, usize>,
 }
 
 /// A delivery report that came before its message's outcome.
@@ -99,8 +116,52 @@ impl Gateway {
             receipt: sent.receipt,
             settled: false,
         };
-        self.store
-            .deliveries_add(user, &chat_key(sent.chat), &pending, &waiting);
+        let key = chat_key(sent.chat);
+        self.store.deliveries_add(user, &key, &pending, &waiting);
+        let awaiting = &mut self.user_mut(user).awaiting;
+        if awaiting.parts.len() > AWAITING_MAX {
+            awaiting.parts.clear();
+            awaiting.left.clear();
+        }
+        awaiting.left.insert(pending.xmpp_id.clone(), waiting.len());
+        for id in waiting {
+            awaiting.parts.insert(id, (key.clone(), pending.clone()));
+        }
+    }
+
+    /// Settles a report from memory: None when the message is not there
+    /// (sent before the start).
+    fn settle_in_memory(
+        &mut self,
+        user: &UserId,
+        chat: &str,
+        id: &MessageId,
+        failed: bool,
+    ) -> Option<Pending> {
+        let awaiting = &mut self.users.get_mut(user)?.awaiting;
+        if awaiting
+            .parts
+            .get(id.as_str())
+            .is_none_or(|(c, _)| c != chat)
+        {
+            return None;
+        }
+        let (_, mut pending) = awaiting.parts.remove(id.as_str())?;
+        let left = awaiting.left.entry(pending.xmpp_id.clone()).or_insert(1);
+        *left = left.saturating_sub(1);
+        pending.settled = failed || *left == 0;
+        if pending.settled {
+            awaiting.left.remove(&pending.xmpp_id);
+            let x = pending.xmpp_id.clone();
+            awaiting.parts.retain(|_, (_, p)| p.xmpp_id != x);
+        }
+        if failed {
+            self.store
+                .delivery_forget_message(user, chat, &pending.xmpp_id);
+        } else {
+            self.store.delivery_forget(user, chat, id.as_str());
+        }
+        Some(pending)
     }
 
     /// XEP-0184 `<received/>` from `from` (the contact) to the user.
@@ -134,7 +195,12 @@ impl Gateway {
 
     /// The network confirmed delivery of (a part of) a user's message.
     pub fn on_delivered(&mut self, user: &UserId, chat: &Address, id: &MessageId) {
-        match self.store.delivery_done(user, &chat_key(chat), id.as_str()) {
+        let key = chat_key(chat);
+        let settled = match self.settle_in_memory(user, &key, id, false) {
+            Some(p) => Ok(Some(p)),
+            None => self.store.delivery_done(user, &key, id.as_str()),
+        };
+        match settled {
             Ok(Some(p)) => {
                 if p.settled && p.receipt {
                     let (Ok(from), Ok(to)) = (Jid::new(&p.peer), Jid::new(&p.client)) else {
@@ -157,10 +223,12 @@ impl Gateway {
         error: BridgeError,
         permanent: bool,
     ) {
-        match self
-            .store
-            .delivery_failed(user, &chat_key(chat), id.as_str())
-        {
+        let key = chat_key(chat);
+        let settled = match self.settle_in_memory(user, &key, id, true) {
+            Some(p) => Ok(Some(p)),
+            None => self.store.delivery_failed(user, &key, id.as_str()),
+        };
+        match settled {
             Ok(Some(p)) => {
                 let (Ok(from), Ok(to)) = (Jid::new(&p.peer), Jid::new(&p.client)) else {
                     return;

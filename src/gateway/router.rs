@@ -75,6 +75,8 @@ pub struct User {
     /// Delivery reports that came before their message's outcome, by
     /// network id (see [`super::receipts`]).
     pub early_reports: HashMap<String, super::receipts::Early>,
+    /// Messages awaiting the network's delivery report.
+    pub awaiting: super::receipts::Awaiting,
     /// Actions sent to the session whose results have not come back.
     pub in_flight: u32,
     /// Events that arrived while actions were in flight.

@@ -110,7 +110,7 @@ impl Store {
             chat.to_owned(),
             foreign_id.to_owned(),
         );
-        let (j, c, f) = (jid.clone(), chat.clone(), fid.clone());
+        let (j, c, f) = (jid, chat.clone(), fid.clone());
         type Row = (String, String, String, bool, i64);
         let found: Option<Row> =
             self.read("looking up a message awaiting delivery", move |conn| {
@@ -128,25 +128,11 @@ impl Store {
         let Some((xmpp_id, peer, client, receipt, parts)) = found else {
             return Ok(None);
         };
-        let x = xmpp_id.clone();
-        self.write(
-            "forgetting a delivered message",
-            Box::new(move |conn| {
-                if failed {
-                    conn.prepare_cached(
-                        "DELETE FROM deliveries WHERE jid = ?1 AND chat = ?2 AND xmpp_id = ?3",
-                    )?
-                    .execute(rusqlite::params![jid, chat, x])
-                    .map(drop)
-                } else {
-                    conn.prepare_cached(
-                        "DELETE FROM deliveries WHERE jid = ?1 AND chat = ?2 AND foreign_id = ?3",
-                    )?
-                    .execute(rusqlite::params![jid, chat, fid])
-                    .map(drop)
-                }
-            }),
-        );
+        if failed {
+            self.delivery_forget_message(user, &chat, &xmpp_id);
+        } else {
+            self.delivery_forget(user, &chat, &fid);
+        }
         Ok(Some(Pending {
             xmpp_id,
             peer,
@@ -154,6 +140,45 @@ impl Store {
             receipt,
             settled: failed || parts <= 1,
         }))
+    }
+
+    /// Forgets one part of a message (batched write: for a report the
+    /// core settled from memory).
+    pub fn delivery_forget(&self, user: &UserId, chat: &str, foreign_id: &str) {
+        let (jid, chat, fid) = (
+            user.as_str().to_owned(),
+            chat.to_owned(),
+            foreign_id.to_owned(),
+        );
+        self.write(
+            "forgetting a delivered message",
+            Box::new(move |conn| {
+                conn.prepare_cached(
+                    "DELETE FROM deliveries WHERE jid = ?1 AND chat = ?2 AND foreign_id = ?3",
+                )?
+                .execute(rusqlite::params![jid, chat, fid])
+                .map(drop)
+            }),
+        );
+    }
+
+    /// Forgets every part of a message (batched write).
+    pub fn delivery_forget_message(&self, user: &UserId, chat: &str, xmpp_id: &str) {
+        let (jid, chat, x) = (
+            user.as_str().to_owned(),
+            chat.to_owned(),
+            xmpp_id.to_owned(),
+        );
+        self.write(
+            "forgetting a failed message",
+            Box::new(move |conn| {
+                conn.prepare_cached(
+                    "DELETE FROM deliveries WHERE jid = ?1 AND chat = ?2 AND xmpp_id = ?3",
+                )?
+                .execute(rusqlite::params![jid, chat, x])
+                .map(drop)
+            }),
+        );
     }
 
     /// Forgets messages that waited longer than [`KEEP`] (batched write).

@@ -33,6 +33,7 @@ def test_a_webhook_reaches_an_offline_users_session(ferry_factory, xmpp):
 
 
 def test_a_group_conversation_from_three_addresses(alice_r, domain):
+    assert "http://jabber.org/protocol/address" in alice_r.disco_info(domain).features
     m = alice_r.mark()
     addresses = "".join(
         f"<address type='to' jid='{n}@{domain}'/>" for n in ("bob", "carol", "echo"))
