@@ -261,46 +261,8 @@ impl Gateway {
         user: &UserId,
         chat: Address,
     ) {
-        let caps = self.info.capabilities;
-        if let Some(target) = &p.retract {
-            if !caps.has(Feature::Retractions) {
-                let err = unsupported("retracting messages", &self.info.name);
-                return self.send_error(xml::message_error(to, from, p.id.as_deref(), err));
-            }
-            let Some(fid) = self.foreign_of(user, &chat, target) else {
-                let err = xml::error(
-                    ErrorType::Cancel,
-                    DefinedCondition::ItemNotFound,
-                    "The message to retract is not known to the gateway.",
-                );
-                return self.send_error(xml::message_error(to, from, p.id.as_deref(), err));
-            };
-            let action = Action::Retract {
-                chat,
-                target: fid,
-                moderate: None,
-            };
-            return self.act_or_bounce(user, action, from, to, p.id.clone());
-        }
-        if let Some((target, emojis)) = &p.reactions {
-            if !caps.has(Feature::Reactions) {
-                let err = unsupported("reactions", &self.info.name);
-                return self.send_error(xml::message_error(to, from, p.id.as_deref(), err));
-            }
-            let Some(fid) = self.foreign_of(user, &chat, target) else {
-                let err = xml::error(
-                    ErrorType::Cancel,
-                    DefinedCondition::ItemNotFound,
-                    "The message reacted to is not known to the gateway.",
-                );
-                return self.send_error(xml::message_error(to, from, p.id.as_deref(), err));
-            };
-            let action = Action::React {
-                chat,
-                target: fid,
-                emojis: emojis.clone(),
-            };
-            return self.act_or_bounce(user, action, from, to, p.id.clone());
+        if self.dispatch_edit(user, &p, from, to, &chat) {
+            return;
         }
         if p.has_content() {
             if !self.accept_content(from, to, &p) {
@@ -315,24 +277,7 @@ impl Gateway {
             self.send_content(user, action, from.clone(), to.clone(), &p, chat);
             return;
         }
-        if let Some(state) = p.chat_state
-            && caps.has(Feature::ChatStates)
-            && self.pref_on(user, "send_typing")
-        {
-            self.act_silent(
-                user,
-                Action::ChatState {
-                    chat: chat.clone(),
-                    state,
-                },
-            );
-        }
-        if let Some(id) = &p.displayed
-            && caps.has(Feature::DisplayedMarkers)
-            && let Some(fid) = self.foreign_of(user, &chat, id)
-        {
-            self.act_silent(user, Action::Displayed { chat, up_to: fid });
-        }
+        self.dispatch_signals(user, &p, &chat);
     }
 
     /// Runs a signal action whose failure nobody needs to hear about.

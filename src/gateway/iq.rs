@@ -10,7 +10,7 @@ use xmpp_parsers::stanza_error::{DefinedCondition, ErrorType};
 
 use super::escape;
 use super::jids::Target;
-use super::router::Gateway;
+use super::router::{Asked, Gateway};
 use super::xml::{self, B, ns};
 
 /// Base64 without line breaks (vCard photos).
@@ -95,23 +95,16 @@ impl Gateway {
                 if let Err(e) = self.check_use(&user) {
                     return self.send_error(xml::iq_error(to, from, id, *e));
                 }
-                let (from, to, id) = (from.clone(), to.clone(), id.to_owned());
-                self.act(&user, Action::QueryVersion(addr), move |gw, r| match r {
-                    Ok(Outcome::Version { name, version, os }) => {
-                        let q = B::new("query", ns::VERSION)
+                let asked = Asked::new(from, to, id);
+                self.act_answer(&user, Action::QueryVersion(addr), asked, |_, o| match o {
+                    Outcome::Version { name, version, os } => Ok(Some(
+                        B::new("query", ns::VERSION)
                             .tc("name", ns::VERSION, name)
                             .tc("version", ns::VERSION, version)
                             .oc(os.map(|o| B::new("os", ns::VERSION).t(o)))
-                            .build();
-                        gw.send(xml::iq_result(&to, &from, &id, Some(q)));
-                    }
-                    Ok(_) => gw.send_error(xml::iq_error(
-                        &to,
-                        &from,
-                        &id,
-                        xml::bridge_error(&BridgeError::internal("The bridge gave no version.")),
+                            .build(),
                     )),
-                    Err(e) => gw.send_error(xml::iq_error(&to, &from, &id, xml::bridge_error(&e))),
+                    _ => Err(BridgeError::internal("The bridge gave no version.")),
                 });
             }
             _ => {
@@ -148,11 +141,8 @@ impl Gateway {
                 if let Err(e) = self.check_use(&user) {
                     return self.send_error(xml::iq_error(to, from, id, *e));
                 }
-                let (from, to, id) = (from.clone(), to.clone(), id.to_owned());
-                self.act(&user, Action::Ping(target), move |gw, r| match r {
-                    Ok(_) => gw.send(xml::iq_result(&to, &from, &id, None)),
-                    Err(e) => gw.send_error(xml::iq_error(&to, &from, &id, xml::bridge_error(&e))),
-                });
+                let asked = Asked::new(from, to, id);
+                self.act_answer(&user, Action::Ping(target), asked, |_, _| Ok(None));
             }
             _ => {
                 let err = xml::error(

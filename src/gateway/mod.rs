@@ -15,6 +15,7 @@ pub mod clean;
 pub mod commands;
 pub mod direct;
 pub mod disco;
+pub mod dispatch;
 pub mod escape;
 pub mod events;
 pub mod forms;

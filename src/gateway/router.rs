@@ -51,6 +51,28 @@ pub struct Resource {
     pub caps: Option<String>,
 }
 
+/// An IQ request to answer later: who asked, of whom, with which id.
+#[derive(Clone, Debug)]
+pub struct Asked {
+    /// The requester.
+    pub from: Jid,
+    /// The JID asked (ours).
+    pub to: Jid,
+    /// The request's id.
+    pub id: String,
+}
+
+impl Asked {
+    /// The request from `from` to `to` with `id`.
+    pub fn new(from: &Jid, to: &Jid, id: &str) -> Asked {
+        Asked {
+            from: from.clone(),
+            to: to.clone(),
+            id: id.to_owned(),
+        }
+    }
+}
+
 /// What the gateway keeps per user.
 #[derive(Default)]
 pub struct User {
@@ -517,6 +539,32 @@ impl Gateway {
                 Err(BridgeError::unavailable("The session is not running.")),
             );
         }
+    }
+
+    /// Runs an action for an IQ request and answers the request: `answer`
+    /// turns the outcome into the result's payload (or an error); a failed
+    /// action is answered with its error. The one place the pattern
+    /// "act, then answer the iq" is written.
+    pub fn act_answer(
+        &mut self,
+        user: &UserId,
+        action: Action,
+        asked: Asked,
+        answer: impl FnOnce(&mut Gateway, Outcome) -> Result<Option<Element>, BridgeError>
+        + Send
+        + 'static,
+    ) {
+        self.act(user, action, move |gw, r| {
+            match r.and_then(|o| answer(gw, o)) {
+                Ok(payload) => gw.send(xml::iq_result(&asked.to, &asked.from, &asked.id, payload)),
+                Err(e) => gw.send_error(xml::iq_error(
+                    &asked.to,
+                    &asked.from,
+                    &asked.id,
+                    xml::bridge_error(&e),
+                )),
+            }
+        });
     }
 
     /// An action of the user finished: releases the events that waited.

@@ -18,7 +18,7 @@ use crate::gateway::direct::chat_key;
 use crate::gateway::forms::{self, Secrets, Submitted};
 use crate::gateway::jids::{Target, with_resource};
 use crate::gateway::message::{self, Refs};
-use crate::gateway::router::Gateway;
+use crate::gateway::router::{Asked, Gateway};
 use crate::gateway::xml::{self, B, ns};
 use crate::store::{ArchiveEntry, ArchiveQuery};
 
@@ -178,19 +178,12 @@ impl Gateway {
             );
             return self.send_error(xml::iq_error(to, from, id, e));
         };
-        let (from, to, id) = (from.clone(), to.clone(), id.to_owned());
-        self.act(
-            user,
-            Action::Retract {
-                chat,
-                target: fid,
-                moderate: Some(reason.filter(|r| !r.is_empty())),
-            },
-            move |gw, r| match r {
-                Ok(_) => gw.send(xml::iq_result(&to, &from, &id, None)),
-                Err(e) => gw.send_error(xml::iq_error(&to, &from, &id, xml::bridge_error(&e))),
-            },
-        );
+        let action = Action::Retract {
+            chat,
+            target: fid,
+            moderate: Some(reason.filter(|r| !r.is_empty())),
+        };
+        self.act_answer(user, action, Asked::new(from, to, id), |_, _| Ok(None));
     }
 
     #[allow(clippy::too_many_arguments)]
@@ -504,11 +497,7 @@ impl Gateway {
                 ),
             );
         };
-        let (from, to, id) = (from.clone(), to.clone(), id.to_owned());
-        self.act(user, action, move |gw, r| match r {
-            Ok(_) => gw.send(xml::iq_result(&to, &from, &id, None)),
-            Err(e) => gw.send_error(xml::iq_error(&to, &from, &id, xml::bridge_error(&e))),
-        });
+        self.act_answer(user, action, Asked::new(from, to, id), |_, _| Ok(None));
     }
 
     #[allow(clippy::too_many_arguments)]
@@ -602,25 +591,22 @@ impl Gateway {
             user.clone(),
         );
         if !set {
-            self.act(
+            let asked = Asked::new(&from, &to, &id);
+            self.act_answer(
                 user,
                 Action::Command(call(None, Default::default())),
-                move |gw, r| match r {
-                    Ok(Outcome::Command(CommandReply::Form { form, stage, .. })) => {
-                        let df = forms::to_data_form(&form, None, Secrets::Hide);
-                        if let Some(r) = gw.rooms.get_mut(&user2, &room2) {
-                            r.owner_step = Some((stage, form));
+                asked,
+                move |gw, o| {
+                    Ok(Some(match o {
+                        Outcome::Command(CommandReply::Form { form, stage, .. }) => {
+                            let df = forms::to_data_form(&form, None, Secrets::Hide);
+                            if let Some(r) = gw.rooms.get_mut(&user2, &room2) {
+                                r.owner_step = Some((stage, form));
+                            }
+                            B::new("query", ns::MUC_OWNER).c(Element::from(df)).build()
                         }
-                        let el = B::new("query", ns::MUC_OWNER).c(Element::from(df)).build();
-                        gw.send(xml::iq_result(&to, &from, &id, Some(el)));
-                    }
-                    Ok(_) => gw.send(xml::iq_result(
-                        &to,
-                        &from,
-                        &id,
-                        Some(Element::bare("query", ns::MUC_OWNER)),
-                    )),
-                    Err(e) => gw.send_error(xml::iq_error(&to, &from, &id, xml::bridge_error(&e))),
+                        _ => Element::bare("query", ns::MUC_OWNER),
+                    }))
                 },
             );
             return;
@@ -662,18 +648,16 @@ impl Gateway {
                 return self.send_error(xml::iq_error(&to, &from, &id, e));
             }
         };
-        self.act(
+        // The form is used up whatever the answer.
+        if let Some(r) = self.rooms.get_mut(&user2, &room2) {
+            r.owner_step = None;
+        }
+        let asked = Asked::new(&from, &to, &id);
+        self.act_answer(
             user,
             Action::Command(call(Some(stage), values)),
-            move |gw, r| {
-                if let Some(r) = gw.rooms.get_mut(&user2, &room2) {
-                    r.owner_step = None;
-                }
-                match r {
-                    Ok(_) => gw.send(xml::iq_result(&to, &from, &id, None)),
-                    Err(e) => gw.send_error(xml::iq_error(&to, &from, &id, xml::bridge_error(&e))),
-                }
-            },
+            asked,
+            |_, _| Ok(None),
         );
     }
 }

@@ -157,61 +157,8 @@ impl Gateway {
             };
             return self.act_or_bounce(&user, action, &from, &to, p.id.clone());
         }
-        if let Some(target) = &p.retract {
-            if !caps.has(Feature::Retractions) {
-                return bounce(
-                    self,
-                    xml::error(
-                        ErrorType::Cancel,
-                        DefinedCondition::FeatureNotImplemented,
-                        &format!("{} does not support retracting messages.", self.info.name),
-                    ),
-                );
-            }
-            let Some(fid) = self.foreign_of(&user, &chat, target) else {
-                return bounce(
-                    self,
-                    xml::error(
-                        ErrorType::Cancel,
-                        DefinedCondition::ItemNotFound,
-                        "The message to retract is not known to the gateway.",
-                    ),
-                );
-            };
-            let action = Action::Retract {
-                chat,
-                target: fid,
-                moderate: None,
-            };
-            return self.act_or_bounce(&user, action, &from, &to, p.id.clone());
-        }
-        if let Some((target, emojis)) = &p.reactions {
-            if !caps.has(Feature::Reactions) {
-                return bounce(
-                    self,
-                    xml::error(
-                        ErrorType::Cancel,
-                        DefinedCondition::FeatureNotImplemented,
-                        &format!("{} does not support reactions.", self.info.name),
-                    ),
-                );
-            }
-            let Some(fid) = self.foreign_of(&user, &chat, target) else {
-                return bounce(
-                    self,
-                    xml::error(
-                        ErrorType::Cancel,
-                        DefinedCondition::ItemNotFound,
-                        "The message reacted to is not known to the gateway.",
-                    ),
-                );
-            };
-            let action = Action::React {
-                chat,
-                target: fid,
-                emojis: emojis.clone(),
-            };
-            return self.act_or_bounce(&user, action, &from, &to, p.id.clone());
+        if self.dispatch_edit(&user, &p, &from, &to, &chat) {
+            return;
         }
         if p.has_content() {
             if !self.accept_content(&from, &to, &p) {
@@ -255,24 +202,7 @@ impl Gateway {
             });
             return;
         }
-        if let Some(state) = p.chat_state
-            && caps.has(Feature::ChatStates)
-            && self.pref_on(&user, "send_typing")
-        {
-            self.act_silent(
-                &user,
-                Action::ChatState {
-                    chat: chat.clone(),
-                    state,
-                },
-            );
-        }
-        if let Some(id) = &p.displayed
-            && caps.has(Feature::DisplayedMarkers)
-            && let Some(fid) = self.foreign_of(&user, &chat, id)
-        {
-            self.act_silent(&user, Action::Displayed { chat, up_to: fid });
-        }
+        self.dispatch_signals(&user, &p, &chat);
     }
 
     /// Reflects a user's message to all their joined clients, with a
