@@ -279,3 +279,33 @@ impl Gateway {
         });
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn multicast_takes_to_and_cc_not_bcc() {
+        let el: Element = format!(
+            "<message xmlns='jabber:component:accept' to='gw' from='u@x/r'>\
+             <body>hi</body><addresses xmlns='{NS_ADDRESS}'>\
+             <address type='to' jid='a@gw'/><address type='cc' jid='b@gw'/>\
+             <address type='bcc' jid='c@gw'/><address type='to'/></addresses></message>"
+        )
+        .parse()
+        .expect("xml");
+        let m = Message::try_from(el).expect("message");
+        assert_eq!(
+            multicast_addresses(&m),
+            Some(vec!["a@gw".to_owned(), "b@gw".to_owned()])
+        );
+        let plain: Element =
+            "<message xmlns='jabber:component:accept' to='gw'><body>x</body></message>"
+                .parse()
+                .expect("xml");
+        assert_eq!(
+            multicast_addresses(&Message::try_from(plain).expect("message")),
+            None
+        );
+    }
+}

@@ -284,3 +284,56 @@ impl Outcome {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::id::ContactId;
+
+    #[test]
+    fn every_action_names_the_feature_it_needs() {
+        let contact = Address::Contact(ContactId::new("c"));
+        let room = RoomId::new("#r");
+        let msg = |to: Address| Action::SendMessage(OutgoingMessage::text(to, "i", "b"));
+        assert_eq!(msg(contact.clone()).feature(), None);
+        assert_eq!(
+            msg(Address::Room(room.clone())).feature(),
+            Some(Feature::Rooms)
+        );
+        assert_eq!(
+            msg(Address::Occupant {
+                room: room.clone(),
+                nick: "n".into()
+            })
+            .feature(),
+            Some(Feature::PrivateMessages)
+        );
+        let retract = |moderate| Action::Retract {
+            chat: contact.clone(),
+            target: MessageId::new("m"),
+            moderate,
+        };
+        assert_eq!(retract(None).feature(), Some(Feature::Retractions));
+        assert_eq!(retract(Some(None)).feature(), Some(Feature::Moderation));
+        assert_eq!(
+            Action::OpenGroup {
+                members: vec![ContactId::new("a")],
+                subject: None
+            }
+            .feature(),
+            Some(Feature::Groups)
+        );
+        assert_eq!(Action::Ping(contact).feature(), Some(Feature::Ping));
+        assert_eq!(Action::AddContact(ContactId::new("a")).feature(), None);
+    }
+
+    #[test]
+    fn sent_ids() {
+        assert_eq!(
+            Outcome::sent(MessageId::new("a")).sent_id(),
+            Some(MessageId::new("a"))
+        );
+        assert_eq!(Outcome::sent_none().sent_id(), None);
+        assert_eq!(Outcome::Done.sent_id(), None);
+    }
+}
