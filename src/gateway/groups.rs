@@ -203,27 +203,8 @@ impl Gateway {
         let Some(pending) = self.groups.remove(&(user.clone(), room.clone())) else {
             return;
         };
-        let joined = self
-            .rooms
-            .get(user, room)
-            .is_some_and(|r| r.clients.values().any(|c| c.joined));
-        if !joined {
-            let names = self
-                .rooms
-                .get(user, room)
-                .and_then(|r| r.info.as_ref())
-                .and_then(|i| i.members.clone())
-                .map(|m| {
-                    m.iter()
-                        .map(ContactId::to_string)
-                        .collect::<Vec<_>>()
-                        .join(", ")
-                });
-            let reason = names.map(|n| format!("Group conversation with {n}"));
-            self.muc_invited(user, room, None, reason, None);
-        }
         let Some(first) = pending.first else {
-            return;
+            return self.invite_to_group(user, room);
         };
         let chat = Address::Room(room.clone());
         let FirstMessage {
@@ -238,13 +219,16 @@ impl Gateway {
             Ok(a) => a,
             Err(e) => {
                 let to = self.gw_jid();
-                return self.send_error(xml::message_error(&to, &client, parsed.id.as_deref(), *e));
+                self.send_error(xml::message_error(&to, &client, parsed.id.as_deref(), *e));
+                return self.invite_to_group(user, room);
             }
         };
         // The copy in the room is the message without its addresses.
         let mut original = original;
         original.remove_child("addresses", NS_ADDRESS);
         let (u, r) = (user.clone(), room.clone());
+        // The invitation follows the first message, so that a client
+        // joining at once finds it in the room's history.
         self.act(user, action, move |gw, res| match res {
             Ok(o) => {
                 let ids = match o {
@@ -253,6 +237,7 @@ impl Gateway {
                 };
                 let client_id = parsed.client_id().map(str::to_owned);
                 gw.reflect(&u, &r, original, client_id.clone(), parsed.id.clone(), &ids);
+                gw.invite_to_group(&u, &r);
                 if let Some(room_jid) = gw.jids.room(&r) {
                     gw.message_sent(
                         &u,
@@ -275,8 +260,34 @@ impl Gateway {
                     parsed.id.as_deref(),
                     xml::bridge_error(&e),
                 ));
+                gw.invite_to_group(&u, &r);
             }
         });
+    }
+
+    /// Invites the user to a group conversation, unless a client of theirs
+    /// is in it already.
+    fn invite_to_group(&mut self, user: &UserId, room: &RoomId) {
+        let joined = self
+            .rooms
+            .get(user, room)
+            .is_some_and(|r| r.clients.values().any(|c| c.joined));
+        if joined {
+            return;
+        }
+        let names = self
+            .rooms
+            .get(user, room)
+            .and_then(|r| r.info.as_ref())
+            .and_then(|i| i.members.clone())
+            .map(|m| {
+                m.iter()
+                    .map(ContactId::to_string)
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            });
+        let reason = names.map(|n| format!("Group conversation with {n}"));
+        self.muc_invited(user, room, None, reason, None);
     }
 }
 
