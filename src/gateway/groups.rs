@@ -9,6 +9,12 @@
 //! session reports it joined, the user gets an invitation to the room's
 //! JID, and the first message is sent there and archived, so the client
 //! finds it in the room's history when it joins.
+//!
+//! A group the network opens by itself (someone wrote to the user and
+//! others: a mail with several recipients) arrives as `RoomJoined` with
+//! `RoomInfo::members` set and no action of the user: the core hosts it the
+//! same way and invites the user the first time; its messages are archived
+//! meanwhile, so the client finds them when it joins.
 
 use ferry_bridge::{Action, Address, BridgeError, ContactId, Feature, Outcome, RoomId, UserId};
 use xmpp_parsers::jid::Jid;
@@ -23,6 +29,10 @@ use super::xml;
 
 /// XEP-0033 Extended Stanza Addressing.
 pub const NS_ADDRESS: &str = "http://jabber.org/protocol/address";
+
+/// The core's keys in a user's key/value space that remember the groups
+/// the user was invited to (`ferry.` keys belong to the core).
+const INVITED_PREFIX: &str = "ferry.group-invited/";
 
 /// The first message of a group conversation, waiting for the session to
 /// be in the room.
@@ -201,7 +211,9 @@ impl Gateway {
     /// the user is invited and the first message goes out.
     pub fn group_joined(&mut self, user: &UserId, room: &RoomId) {
         let Some(pending) = self.groups.remove(&(user.clone(), room.clone())) else {
-            return;
+            // A group the network opened (someone wrote to the user and
+            // others): the user is invited, once.
+            return self.invite_to_new_group(user, room);
         };
         let Some(first) = pending.first else {
             return self.invite_to_group(user, room);
@@ -263,6 +275,34 @@ impl Gateway {
                 gw.invite_to_group(&u, &r);
             }
         });
+    }
+
+    /// Invites the user to a group conversation the network opened by
+    /// itself, the first time the session reports it (remembered in the
+    /// user's space of the database, so a restart does not invite again).
+    fn invite_to_new_group(&mut self, user: &UserId, room: &RoomId) {
+        let is_group = self
+            .rooms
+            .get(user, room)
+            .and_then(|r| r.info.as_ref())
+            .is_some_and(|i| i.members.is_some());
+        if !is_group {
+            return;
+        }
+        let kv = self.store.kv(crate::store::KvScope::User(user.clone()));
+        let key = format!("{INVITED_PREFIX}{room}");
+        match kv.get(&key) {
+            Ok(None) => {}
+            Ok(Some(_)) => return,
+            Err(e) => {
+                tracing::warn!(user = %user, error = %e, "cannot read the group invitations");
+                return;
+            }
+        }
+        if let Err(e) = kv.put(&key, b"1") {
+            tracing::warn!(user = %user, error = %e, "cannot record a group invitation");
+        }
+        self.invite_to_group(user, room);
     }
 
     /// Invites the user to a group conversation, unless a client of theirs

@@ -128,3 +128,26 @@ def test_a_network_length_limit_is_refused_with_the_numbers(ferry_factory, xmpp)
     assert "too long for Test network: 30 bytes" in t and "at most 20 bytes" in t, t
     alice.expect_no(message(frm=f"echo@{d}", body="x" * 30), within=0.5, since=m)
     assert ok
+
+
+def test_a_group_someone_else_opened_invites_the_user_once(alice_r, xmpp, domain):
+    bob = xmpp("bob")
+    register(bob, domain)
+    m = bob.mark()
+    # alice opens a group with bob and admin: bob did not ask for it.
+    r = alice_r.command(domain, "new-group")
+    alice_r.command_complete(r, values={"members": [f"bob@{domain}", f"admin@{domain}"]})
+    invite = bob.wait_for(message(frm=domain) & has("conference:x"), since=m)
+    room = attr(invite, "conference:x", "jid")
+    alice_r.wait_for(message(frm=domain) & has("conference:x", jid=room))
+    a = alice_r.join_muc(room, "alice")
+    sent = alice_r.mark()
+    alice_r.send_message(room, "hi both", type="groupchat")
+    alice_r.wait_for(message(frm=f"{room}/alice", body="hi both"), since=sent)
+    # What was said before bob's client came is in the history.
+    j = bob.join_muc(room, "bob")
+    assert "hi both" in [text(h, "body") for h in j.history]
+    assert {p.get("from").split("/", 1)[1] for p in j.occupants} >= {"alice", "admin", "echo"}
+    assert a.self_presence is not None
+    # Invited once.
+    assert len(bob.received(message(frm=domain) & has("conference:x", jid=room), since=m)) == 1

@@ -996,26 +996,115 @@ pub(crate) fn open_group(
     let room = match existing {
         Some(room) => room,
         None => {
-            let n = st
-                .rooms
-                .keys()
-                .filter(|r| r.as_str().starts_with("#group-"))
-                .count()
-                + 1;
-            let room = RoomId::new(format!("#group-{n}"));
-            let mut r = Room::new(room.clone());
-            r.group = Some(group.clone());
-            if let Some(subject) = subject.filter(|t| !t.trim().is_empty()) {
-                r.subject = Subject {
-                    text: subject,
-                    by: Some(s.account.clone()),
-                    at: Some(SystemTime::now()),
-                };
+            let others: Vec<String> = group
+                .iter()
+                .filter(|a| **a != s.account && *a != ECHO)
+                .cloned()
+                .collect();
+            let room = create_group(s, &mut st, group, subject);
+            // The other members' sessions are in it too, unasked.
+            for account in others {
+                for session in st.sessions_of(&account) {
+                    add_group_member(&mut st, &room, &account, session);
+                }
             }
-            st.rooms.insert(room.clone(), r);
             room
         }
     };
     join_locked(s, &mut st, &room, &s.account.clone(), None)?;
     Ok(Outcome::Room(room))
+}
+
+fn create_group(
+    s: &TestSession,
+    st: &mut NetState,
+    group: std::collections::BTreeSet<String>,
+    subject: Option<String>,
+) -> RoomId {
+    let n = st
+        .rooms
+        .keys()
+        .filter(|r| r.as_str().starts_with("#group-"))
+        .count()
+        + 1;
+    let room = RoomId::new(format!("#group-{n}"));
+    let mut r = Room::new(room.clone());
+    r.group = Some(group);
+    if let Some(subject) = subject.filter(|t| !t.trim().is_empty()) {
+        r.subject = Subject {
+            text: subject,
+            by: Some(s.account.clone()),
+            at: Some(SystemTime::now()),
+        };
+    }
+    st.rooms.insert(room.clone(), r);
+    room
+}
+
+/// Puts another member's session in a group it did not open, and tells it
+/// (`RoomJoined`, as the network does for a group mail) and the others.
+fn add_group_member(st: &mut NetState, room: &RoomId, account: &str, session: u64) {
+    let member = Member {
+        session,
+        account: account.to_owned(),
+        nick: account.to_owned(),
+        role: Role::Participant,
+        affiliation: Affiliation::Member,
+        presence: st.presence.get(account).cloned().unwrap_or_default(),
+    };
+    let Some(r) = st.rooms.get_mut(room) else {
+        return;
+    };
+    if r.member(session).is_some() {
+        return;
+    }
+    r.members.push(member.clone());
+    let mut occupants = vec![Room::echo_occupant()];
+    occupants.extend(
+        r.members
+            .iter()
+            .filter(|m| m.session != session)
+            .map(|m| m.occupant(false)),
+    );
+    for a in r.group.iter().flatten() {
+        if a != account && a != ECHO && !r.members.iter().any(|m| m.account == *a) {
+            let mut o = Occupant::new(a.clone());
+            o.contact = Some(ContactId::new(a.clone()));
+            o.stable_id = Some(a.clone());
+            occupants.push(o);
+        }
+    }
+    occupants.push(member.occupant(true));
+    let info = RoomInfo {
+        room: room.clone(),
+        name: Some(room_name(room)),
+        description: None,
+        public: false,
+        encrypted: false,
+        non_anonymous: true,
+        password_protected: false,
+        occupant_count: Some(r.members.len() as u32 + 1),
+        history: HistoryPolicy::default(),
+        members: r.group.as_ref().map(|g| {
+            g.iter()
+                .filter(|a| *a != account)
+                .map(|a| ContactId::new(a.clone()))
+                .collect()
+        }),
+    };
+    let joined = Event::RoomJoined {
+        info,
+        nick: account.to_owned(),
+        occupants,
+        subject: r.subject.clone(),
+    };
+    st.event_to_session(session, joined);
+    st.to_room(
+        room,
+        &Event::Occupant {
+            room: room.clone(),
+            occupant: member.occupant(false),
+        },
+        Some(session),
+    );
 }
