@@ -10,9 +10,12 @@ mod config;
 mod gateway;
 mod http;
 mod lifecycle;
+mod logging;
 mod memory;
 mod metrics;
 mod muc;
+mod permissions;
+mod redact;
 mod store;
 
 fn main() -> std::process::ExitCode {

@@ -60,6 +60,13 @@ pub struct Awaiting {
     left: HashMap<String, usize>,
 }
 
+impl Awaiting {
+    /// Whether no message of the user waits for a report (in memory).
+    pub fn is_empty(&self) -> bool {
+        self.parts.is_empty()
+    }
+}
+
 /// A delivery report that came before its message's outcome.
 #[derive(Clone, Debug)]
 pub enum Early {

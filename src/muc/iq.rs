@@ -603,7 +603,7 @@ impl Gateway {
                             if let Some(r) = gw.rooms.get_mut(&user2, &room2) {
                                 r.owner_step = Some((stage, form));
                             }
-                            B::new("query", ns::MUC_OWNER).c(Element::from(df)).build()
+                            B::new("query", ns::MUC_OWNER).c(df).build()
                         }
                         _ => Element::bare("query", ns::MUC_OWNER),
                     }))
