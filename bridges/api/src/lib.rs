@@ -14,6 +14,8 @@
 //!   its [`EventSink`].
 //! * Everything a user addresses is an [`Address`]: a contact, a room, an
 //!   occupant of a room or a network service (an IRC server, say).
+//! * A bridge that connects to a host a user named checks it with the
+//!   operator's [`HostPolicy`] (given in [`BridgeSetup`]) first.
 //!
 //! Each session runs in its own task; a panic or error in one is reported to
 //! that user and the session is restarted, so a bridge never needs global
@@ -25,6 +27,7 @@ pub mod command;
 pub mod error;
 pub mod event;
 pub mod form;
+pub mod hosts;
 pub mod id;
 pub mod memory;
 pub mod message;
@@ -40,6 +43,7 @@ pub use event::{
     Avatar, Closed, ConnectionState, ContactInfo, Envelope, Event, EventSink, Flushed, RoomExit,
 };
 pub use form::{Field, FieldKind, FieldOption, Form, FormError, FormValues};
+pub use hosts::{HostPatternError, HostPolicy, HostRefused};
 pub use id::{Address, ContactId, MessageId, RoomId, ServiceId, UserId};
 pub use memory::MemoryKeyValue;
 pub use message::{

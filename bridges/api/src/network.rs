@@ -17,6 +17,7 @@ use crate::command::CommandSpec;
 use crate::error::{BridgeError, LoginError};
 use crate::event::EventSink;
 use crate::form::{Form, FormValues};
+use crate::hosts::HostPolicy;
 use crate::id::UserId;
 
 /// What the core tells a bridge when it builds it, besides the bridge's own
@@ -28,6 +29,9 @@ pub struct BridgeSetup {
     pub domain: String,
     /// A directory for the bridge's files (created by the core).
     pub data_dir: PathBuf,
+    /// The hosts the bridge may connect to when a user's input names one
+    /// (the section's `allowed_hosts` and `denied_hosts`).
+    pub hosts: HostPolicy,
 }
 
 /// A network bridge: one per bridged network, shared by all users.
