@@ -206,6 +206,7 @@ impl Gateway {
                 gw.ensure_session(&u);
             }
         }
+        gw.resume_sessions();
         let mut tick = tokio::time::interval(Duration::from_secs(30));
         tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         loop {
@@ -277,6 +278,24 @@ impl Gateway {
     /// Whether a user may use the bridge at all.
     pub fn allowed(&self, user: &UserId) -> bool {
         self.settings.access.allows(user.as_str())
+    }
+
+    /// Starts the sessions that have something to restore after a restart
+    /// (they wrote [`ferry_bridge::RESUME_KEY`]).
+    fn resume_sessions(&mut self) {
+        let users = match self.store.users_with_key(ferry_bridge::RESUME_KEY) {
+            Ok(u) => u,
+            Err(e) => {
+                tracing::warn!(error = %e, "cannot list the sessions to restore");
+                return;
+            }
+        };
+        for u in users {
+            if self.allowed(&u) {
+                tracing::info!(user = %u, bridge = %self.settings.name, "restoring the session");
+                self.ensure_session(&u);
+            }
+        }
     }
 
     /// Whether a user is an administrator.

@@ -51,8 +51,8 @@ pub use message::{
     ReplyTo, Sender,
 };
 pub use network::{
-    Account, BridgeSetup, Capabilities, CloseReason, KeyValue, Network, NetworkInfo, Registration,
-    Secret, Session, SessionContext, SessionPolicy, Spawner, StoreError, TaskFailure,
+    Account, BridgeSetup, Capabilities, CloseReason, KeyValue, Network, NetworkInfo, RESUME_KEY,
+    Registration, Secret, Session, SessionContext, SessionPolicy, Spawner, StoreError, TaskFailure,
     WebhookRequest, WebhookResponse,
 };
 pub use room::{

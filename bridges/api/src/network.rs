@@ -34,6 +34,14 @@ pub struct BridgeSetup {
     pub hosts: HostPolicy,
 }
 
+/// The key a session writes in its user's [`KeyValue`] space while it has
+/// something to restore after the gateway restarts or crashes (an IRC
+/// connection carrying a private conversation): when the gateway starts,
+/// the core starts the sessions of the users who have it, as it starts
+/// [`SessionPolicy::AlwaysOn`] sessions. The value is the bridge's own;
+/// delete the key when there is nothing to restore any more.
+pub const RESUME_KEY: &str = "ferry.resume";
+
 /// A network bridge: one per bridged network, shared by all users.
 #[async_trait::async_trait]
 pub trait Network: Send + Sync + 'static {
