@@ -49,6 +49,9 @@ pub struct Resource {
     pub priority: i8,
     /// XEP-0115 caps `node#ver`, when advertised.
     pub caps: Option<String>,
+    /// Order of arrival ([`super::presence::next_presence_seq`]): a
+    /// client's latest presence, to the gateway or to a room, is its state.
+    pub seq: u64,
 }
 
 /// What the gateway keeps per user.
