@@ -56,6 +56,23 @@ impl Gateway {
         if let Err(e) = self.check_use(&user) {
             return self.send_error(xml::presence_error(&to, &from, p.id.as_deref(), *e));
         }
+        // The room speaks from the JID the gateway writes for it: a join
+        // under another spelling (an escape written differently) would
+        // show the user two rooms, so it is refused with the right one.
+        if let Some(canonical) = self.jids.room(&room)
+            && canonical.to_string().to_lowercase() != to.to_bare().to_string().to_lowercase()
+        {
+            let err = xml::error(
+                ErrorType::Modify,
+                DefinedCondition::NotAcceptable,
+                &format!(
+                    "This room's address is {canonical}: join it there (the gateway writes \
+                     {} that way).",
+                    to.to_bare()
+                ),
+            );
+            return self.send_error(xml::presence_error(&to, &from, p.id.as_deref(), err));
+        }
         let muc_x = p.payloads.iter().find(|e| e.is("x", ns::MUC));
         let password = muc_x
             .and_then(|x| x.get_child("password", ns::MUC))
