@@ -13,6 +13,7 @@
 //! the wire), [`format`] (IRC formatting <-> rich text), [`ctcp`],
 //! [`throttle`] (flood control), [`transport`] (TCP/TLS), [`identd`],
 //! [`settings`] (per-user options), [`session`] (the bridge API session),
+//! [`resume`] (private conversations restored after a restart),
 //! [`commands`] (biboumi's ad-hoc commands).
 
 pub mod address;
@@ -25,6 +26,7 @@ pub mod driver;
 pub mod format;
 pub mod identd;
 pub mod proto;
+pub mod resume;
 pub mod session;
 pub mod settings;
 pub mod throttle;
@@ -36,7 +38,7 @@ use std::time::Duration;
 
 use ferry_bridge::{
     Account, AddressRules, BridgeError, BridgeSetup, Capabilities, CommandSpec, EventSink, Field,
-    Form, FormValues, LoginError, Network, NetworkInfo, Registration, Secret, Session,
+    Form, FormValues, HostPolicy, LoginError, Network, NetworkInfo, Registration, Secret, Session,
     SessionContext, SessionPolicy, UserId,
 };
 
@@ -69,6 +71,9 @@ pub struct Shared {
     pub identd_started: tokio::sync::OnceCell<()>,
     /// The CTCP VERSION answer.
     pub version: String,
+    /// The servers connections may go to (the operator's policy; the
+    /// `fixed_server` is always allowed).
+    pub hosts: Arc<HostPolicy>,
 }
 
 /// The IRC network bridge.
@@ -83,7 +88,15 @@ pub fn build(config: Config, setup: BridgeSetup) -> Result<Arc<dyn Network>, Str
     let traits = TraitsRegistry::default();
     // The identd starts with the first session (build must not listen).
     let identd = (config.identd_port != 0).then(IdentRegistry::default);
+    let hosts = match &config.fixed_server {
+        Some(fixed) => setup
+            .hosts
+            .also_allowing(fixed)
+            .map_err(|e| format!("irc.fixed_server: {e}"))?,
+        None => setup.hosts,
+    };
     let shared = Shared {
+        hosts: Arc::new(hosts),
         addresses: IrcAddresses::new(config.fixed_server.clone(), traits.clone()),
         traits,
         limits: Arc::new(Limits::new(

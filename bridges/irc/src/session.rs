@@ -8,8 +8,8 @@ use std::time::{Duration, Instant};
 
 use ferry_bridge::{
     Action, Address, BridgeError, CloseReason, ErrorKind, Event, EventSink, HistoryPolicy,
-    KeyValue, LoginError, Outcome, OutgoingMessage, Presence, RoomId, Session, SessionContext,
-    Show, Spawner, UserId,
+    HostRefused, KeyValue, LoginError, Outcome, OutgoingMessage, Presence, RoomId, Session,
+    SessionContext, Show, Spawner, UserId,
 };
 use tokio::sync::{mpsc, oneshot};
 use tokio::task::JoinHandle;
@@ -17,6 +17,7 @@ use tokio::task::JoinHandle;
 use crate::address::split_id;
 use crate::conn::{Conn, ConnEnv, ConnInfo, CtcpQuery, Request, Target};
 use crate::driver::{self, DriverEnv};
+use crate::resume::{self, ResumeLog};
 use crate::settings::{ConnSettings, Defaults, SettingsStore};
 use crate::{Shared, secs, unavailable};
 
@@ -64,14 +65,15 @@ pub fn away_text(p: &Presence) -> Option<String> {
 }
 
 impl IrcSession {
-    /// A session; connects nothing until the user does something.
+    /// A session; connects nothing until the user does something, except
+    /// the private conversations a restart interrupted ([`resume`]).
     pub fn new(shared: Arc<Shared>, ctx: SessionContext) -> Self {
         let defaults = ctx
             .account
             .as_ref()
             .map(|a| Defaults::from_secret(&a.secret.0))
             .unwrap_or_default();
-        Self {
+        let mut session = Self {
             shared,
             user: ctx.user,
             events: ctx.events,
@@ -81,6 +83,31 @@ impl IrcSession {
             conns: HashMap::new(),
             away: None,
             down: Arc::new(Mutex::new(BTreeSet::new())),
+        };
+        session.resume_conversations();
+        session
+    }
+
+    /// Reconnects the servers whose private conversation was active within
+    /// `idle_timeout` when the gateway (or this session) last stopped.
+    fn resume_conversations(&mut self) {
+        let idle = secs(self.shared.config.idle_timeout);
+        let (now, wall) = (Instant::now(), std::time::SystemTime::now());
+        for (server, note) in resume::pending(self.store.as_ref(), idle, wall) {
+            let age = wall.duration_since(note.time()).unwrap_or_default();
+            let at = now.checked_sub(age).unwrap_or(now);
+            match self.connection(&server, Some(&note.nick)) {
+                Ok(tx) => {
+                    tracing::info!(user = %self.user, %server, "IRC connection restored for a private conversation");
+                    let _ = tx.try_send(Request::Resume {
+                        at,
+                        wall: note.time(),
+                    });
+                }
+                Err(e) => {
+                    tracing::info!(user = %self.user, %server, "IRC connection not restored: {e}");
+                }
+            }
         }
     }
 
@@ -152,6 +179,7 @@ impl IrcSession {
             ping_interval: secs(config.ping_interval),
             version: self.shared.version.clone(),
             down: self.down.clone(),
+            user: self.user.as_str().to_owned(),
         };
         let now = Instant::now();
         let mut conn = Conn::new(settings, env, &nick, now);
@@ -180,6 +208,8 @@ impl IrcSession {
                 .clone()
                 .map(|r| (r, crate::identd::ident_of(self.user.as_str()))),
             slot,
+            hosts: self.shared.hosts.clone(),
+            resume: Some(ResumeLog::new(self.store.clone(), server)),
         };
         let (tx, rx) = mpsc::channel(256);
         let task = tokio::spawn(driver::run(conn, rx, self.events.clone(), denv));
@@ -210,6 +240,36 @@ impl IrcSession {
         Ok(tx)
     }
 
+    /// The connection to `server`, started if needed once the operator's
+    /// host policy allows what it would connect to (the connection checks
+    /// again the addresses it connects to; this gives the user a clear
+    /// error for the request that started it).
+    pub(crate) async fn open(
+        &mut self,
+        server: &str,
+        nick: Option<&str>,
+    ) -> Result<mpsc::Sender<Request>, BridgeError> {
+        if self.running(server).is_none() {
+            let settings = self.conn_settings(server)?;
+            let host = settings
+                .address
+                .trim_start_matches('[')
+                .trim_end_matches(']')
+                .to_owned();
+            let port = settings.ports.first().map_or(0, |(p, _)| *p);
+            let timeout = secs(self.shared.config.connect_timeout);
+            // Name errors and the rest are reported by the connection.
+            if let Ok(Err(refused @ (HostRefused::Denied { .. } | HostRefused::Internal { .. }))) =
+                tokio::time::timeout(timeout, self.shared.hosts.check(&host, port)).await
+            {
+                let msg = crate::conn::capitalized(&refused.to_string());
+                tracing::info!(user = %self.user, %server, "IRC connection refused: {msg}");
+                return Err(BridgeError::new(ErrorKind::NotAllowed, msg));
+            }
+        }
+        self.connection(server, nick)
+    }
+
     /// Sends a request and waits for its answer.
     async fn ask(
         &mut self,
@@ -218,7 +278,7 @@ impl IrcSession {
         make: impl FnOnce(oneshot::Sender<Result<Outcome, BridgeError>>) -> Request,
     ) -> Result<Outcome, BridgeError> {
         let tx = match start {
-            Some(nick) => self.connection(server, nick)?,
+            Some(nick) => self.open(server, nick).await?,
             None => self.running(server).ok_or_else(|| unavailable(server))?,
         };
         let (reply, wait) = oneshot::channel();
@@ -466,7 +526,7 @@ impl Session for IrcSession {
                     history,
                     persistent,
                 };
-                let sent = match self.connection(&server, Some(&nick)) {
+                let sent = match self.open(&server, Some(&nick)).await {
                     Ok(tx) => tx.send(req).await.map_err(|_| unavailable(&server)),
                     Err(e) => Err(e),
                 };
@@ -646,6 +706,12 @@ impl Session for IrcSession {
     }
 
     async fn close(&mut self, reason: CloseReason) {
+        if matches!(
+            reason,
+            CloseReason::Unregistered | CloseReason::Disconnected(_)
+        ) {
+            resume::clear_all(self.store.as_ref());
+        }
         let message = match &reason {
             CloseReason::Disconnected(Some(m)) => Some(m.clone()),
             other => Some(other.to_string()),
@@ -724,6 +790,7 @@ pub async fn probe_login(
         ping_interval: secs(shared.config.ping_interval),
         version: shared.version.clone(),
         down: Arc::new(Mutex::new(BTreeSet::new())),
+        user: user.as_str().to_owned(),
     };
     let nick = defaults
         .nick
@@ -744,6 +811,8 @@ pub async fn probe_login(
             .to_owned(),
         identd: None,
         slot,
+        hosts: shared.hosts.clone(),
+        resume: None,
     };
     let (tx, req_rx) = mpsc::channel(4);
     let task = tokio::spawn(driver::run(conn, req_rx, sink, denv));

@@ -45,6 +45,7 @@ impl Sm {
             ping_interval: Duration::from_secs(120),
             version: "Ferry test".into(),
             down: Arc::new(Mutex::new(BTreeSet::new())),
+            user: "alice@localhost".into(),
         };
         let now = Instant::now();
         Sm {
@@ -623,7 +624,10 @@ fn refusals_are_counted_in_a_row_only() {
             sm.feed("ERROR :Trying to reconnect too fast");
             sm.conn.on_disconnected("closed", sm.now);
         }
-        sm.conn.on_connect_failed("connection refused", sm.now);
+        sm.conn.on_connect_failed(
+            &crate::transport::ConnectError::Failed("connection refused".into()),
+            sm.now,
+        );
         sm.register("");
         sm.conn.on_disconnected("reset", sm.now);
         sm.pump();
