@@ -15,7 +15,7 @@ ngircd_launch() {
   mkdir -p "$N"
   cat >"$N/ngircd.conf" <<CONF
 [Global]
-	Name = irc2.localhost
+	Name = ngircd.test
 	Info = test ircd
 	AdminInfo1 = test
 	AdminInfo2 = test
@@ -49,7 +49,7 @@ ngircd_wait() { wait_port "$NGIRCD_PORT" 30 ngircd; }
 ngircd_ready() { ngircd_wait; }
 
 ngircd_env() {
-  echo "export NGIRCD_PORT=$NGIRCD_PORT NGIRCD_LISTEN=$NGIRCD_LISTEN NGIRCD_MAX_PENALTY=$NGIRCD_MAX_PENALTY NGIRCD_SERVER_NAME=irc2.localhost"
+  echo "export NGIRCD_PORT=$NGIRCD_PORT NGIRCD_LISTEN=$NGIRCD_LISTEN NGIRCD_MAX_PENALTY=$NGIRCD_MAX_PENALTY NGIRCD_SERVER_NAME=ngircd.test"
   echo "export NGIRCD_WEBIRC_PASSWORD=$NGIRCD_WEBIRC_PASSWORD"
   echo "export IRC_OPER_NAME=$IRC_OPER_NAME IRC_OPER_PASSWORD=$IRC_OPER_PASSWORD"
 }
