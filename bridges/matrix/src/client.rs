@@ -1,10 +1,19 @@
 //! Building matrix-sdk clients: homeserver discovery, the per-user
 //! encrypted SQLite store, request timeouts and the encryption trust
-//! settings, and turning matrix-sdk errors into errors a user can read.
+//! settings, the operator's host policy on every request, and turning
+//! matrix-sdk errors into errors a user can read.
+//!
+//! The host policy: the shared HTTP client resolves every name through
+//! [`HostPolicy::check`] and follows no redirect to a refused address; URLs
+//! whose host is an address literal (which are not resolved) are checked
+//! where they come in: the homeserver the user typed, the one
+//! `.well-known` or the login names, the stored one, attachment URLs.
 
+use std::net::{IpAddr, SocketAddr};
 use std::path::Path;
+use std::sync::Arc;
 
-use ferry_bridge::{BridgeError, ErrorKind, LoginError};
+use ferry_bridge::{BridgeError, ErrorKind, HostPolicy, HostRefused, LoginError};
 use matrix_sdk::config::RequestConfig;
 use matrix_sdk::encryption::{BackupDownloadStrategy, EncryptionSettings};
 use matrix_sdk::ruma::api::error::ErrorKind as MxErrorKind;
@@ -26,10 +35,81 @@ pub enum Trust {
     CrossSigned,
 }
 
+/// Resolves names for the HTTP client through the operator's policy.
+struct PolicyResolver(Arc<HostPolicy>);
+
+impl matrix_sdk::reqwest::dns::Resolve for PolicyResolver {
+    fn resolve(&self, name: matrix_sdk::reqwest::dns::Name) -> matrix_sdk::reqwest::dns::Resolving {
+        let policy = self.0.clone();
+        let host = name.as_str().to_owned();
+        Box::pin(async move {
+            let addrs = policy.check(&host, 0).await?;
+            let addrs: matrix_sdk::reqwest::dns::Addrs = Box::new(addrs.into_iter());
+            Ok(addrs)
+        })
+    }
+}
+
+/// Why the policy refuses a URL whose host is an address literal.
+fn literal_refusal(hosts: &HostPolicy, host: &str, port: Option<u16>) -> Option<HostRefused> {
+    let ip: IpAddr = host
+        .trim_start_matches('[')
+        .trim_end_matches(']')
+        .parse()
+        .ok()?;
+    hosts
+        .check_resolved(host, [SocketAddr::new(ip, port.unwrap_or(0))])
+        .err()
+}
+
+/// Checks the host of a URL a user gave or a server named against the
+/// operator's policy (resolving a name once, for a clear error; the
+/// resolver checks it again for each connection). A malformed URL or an
+/// unknown name is left to the request to report.
+pub async fn check_url(hosts: &HostPolicy, url: &str) -> Result<(), HostRefused> {
+    let Ok(parsed) = url::Url::parse(url) else {
+        return Ok(());
+    };
+    let Some(host) = parsed.host_str() else {
+        return Ok(());
+    };
+    match hosts
+        .check(host, parsed.port_or_known_default().unwrap_or(0))
+        .await
+    {
+        Err(HostRefused::Unresolved { .. }) | Ok(_) => Ok(()),
+        Err(refused) => Err(refused),
+    }
+}
+
+/// A refusal of the policy as the registration form's error.
+fn refused_homeserver(refused: HostRefused) -> LoginError {
+    LoginError::InvalidField {
+        field: "homeserver".into(),
+        message: refused.to_string(),
+    }
+}
+
 /// The HTTP client all sessions share (one connection pool and TLS
-/// configuration for the whole bridge, instead of one per user).
+/// configuration for the whole bridge, instead of one per user), bound to
+/// the operator's host policy.
 pub fn shared_http(config: &Config) -> Result<matrix_sdk::reqwest::Client, String> {
+    let hosts = config.hosts.clone();
+    let redirect_hosts = hosts.clone();
+    let redirects = matrix_sdk::reqwest::redirect::Policy::custom(move |attempt| {
+        let url = attempt.url();
+        let refusal = url
+            .host_str()
+            .and_then(|h| literal_refusal(&redirect_hosts, h, url.port_or_known_default()));
+        match refusal {
+            Some(refused) => attempt.error(refused),
+            None if attempt.previous().len() >= 10 => attempt.error("too many redirects"),
+            None => attempt.follow(),
+        }
+    });
     matrix_sdk::reqwest::Client::builder()
+        .dns_resolver(Arc::new(PolicyResolver(hosts)))
+        .redirect(redirects)
         .user_agent(concat!("ferry/", env!("CARGO_PKG_VERSION")))
         .min_tls_version(matrix_sdk::reqwest::tls::Version::TLS_1_2)
         .connect_timeout(
@@ -80,6 +160,7 @@ pub async fn discover(
     http: &matrix_sdk::reqwest::Client,
     input: &str,
 ) -> Result<Client, LoginError> {
+    let hosts = config.hosts.as_ref();
     let input = input.trim().trim_end_matches('/');
     if input.is_empty() {
         return Err(LoginError::InvalidField {
@@ -89,6 +170,14 @@ pub async fn discover(
         });
     }
     check_scheme(config, input)?;
+    let as_url = if input.contains("://") {
+        input.to_owned()
+    } else {
+        format!("https://{input}")
+    };
+    check_url(hosts, &as_url)
+        .await
+        .map_err(refused_homeserver)?;
     let client = Client::builder()
         .server_name_or_homeserver_url(input)
         .request_config(
@@ -113,7 +202,11 @@ pub async fn discover(
                 describe_build_error(&other)
             )),
         })?;
+    // What .well-known named (not contacted yet: checked before use).
     check_scheme(config, client.homeserver().as_str())?;
+    check_url(hosts, client.homeserver().as_str())
+        .await
+        .map_err(refused_homeserver)?;
     Ok(client)
 }
 
@@ -146,7 +239,7 @@ pub async fn open(
     passphrase: &str,
     trust: Trust,
 ) -> Result<Client, BridgeError> {
-    check_scheme(config, homeserver).map_err(|e| BridgeError::bad_request(e.to_string()))?;
+    check_homeserver(config, homeserver).await?;
     // Few connections and a small page cache per database: a session's
     // memory is dominated by them otherwise.
     let store = SqliteStoreConfig::new(store_dir)
@@ -168,8 +261,11 @@ pub async fn open(
 }
 
 /// Refuses a stored homeserver URL the configuration no longer allows.
-pub fn check_homeserver(config: &Config, url: &str) -> Result<(), BridgeError> {
-    check_scheme(config, url).map_err(|e| BridgeError::bad_request(e.to_string()))
+pub async fn check_homeserver(config: &Config, url: &str) -> Result<(), BridgeError> {
+    check_scheme(config, url).map_err(|e| BridgeError::bad_request(e.to_string()))?;
+    check_url(&config.hosts, url)
+        .await
+        .map_err(|e| BridgeError::new(ErrorKind::NotAllowed, format!("Matrix: {e}")))
 }
 
 fn describe_http(e: &HttpError) -> String {
