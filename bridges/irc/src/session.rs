@@ -778,6 +778,19 @@ pub async fn probe_login(
 ) -> Result<(), LoginError> {
     let settings =
         ConnSettings::resolve(&shared.config, user, server, defaults, &Default::default());
+    let port = settings.ports.first().map_or(0, |(p, _)| *p);
+    if let Ok(Err(refused @ (HostRefused::Denied { .. } | HostRefused::Internal { .. }))) =
+        tokio::time::timeout(
+            secs(shared.config.connect_timeout),
+            shared.hosts.check(&settings.address, port),
+        )
+        .await
+    {
+        return Err(LoginError::InvalidField {
+            field: "server".into(),
+            message: crate::conn::capitalized(&refused.to_string()),
+        });
+    }
     let slot = shared
         .limits
         .acquire(server)
@@ -831,7 +844,10 @@ pub async fn probe_login(
                 result = Err(LoginError::BadCredentials(m.body));
                 break;
             }
-            Event::Message(m) if m.body.starts_with("Could not connect") => {
+            Event::Message(m)
+                if m.body.starts_with("Could not connect")
+                    || m.body.starts_with("This gateway does not connect") =>
+            {
                 result = Err(LoginError::Unreachable(m.body));
                 break;
             }
