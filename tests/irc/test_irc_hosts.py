@@ -111,3 +111,12 @@ def test_ferry_check_validates_the_host_patterns(ferry_factory, peers):
                                         denied_hosts=["*"]))
     r = f.check()
     assert r.returncode == 0, r.stdout + r.stderr
+
+
+def test_registration_with_a_refused_server_is_refused(alice, domain, trap):
+    # The SASL password is checked by logging in: not on a refused server.
+    with pytest.raises(StanzaError) as e:
+        alice.register(domain, {"server": "2130706435", "sasl_password": "secret"})
+    text = e.value.text or ""
+    assert "resolves to 127.0.0.3, a loopback address" in text, to_string(e.value.stanza)
+    assert trap.accepted == []
