@@ -3,6 +3,7 @@
 //! rooms and private conversations on that server) and answers them.
 
 use std::collections::{BTreeSet, HashMap};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -31,11 +32,17 @@ use crate::{Shared, secs, unavailable};
 pub(crate) struct ConnHandle {
     pub(crate) tx: mpsc::Sender<Request>,
     task: JoinHandle<()>,
+    closing: Arc<AtomicBool>,
 }
 
 impl ConnHandle {
     fn alive(&self) -> bool {
         !self.tx.is_closed() && !self.task.is_finished()
+    }
+
+    /// It sent QUIT (idle, closed by the user) and is about to end.
+    fn closing(&self) -> bool {
+        self.closing.load(Ordering::Relaxed)
     }
 }
 
@@ -167,6 +174,7 @@ impl IrcSession {
             .limits
             .acquire(server)
             .map_err(|e| BridgeError::new(ErrorKind::ResourceConstraint, e))?;
+        let closing = Arc::new(AtomicBool::new(false));
         let config = &self.shared.config;
         let nick = nick
             .map(str::to_owned)
@@ -180,6 +188,7 @@ impl IrcSession {
             version: self.shared.version.clone(),
             down: self.down.clone(),
             user: self.user.as_str().to_owned(),
+            closing: closing.clone(),
         };
         let now = Instant::now();
         let mut conn = Conn::new(settings, env, &nick, now);
@@ -235,6 +244,7 @@ impl IrcSession {
             ConnHandle {
                 tx: tx.clone(),
                 task,
+                closing,
             },
         );
         Ok(tx)
@@ -249,6 +259,14 @@ impl IrcSession {
         server: &str,
         nick: Option<&str>,
     ) -> Result<mpsc::Sender<Request>, BridgeError> {
+        // A connection that is quitting (idle a moment ago, when the user
+        // left the last room) would drop the request: it ends first (its
+        // nickname is free again), then a new one opens.
+        if self.conns.get(server).is_some_and(ConnHandle::closing)
+            && let Some(old) = self.conns.remove(server)
+        {
+            let _ = tokio::time::timeout(Duration::from_secs(3), old.task).await;
+        }
         if self.running(server).is_none() {
             let settings = self.conn_settings(server)?;
             let host = settings
@@ -804,6 +822,7 @@ pub async fn probe_login(
         version: shared.version.clone(),
         down: Arc::new(Mutex::new(BTreeSet::new())),
         user: user.as_str().to_owned(),
+        closing: Default::default(),
     };
     let nick = defaults
         .nick

@@ -565,3 +565,20 @@ async fn disconnecting_from_a_server_leaves_its_rooms() {
         "{left:?}"
     );
 }
+
+#[tokio::test]
+async fn a_join_right_after_leaving_the_last_room_is_not_lost() {
+    // Leaving the last room closes the connection (QUIT); a join at once
+    // must not go to the connection that is ending.
+    let local = unique("rj");
+    let mut gw = Gw::new(config(), &format!("{local}@localhost")).await;
+    let room = gw.room(&format!("#{}", unique("rj")), INSP);
+    gw.join(&room, &local).await;
+    gw.act(Action::LeaveRoom {
+        room: room.clone(),
+        reason: None,
+    })
+    .await
+    .unwrap();
+    gw.join(&room, &local).await;
+}

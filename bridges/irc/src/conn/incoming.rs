@@ -599,6 +599,14 @@ impl Conn {
         let key = self.fold(name);
         let reason = msg.params.get(1).cloned().filter(|r| !r.is_empty());
         if self.is_me(&nick) {
+            if self
+                .channels
+                .get(&key)
+                .is_some_and(|c| matches!(c.state, ChanState::Wanted | ChanState::Joining))
+            {
+                // The echo of an earlier leave: the user joins it again.
+                return;
+            }
             if let Some(ch) = self.channels.remove(&key)
                 && !ch.leaving
                 && ch.xmpp

@@ -17,6 +17,7 @@ mod registration;
 mod requests;
 
 use std::collections::{BTreeMap, BTreeSet, HashMap, VecDeque};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant, SystemTime};
 
@@ -338,6 +339,9 @@ pub struct ConnEnv {
     pub down: Arc<Mutex<BTreeSet<String>>>,
     /// The user's bare JID, for the operator's log.
     pub user: String,
+    /// Set once the connection quits: the session opens a new one (after
+    /// this one is gone) for what needs the server.
+    pub closing: Arc<AtomicBool>,
 }
 
 /// A reply waiting for the server.
@@ -1090,6 +1094,7 @@ impl Conn {
         self.service_message(msg.clone());
         self.line_urgent("QUIT", &[&msg]);
         self.quitting = true;
+        self.env.closing.store(true, Ordering::Relaxed);
         self.finished = Some(Down::Fatal(msg));
     }
 
@@ -1229,6 +1234,7 @@ impl Conn {
             return;
         }
         self.quitting = true;
+        self.env.closing.store(true, Ordering::Relaxed);
         let msg = message.unwrap_or_else(|| "Leaving".into());
         let msg = msg.replace(['\r', '\n', '\0'], " ");
         if self.phase == Phase::Offline {

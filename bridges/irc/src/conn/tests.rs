@@ -46,6 +46,7 @@ impl Sm {
             version: "Ferry test".into(),
             down: Arc::new(Mutex::new(BTreeSet::new())),
             user: "alice@localhost".into(),
+            closing: Default::default(),
         };
         let now = Instant::now();
         Sm {
