@@ -726,7 +726,7 @@ impl Session for IrcSession {
     async fn close(&mut self, reason: CloseReason) {
         if matches!(
             reason,
-            CloseReason::Unregistered | CloseReason::Disconnected(_)
+            CloseReason::Unregistered | CloseReason::Disconnected(_) | CloseReason::Idle
         ) {
             resume::clear_all(self.store.as_ref());
         }
