@@ -30,6 +30,7 @@ The clients are the lean load generator of harness/loadgen.py
 (BENCH_CLIENTS_PER_PROCESS, default 250, per worker process; the CSV has
 their CPU). Both gateways run with flood control off and their archive on
 (biboumi: record_history as shipped, BENCH_BIBOUMI_HISTORY=0 turns it off).
+BENCH_HEAPTRACK=DIR profiles ferry's heap (see FerryGw).
 """
 import os
 import signal
@@ -55,6 +56,7 @@ SCALE = [int(n) for n in os.environ.get("BENCH_SCALE_USERS", "250 500 1000").spl
 RATE = float(os.environ.get("BENCH_RATE", "100"))
 LOAD_SECONDS = float(os.environ.get("BENCH_LOAD_SECONDS", "30"))
 PER_PROCESS = int(os.environ.get("BENCH_CLIENTS_PER_PROCESS", "250"))
+DRAIN = float(os.environ.get("BENCH_DRAIN_SECONDS", "120"))  # most to wait for late deliveries
 MEMBERS = 100
 pytestmark = pytest.mark.timeout(7200)
 BIBOUMI_HISTORY = os.environ.get("BENCH_BIBOUMI_HISTORY", "1") == "1"
@@ -84,21 +86,48 @@ def settle(pid, first=2.0):
     return status(pid)
 
 
+HEAPTRACK = os.environ.get("BENCH_HEAPTRACK")
+HEAPTRACK_LIB = "/usr/lib/heaptrack"
+
+
 class FerryGw:
+    """ferry's IRC bridge on irc.localhost. With BENCH_HEAPTRACK=DIR it runs
+    under heaptrack (Debian's), and `stop` kills it at once after the
+    measurement, so that what heaptrack_print calls "leaked" is the live
+    heap at that moment: DIR/ferry-<label>.gz (heaptrack_print -f …)."""
     name = "ferry"
 
     def __init__(self, factory, peers):
         self.factory, self.peers = factory, peers
         self.f = None
+        self.raw = None
 
-    def start(self):
+    def start(self, label="run"):
+        env = None
+        if HEAPTRACK:
+            Path(HEAPTRACK).mkdir(parents=True, exist_ok=True)
+            self.raw = Path(HEAPTRACK) / f"ferry-{label}.raw"
+            env = {"LD_PRELOAD": f"{HEAPTRACK_LIB}/libheaptrack_preload.so",
+                   "DUMP_HEAPTRACK_OUTPUT": str(self.raw)}
+            self.name = "ferry+heaptrack"
         self.f = self.factory(bridges={"irc": irc_config(self.peers, throttle_limit=-1)}, log_level="warn",
-                              timeout=60)
+                              timeout=60, env=env)
         self.domain = self.f.config.domain("irc")
         self.pid = self.f.proc.pid
 
     def stop(self):
-        self.f.stop(timeout=60)
+        if not self.raw:
+            self.f.stop(timeout=60)
+            return
+        self.f.kill()
+        out = self.raw.with_suffix(".gz")
+        with open(self.raw, "rb") as src, open(out, "wb") as dst:
+            interp = subprocess.Popen([f"{HEAPTRACK_LIB}/libexec/heaptrack_interpret"], stdin=src,
+                                      stdout=subprocess.PIPE)
+            subprocess.run(["gzip", "-c"], stdin=interp.stdout, stdout=dst, check=True)
+            interp.wait()
+        self.raw.unlink()
+        print(f"[bench] heap profile: heaptrack_print -f {out}", flush=True)
 
     def room(self, chan):
         return f"{chan}%127.0.0.1@{self.domain}"
@@ -120,7 +149,7 @@ class BiboumiGw:
             raise RuntimeError('start the peers with XMPP_EXTRA_COMPONENTS="biboumi:biboumisecret"')
         self.secret = secret
 
-    def start(self):
+    def start(self, label="run"):
         self.dir.mkdir(parents=True, exist_ok=True)
         db = self.dir / "biboumi.sqlite"
         for p in self.dir.glob("biboumi.sqlite*"):
@@ -202,7 +231,7 @@ def tag(gw):
 def test_round_trip(peers, ferry_factory, tmp_path, out):
     need_users(peers, 1)
     for gw in gateways(peers, ferry_factory, tmp_path, 1):
-        gw.start()
+        gw.start("rtt")
         t = tag(gw)
         chan = f"#rtt{t}"
         bots = IrcBots(peers.irc_host, peers.irc_port, [], [chan], prefix=t)
@@ -227,7 +256,7 @@ def test_round_trip(peers, ferry_factory, tmp_path, out):
 def test_users_in_one_channel(peers, ferry_factory, tmp_path, out, n):
     need_users(peers, n)
     for gw in gateways(peers, ferry_factory, tmp_path, n):
-        gw.start()
+        gw.start(f"one-channel-{n}")
         t = tag(gw)
         chan = f"#one{t}"
         bots = IrcBots(peers.irc_host, peers.irc_port, [chan], [], prefix=t)
@@ -258,7 +287,7 @@ def test_scale(peers, ferry_factory, tmp_path, out, n):
     channels = max(1, n // MEMBERS)
     prosody = int((peers.dir / "pids" / "prosody.pid").read_text().split()[0])
     for gw in gateways(peers, ferry_factory, tmp_path, n):
-        gw.start()
+        gw.start(f"scale-{n}")
         t = tag(gw)
         chans = [f"#s{t}c{k}" for k in range(channels)]
         bots = IrcBots(peers.irc_host, peers.irc_port, chans, [chans[0]], prefix=t)
@@ -288,7 +317,7 @@ def test_scale(peers, ferry_factory, tmp_path, out, n):
             expected = sum(sent["sent"][k] * members.get(gw.room(c), 0) for k, c in enumerate(chans))
             d0 = time.monotonic()
             got = 0
-            while time.monotonic() - d0 < 120:
+            while time.monotonic() - d0 < DRAIN:
                 got = pool.peek()
                 if got >= expected:
                     break

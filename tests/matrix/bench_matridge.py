@@ -24,6 +24,7 @@ import pytest
 
 from harness.bench import CsvLog, arrival, memory_row, report, rss_kib, tree_pids
 from harness.stanza import message, presence, text, to_string, where
+from harness.xmpp import StanzaError
 
 from bench_matrix import CHECKPOINTS, FIELDS, SAMPLES, USERS, Syncer, latency_row
 from matrix_helpers import MatrixUser
@@ -79,7 +80,7 @@ def matridge(peers):
 def logged_in(client, domain, since):
     client.wait_for(presence(frm=domain) & where(
         lambda e: (text(e, "status") or "").startswith("Logged in"), "logged in"),
-        since=since, timeout=180, take=False)
+        since=since, timeout=600, take=False)
 
 
 def test_bench_matridge(matridge, peers, xmpp):
@@ -115,8 +116,16 @@ def test_bench_matridge(matridge, peers, xmpp):
 
     def register(client, user):
         m = client.position()
-        client.register(domain, {"homeserver": peers.matrix_url, "username": user.user_id,
-                                 "password": user.password, "device": "matridge"}, timeout=120)
+        for attempt in range(3):  # matridge gives up when Synapse is slow to answer it (a loaded machine)
+            try:
+                client.register(domain, {"homeserver": peers.matrix_url, "username": user.user_id,
+                                         "password": user.password, "device": "matridge"}, timeout=600)
+                return m
+            except StanzaError as e:
+                if attempt == 2:
+                    raise
+                print(f"[bench] matridge registration failed, trying again: {e}", flush=True)
+                time.sleep(5)
         return m
 
     first, first_dm = user_with_rooms()
