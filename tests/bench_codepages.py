@@ -66,6 +66,17 @@ def symbols(binary):
     return syms
 
 
+def sections(binary):
+    """[(address, size, name)] of the binary's allocated sections."""
+    out = subprocess.run(["readelf", "-SW", binary], capture_output=True, text=True, check=True).stdout
+    secs = []
+    for line in out.splitlines():
+        m = re.match(r"\s*\[\s*\d+\]\s+(\S+)\s+\S+\s+([0-9a-f]+)\s+[0-9a-f]+\s+([0-9a-f]+)\s+\S+\s+(\S*A\S*)", line)
+        if m and int(m.group(2), 16):
+            secs.append((int(m.group(2), 16), int(m.group(3), 16), m.group(1)))
+    return sorted(secs)
+
+
 def main():
     pid = int(sys.argv[1])
     top = int(sys.argv[2]) if len(sys.argv) > 2 else 25
@@ -76,11 +87,19 @@ def main():
     base = min(lo - off for lo, _, _, off in maps)
     syms = symbols(binary)
     addrs = [s[0] for s in syms]
+    secs = sections(binary)
     per_crate = defaultdict(int)
+    per_section = defaultdict(int)
     total = defaultdict(int)
     for lo, hi, perms, off in maps:
         pages = resident(pid, lo, hi)
         total[perms] += len(pages) * PAGE
+        for p in pages:
+            a = p - base
+            for s_lo, size, name in secs:
+                ov = min(a + PAGE, s_lo + size) - max(a, s_lo)
+                if ov > 0:
+                    per_section[name] += ov
         if "x" not in perms:
             continue
         for p in pages:
@@ -100,6 +119,10 @@ def main():
     print(f"{binary}, pid {pid}: resident pages of its mappings")
     for perms, b in sorted(total.items()):
         print(f"  {perms}: {b / 1024:8.0f} KiB")
+    print("by section:")
+    for name, b in sorted(per_section.items(), key=lambda kv: -kv[1]):
+        if b >= 16 * 1024:
+            print(f"  {b / 1024:8.0f} KiB  {name}")
     print(f"text by crate (top {top}):")
     for crate, b in sorted(per_crate.items(), key=lambda kv: -kv[1])[:top]:
         print(f"  {b / 1024:8.0f} KiB  {crate}")

@@ -29,8 +29,8 @@ def series(data, scenario, y, scale=1.0):
     """{gateway: [(users, y)]} for one scenario, the last value of each point."""
     pts = {}
     for r in data:
-        if r.get("scenario") != scenario or not r.get(y):
-            continue
+        if r.get("scenario") != scenario or not r.get(y) or "+" in r.get("gateway", "+"):
+            continue  # "ferry+heaptrack": profiled runs are not figures
         pts.setdefault(r["gateway"], {})[int(r["users"])] = float(r[y]) * scale
     return {g: sorted(p.items()) for g, p in pts.items()}
 

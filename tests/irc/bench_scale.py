@@ -144,6 +144,8 @@ class BiboumiGw:
         self.peers, self.dir, self.users = peers, Path(workdir), users
         self.proc = None
         self.domain = "biboumi.localhost"
+        if not BIBOUMI_HISTORY:
+            self.name = "biboumi-nohistory"
         secret = dict(c.split(":", 1) for c in peers.env.get("XMPP_EXTRA_COMPONENTS", "").split()).get("biboumi")
         if not secret:
             raise RuntimeError('start the peers with XMPP_EXTRA_COMPONENTS="biboumi:biboumisecret"')
