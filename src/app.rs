@@ -125,6 +125,9 @@ fn check(path: &Path, env: &[(String, String)], registry: &Registry) -> ExitCode
         }
     }) {
         Ok(config) => {
+            for w in crate::permissions::warnings(&config) {
+                eprintln!("warning: {w}");
+            }
             println!("ok: {}", config.summary());
             ExitCode::SUCCESS
         }
@@ -305,21 +308,6 @@ pub fn format_time(t: SystemTime) -> String {
     )
 }
 
-fn init_tracing(level: &str) {
-    use tracing_subscriber::EnvFilter;
-    let filter = match std::env::var("RUST_LOG") {
-        Ok(env) if !env.trim().is_empty() => EnvFilter::builder().parse_lossy(env),
-        _ => EnvFilter::builder().parse_lossy(level),
-    };
-    use std::io::IsTerminal as _;
-    let colour = std::io::stderr().is_terminal() && std::env::var_os("NO_COLOR").is_none();
-    let _ = tracing_subscriber::fmt()
-        .with_env_filter(filter)
-        .with_writer(std::io::stderr)
-        .with_ansi(colour)
-        .try_init();
-}
-
 fn run(path: &Path, env: &[(String, String)], registry: Registry) -> ExitCode {
     let config = match load(path, env, &registry) {
         Ok(c) => c,
@@ -334,7 +322,10 @@ fn run(path: &Path, env: &[(String, String)], registry: Registry) -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
-    init_tracing(&config.log.level);
+    crate::logging::init(&config.log.level);
+    for w in crate::permissions::warnings(&config) {
+        tracing::warn!("{w}");
+    }
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .thread_name("ferry")
@@ -489,6 +480,7 @@ async fn serve(config: Config, registry: Registry) -> anyhow::Result<()> {
                     access: bridge.access.clone(),
                     max_message_bytes: config.limits.max_message_bytes,
                     data_dir: dir,
+                    session_idle_timeout: config.limits.session_idle_timeout,
                 },
                 network,
                 component,

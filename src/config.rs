@@ -123,6 +123,9 @@ pub struct LogConfig {
 pub struct LimitsConfig {
     /// Largest message body accepted or produced, in bytes.
     pub max_message_bytes: usize,
+    /// How long the session of a user who is offline, in no room, with
+    /// nothing under way, runs on before it is closed (None: never).
+    pub session_idle_timeout: Option<Duration>,
 }
 
 /// One enabled bridge.
@@ -134,6 +137,8 @@ pub struct BridgeConfig {
     pub domain: String,
     /// The component secret.
     pub secret: SecretString,
+    /// The file the secret was read from (`secret_file`), if any.
+    pub secret_file: Option<PathBuf>,
     /// Who may use it.
     pub access: AccessPolicy,
     /// The bridge's own keys (without the core's), for the registry.
@@ -240,7 +245,10 @@ impl Defaults {
                 ("max_media_bytes", Value::from(100u64 * 1024 * 1024)),
             ]),
             log: BTreeMap::from([("level", Value::from("info"))]),
-            limits: BTreeMap::from([("max_message_bytes", Value::from(65536u64))]),
+            limits: BTreeMap::from([
+                ("max_message_bytes", Value::from(65536u64)),
+                ("session_idle_timeout", Value::from(300u32)),
+            ]),
         }
     }
 }
@@ -281,6 +289,7 @@ struct LogRaw {
 #[derive(Deserialize)]
 struct LimitsRaw {
     max_message_bytes: i64,
+    session_idle_timeout: i64,
 }
 
 /// The environment as a figment provider: `FERRY_IRC__SECRET=x` is
@@ -465,7 +474,7 @@ const CORE_SECTIONS: &[(&str, &[&str])] = &[
         &["listen", "public_url", "max_body_bytes", "max_media_bytes"],
     ),
     ("log", &["level"]),
-    ("limits", &["max_message_bytes"]),
+    ("limits", &["max_message_bytes", "session_idle_timeout"]),
 ];
 
 /// Reads and validates the configuration from `path` and the `FERRY_*`
@@ -524,6 +533,7 @@ pub fn load(
         }
     });
     let limits = section::<LimitsRaw>(&mut problems, "limits").and_then(|raw| {
+        let mut ok = true;
         if raw.max_message_bytes < 1024 {
             problems.push(
                 "limits.max_message_bytes",
@@ -532,12 +542,25 @@ pub fn load(
                     raw.max_message_bytes
                 ),
             );
-            None
-        } else {
-            Some(LimitsConfig {
-                max_message_bytes: usize::try_from(raw.max_message_bytes).unwrap_or(usize::MAX),
-            })
+            ok = false;
         }
+        if raw.session_idle_timeout < 0 {
+            problems.push(
+                "limits.session_idle_timeout",
+                format!(
+                    "[limits] session_idle_timeout: {} must be a number of seconds (0: never close)",
+                    raw.session_idle_timeout
+                ),
+            );
+            ok = false;
+        }
+        ok.then(|| LimitsConfig {
+            max_message_bytes: usize::try_from(raw.max_message_bytes).unwrap_or(usize::MAX),
+            session_idle_timeout: u64::try_from(raw.session_idle_timeout)
+                .ok()
+                .filter(|s| *s > 0)
+                .map(Duration::from_secs),
+        })
     });
 
     // Every bad entry of [access], one line each.
@@ -668,6 +691,10 @@ pub fn load(
                 name: name.clone(),
                 domain,
                 secret,
+                secret_file: dict
+                    .get("secret_file")
+                    .and_then(Value::as_str)
+                    .map(PathBuf::from),
                 access,
                 section: own,
             });

@@ -9,9 +9,12 @@ mod component;
 mod config;
 mod gateway;
 mod http;
+mod logging;
 mod memory;
 mod metrics;
 mod muc;
+mod permissions;
+mod redact;
 mod store;
 
 fn main() -> std::process::ExitCode {

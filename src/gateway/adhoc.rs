@@ -95,6 +95,13 @@ impl Sessions {
             .retain(|_, s| s.owner.to_bare().as_str() != user.as_str());
     }
 
+    /// Whether a user has a command session open.
+    pub fn has_user(&self, user: &UserId) -> bool {
+        self.map
+            .values()
+            .any(|s| s.owner.to_bare().as_str() == user.as_str())
+    }
+
     fn new_id(&mut self) -> String {
         self.counter += 1;
         format!("{}-{}", xml::new_id(), self.counter)
@@ -489,7 +496,7 @@ impl Gateway {
                 self.adhoc.map.remove(sid);
                 let el = command_el(node, sid, "completed")
                     .oc(n.map(|t| note("info", &t)))
-                    .oc(result.map(|f| Element::from(forms::to_result_form(&f))))
+                    .oc(result.map(|f| forms::to_result_form(&f)))
                     .build();
                 self.send(xml::iq_result(to, from, id, Some(el)));
             }
@@ -528,10 +535,6 @@ fn executing(node: &str, sid: &str, steps: &[Step], n: Option<(&str, &str)>) -> 
     command_el(node, sid, "executing")
         .c(actions)
         .oc(n.map(|(k, t)| note(k, t)))
-        .c(Element::from(forms::to_data_form(
-            &step.form,
-            None,
-            Secrets::Show,
-        )))
+        .c(forms::to_data_form(&step.form, None, Secrets::Show))
         .build()
 }

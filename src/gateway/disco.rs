@@ -295,6 +295,7 @@ impl Gateway {
         let user = UserId::new(from.to_bare().to_string());
         let reply = |r: DiscoInfoResult| {
             let mut el: Element = r.into();
+            super::forms::type_fields(&mut el);
             if let Some(n) = &node {
                 xml::set_attr(&mut el, "node", n.clone());
             }

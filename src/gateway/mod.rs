@@ -34,6 +34,7 @@ pub mod xml;
 
 use std::path::PathBuf;
 use std::sync::Arc;
+use std::time::Duration;
 
 use ferry_bridge::Network;
 use tokio::sync::mpsc;
@@ -58,6 +59,10 @@ pub struct GatewaySettings {
     pub max_message_bytes: usize,
     /// The bridge's data directory; sessions get subdirectories.
     pub data_dir: PathBuf,
+    /// How long the session of a user who is offline and has nothing that
+    /// needs it (no room, nothing under way) runs on before it is closed;
+    /// None: never (bridges whose sessions are always on are never closed).
+    pub session_idle_timeout: Option<Duration>,
 }
 
 /// Everything a bridge's gateway runs on.

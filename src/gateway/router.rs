@@ -82,6 +82,9 @@ pub struct User {
     pub held: std::collections::VecDeque<ferry_bridge::Event>,
     /// Since when events are held.
     pub held_since: Option<Instant>,
+    /// Since when the session has had nothing to do for a user who is
+    /// offline (see [`Gateway::close_idle_sessions`]).
+    pub idle_since: Option<Instant>,
 }
 
 /// The gateway of one bridge.
@@ -148,6 +151,12 @@ impl Gateway {
             shutdown,
         } = parts;
         let info = network.info().clone();
+        // A registration may be submitted without the form being asked for.
+        for f in network.registration().fields {
+            if f.kind == ferry_bridge::FieldKind::TextPrivate {
+                crate::redact::note_private(&f.var);
+            }
+        }
         let jids = super::jids::Jids::new(&settings.domain, network.clone())?;
         let (internal_tx, mut internal_rx) = mpsc::unbounded_channel::<Internal>();
         let (events_tx, mut events_rx) = mpsc::channel::<Envelope>(1024);
@@ -206,7 +215,14 @@ impl Gateway {
                 gw.ensure_session(&u);
             }
         }
-        let mut tick = tokio::time::interval(Duration::from_secs(30));
+        // Often enough to close idle sessions on time.
+        let every = gw
+            .settings
+            .session_idle_timeout
+            .map_or(Duration::from_secs(30), |t| {
+                (t / 2).clamp(Duration::from_secs(1), Duration::from_secs(30))
+            });
+        let mut tick = tokio::time::interval(every);
         tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         loop {
             tokio::select! {
@@ -451,7 +467,9 @@ impl Gateway {
         // While an action runs, the user's events wait: an event about
         // what the action did (a delivery, an answer referring to the sent
         // message) must not overtake its result.
-        self.user_mut(user).in_flight += 1;
+        let u = self.user_mut(user);
+        u.in_flight += 1;
+        u.idle_since = None;
         let u = user.clone();
         let job = Job {
             action,
@@ -653,6 +671,11 @@ impl Gateway {
     }
 
     fn on_envelope(&mut self, env: Envelope) {
+        if let Envelope::Event { user, .. } = &env
+            && let Some(u) = self.users.get_mut(user)
+        {
+            u.idle_since = None;
+        }
         match env {
             Envelope::Event { user, event } => match self.users.get_mut(&user) {
                 Some(u) if u.in_flight > 0 || !u.held.is_empty() => {
@@ -780,6 +803,70 @@ impl Gateway {
             }
         }
         self.publishing.retain(|h| !h.is_finished());
+        self.close_idle_sessions(now);
+    }
+
+    /// Whether a user's session has nothing to do: the user is offline
+    /// (no available resource, in no room), and nothing is under way for
+    /// them (action, held event, receipt awaited, dialog, command).
+    fn session_unneeded(&self, user: &UserId, u: &User) -> bool {
+        u.session.is_some()
+            && u.resources.is_empty()
+            && u.in_flight == 0
+            && u.held.is_empty()
+            && u.awaiting_delivery.is_empty()
+            && u.dialog.is_none()
+            && !self.rooms.in_use_by(user)
+            && !self.adhoc.has_user(user)
+    }
+
+    /// Closes the sessions of on-demand bridges that have had nothing to do
+    /// for `[limits] session_idle_timeout`, and forgets those users: the
+    /// memory of a user who left goes back. The next time they come online
+    /// or address the bridge, a session starts again.
+    fn close_idle_sessions(&mut self, now: Instant) {
+        let Some(timeout) = self.settings.session_idle_timeout else {
+            return;
+        };
+        if self.info.sessions == SessionPolicy::AlwaysOn {
+            return;
+        }
+        let mut due = Vec::new();
+        let users: Vec<UserId> = self.users.keys().cloned().collect();
+        for user in users {
+            let unneeded = self
+                .users
+                .get(&user)
+                .is_some_and(|u| self.session_unneeded(&user, u));
+            let Some(u) = self.users.get_mut(&user) else {
+                continue;
+            };
+            if !unneeded {
+                u.idle_since = None;
+                continue;
+            }
+            let since = *u.idle_since.get_or_insert(now);
+            if now.duration_since(since) >= timeout {
+                due.push(user);
+            }
+        }
+        for user in due {
+            tracing::debug!(user = %user, "closing the session of a user who is offline and idle");
+            let u2 = user.clone();
+            self.close_session(&user, CloseReason::Idle, move |gw| {
+                let gone = gw.users.get(&u2).is_some_and(|u| {
+                    u.session.is_none()
+                        && u.resources.is_empty()
+                        && u.in_flight == 0
+                        && u.held.is_empty()
+                        && u.awaiting_delivery.is_empty()
+                });
+                if gone && !gw.rooms.in_use_by(&u2) {
+                    gw.rooms.forget_left(&u2);
+                    gw.users.remove(&u2);
+                }
+            });
+        }
     }
 
     /// Shutdown: unavailable presence from every entity to every user,

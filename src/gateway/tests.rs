@@ -247,6 +247,7 @@ async fn rig(delivery_receipts: bool) -> Rig {
             access: AccessPolicy::new(["*@example.org"], ["admin@example.org"]).expect("access"),
             max_message_bytes: 65536,
             data_dir: dir.path().join("script"),
+            session_idle_timeout: None,
         },
         network,
         component,

@@ -609,7 +609,7 @@ impl Gateway {
                         if let Some(r) = gw.rooms.get_mut(&user2, &room2) {
                             r.owner_step = Some((stage, form));
                         }
-                        let el = B::new("query", ns::MUC_OWNER).c(Element::from(df)).build();
+                        let el = B::new("query", ns::MUC_OWNER).c(df).build();
                         gw.send(xml::iq_result(&to, &from, &id, Some(el)));
                     }
                     Ok(_) => gw.send(xml::iq_result(

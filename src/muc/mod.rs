@@ -152,6 +152,21 @@ impl Rooms {
             .map(|(_, r)| r)
     }
 
+    /// Whether a user is in a room, on the way in, or has a client there
+    /// (their session is needed for it).
+    pub fn in_use_by(&self, user: &UserId) -> bool {
+        self.of_user(user)
+            .any(|r| r.joined || r.joining || r.rejoin || !r.clients.is_empty())
+    }
+
+    /// Forgets the user's views of rooms they are no longer in (joined
+    /// again, a room starts afresh; its archive is in the store).
+    pub fn forget_left(&mut self, user: &UserId) {
+        self.map.retain(|(u, _), r| {
+            u != user || r.joined || r.joining || r.rejoin || !r.clients.is_empty()
+        });
+    }
+
     /// Rooms the sessions are in.
     pub fn joined_count(&self) -> usize {
         self.map.values().filter(|r| r.joined).count()

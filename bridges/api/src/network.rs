@@ -111,6 +111,8 @@ pub enum CloseReason {
     Disconnected(Option<String>),
     /// The session is restarted after a failure.
     Restart,
+    /// The user is offline and the session had nothing to do for a while.
+    Idle,
 }
 
 impl fmt::Display for CloseReason {
@@ -121,6 +123,7 @@ impl fmt::Display for CloseReason {
             CloseReason::Disconnected(Some(m)) => f.write_str(m),
             CloseReason::Disconnected(None) => f.write_str("Disconnected by an administrator"),
             CloseReason::Restart => f.write_str("Restarting"),
+            CloseReason::Idle => f.write_str("Idle"),
         }
     }
 }
