@@ -74,6 +74,7 @@ def main():
     p95 = [(f"{g}, round trip p95", pts) for g, pts in series(data, "scale", "rtt_p95_ms").items()]
     p95 += [(f"{g}, IRC to XMPP delivery p95", pts) for g, pts in series(data, "scale", "fanout_p95_ms").items()]
     p95 += [(f"{g}, round trip p95, idle gateway", pts) for g, pts in series(data, "rtt@20ms", "rtt_p95_ms").items()]
+    p95 += [(f"{g}, round trip p95 at 10 msg/s", pts) for g, pts in series(data, "scale@10/s", "rtt_p95_ms").items()]
     if plot(out, "irc-p95", "IRC latency p95 (at 500 and 1,000 users: 100 channel messages/s in all)",
             "users (channels of 100)", "ms (log scale)", p95, logy=True):
         made.append("irc-p95")

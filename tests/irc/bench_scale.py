@@ -20,7 +20,8 @@ started gateway:
 - users: RSS with N users (BENCH_ONE_CHANNEL, default "50 200") in one
   channel, each with its own IRC connection; per user = (RSS - idle) / N;
 - scale: N users (BENCH_SCALE_USERS, default "250 500 1000") in channels of
-  100 members, every one joined; RSS; then IRC senders write
+  100 members, every one joined; RSS; once a round trip comes back (the
+  join burst has drained: quiesce_s), IRC senders write
   BENCH_RATE (100) messages a second in all for BENCH_LOAD_SECONDS (30)
   while a probe member of the first channel measures round trips at
   BENCH_SPACING; every message must reach every member (counted), with
@@ -61,7 +62,7 @@ MEMBERS = 100
 pytestmark = pytest.mark.timeout(7200)
 BIBOUMI_HISTORY = os.environ.get("BENCH_BIBOUMI_HISTORY", "1") == "1"
 
-FIELDS = ["channels", "rss_kib", "anon_kib", "file_kib", "idle_kib", "per_user_kib", "join_s",
+FIELDS = ["channels", "rss_kib", "anon_kib", "file_kib", "idle_kib", "per_user_kib", "join_s", "quiesce_s",
           "rtt_n", "rtt_lost", "rtt_median_ms", "rtt_p95_ms", "rate", "load_s", "expected", "delivered",
           "drain_s", "fanout_median_ms", "fanout_p95_ms", "gen_processes", "gen_clients_per_process",
           "gen_cpu_max_pct", "gateway_cpu_pct", "prosody_cpu_pct"]
@@ -303,6 +304,12 @@ def test_scale(peers, ferry_factory, tmp_path, out, n):
             j = pool.join(300)
             assert j["joined"] == n, {**j, "failed": j["failed"][:10]}
             s = settle(gw.pid)
+            # Wait until the join burst (every user receives every occupant's
+            # presence) has drained: a round trip comes back at all.
+            q0 = time.monotonic()
+            while time.monotonic() - q0 < DRAIN and pool.probe(1, 0.0, warmup=0)[0] is None:
+                pass
+            quiesce = time.monotonic() - q0
             members = {}
             for _, room, _ in users:
                 members[room] = members.get(room, 0) + 1
@@ -330,10 +337,11 @@ def test_scale(peers, ferry_factory, tmp_path, out, n):
             ok = [x * 1000 for x in rtts if x is not None]
             lat = [x * 1000 for x in r["lat"]]
             gen_cpu = max(c / w for c, w in zip(r["cpu"], r["wall"])) * 100
-            out.row(gateway=gw.name, scenario="scale", users=n, channels=channels, rss_kib=s["VmRSS"],
+            scenario = "scale" if RATE == 100 else f"scale@{RATE:g}/s"
+            out.row(gateway=gw.name, scenario=scenario, users=n, channels=channels, rss_kib=s["VmRSS"],
                     anon_kib=s["RssAnon"], file_kib=s.get("RssFile", 0) + s.get("RssShmem", 0),
                     idle_kib=idle["VmRSS"], per_user_kib=f"{(s['VmRSS'] - idle['VmRSS']) / n:.1f}",
-                    join_s=f"{j['seconds']:.2f}", rtt_n=len(ok), rtt_lost=len(rtts) - len(ok),
+                    join_s=f"{j['seconds']:.2f}", quiesce_s=f"{quiesce:.1f}", rtt_n=len(ok), rtt_lost=len(rtts) - len(ok),
                     rtt_median_ms=f"{statistics.median(ok):.2f}" if ok else "",
                     rtt_p95_ms=f"{pct(ok, 95):.2f}" if ok else "", rate=RATE,
                     load_s=f"{sent['seconds']:.1f}", expected=expected, delivered=delivered,
