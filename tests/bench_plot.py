@@ -35,7 +35,7 @@ def series(data, scenario, y, scale=1.0):
     return {g: sorted(p.items()) for g, p in pts.items()}
 
 
-def plot(out, name, title, xlabel, ylabel, lines, logy=False):
+def plot(out, name, title, xlabel, ylabel, lines, logy=False, key="top left"):
     """lines: [(label, [(x, y)])]; writes OUT/name.svg and .png."""
     lines = [(label, pts) for label, pts in lines if pts]
     if not lines:
@@ -47,10 +47,10 @@ def plot(out, name, title, xlabel, ylabel, lines, logy=False):
             d.write_text("".join(f"{x} {y}\n" for x, y in pts))
             specs.append(f"'{d}' using 1:2 with linespoints lw 2 pt 7 title '{label}'")
         body = (f"set title '{title}'\nset xlabel '{xlabel}'\nset ylabel '{ylabel}'\n"
-                "set grid\nset key top left\nset xrange [0:*]\nset yrange [0:*]\n" + ("set logscale y\nset yrange [*:*]\n" if logy else "")
+                "set grid\nset xrange [0:*]\nset yrange [0:*]\n" + f"set key {key}\n" + ("set logscale y\nset yrange [*:*]\n" if logy else "")
                 + "plot " + ", ".join(specs) + "\n")
-        for term, ext in (("svg size 720,440 dynamic background rgb 'white'", "svg"),
-                          ("pngcairo size 720,440", "png")):
+        for term, ext in (("svg size 720,560 dynamic background rgb 'white'", "svg"),
+                          ("pngcairo size 720,560", "png")):
             script = f"set terminal {term}\nset output '{out / (name + '.' + ext)}'\n" + body
             subprocess.run(["gnuplot"], input=script.encode(), check=True)
     return True
@@ -75,8 +75,10 @@ def main():
     p95 += [(f"{g}, IRC to XMPP delivery p95", pts) for g, pts in series(data, "scale", "fanout_p95_ms").items()]
     p95 += [(f"{g}, round trip p95, idle gateway", pts) for g, pts in series(data, "rtt@20ms", "rtt_p95_ms").items()]
     p95 += [(f"{g}, round trip p95 at 10 msg/s", pts) for g, pts in series(data, "scale@10/s", "rtt_p95_ms").items()]
+    p95 += [(f"{g}, IRC to XMPP delivery p95 at 10 msg/s", pts)
+            for g, pts in series(data, "scale@10/s", "fanout_p95_ms").items()]
     if plot(out, "irc-p95", "IRC latency p95 (at 500 and 1,000 users: 100 channel messages/s in all)",
-            "users (channels of 100)", "ms (log scale)", p95, logy=True):
+            "users (channels of 100)", "ms (log scale)", p95, logy=True, key="below"):
         made.append("irc-p95")
     mx = [(g, pts) for g, pts in series(data, "sessions", "rss_kib", mib).items()]
     if plot(out, "matrix-rss", "Matrix bridge RSS (logged-in, synced accounts)", "accounts", "RSS (MiB)", mx):
