@@ -14,14 +14,20 @@ use std::path::Path;
 use std::sync::Arc;
 
 use ferry_bridge::{BridgeError, ErrorKind, HostPolicy, HostRefused, LoginError};
-use matrix_sdk::config::RequestConfig;
+use matrix_sdk::config::{RequestConfig, StoreConfig};
 use matrix_sdk::encryption::{BackupDownloadStrategy, EncryptionSettings};
+use matrix_sdk::media::MediaRetentionPolicy;
 use matrix_sdk::ruma::api::error::ErrorKind as MxErrorKind;
-use matrix_sdk::{Client, ClientBuildError, HttpError, SqliteStoreConfig};
+use matrix_sdk::{
+    Client, ClientBuildError, HttpError, SqliteCryptoStore, SqliteStateStore, SqliteStoreConfig,
+};
+use matrix_sdk_base::cross_process_lock::CrossProcessLockConfig;
 use matrix_sdk_base::crypto::{
     CollectStrategy, DecryptionSettings, OlmError, SessionRecipientCollectionError,
     TrustRequirement,
 };
+use matrix_sdk_base::event_cache::store::MemoryStore as EventCacheMemoryStore;
+use matrix_sdk_base::media::store::MemoryMediaStore;
 
 use crate::config::Config;
 
@@ -230,7 +236,15 @@ fn describe_build_error(e: &ClientBuildError) -> String {
 }
 
 /// Builds the long-lived client of a session, with its encrypted SQLite
-/// store (state, crypto, media cache) in `store_dir`.
+/// stores (state and crypto) in `store_dir`.
+///
+/// Only the two stores that hold what must survive a restart are SQLite
+/// databases. matrix-sdk's event cache store (filled only when the event
+/// cache is subscribed to, which ferry never does: it reads each sync
+/// response itself) and its media cache (ferry downloads media to hand it
+/// over, never to keep it; the retention policy below stores nothing) are
+/// in memory and stay empty: two databases and four SQLite connections,
+/// each with its page cache and schema, fewer per session.
 pub async fn open(
     config: &Config,
     http: &matrix_sdk::reqwest::Client,
@@ -240,24 +254,71 @@ pub async fn open(
     trust: Trust,
 ) -> Result<Client, BridgeError> {
     check_homeserver(config, homeserver).await?;
-    // Few connections and a small page cache per database: a session's
-    // memory is dominated by them otherwise.
-    let store = SqliteStoreConfig::new(store_dir)
+    // Few connections (matrix-sdk's minimum, one reader and one writer)
+    // and a small page cache per database: a session's memory is
+    // dominated by them otherwise.
+    let sqlite = SqliteStoreConfig::new(store_dir)
         .passphrase(Some(passphrase))
         .pool_max_size(2)
         .cache_size(config.store_cache_kib.saturating_mul(1024))
         .journal_size_limit(2 * 1024 * 1024);
-    base_builder(config, trust, http)
+    let store_error = |e: &dyn std::fmt::Display| {
+        BridgeError::internal(format!(
+            "cannot open the Matrix store in {}: {e}",
+            store_dir.display()
+        ))
+    };
+    let (state, crypto) = futures::try_join!(
+        async {
+            SqliteStateStore::open_with_config(&sqlite)
+                .await
+                .map_err(|e| store_error(&e))
+        },
+        async {
+            SqliteCryptoStore::open_with_config(&sqlite)
+                .await
+                .map_err(|e| store_error(&e))
+        },
+    )?;
+    // The lock holder name matrix-sdk's own builder gives (stores made
+    // before this change were locked under it).
+    let stores = StoreConfig::new(CrossProcessLockConfig::MultiProcess {
+        holder_name: "main".to_owned(),
+    })
+    .state_store(state)
+    .crypto_store(crypto)
+    .event_cache_store(EventCacheMemoryStore::new())
+    .media_store(MemoryMediaStore::new());
+    let client = base_builder(config, trust, http)
         .homeserver_url(homeserver)
-        .sqlite_store_with_config_and_cache_path(store, None::<&Path>)
+        .store_config(stores)
         .build()
         .await
-        .map_err(|e| {
-            BridgeError::internal(format!(
-                "cannot open the Matrix store in {}: {e}",
-                store_dir.display()
-            ))
-        })
+        .map_err(|e| store_error(&e))?;
+    client
+        .media()
+        .set_media_retention_policy(MediaRetentionPolicy::empty().with_max_file_size(Some(0)))
+        .await
+        .map_err(|e| store_error(&e))?;
+    remove_unused_stores(store_dir).await;
+    Ok(client)
+}
+
+/// The event cache and media databases that sessions made before those two
+/// stores moved to memory: removed, as nothing reads them any more.
+async fn remove_unused_stores(store_dir: &Path) {
+    for base in ["matrix-sdk-event-cache.sqlite3", "matrix-sdk-media.sqlite3"] {
+        for suffix in ["", "-wal", "-shm"] {
+            let path = store_dir.join(format!("{base}{suffix}"));
+            match tokio::fs::remove_file(&path).await {
+                Ok(()) => tracing::info!(path = %path.display(), "removed an unused Matrix store"),
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+                Err(e) => {
+                    tracing::warn!(path = %path.display(), error = %e, "cannot remove an unused Matrix store")
+                }
+            }
+        }
+    }
 }
 
 /// Refuses a stored homeserver URL the configuration no longer allows.

@@ -1,6 +1,6 @@
 # peers.d/inspircd.sh — InspIRCd 3 (Debian), the primary IRC server of the tests.
 #
-# $IRC_PORT on 127.0.0.1, no fakelag, 1000 connections per IP, IRCv3 modules,
+# $IRC_PORT on 127.0.0.1, no fakelag, $IRC_MAX_CONNECTIONS (1000) connections per IP, IRCv3 modules,
 # operator $IRC_OPER_NAME/$IRC_OPER_PASSWORD; also TLS on $IRC_TLS_PORT with a
 # certificate for inspircd.test/127.0.0.1 signed by a test CA made at start
 # ($IRC_TLS_CA to trust, the server's $IRC_TLS_CERT and its SHA-256
@@ -36,9 +36,9 @@ inspircd_launch() {
 <module name="sslinfo">
 <sslprofile name="tls" provider="gnutls" certfile="$I/tls-cert.pem" keyfile="$I/tls-key.pem" hash="sha256" requestclientcert="yes">
 <power diepass="" restartpass="">
-<connect allow="127.0.0.1" timeout="60" threshold="1000" pingfreq="120"
+<connect allow="127.0.0.1" timeout="60" threshold="$IRC_MAX_CONNECTIONS" pingfreq="120"
          hardsendq="1048576" softsendq="65536" recvq="65536"
-         localmax="1000" globalmax="1000" maxchans="100"
+         localmax="$IRC_MAX_CONNECTIONS" globalmax="$IRC_MAX_CONNECTIONS" maxchans="100"
          commandrate="100000" fakelag="no" resolvehostnames="no" useident="no">
 <files motd="/etc/inspircd/inspircd.motd">
 <dns server="127.0.0.1" timeout="1">

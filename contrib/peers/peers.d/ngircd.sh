@@ -1,5 +1,6 @@
 # peers.d/ngircd.sh — ngIRCd 26 (Debian), the second IRC server of the tests.
 #
+# $NGIRCD_MAX_CONNECTIONS connections at most (0 = no limit, the default);
 # $NGIRCD_PORT on every address of $NGIRCD_LISTEN (127.0.0.1 and 127.0.0.2 by
 # default, so a gateway can address it by a second IP-literal server name); no
 # DNS/ident; WEBIRC with $NGIRCD_WEBIRC_PASSWORD (ngIRCd takes its second
@@ -26,8 +27,8 @@ ngircd_launch() {
 	ServerUID = nobody
 	ServerGID = nogroup
 [Limits]
-	MaxConnections = 0
-	MaxConnectionsIP = 0
+	MaxConnections = $NGIRCD_MAX_CONNECTIONS
+	MaxConnectionsIP = $NGIRCD_MAX_CONNECTIONS
 	MaxJoins = 0
 	MaxNickLength = 31
 	PingTimeout = 120
