@@ -167,6 +167,7 @@ fn try_build(config: &Config, registry: &Registry) -> Vec<Problem> {
         let setup = BridgeSetup {
             domain: bridge.domain.clone(),
             data_dir: dir,
+            hosts: bridge.hosts.clone(),
         };
         let built = runtime.block_on(async {
             std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
@@ -428,6 +429,7 @@ async fn serve(config: Config, registry: Registry) -> anyhow::Result<()> {
                 BridgeSetup {
                     domain: bridge.domain.clone(),
                     data_dir: dir.clone(),
+                    hosts: bridge.hosts.clone(),
                 },
             )
             .map_err(|e| {

@@ -383,6 +383,7 @@ mod tests {
         BridgeSetup {
             domain: "tiny.example.org".into(),
             data_dir: "/tmp/tiny".into(),
+            hosts: Default::default(),
         }
     }
 

@@ -2,6 +2,9 @@
 //! mirrored on the network; the session's connection state is shown as the
 //! gateway's presence; contacts' presence and subscriptions are bridged.
 
+use std::collections::BTreeMap;
+use std::sync::atomic::{AtomicU64, Ordering};
+
 use ferry_bridge::{
     Action, Address, ConnectionState, ContactId, ErrorKind, Feature, Presence as FPresence,
     Registration, Show, UserId,
@@ -14,6 +17,12 @@ use super::jids::Target;
 use super::router::{Gateway, Resource};
 use super::xml::{self, B, ns};
 use crate::store::RosterItem;
+
+/// The next number in the order presences arrive in ([`Resource::seq`]).
+pub fn next_presence_seq() -> u64 {
+    static SEQ: AtomicU64 = AtomicU64::new(0);
+    SEQ.fetch_add(1, Ordering::Relaxed) + 1
+}
 
 /// The gateway presence text of a connection state.
 pub fn connection_text(state: &ConnectionState) -> String {
@@ -276,6 +285,7 @@ impl Gateway {
                             .cloned(),
                         priority: p.priority.0,
                         caps: caps.clone(),
+                        seq: next_presence_seq(),
                     },
                 );
             } else {
@@ -306,7 +316,24 @@ impl Gateway {
             return;
         };
         let running = u.session.is_some();
-        let mut pres = aggregate(u.resources.values());
+        // Every available client counts, with the latest presence it sent,
+        // to the gateway or to a room (where it may be the only one).
+        let mut latest: BTreeMap<&str, &Resource> = u
+            .resources
+            .iter()
+            .map(|(name, r)| (name.as_str(), r))
+            .collect();
+        for room in self.rooms.of_user(user) {
+            for (name, c) in &room.clients {
+                if latest
+                    .get(name.as_str())
+                    .is_none_or(|r| r.seq < c.presence.seq)
+                {
+                    latest.insert(name, &c.presence);
+                }
+            }
+        }
+        let mut pres = aggregate(latest.into_values());
         if pres.show != Show::Offline && !self.pref_on(user, "sync_presence") {
             pres = FPresence::available();
         }

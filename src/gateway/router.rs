@@ -49,6 +49,9 @@ pub struct Resource {
     pub priority: i8,
     /// XEP-0115 caps `node#ver`, when advertised.
     pub caps: Option<String>,
+    /// Order of arrival ([`super::presence::next_presence_seq`]): a
+    /// client's latest presence, to the gateway or to a room, is its state.
+    pub seq: u64,
 }
 
 /// An IQ request to answer later: who asked, of whom, with which id.
@@ -247,6 +250,7 @@ impl Gateway {
                 gw.ensure_session(&u);
             }
         }
+        gw.resume_sessions();
         // Often enough to close idle sessions on time.
         let every = gw
             .settings
@@ -326,6 +330,24 @@ impl Gateway {
     /// Whether a user may use the bridge at all.
     pub fn allowed(&self, user: &UserId) -> bool {
         self.settings.access.allows(user.as_str())
+    }
+
+    /// Starts the sessions that have something to restore after a restart
+    /// (they wrote [`ferry_bridge::RESUME_KEY`]).
+    fn resume_sessions(&mut self) {
+        let users = match self.store.users_with_key(ferry_bridge::RESUME_KEY) {
+            Ok(u) => u,
+            Err(e) => {
+                tracing::warn!(error = %e, "cannot list the sessions to restore");
+                return;
+            }
+        };
+        for u in users {
+            if self.allowed(&u) {
+                tracing::info!(user = %u, bridge = %self.settings.name, "restoring the session");
+                self.ensure_session(&u);
+            }
+        }
     }
 
     /// Whether a user is an administrator.

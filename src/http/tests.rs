@@ -92,6 +92,7 @@ fn echo() -> Arc<dyn Network> {
     let _ = BridgeSetup {
         domain: String::new(),
         data_dir: Default::default(),
+        hosts: Default::default(),
     };
     Arc::new(Echo {
         info: NetworkInfo {

@@ -324,6 +324,18 @@ impl Store {
         })
     }
 
+    /// The users whose key/value space holds `key` (such as
+    /// [`ferry_bridge::RESUME_KEY`]).
+    pub fn users_with_key(&self, key: &str) -> Result<Vec<UserId>, StoreError> {
+        let key = key.to_owned();
+        self.read("listing users with a key", move |c| {
+            let mut st =
+                c.prepare("SELECT scope FROM kv WHERE key = ?1 AND scope != '' ORDER BY scope")?;
+            st.query_map([&key], |r| r.get::<_, String>(0).map(UserId::new))?
+                .collect()
+        })
+    }
+
     /// Registers a user, or replaces their account (keeping the date of
     /// the first registration). Durable on return.
     pub fn register(&self, user: &UserId, account: &Account) -> Result<(), StoreError> {

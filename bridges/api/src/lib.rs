@@ -19,6 +19,8 @@
 //!   [`UserRouter`] that hands events to any user's session.
 //! * What the network can do is a set of [`Feature`]s ([`Capabilities`]),
 //!   what it takes has [`Limits`]; the core enforces both.
+//! * A bridge that connects to a host a user named checks it with the
+//!   operator's [`HostPolicy`] (given in [`BridgeSetup`]) first.
 //!
 //! Each session runs in its own task; a panic or error in one is reported to
 //! that user and the session is restarted, so a bridge never needs global
@@ -31,6 +33,7 @@ pub mod command;
 pub mod error;
 pub mod event;
 pub mod form;
+pub mod hosts;
 mod html;
 pub mod id;
 pub mod memory;
@@ -49,6 +52,7 @@ pub use event::{
     Avatar, Closed, ConnectionState, ContactInfo, Envelope, Event, EventSink, Flushed, RoomExit,
 };
 pub use form::{Field, FieldKind, FieldOption, Form, FormError, FormValues};
+pub use hosts::{HostPatternError, HostPolicy, HostRefused};
 pub use id::{Address, ContactId, MessageId, RoomId, ServiceId, UserId};
 pub use memory::MemoryKeyValue;
 pub use message::{
@@ -57,8 +61,8 @@ pub use message::{
 };
 pub use network::{
     Account, BridgeContext, BridgeSetup, CloseReason, KeyValue, Limits, Network, NetworkInfo,
-    Registration, Secret, Session, SessionContext, SessionPolicy, Spawner, StoreError, TaskFailure,
-    WebhookRequest, WebhookResponse,
+    RESUME_KEY, Registration, Secret, Session, SessionContext, SessionPolicy, Spawner, StoreError,
+    TaskFailure, WebhookRequest, WebhookResponse,
 };
 pub use room::{
     Affiliation, HistoryPolicy, Occupant, Presence, Role, RoomInfo, RoomListing, Show, Subject,

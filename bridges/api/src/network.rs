@@ -18,6 +18,7 @@ use crate::command::CommandSpec;
 use crate::error::{BridgeError, LoginError};
 use crate::event::EventSink;
 use crate::form::{Form, FormValues};
+use crate::hosts::HostPolicy;
 use crate::id::UserId;
 use crate::users::UserRouter;
 
@@ -30,7 +31,18 @@ pub struct BridgeSetup {
     pub domain: String,
     /// A directory for the bridge's files (created by the core).
     pub data_dir: PathBuf,
+    /// The hosts the bridge may connect to when a user's input names one
+    /// (the section's `allowed_hosts` and `denied_hosts`).
+    pub hosts: HostPolicy,
 }
+
+/// The key a session writes in its user's [`KeyValue`] space while it has
+/// something to restore after the gateway restarts or crashes (an IRC
+/// connection carrying a private conversation): when the gateway starts,
+/// the core starts the sessions of the users who have it, as it starts
+/// [`SessionPolicy::AlwaysOn`] sessions. The value is the bridge's own;
+/// delete the key when there is nothing to restore any more.
+pub const RESUME_KEY: &str = "ferry.resume";
 
 /// A network bridge: one per bridged network, shared by all users.
 #[async_trait::async_trait]

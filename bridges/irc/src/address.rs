@@ -17,12 +17,19 @@
 //! Canonical ids always carry the server (`#chan%server`, `nick%server`,
 //! `server`), whatever the mode, so the core's stored ids do not depend
 //! on it. The core handles XEP-0106: this module sees unescaped parts.
+//!
+//! A room id keeps the channel name as the user wrote it except for the
+//! case of letters, which XMPP ignores too: folding `[]\~` as the server's
+//! `CASEMAPPING` does would make the room speak from another JID than the
+//! one joined (`#a` from `#a|b`). The connection compares channel names
+//! with the server's folding, and refuses a second spelling of a channel
+//! it is already in.
 
 use ferry_bridge::{
     Address, AddressContext, AddressError, AddressRules, ContactId, Prompt, RoomId, ServiceId,
 };
 
-use crate::casemap::TraitsRegistry;
+use crate::casemap::{CaseMapping, TraitsRegistry};
 
 /// The address rules of the IRC bridge.
 #[derive(Clone, Debug)]
@@ -45,10 +52,11 @@ impl IrcAddresses {
         self.fixed_server.as_deref()
     }
 
-    /// The canonical room id of a channel on a server.
+    /// The canonical room id of a channel on a server: the name with
+    /// its letters in lower case, nothing else changed (see the module
+    /// documentation).
     pub fn room_id(&self, server: &str, channel: &str) -> RoomId {
-        let t = self.traits.get(server);
-        RoomId::new(format!("{}%{}", t.casemapping.fold(channel), server))
+        RoomId::new(format!("{}%{}", CaseMapping::Ascii.fold(channel), server))
     }
 
     /// The canonical contact id of a nickname on a server.
@@ -211,7 +219,7 @@ impl AddressRules for IrcAddresses {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::casemap::{CaseMapping, ServerTraits};
+    use crate::casemap::ServerTraits;
 
     fn rules() -> IrcAddresses {
         IrcAddresses::new(None, TraitsRegistry::default())
@@ -316,6 +324,24 @@ mod tests {
             r.parse("#A[b]%irc.x", None, &AddressContext::none()),
             Ok(Address::Room(RoomId::new("#a[b]%irc.x")))
         );
+    }
+
+    #[test]
+    fn room_ids_keep_what_xmpp_does_not_fold() {
+        // RFC 1459 folds [ ] \ ~ into { } | ^ on IRC; the room id keeps
+        // them, so the room's JID is the one joined.
+        let r = rules();
+        for (local, id) in [
+            ("#G\\0d%irc.x", "#g\\0d%irc.x"),
+            ("#h\\00x%irc.x", "#h\\00x%irc.x"),
+            ("#[Odd]~%irc.x", "#[odd]~%irc.x"),
+            ("#k:key%irc.x", "#k:key%irc.x"),
+            ("#Ünï%irc.x", "#ünï%irc.x"),
+        ] {
+            let a = r.parse(local, None, &AddressContext::none()).unwrap();
+            assert_eq!(a, Address::Room(RoomId::new(id)), "{local}");
+            assert_eq!(r.format(&a).0, id, "{local}");
+        }
     }
 
     #[test]

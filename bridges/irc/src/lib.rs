@@ -13,6 +13,7 @@
 //! the wire), [`format`] (IRC formatting <-> rich text), [`ctcp`],
 //! [`throttle`] (flood control), [`transport`] (TCP/TLS), [`identd`],
 //! [`settings`] (per-user options), [`session`] (the bridge API session),
+//! [`resume`] (private conversations restored after a restart),
 //! [`commands`] (biboumi's ad-hoc commands).
 
 pub mod address;
@@ -25,6 +26,7 @@ pub mod driver;
 pub mod format;
 pub mod identd;
 pub mod proto;
+pub mod resume;
 pub mod session;
 pub mod settings;
 pub mod throttle;
@@ -36,8 +38,8 @@ use std::time::Duration;
 
 use ferry_bridge::{
     Account, AddressRules, BridgeContext, BridgeError, BridgeSetup, Capabilities, CommandSpec,
-    EventSink, Feature, Field, Form, FormValues, LoginError, Network, NetworkInfo, Registration,
-    Secret, Session, SessionContext, SessionPolicy, UserId,
+    EventSink, Feature, Field, Form, FormValues, HostPolicy, LoginError, Network, NetworkInfo,
+    Registration, Secret, Session, SessionContext, SessionPolicy, UserId,
 };
 
 pub use config::Config;
@@ -68,6 +70,9 @@ pub struct Shared {
     pub identd: Option<IdentRegistry>,
     /// The CTCP VERSION answer.
     pub version: String,
+    /// The servers connections may go to (the operator's policy; the
+    /// `fixed_server` is always allowed).
+    pub hosts: Arc<HostPolicy>,
 }
 
 /// The IRC network bridge.
@@ -82,7 +87,15 @@ pub fn build(config: Config, setup: BridgeSetup) -> Result<Arc<dyn Network>, Str
     let traits = TraitsRegistry::default();
     // The identd listens from `start` (build must not listen).
     let identd = (config.identd_port != 0).then(IdentRegistry::default);
+    let hosts = match &config.fixed_server {
+        Some(fixed) => setup
+            .hosts
+            .also_allowing(fixed)
+            .map_err(|e| format!("irc.fixed_server: {e}"))?,
+        None => setup.hosts,
+    };
     let shared = Shared {
+        hosts: Arc::new(hosts),
         addresses: IrcAddresses::new(config.fixed_server.clone(), traits.clone()),
         traits,
         limits: Arc::new(Limits::new(

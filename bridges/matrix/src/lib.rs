@@ -56,7 +56,10 @@ pub struct MatrixNetwork {
 
 /// Builds the Matrix bridge from its configuration section.
 pub fn build(config: Config, setup: BridgeSetup) -> Result<Arc<dyn Network>, String> {
-    let _ = setup;
+    let config = Config {
+        hosts: Arc::new(setup.hosts),
+        ..config
+    };
     Ok(Arc::new(MatrixNetwork::new(config)?))
 }
 

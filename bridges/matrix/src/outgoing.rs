@@ -111,6 +111,7 @@ pub async fn send_message(ctx: &Ctx, msg: OutgoingMessage) -> Result<Outcome, Br
     for (i, attachment) in msg.attachments.iter().enumerate() {
         let fetched = media::fetch(
             ctx.client.http_client(),
+            &ctx.shared.config.hosts,
             attachment,
             max,
             ctx.shared.config.request_timeout(),

@@ -17,6 +17,7 @@ pub(crate) fn setup() -> BridgeSetup {
     BridgeSetup {
         domain: "test.localhost".into(),
         data_dir: PathBuf::from("/nonexistent"),
+        hosts: Default::default(),
     }
 }
 

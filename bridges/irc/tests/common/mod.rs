@@ -243,6 +243,8 @@ impl Gw {
             ferry_bridge::BridgeSetup {
                 domain: "irc.localhost".into(),
                 data_dir: std::env::temp_dir(),
+                hosts: ferry_bridge::HostPolicy::new(["127.0.0.1", "127.0.0.2"], [""; 0])
+                    .expect("test host policy"),
             },
         )
         .expect("bridge builds");
