@@ -9,6 +9,7 @@ mod component;
 mod config;
 mod gateway;
 mod http;
+mod lifecycle;
 mod logging;
 mod memory;
 mod metrics;

@@ -143,7 +143,7 @@ impl Gateway {
     pub fn commands_at(&self, user: &UserId, to: &Jid) -> Vec<CommandDef> {
         let registered = self.is_registered(user);
         let optional = self.info.registration == ferry_bridge::Registration::Optional;
-        let (scope, address) = match self.jids.target(to) {
+        let (scope, address) = match self.target_of(user, to) {
             Ok(Target::Gateway) => (CommandScope::Gateway, None),
             Ok(Target::Address(a)) => {
                 let scope = match &a {
@@ -178,6 +178,10 @@ impl Gateway {
                 out.push(core(CoreCommand::Preferences, "Preferences"));
             }
             out.push(core(CoreCommand::Status, "Status"));
+            if (registered || optional) && self.info.capabilities.has(ferry_bridge::Feature::Groups)
+            {
+                out.push(core(CoreCommand::NewGroup, "New group conversation"));
+            }
             out.push(core(CoreCommand::Users, "List users"));
             out.push(core(CoreCommand::DeleteUser, "Delete a user"));
             out.push(core(CoreCommand::Stats, "Statistics"));
@@ -191,9 +195,12 @@ impl Gateway {
             });
         }
         let may_use_bridge = registered || optional;
-        if may_use_bridge {
+        {
             for spec in self.network.commands() {
-                if spec.scope != scope || out.iter().any(|c| c.node == spec.node) {
+                if spec.scope != scope
+                    || out.iter().any(|c| c.node == spec.node)
+                    || !(may_use_bridge || spec.bridge_wide)
+                {
                     continue;
                 }
                 out.push(CommandDef {
@@ -202,6 +209,7 @@ impl Gateway {
                     runner: Runner::Bridge {
                         node: spec.node,
                         target: address.clone(),
+                        bridge_wide: spec.bridge_wide,
                     },
                     admin_only: spec.admin_only,
                 });

@@ -15,13 +15,17 @@ pub mod clean;
 pub mod commands;
 pub mod direct;
 pub mod disco;
+pub mod dispatch;
 pub mod escape;
 pub mod events;
 pub mod forms;
+pub mod groups;
 pub mod iq;
 pub mod jids;
+pub mod limits;
 pub mod message;
 pub mod presence;
+pub mod receipts;
 pub mod register;
 pub mod roster;
 pub mod router;
@@ -83,6 +87,10 @@ pub struct GatewayParts {
     pub metrics: Arc<BridgeMetrics>,
     /// Cancelled when Ferry shuts down.
     pub shutdown: CancellationToken,
+    /// Events the bridge-wide part hands to users ([`crate::lifecycle`]).
+    pub routed: mpsc::Receiver<crate::lifecycle::Routed>,
+    /// The bridge's context (for its bridge-wide commands).
+    pub bridge: ferry_bridge::BridgeContext,
 }
 
 /// Runs the gateway until `shutdown` is cancelled, then sends unavailable

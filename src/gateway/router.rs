@@ -49,6 +49,31 @@ pub struct Resource {
     pub priority: i8,
     /// XEP-0115 caps `node#ver`, when advertised.
     pub caps: Option<String>,
+    /// Order of arrival ([`super::presence::next_presence_seq`]): a
+    /// client's latest presence, to the gateway or to a room, is its state.
+    pub seq: u64,
+}
+
+/// An IQ request to answer later: who asked, of whom, with which id.
+#[derive(Clone, Debug)]
+pub struct Asked {
+    /// The requester.
+    pub from: Jid,
+    /// The JID asked (ours).
+    pub to: Jid,
+    /// The request's id.
+    pub id: String,
+}
+
+impl Asked {
+    /// The request from `from` to `to` with `id`.
+    pub fn new(from: &Jid, to: &Jid, id: &str) -> Asked {
+        Asked {
+            from: from.clone(),
+            to: to.clone(),
+            id: id.to_owned(),
+        }
+    }
 }
 
 /// What the gateway keeps per user.
@@ -72,10 +97,11 @@ pub struct User {
     pub dialog: Option<super::chat::Dialog>,
     /// Roster synchronisation state.
     pub roster: super::roster::RosterState,
-    /// Deliveries confirmed by the network before its id was known.
-    pub early_deliveries: HashSet<String>,
-    /// Receipts waiting for `Event::Delivered`: foreign id -> (xmpp id, from).
-    pub awaiting_delivery: HashMap<String, (String, Jid)>,
+    /// Delivery reports that came before their message's outcome, by
+    /// network id (see [`super::receipts`]).
+    pub early_reports: HashMap<String, super::receipts::Early>,
+    /// Messages awaiting the network's delivery report.
+    pub awaiting: super::receipts::Awaiting,
     /// Actions sent to the session whose results have not come back.
     pub in_flight: u32,
     /// Events that arrived while actions were in flight.
@@ -135,6 +161,10 @@ pub struct Gateway {
     pub shutdown: CancellationToken,
     /// Whether the component stream has been up at least once.
     pub connected_once: bool,
+    /// The bridge's context.
+    pub bridge: ferry_bridge::BridgeContext,
+    /// Group conversations opened and not yet joined by the session.
+    pub groups: HashMap<(UserId, ferry_bridge::RoomId), super::groups::PendingGroup>,
 }
 
 impl Gateway {
@@ -149,6 +179,8 @@ impl Gateway {
             media,
             metrics,
             shutdown,
+            mut routed,
+            bridge,
         } = parts;
         let info = network.info().clone();
         // A registration may be submitted without the form being asked for.
@@ -167,6 +199,7 @@ impl Gateway {
             .into_iter()
             .map(|u| u.user)
             .collect();
+        store.deliveries_expire();
         let disco = super::disco::Disco::new(&info, network.as_ref());
         let uploader = super::upload::Uploader {
             comp: component.clone(),
@@ -202,6 +235,8 @@ impl Gateway {
             started: Instant::now(),
             shutdown: shutdown.clone(),
             connected_once: false,
+            bridge,
+            groups: HashMap::new(),
         };
         tracing::info!(
             bridge = %gw.settings.name,
@@ -215,6 +250,7 @@ impl Gateway {
                 gw.ensure_session(&u);
             }
         }
+        gw.resume_sessions();
         // Often enough to close idle sessions on time.
         let every = gw
             .settings
@@ -231,6 +267,7 @@ impl Gateway {
                 Some(k) = internal_rx.recv() => k(&mut gw),
                 Some(r) = reports_rx.recv() => gw.on_report(r),
                 Some(env) = events_rx.recv() => gw.on_envelope(env),
+                Some(r) = routed.recv() => gw.on_routed(r),
                 inb = inbound.recv() => match inb {
                     Some(inb) => gw.on_inbound(inb),
                     None => {
@@ -293,6 +330,24 @@ impl Gateway {
     /// Whether a user may use the bridge at all.
     pub fn allowed(&self, user: &UserId) -> bool {
         self.settings.access.allows(user.as_str())
+    }
+
+    /// Starts the sessions that have something to restore after a restart
+    /// (they wrote [`ferry_bridge::RESUME_KEY`]).
+    fn resume_sessions(&mut self) {
+        let users = match self.store.users_with_key(ferry_bridge::RESUME_KEY) {
+            Ok(u) => u,
+            Err(e) => {
+                tracing::warn!(error = %e, "cannot list the sessions to restore");
+                return;
+            }
+        };
+        for u in users {
+            if self.allowed(&u) {
+                tracing::info!(user = %u, bridge = %self.settings.name, "restoring the session");
+                self.ensure_session(&u);
+            }
+        }
     }
 
     /// Whether a user is an administrator.
@@ -363,6 +418,25 @@ impl Gateway {
         preferences_with_defaults(&self.preference_fields(), self.store.preferences(user))
     }
 
+    /// What a JID of the gateway's domain names, for a user: the bridge's
+    /// address rules see who asks and their preferences (a national phone
+    /// number is read with the user's region).
+    pub fn target_of(
+        &self,
+        user: &UserId,
+        jid: &Jid,
+    ) -> Result<super::jids::Target, ferry_bridge::AddressError> {
+        if jid.node().is_none() {
+            return Ok(super::jids::Target::Gateway);
+        }
+        let preferences = self.preferences_of(user);
+        let ctx = ferry_bridge::AddressContext {
+            user: Some(user),
+            preferences: &preferences,
+        };
+        self.jids.target(jid, &ctx)
+    }
+
     /// Whether a boolean preference is on.
     pub fn pref_on(&self, user: &UserId, var: &str) -> bool {
         self.preferences_of(user).bool(var).unwrap_or(true)
@@ -410,6 +484,8 @@ impl Gateway {
             generation,
             backoff_min: Duration::from_millis(500),
             backoff_max: Duration::from_secs(120),
+            limits: (self.info.name.clone(), self.info.limits.clone()),
+            http: self.uploader.http.clone(),
         };
         let handle = session::start(setup);
         let u = self.user_mut(user);
@@ -453,6 +529,19 @@ impl Gateway {
         action: Action,
         then: impl FnOnce(&mut Gateway, Result<Outcome, BridgeError>) + Send + 'static,
     ) {
+        // The one place a capability is checked against an action: a
+        // bridge never sees what it did not declare.
+        if let Some(feature) = action.feature()
+            && !self.info.capabilities.has(feature)
+        {
+            let e = BridgeError::unsupported(format!(
+                "{} does not support {}.",
+                self.info.name,
+                feature.describe()
+            ));
+            then(self, Err(e));
+            return;
+        }
         if !self.ensure_session(user) {
             let e = BridgeError::new(
                 ErrorKind::NotAuthorized,
@@ -490,6 +579,32 @@ impl Gateway {
                 Err(BridgeError::unavailable("The session is not running.")),
             );
         }
+    }
+
+    /// Runs an action for an IQ request and answers the request: `answer`
+    /// turns the outcome into the result's payload (or an error); a failed
+    /// action is answered with its error. The one place the pattern
+    /// "act, then answer the iq" is written.
+    pub fn act_answer(
+        &mut self,
+        user: &UserId,
+        action: Action,
+        asked: Asked,
+        answer: impl FnOnce(&mut Gateway, Outcome) -> Result<Option<Element>, BridgeError>
+        + Send
+        + 'static,
+    ) {
+        self.act(user, action, move |gw, r| {
+            match r.and_then(|o| answer(gw, o)) {
+                Ok(payload) => gw.send(xml::iq_result(&asked.to, &asked.from, &asked.id, payload)),
+                Err(e) => gw.send_error(xml::iq_error(
+                    &asked.to,
+                    &asked.from,
+                    &asked.id,
+                    xml::bridge_error(&e),
+                )),
+            }
+        });
     }
 
     /// An action of the user finished: releases the events that waited.
@@ -729,6 +844,34 @@ impl Gateway {
         }
     }
 
+    /// Events the bridge-wide part hands to a user: handled as the user's
+    /// session's own (whose session starts if it can), then stored before
+    /// the bridge hears back.
+    fn on_routed(&mut self, r: crate::lifecycle::Routed) {
+        let crate::lifecycle::Routed { user, events, done } = r;
+        if !self.allowed(&user) {
+            let _ = done.send(Err(ferry_bridge::RouteError::NotAllowed(user)));
+            return;
+        }
+        if self.info.registration == Registration::Required && !self.is_registered(&user) {
+            let _ = done.send(Err(ferry_bridge::RouteError::NotRegistered(user)));
+            return;
+        }
+        self.ensure_session(&user);
+        for event in events {
+            self.on_envelope(Envelope::Event {
+                user: user.clone(),
+                event,
+            });
+        }
+        let (flushed, wait) = tokio::sync::oneshot::channel();
+        self.on_envelope(Envelope::Flush(flushed));
+        tokio::spawn(async move {
+            let result = wait.await.map_err(|_| ferry_bridge::RouteError::Closed);
+            let _ = done.send(result);
+        });
+    }
+
     fn on_inbound(&mut self, inb: Inbound) {
         match inb {
             Inbound::Stanza(Stanza::Iq(iq)) => self.on_iq(iq),
@@ -814,7 +957,7 @@ impl Gateway {
             && u.resources.is_empty()
             && u.in_flight == 0
             && u.held.is_empty()
-            && u.awaiting_delivery.is_empty()
+            && u.awaiting.is_empty()
             && u.dialog.is_none()
             && !self.rooms.in_use_by(user)
             && !self.adhoc.has_user(user)
@@ -859,7 +1002,7 @@ impl Gateway {
                         && u.resources.is_empty()
                         && u.in_flight == 0
                         && u.held.is_empty()
-                        && u.awaiting_delivery.is_empty()
+                        && u.awaiting.is_empty()
                 });
                 if gone && !gw.rooms.in_use_by(&u2) {
                     gw.rooms.forget_left(&u2);

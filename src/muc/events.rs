@@ -119,6 +119,8 @@ impl Gateway {
                 self.send(join::subject_message(&r.jid, &to, r.subject.as_ref()));
             }
         }
+        // A group conversation the user just opened.
+        self.group_joined(user, &room);
     }
 
     /// The session lost the room with its connection to the network: the

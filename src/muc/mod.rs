@@ -52,6 +52,9 @@ pub struct Client {
     pub requested: String,
     /// The history it asked for.
     pub history: HistoryRequest,
+    /// Its presence in the room (show, status, priority): a client in a
+    /// room is available even without presence to the gateway.
+    pub presence: crate::gateway::router::Resource,
 }
 
 /// A user's view of one room.

@@ -2,7 +2,8 @@
 (XEP-0077 form, the ad-hoc command, the chat fallback), with the servers
 found from the address (autoconfig over HTTP) or given by hand, and each
 failure told apart: wrong password, unreachable host, a certificate that
-does not verify; a server without IDLE is accepted and the user told.
+does not verify, a host the operator does not allow; a server without
+IDLE is accepted and the user told.
 Also discovery (gateway/smtp) and the XEP-0100 address prompt."""
 import pytest
 
@@ -57,6 +58,13 @@ def test_failures_are_told_apart(alice, domain, peers):
         alice.register(domain, by_hand(peers, mb, imap_host=peers.env["IMAP_SELFSIGNED_HOST"],
                                        imap_port=peers.env["IMAPS_PORT"], imap_security="tls"))
     assert "does not verify" in e.value.text, e.value.text
+    # A host the operator did not allow (allowed_hosts has 127.0.0.1-3 only):
+    # refused before any connection, and said so.
+    with pytest.raises(StanzaError) as e:
+        alice.register(domain, by_hand(peers, mb, imap_host="127.0.0.9"))
+    assert e.value.condition in ("not-acceptable", "bad-request"), e.value
+    assert "does not connect to 127.0.0.9" in e.value.text, e.value.text
+    assert "loopback" in e.value.text and "allowed_hosts" in e.value.text, e.value.text
 
 
 def test_a_server_without_idle_is_accepted_and_the_user_told(xmpp, domain, peers):

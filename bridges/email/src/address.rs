@@ -5,7 +5,7 @@
 //! `localhost`, at most 254 bytes. Addresses are kept lower-case because a
 //! JID's local part is case-folded by the XMPP server anyway.
 
-use ferry_bridge::{Address, AddressError, AddressRules, ContactId, Prompt};
+use ferry_bridge::{Address, AddressContext, AddressError, AddressRules, ContactId, Prompt};
 
 /// The address rules of the email bridge.
 #[derive(Clone, Copy, Debug, Default)]
@@ -91,7 +91,12 @@ fn percent_decode(s: &str) -> Result<String, AddressError> {
 }
 
 impl AddressRules for EmailAddresses {
-    fn parse(&self, local: &str, _resource: Option<&str>) -> Result<Address, AddressError> {
+    fn parse(
+        &self,
+        local: &str,
+        _resource: Option<&str>,
+        _ctx: &AddressContext<'_>,
+    ) -> Result<Address, AddressError> {
         normalize(local).map(|a| Address::Contact(ContactId::new(a)))
     }
 
@@ -111,7 +116,7 @@ impl AddressRules for EmailAddresses {
         }
     }
 
-    fn from_prompt(&self, input: &str) -> Result<Address, AddressError> {
+    fn from_prompt(&self, input: &str, _ctx: &AddressContext<'_>) -> Result<Address, AddressError> {
         from_typed(input).map(|a| Address::Contact(ContactId::new(a)))
     }
 }
@@ -156,9 +161,15 @@ mod tests {
         assert!(from_typed("mailto:%zz").is_err());
         let rules = EmailAddresses;
         assert_eq!(
-            rules.parse("alice@example.com", Some("res")).unwrap(),
+            rules
+                .parse("alice@example.com", Some("res"), &AddressContext::none())
+                .unwrap(),
             Address::Contact(ContactId::new("alice@example.com"))
         );
-        assert!(rules.from_prompt("not an address").is_err());
+        assert!(
+            rules
+                .from_prompt("not an address", &AddressContext::none())
+                .is_err()
+        );
     }
 }

@@ -11,6 +11,8 @@ use hickory_resolver::config::{NameServerConfigGroup, ResolverConfig};
 use hickory_resolver::name_server::TokioConnectionProvider;
 use hickory_resolver::{Resolver, TokioResolver};
 
+use ferry_bridge::HostPolicy;
+
 use crate::config::Config;
 use crate::settings::{Endpoint, Security};
 
@@ -36,23 +38,38 @@ pub struct Candidates {
     pub username: Option<String>,
     /// Where they came from.
     pub source: Option<Source>,
+    /// Autoconfig URLs the operator's host policy refused (told to the
+    /// user when nothing was found).
+    pub refused: Vec<String>,
 }
 
 /// Everything discovery tries, for one address.
-pub async fn discover(config: &Config, http: &reqwest::Client, email: &str) -> Candidates {
+pub async fn discover(
+    config: &Config,
+    http: &reqwest::Client,
+    hosts: &HostPolicy,
+    email: &str,
+) -> Candidates {
     let Some((local, domain)) = email.rsplit_once('@') else {
         return Candidates::default();
     };
+    let mut refused = Vec::new();
     for template in &config.autoconfig_urls {
         let url = template
             .replace("{domain}", domain)
             .replace("{email}", &url_encode(email));
+        if let Err(r) = crate::hosts::check_url(hosts, &url).await {
+            tracing::debug!(%url, "autoconfig refused: {r}");
+            refused.push(format!("autoconfig: {r}"));
+            continue;
+        }
         match fetch(http, &url).await {
             Ok(xml) => match parse_autoconfig(&xml, email, local, domain) {
                 Ok(c) if !c.imap.is_empty() && !c.smtp.is_empty() => {
                     tracing::debug!(%url, "autoconfig found");
                     return Candidates {
                         source: Some(Source::Autoconfig),
+                        refused,
                         ..c
                     };
                 }
@@ -65,13 +82,19 @@ pub async fn discover(config: &Config, http: &reqwest::Client, email: &str) -> C
     if config.srv_lookup {
         let c = srv(config, domain).await;
         if !c.imap.is_empty() && !c.smtp.is_empty() {
-            return c;
+            return Candidates { refused, ..c };
         }
     }
     if config.guess_hosts {
-        return guess(domain);
+        return Candidates {
+            refused,
+            ..guess(domain)
+        };
     }
-    Candidates::default()
+    Candidates {
+        refused,
+        ..Candidates::default()
+    }
 }
 
 fn url_encode(s: &str) -> String {
@@ -267,6 +290,7 @@ pub fn guess(domain: &str) -> Candidates {
         ],
         username: None,
         source: Some(Source::Guess),
+        refused: Vec::new(),
     }
 }
 

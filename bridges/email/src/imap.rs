@@ -17,6 +17,8 @@ use futures::TryStreamExt as _;
 use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::net::TcpStream;
 
+use ferry_bridge::{HostPolicy, HostRefused};
+
 use crate::settings::{Endpoint, Security};
 use crate::tls::{TlsContext, TlsError};
 
@@ -55,6 +57,9 @@ pub enum ImapError {
     /// The server did not answer in time.
     #[error("the IMAP server did not answer within {0} s")]
     Timeout(u64),
+    /// The operator's host policy refuses the server.
+    #[error("{0}")]
+    HostRefused(HostRefused),
 }
 
 impl From<async_imap::error::Error> for ImapError {
@@ -129,12 +134,23 @@ pub enum Woken {
 /// when asked to).
 pub async fn connect(
     tls: &TlsContext,
+    hosts: &HostPolicy,
     ep: &Endpoint,
     timeouts: Timeouts,
 ) -> Result<async_imap::Client<Stream>, ImapError> {
     let endpoint = ep.to_string();
     timed(timeouts.connect, async {
-        let tcp = TcpStream::connect((ep.host.as_str(), ep.port))
+        let addrs = hosts
+            .check(&ep.host, ep.port)
+            .await
+            .map_err(|refused| match refused {
+                HostRefused::Unresolved { reason, .. } => ImapError::Unreachable {
+                    endpoint: endpoint.clone(),
+                    reason,
+                },
+                refused => ImapError::HostRefused(refused),
+            })?;
+        let tcp = TcpStream::connect(&addrs[..])
             .await
             .map_err(|e| ImapError::Unreachable {
                 endpoint: endpoint.clone(),
@@ -205,12 +221,13 @@ impl Debug for Connection {
 /// Connects and logs in.
 pub async fn login(
     tls: &TlsContext,
+    hosts: &HostPolicy,
     ep: &Endpoint,
     username: &str,
     password: &str,
     timeouts: Timeouts,
 ) -> Result<Connection, ImapError> {
-    let client = connect(tls, ep, timeouts).await?;
+    let client = connect(tls, hosts, ep, timeouts).await?;
     let mut session = timed(timeouts.command, async {
         client
             .login(username, password)

@@ -147,6 +147,7 @@ pub fn deliver(
         replaces: None,
         reply_to: None,
         thread: thread.clone(),
+        subject: crate::groups::shown_subject(conv.subject.as_deref(), mail.subject.as_deref()),
         attachments,
         archive_only: false,
     }));

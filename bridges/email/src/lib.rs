@@ -7,7 +7,8 @@
 //!
 //! Modules, each owning one thing: [`config`] (the `[email]` section),
 //! [`address`] (addresses as contacts), [`settings`] (servers and the
-//! stored account), [`discovery`] (autoconfig, SRV, guessing), [`tls`],
+//! stored account), [`discovery`] (autoconfig, SRV, guessing), [`hosts`]
+//! (the operator's host policy on every server and URL), [`tls`],
 //! [`imap`] and [`smtp`] (the two protocols), [`parse`] (reading MIME),
 //! [`html`] (HTML to text, sanitising), [`groups`] (group threads,
 //! subjects), [`simplify`] (quotes and
@@ -23,6 +24,7 @@ pub mod config;
 pub mod discovery;
 pub mod dsn;
 pub mod groups;
+pub mod hosts;
 pub mod html;
 pub mod imap;
 pub mod incoming;
@@ -42,9 +44,9 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use ferry_bridge::{
-    Account, AddressRules, BridgeSetup, Capabilities, CommandScope, CommandSpec, Field, Form,
-    FormValues, LoginError, Network, NetworkInfo, Registration, Session, SessionContext,
-    SessionPolicy, UserId,
+    Account, AddressRules, BridgeSetup, Capabilities, CommandScope, CommandSpec, Feature, Field,
+    Form, FormValues, HostPolicy, Limits, LoginError, Network, NetworkInfo, Registration, Session,
+    SessionContext, SessionPolicy, UserId,
 };
 
 pub use config::Config;
@@ -58,26 +60,28 @@ pub struct Shared {
     pub config: Config,
     /// TLS roots.
     pub tls: TlsContext,
-    /// HTTP client (autoconfig, attachments).
+    /// HTTP client (autoconfig, attachments), bound to `hosts`.
     pub http: reqwest::Client,
+    /// The hosts users may make the bridge connect to.
+    pub hosts: HostPolicy,
 }
 
 impl Shared {
-    /// Shared state from a configuration.
-    pub fn new(config: Config) -> Result<Self, String> {
+    /// Shared state from a configuration and the operator's host policy.
+    pub fn new(config: Config, hosts: HostPolicy) -> Result<Self, String> {
         config.validate()?;
-        let http = reqwest::Client::builder()
+        let builder = reqwest::Client::builder()
             .user_agent(format!(
                 "Ferry/{} (XMPP gateway)",
                 env!("CARGO_PKG_VERSION")
             ))
-            .connect_timeout(Duration::from_secs(config.connect_timeout))
-            .redirect(reqwest::redirect::Policy::limited(5))
-            .build()
+            .connect_timeout(Duration::from_secs(config.connect_timeout));
+        let http = hosts::http_client(&hosts, builder)
             .map_err(|e| format!("cannot build the HTTP client: {e}"))?;
         Ok(Self {
             tls: TlsContext::new(config.ca_file.as_deref()),
             http,
+            hosts,
             config,
         })
     }
@@ -92,8 +96,10 @@ pub struct EmailNetwork {
 
 /// Builds the bridge from its configuration section.
 pub fn build(config: Config, setup: BridgeSetup) -> Result<Arc<dyn Network>, String> {
-    let _ = setup;
-    Ok(Arc::new(EmailNetwork::new(Shared::new(config)?)))
+    Ok(Arc::new(EmailNetwork::new(Shared::new(
+        config,
+        setup.hosts,
+    )?)))
 }
 
 impl EmailNetwork {
@@ -105,13 +111,14 @@ impl EmailNetwork {
                 gateway_type: "smtp".into(),
                 registration: Registration::Required,
                 sessions: SessionPolicy::AlwaysOn,
-                capabilities: Capabilities {
-                    replies: true,
-                    threads: true,
-                    displayed_markers: true,
-                    attachments: true,
-                    ..Capabilities::default()
-                },
+                capabilities: Capabilities::of(&[
+                    Feature::Replies,
+                    Feature::Threads,
+                    Feature::Subjects,
+                    Feature::DisplayedMarkers,
+                    Feature::Attachments,
+                ]),
+                limits: Limits::default(),
             },
             shared: Arc::new(shared),
             addresses: EmailAddresses,

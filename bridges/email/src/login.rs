@@ -217,10 +217,22 @@ fn certificate_error(what: &str, endpoint: &str, reason: &str) -> LoginError {
     ))
 }
 
+/// Every server found (or given) is one the operator does not let the
+/// gateway connect to.
+fn host_refused(field: &str, what: &str, via: &str, reasons: &[String]) -> LoginError {
+    invalid(
+        field,
+        format!(
+            "Ferry may not connect to the {what} server{via}: {}",
+            reasons.join("; ")
+        ),
+    )
+}
+
 /// Finds the servers, logs in to both, and returns the account to store.
 pub async fn register(shared: &Shared, req: Request) -> Result<StoredAccount, LoginError> {
     let discovered = if req.imap.is_none() || req.smtp.is_none() {
-        discovery::discover(&shared.config, &shared.http, &req.email).await
+        discovery::discover(&shared.config, &shared.http, &shared.hosts, &req.email).await
     } else {
         Candidates::default()
     };
@@ -234,11 +246,16 @@ pub async fn register(shared: &Shared, req: Request) -> Result<StoredAccount, Lo
     };
     let domain = req.email.rsplit_once('@').map_or("", |(_, d)| d);
     if imap_candidates.is_empty() || smtp_candidates.is_empty() {
+        let refused = if discovered.refused.is_empty() {
+            String::new()
+        } else {
+            format!(" ({})", discovered.refused.join("; "))
+        };
         return Err(invalid(
             IMAP_HOST,
             format!(
-                "No mail servers were found for {domain}: fill in the IMAP and SMTP servers \
-                 in the advanced fields"
+                "No mail servers were found for {domain}{refused}: fill in the IMAP and SMTP \
+                 servers in the advanced fields"
             ),
         ));
     }
@@ -262,10 +279,11 @@ pub async fn register(shared: &Shared, req: Request) -> Result<StoredAccount, Lo
     // IMAP: the first candidate that answers decides.
     let t = timeouts(shared);
     let mut unreachable = Vec::new();
+    let mut refused = Vec::new();
     let mut found = None;
     'servers: for ep in &imap_candidates {
         for (i, user) in usernames.iter().enumerate() {
-            match imap::login(&shared.tls, ep, user, &req.password, t).await {
+            match imap::login(&shared.tls, &shared.hosts, ep, user, &req.password, t).await {
                 Ok(conn) => {
                     found = Some((ep.clone(), user.clone(), conn));
                     break 'servers;
@@ -283,6 +301,10 @@ pub async fn register(shared: &Shared, req: Request) -> Result<StoredAccount, Lo
                     endpoint,
                     error: TlsError::Certificate(reason),
                 }) => return Err(certificate_error("IMAP", &endpoint, &reason)),
+                Err(ImapError::HostRefused(r)) => {
+                    refused.push(r.to_string());
+                    continue 'servers;
+                }
                 Err(e) => {
                     unreachable.push(e.to_string());
                     continue 'servers;
@@ -297,6 +319,9 @@ pub async fn register(shared: &Shared, req: Request) -> Result<StoredAccount, Lo
             Some(Source::Guess) => " (guessed from the domain)",
             None => "",
         };
+        if unreachable.is_empty() && !refused.is_empty() {
+            return Err(host_refused(IMAP_HOST, "IMAP", via, &refused));
+        }
         return Err(LoginError::Unreachable(format!(
             "no IMAP server answered{via}: {}",
             unreachable.join("; ")
@@ -308,9 +333,21 @@ pub async fn register(shared: &Shared, req: Request) -> Result<StoredAccount, Lo
     // SMTP with the same login name.
     let timeout = Duration::from_secs(shared.config.command_timeout);
     let mut errors = Vec::new();
+    let mut refused = Vec::new();
     let mut smtp_ep = None;
     for ep in &smtp_candidates {
-        let transport = smtp::transport(&shared.tls, ep, &username, &req.password, timeout)
+        let addr = match smtp::resolve(&shared.hosts, ep).await {
+            Ok(addr) => addr,
+            Err(SmtpError::HostRefused(r)) => {
+                refused.push(r.to_string());
+                continue;
+            }
+            Err(e) => {
+                errors.push(e.to_string());
+                continue;
+            }
+        };
+        let transport = smtp::transport(&shared.tls, ep, addr, &username, &req.password, timeout)
             .map_err(|e| LoginError::Other(BridgeError::internal(e.to_string())))?;
         match smtp::check(&transport, ep).await {
             Ok(()) => {
@@ -329,6 +366,9 @@ pub async fn register(shared: &Shared, req: Request) -> Result<StoredAccount, Lo
         }
     }
     let Some(smtp_ep) = smtp_ep else {
+        if errors.is_empty() && !refused.is_empty() {
+            return Err(host_refused(SMTP_HOST, "SMTP", "", &refused));
+        }
         return Err(LoginError::Unreachable(format!(
             "no SMTP server answered: {}",
             errors.join("; ")

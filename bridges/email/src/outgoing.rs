@@ -66,6 +66,11 @@ async fn download(
             "cannot attach {url}: only http(s) links can be attached to a mail"
         )));
     }
+    crate::hosts::check_url(&shared.hosts, url)
+        .await
+        .map_err(|r| {
+            BridgeError::new(ErrorKind::NotAllowed, format!("cannot attach {url}: {r}"))
+        })?;
     let mut resp = shared
         .http
         .get(url)
@@ -170,6 +175,14 @@ impl Outbox<'_> {
             ),
             (None, None) => (None, Vec::new(), first_line_subject(&msg.body)),
         };
+        // A subject the user wrote (XMPP <subject/>) names the mail, and
+        // the conversation from then on.
+        let own_subject = msg
+            .subject
+            .as_deref()
+            .map(compose::header_text)
+            .filter(|s| !s.trim().is_empty());
+        let subject = own_subject.clone().unwrap_or(subject);
 
         let mut files = Vec::new();
         let mut urls = Vec::new();
@@ -245,7 +258,7 @@ impl Outbox<'_> {
             .map_err(store_err)?;
         conv.references = chain(&references, &message_id);
         conv.last = Some(message_id.clone());
-        if conv.subject.is_none() {
+        if conv.subject.is_none() || own_subject.is_some() {
             conv.subject = Some(draft.subject.clone());
         }
         conv.thread = Some(thread);
@@ -255,7 +268,7 @@ impl Outbox<'_> {
         if self.prefs.sent_copy {
             self.queue.push(Request::AppendSent(raw));
         }
-        Ok(Outcome::Sent(Some(MessageId::new(message_id))))
+        Ok(Outcome::sent(MessageId::new(message_id)))
     }
 }
 

@@ -7,8 +7,8 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use ferry_bridge::{
-    Action, Address, BridgeError, CloseReason, CommandCall, CommandReply, ContactInfo, Event,
-    EventSink, LoginError, Outcome, Session, SessionContext,
+    Action, Address, BridgeError, CloseReason, CommandCall, CommandReply, ContactInfo, ErrorKind,
+    Event, EventSink, LoginError, Outcome, Session, SessionContext,
 };
 use tokio::sync::{oneshot, watch};
 use tokio::task::JoinHandle;
@@ -86,11 +86,21 @@ fn prefs_of(p: &Mutex<Prefs>) -> Prefs {
 
 impl EmailSession {
     /// Builds the SMTP transport if this is the first mail.
-    fn ensure_transport(&mut self) -> Result<(), BridgeError> {
+    async fn ensure_transport(&mut self) -> Result<(), BridgeError> {
         if self.transport.is_none() {
+            let ep = &self.account.servers.smtp;
+            let addr = smtp::resolve(&self.shared.hosts, ep)
+                .await
+                .map_err(|e| match e {
+                    smtp::SmtpError::HostRefused(r) => {
+                        BridgeError::new(ErrorKind::NotAllowed, r.to_string())
+                    }
+                    other => BridgeError::unavailable(other.to_string()),
+                })?;
             let t = smtp::transport(
                 &self.shared.tls,
-                &self.account.servers.smtp,
+                ep,
+                addr,
                 &self.account.servers.username,
                 &self.account.password,
                 Duration::from_secs(self.shared.config.command_timeout),
@@ -166,7 +176,7 @@ impl Session for EmailSession {
     async fn act(&mut self, action: Action) -> Result<Outcome, BridgeError> {
         match action {
             Action::SendMessage(msg) => {
-                self.ensure_transport()?;
+                self.ensure_transport().await?;
                 // Someone the user writes to for the first time joins the
                 // roster, like a correspondent whose mail arrived.
                 let new_contact = match &msg.to {
@@ -237,6 +247,7 @@ impl Session for EmailSession {
             | Action::SetRole { .. }
             | Action::SetAffiliation { .. }
             | Action::Invite { .. }
+            | Action::OpenGroup { .. }
             | Action::ListRooms { .. } => Err(BridgeError::unsupported(
                 "Email has no rooms to join: write to an address instead.",
             )),

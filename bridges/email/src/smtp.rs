@@ -3,7 +3,10 @@
 //! the login check of registration, and sending an already formatted
 //! mail. Errors keep the server's own text, which the user sees.
 
+use std::net::IpAddr;
 use std::time::Duration;
+
+use ferry_bridge::{HostPolicy, HostRefused};
 
 use lettre::address::Envelope;
 use lettre::transport::smtp::authentication::Credentials;
@@ -46,6 +49,9 @@ pub enum SmtpError {
         /// The server's reply.
         text: String,
     },
+    /// The operator's host policy refuses the server.
+    #[error("{0}")]
+    HostRefused(HostRefused),
     /// Anything else (TLS handshake, protocol).
     #[error("SMTP server {endpoint}: {reason}")]
     Other {
@@ -56,10 +62,32 @@ pub enum SmtpError {
     },
 }
 
-/// Builds the transport for an account.
+/// The address to connect to for a submission server, as the host policy
+/// allows it (the transport then connects to that address and verifies
+/// the certificate against the name).
+pub async fn resolve(hosts: &HostPolicy, ep: &Endpoint) -> Result<IpAddr, SmtpError> {
+    match hosts.check(&ep.host, ep.port).await {
+        Ok(addrs) => addrs
+            .first()
+            .map(|a| a.ip())
+            .ok_or_else(|| SmtpError::Unreachable {
+                endpoint: ep.to_string(),
+                reason: "no address".into(),
+            }),
+        Err(HostRefused::Unresolved { reason, .. }) => Err(SmtpError::Unreachable {
+            endpoint: ep.to_string(),
+            reason,
+        }),
+        Err(refused) => Err(SmtpError::HostRefused(refused)),
+    }
+}
+
+/// Builds the transport for an account, connecting to `addr` (from
+/// [`resolve`]).
 pub fn transport(
     tls: &TlsContext,
     ep: &Endpoint,
+    addr: IpAddr,
     username: &str,
     password: &str,
     timeout: Duration,
@@ -82,7 +110,7 @@ pub fn transport(
         Security::Starttls => Tls::Required(params()?),
         Security::Plain => Tls::None,
     };
-    Ok(Transport::builder_dangerous(ep.host.clone())
+    Ok(Transport::builder_dangerous(addr.to_string())
         .port(ep.port)
         .tls(tls_mode)
         .timeout(Some(timeout))

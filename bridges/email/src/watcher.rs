@@ -123,6 +123,7 @@ impl Watcher {
             let a = self.account.clone();
             let login = imap::login(
                 &self.shared.tls,
+                &self.shared.hosts,
                 &a.servers.imap,
                 &a.servers.username,
                 &a.password,

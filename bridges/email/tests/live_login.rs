@@ -2,12 +2,13 @@
 //! over HTTP and by SRV records, given by hand (IMAPS, STARTTLS, plain),
 //! and each failure with its own clear error — wrong password, unreachable
 //! host, a certificate that does not verify — plus a server without IDLE,
-//! which is accepted.
+//! which is accepted — and the operator's host policy on every server a
+//! user names or discovery finds.
 
 mod common;
 
-use common::{Mailbox, config, env, network, port};
-use ferry_bridge::{ErrorKind, FormValues, LoginError, Network as _, UserId};
+use common::{Mailbox, config, env, network, network_with, port};
+use ferry_bridge::{ErrorKind, FormValues, HostPolicy, LoginError, Network as _, UserId};
 use ferry_email::settings::{Security, StoredAccount};
 
 fn user() -> UserId {
@@ -167,4 +168,70 @@ async fn no_servers_found_says_what_to_fill_in() {
         }
         other => panic!("{other:?}"),
     }
+}
+
+#[tokio::test]
+async fn hosts_the_operator_does_not_allow_are_refused_however_they_are_found() {
+    let mb = Mailbox::create("policy");
+    // The default policy: no loopback address.
+    let strict = || network_with(config(), HostPolicy::default());
+    let refused = |r: Result<ferry_bridge::Account, LoginError>, field: &str, what: &str| match r {
+        Err(LoginError::InvalidField { field: f, message }) => {
+            assert_eq!(f, field, "{message}");
+            assert!(
+                message.contains("does not connect to") && message.contains(what),
+                "{message}"
+            );
+        }
+        other => panic!("{what}: {other:?}"),
+    };
+    // Typed in the form.
+    refused(
+        strict().login(&user(), &by_hand(&mb)).await,
+        "imap_host",
+        "127.0.0.1 is a loopback address",
+    );
+    // The autoconfig URL (on 127.0.0.1).
+    let email = format!("{}@{}", mb.user, env("AUTOCONFIG_DOMAIN"));
+    let alone = FormValues::new()
+        .with("email", email.as_str())
+        .with("password", mb.password.as_str());
+    let no_srv = ferry_email::Config {
+        srv_lookup: false,
+        ..config()
+    };
+    refused(
+        network_with(no_srv, HostPolicy::default())
+            .login(&user(), &alone)
+            .await,
+        "imap_host",
+        "autoconfig",
+    );
+    // Servers named in SRV records (localhost).
+    let email = format!("{}@{}", mb.user, env("MAIL_SRV_DOMAIN"));
+    let srv_only = ferry_email::Config {
+        autoconfig_urls: Vec::new(),
+        ..config()
+    };
+    let v = FormValues::new()
+        .with("email", email.as_str())
+        .with("password", mb.password.as_str());
+    refused(
+        network_with(srv_only, HostPolicy::default())
+            .login(&user(), &v)
+            .await,
+        "imap_host",
+        "found in DNS SRV records",
+    );
+    // IMAP allowed, the SMTP server not.
+    let imap_only = HostPolicy::new(["127.0.0.2"], Vec::<String>::new()).expect("patterns");
+    let v = by_hand(&mb)
+        .with("imap_host", env("IMAP_NOIDLE_HOST"))
+        .with("imap_port", env("IMAP_PORT"))
+        .with("imap_security", "plain");
+    refused(
+        network_with(config(), imap_only).login(&user(), &v).await,
+        "smtp_host",
+        "localhost resolves to",
+    );
 }

@@ -9,8 +9,8 @@ use std::time::Duration;
 
 use common::{Mailbox, Running, config, inject, mail, mail_with_id, network};
 use ferry_bridge::{
-    Action, Address, AttachmentSource, ContactId, Event, FormValues, MessageId, Outcome,
-    OutgoingMessage, ReplyTo, Sender,
+    Action, Address, AttachmentSource, ContactId, Event, FormValues, MessageId, OutgoingMessage,
+    ReplyTo, Sender,
 };
 use ferry_email::parse::parse;
 
@@ -66,7 +66,7 @@ async fn mail_in_and_threaded_reply_out_with_a_sent_copy() {
         )))
         .await
         .expect("sent");
-    let Outcome::Sent(Some(id)) = out else {
+    let Some(id) = out.clone().sent_id() else {
         panic!("{out:?}")
     };
     let got = bob.wait_mails("INBOX", 1).await;
@@ -522,7 +522,7 @@ async fn read_receipts_are_asked_for_and_become_read_markers() {
         )))
         .await
         .expect("sent");
-    let Outcome::Sent(Some(id)) = out else {
+    let Some(id) = out.clone().sent_id() else {
         panic!("{out:?}")
     };
     let got = bob.wait_mails("INBOX", 1).await;

@@ -380,6 +380,10 @@ impl Session for MatrixSession {
             Action::Ping(_) => Err(BridgeError::unsupported("Matrix users cannot be pinged")),
             Action::Command(call) => commands::run(&ctx, call).await.map(Outcome::Command),
             Action::PreferencesChanged(_) => Ok(Outcome::Done),
+            // Not declared (Feature::Groups): the core never sends it.
+            Action::OpenGroup { .. } => Err(BridgeError::unsupported(
+                "Matrix group conversations are rooms: join or create one",
+            )),
         }
     }
 

@@ -15,7 +15,7 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use ferry_bridge::{
-    Envelope, Event, EventSink, FormValues, KeyValue, MemoryKeyValue, Network, Session,
+    Envelope, Event, EventSink, FormValues, HostPolicy, KeyValue, MemoryKeyValue, Network, Session,
     SessionContext, Spawner, UserId,
 };
 use ferry_email::imap::{self, Timeouts};
@@ -158,9 +158,16 @@ impl Mailbox {
     pub async fn imap(&self) -> imap::Connection {
         let tls = TlsContext::new(None);
         let ep = self.account().servers.imap;
-        imap::login(&tls, &ep, &self.user, &self.password, timeouts())
-            .await
-            .expect("IMAP login of the test mailbox")
+        imap::login(
+            &tls,
+            &open_hosts(),
+            &ep,
+            &self.user,
+            &self.password,
+            timeouts(),
+        )
+        .await
+        .expect("IMAP login of the test mailbox")
     }
 
     /// Every mail of a folder, whole, in UID order.
@@ -307,7 +314,18 @@ pub fn config() -> Config {
 
 /// The bridge.
 pub fn network(config: Config) -> EmailNetwork {
-    EmailNetwork::new(Shared::new(config).expect("valid config"))
+    network_with(config, open_hosts())
+}
+
+/// The bridge under a given host policy.
+pub fn network_with(config: Config, hosts: HostPolicy) -> EmailNetwork {
+    EmailNetwork::new(Shared::new(config, hosts).expect("valid config"))
+}
+
+/// A host policy that allows the loopback addresses of the test servers.
+pub fn open_hosts() -> HostPolicy {
+    HostPolicy::new(["127.0.0.1", "127.0.0.2", "::1"], Vec::<String>::new())
+        .expect("valid patterns")
 }
 
 /// A running session with its events collected.

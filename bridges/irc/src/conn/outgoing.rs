@@ -243,7 +243,7 @@ impl Conn {
                     deadline: now + DEFERRED_ECHO_TIMEOUT,
                 });
             }
-            let _ = reply.send(Ok(Outcome::Sent(None)));
+            let _ = reply.send(Ok(Outcome::sent_none()));
         }
     }
 

@@ -330,6 +330,23 @@ impl Conn {
         }
         self.end_cap();
         self.phase = Phase::Ready;
+        let endpoint = match &self.endpoint {
+            Some((h, p, tls)) => format!(
+                "{h}:{p}{} as {}",
+                if *tls { " (TLS)" } else { "" },
+                self.nick
+            ),
+            None => format!("as {}", self.nick),
+        };
+        self.log_info(
+            if self.registered_once {
+                "back"
+            } else {
+                "opened"
+            },
+            &endpoint,
+        );
+        self.renote_nick();
         self.registered_once = true;
         if !self.has_cap("echo-message") {
             // No echo will come for the lines written before the connection.
