@@ -91,6 +91,37 @@ def test_formats_and_charsets(me, domain, peers):
     assert urllib.request.urlopen(url, timeout=10).read() == png
 
 
+XHTML = "xhtml:html/xhtml_body:body"
+
+
+def test_subjects_and_formatting_both_ways(me, domain, peers):
+    alice, mb = me
+    fay = Mailbox.create(peers, "fay")
+    frm = chat_from(fay.address, domain)
+    fay.send(mb.address, "Plans", body="Hi there", html="<p>Hi <b>there</b></p>")
+    m = alice.wait_for(frm, timeout=30)
+    assert text(m, "subject") == "Plans"
+    assert text(m, "body").replace("*", "") == "Hi there"
+    xhtml = find(m, XHTML)
+    assert xhtml is not None, "the HTML part as XHTML-IM"
+    assert any(e.tag.endswith("strong") or "bold" in (e.get("style") or "") for e in xhtml.iter()), \
+        [e.tag for e in xhtml.iter()]
+    # a mere "Re:" of the same subject does not repeat it
+    fay.send(mb.address, "Re: Plans", body="and more")
+    assert find(alice.wait_for(frm & message(body="and more"), timeout=30), "subject") is None
+    # the user's subject names the mail; XHTML-IM becomes the HTML part
+    alice.send_message(jid(fay.address, domain), "a bold plan",
+                       extra="<subject>New plans</subject>"
+                             "<html xmlns='http://jabber.org/protocol/xhtml-im'>"
+                             "<body xmlns='http://www.w3.org/1999/xhtml'>a <strong>bold</strong> plan"
+                             "</body></html>")
+    got = fay.wait_folder(1)[0]
+    assert got["Subject"] == "New plans"
+    assert got.get_body(("plain",)).get_content().strip() == "a bold plan"
+    html = got.get_body(("html",)).get_content()
+    assert "bold" in html and ("<strong" in html or "font-weight" in html), html
+
+
 def test_corrections_and_retractions_are_refused_with_a_reason(me, domain, peers):
     alice, mb = me
     eve = Mailbox.create(peers, "eve")
@@ -108,8 +139,9 @@ def test_a_bounce_comes_back_as_an_error(me, domain, peers):
     alice, mb = me
     m = alice.mark()
     alice.send_message(jid("nobody@nowhere.invalid", domain), "anyone there?")
-    n = alice.wait_for(message(frm=domain, body_contains="could not be delivered"), since=m, timeout=30)
+    n = alice.wait_for(message(frm=domain, body_contains="not delivered"), since=m, timeout=30)
     assert "nobody@nowhere.invalid" in text(n, "body")
+    assert "the mail server reported" in text(n, "body"), text(n, "body")
     alice.expect_no(message(frm=jid("mailer-daemon@localhost", domain)), within=0.5, since=m)
 
 

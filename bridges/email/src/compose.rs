@@ -44,6 +44,9 @@ pub struct Draft {
     pub references: Vec<String>,
     /// The text.
     pub body: String,
+    /// The same text formatted (an HTML fragment), sent beside it as
+    /// multipart/alternative.
+    pub html: Option<String>,
     /// Files.
     pub files: Vec<OutFile>,
     /// Ask the recipient's mail program for a read receipt (RFC 8098
@@ -171,11 +174,25 @@ pub fn build(d: &Draft) -> Result<Message, ComposeError> {
         ));
     }
     let body = d.body.replace("\r\n", "\n").replace(['\r', '\0'], "");
-    let text = SinglePart::plain(body);
+    let text = SinglePart::plain(body.clone());
+    let alternative = d.html.as_ref().map(|h| {
+        MultiPart::alternative_plain_html(
+            body,
+            format!(
+                "<!DOCTYPE html>\n<html><head><meta charset=\"utf-8\"></head><body>{h}</body></html>\n"
+            ),
+        )
+    });
     let result = if d.files.is_empty() {
-        b.singlepart(text)
+        match alternative {
+            Some(alt) => b.multipart(alt),
+            None => b.singlepart(text),
+        }
     } else {
-        let mut mixed = MultiPart::mixed().singlepart(text);
+        let mut mixed = match alternative {
+            Some(alt) => MultiPart::mixed().multipart(alt),
+            None => MultiPart::mixed().singlepart(text),
+        };
         for f in &d.files {
             let ct = ContentType::parse(&header_text(&f.mime)).unwrap_or(
                 ContentType::parse("application/octet-stream")

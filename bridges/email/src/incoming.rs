@@ -8,8 +8,8 @@
 use std::time::{Duration, SystemTime};
 
 use ferry_bridge::{
-    Address, Attachment, AttachmentSource, ContactId, ContactInfo, Event, IncomingMessage,
-    MessageId, Sender,
+    Address, Attachment, AttachmentSource, ContactId, ContactInfo, Dialect, Event, IncomingMessage,
+    MessageId, Rich, Sender,
 };
 
 use crate::parse::Mail;
@@ -100,6 +100,7 @@ pub fn deliver(
         }));
     }
 
+    let mut cut = false;
     let mut body = if at.header_only {
         format!(
             "[A mail of {:.1} MB, too large to be shown here; it is in your inbox. Subject: {}]",
@@ -107,10 +108,20 @@ pub fn deliver(
             mail.subject.as_deref().unwrap_or("none")
         )
     } else if prefs.strip_quotes {
-        simplify(&mail.text).text
+        let s = simplify(&mail.text);
+        cut = s.cut;
+        s.text
     } else {
         mail.text.trim().to_owned()
     };
+    // The HTML part as formatted text (XHTML-IM for the client), when the
+    // chat message shows the whole mail and the HTML has formatting.
+    let rich = mail
+        .html
+        .as_deref()
+        .filter(|_| !cut && !at.header_only)
+        .map(|h| Rich::from_html(h, Dialect::Email))
+        .filter(Rich::is_styled);
     if body.trim().is_empty() && mail.files.is_empty() {
         body = mail
             .subject
@@ -141,7 +152,7 @@ pub fn deliver(
         },
         id: mail.message_id.clone().map(MessageId::new),
         body,
-        rich: None,
+        rich,
         kind: ferry_bridge::MessageKind::Normal,
         timestamp,
         replaces: None,

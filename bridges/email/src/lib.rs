@@ -117,6 +117,7 @@ impl EmailNetwork {
                     Feature::Subjects,
                     Feature::DisplayedMarkers,
                     Feature::Attachments,
+                    Feature::Formatting,
                 ]),
                 limits: Limits::default(),
             },

@@ -9,7 +9,7 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use ferry_bridge::{Address, BridgeError, ErrorKind, MessageId, Outcome, OutgoingMessage};
+use ferry_bridge::{Address, BridgeError, Dialect, ErrorKind, MessageId, Outcome, OutgoingMessage};
 
 use crate::Shared;
 use crate::compose::{self, Draft, OutFile};
@@ -220,6 +220,11 @@ impl Outbox<'_> {
             in_reply_to: in_reply_to.clone(),
             references: references.clone(),
             body,
+            html: msg
+                .rich
+                .as_ref()
+                .filter(|r| r.is_styled())
+                .map(|r| r.to_html(Dialect::Email)),
             files,
             read_receipt: self.prefs.read_receipts,
         };

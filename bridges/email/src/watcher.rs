@@ -17,7 +17,9 @@ use std::collections::VecDeque;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, SystemTime};
 
-use ferry_bridge::{ConnectionState, ContactId, Event, EventSink};
+use ferry_bridge::{
+    Address, BridgeError, ConnectionState, ContactId, ErrorKind, Event, EventSink, MessageId,
+};
 use tokio::sync::{Notify, oneshot, watch};
 
 use crate::Shared;
@@ -458,14 +460,17 @@ impl Watcher {
     }
 
     async fn bounce(&self, mail: &parse::Mail, b: &crate::dsn::Bounce) {
-        let original = b
-            .original_id
-            .as_deref()
-            .and_then(|id| self.state.mail(id).ok().flatten());
+        let original = b.original_id.as_deref().and_then(|id| {
+            self.state
+                .mail(id)
+                .ok()
+                .flatten()
+                .map(|r| (id.to_owned(), r))
+        });
         let to = if b.recipients.is_empty() {
             original
                 .as_ref()
-                .map(|r| r.peer.clone())
+                .map(|(_, r)| r.peer.clone())
                 .unwrap_or_default()
         } else {
             b.recipients.join(", ")
@@ -476,13 +481,34 @@ impl Watcher {
             "is delayed"
         };
         let subject = original
-            .and_then(|r| r.subject)
+            .as_ref()
+            .and_then(|(_, r)| r.subject.clone())
             .or_else(|| mail.subject.clone())
             .unwrap_or_default();
-        self.emit(Event::Notice(format!(
-            "Your mail to {to} ({subject}) {what}: {}",
-            b.reason
-        )))
-        .await;
+        let text = format!("Your mail to {to} ({subject}) {what}: {}", b.reason);
+        match original {
+            // One of the user's mails sent through the gateway: an error on
+            // that message.
+            Some((id, r)) if r.uid.is_none() => {
+                let kind = if b.permanent {
+                    ErrorKind::NotFound
+                } else {
+                    ErrorKind::Unavailable
+                };
+                let reason = if b.permanent {
+                    format!("the mail server reported: {}", b.reason)
+                } else {
+                    format!("delayed; the mail server reported: {}", b.reason)
+                };
+                self.emit(Event::DeliveryFailed {
+                    chat: Address::Contact(ContactId::new(r.peer)),
+                    id: MessageId::new(id),
+                    error: BridgeError::new(kind, reason),
+                    permanent: b.permanent,
+                })
+                .await;
+            }
+            _ => self.emit(Event::Notice(text)).await,
+        }
     }
 }
