@@ -513,11 +513,13 @@ pub(crate) fn check_addressing(el: &mut Element, domain: &str) -> Result<(), Str
         }
     }
     let from = el.attr("from").unwrap_or("");
+    // The domain of the bare JID: a resource may hold '@' (a room
+    // occupant named by an email address).
     let from_domain = from
-        .rsplit('@')
+        .split('/')
         .next()
         .unwrap_or("")
-        .split('/')
+        .rsplit('@')
         .next()
         .unwrap_or("");
     if !from_domain.eq_ignore_ascii_case(domain) {

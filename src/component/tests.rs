@@ -1033,3 +1033,17 @@ async fn bench_component_round_trips_through_prosody() {
     }
     rig.handle.close(Duration::from_secs(3)).await;
 }
+
+#[test]
+fn a_resource_with_an_at_sign_is_in_the_domain() {
+    let mut el: Element = "<presence xmlns='jabber:component:accept' \
+        from='group-1@email.example.org/bob@example.net' to='alice@example.org/x'/>"
+        .parse()
+        .expect("stanza");
+    assert_eq!(check_addressing(&mut el, "email.example.org"), Ok(()));
+    let mut el: Element = "<presence xmlns='jabber:component:accept' \
+        from='bob@example.net/x@email.example.org' to='alice@example.org/x'/>"
+        .parse()
+        .expect("stanza");
+    assert!(check_addressing(&mut el, "email.example.org").is_err());
+}

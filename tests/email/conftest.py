@@ -8,7 +8,7 @@ import pytest
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from email_helpers import email_config  # noqa: E402
+from email_helpers import email_config, register  # noqa: E402
 
 
 @pytest.fixture(scope="module")
@@ -20,3 +20,11 @@ def gw(ferry_module_factory, peers):  # noqa: F811 (test_email_restart has its o
 @pytest.fixture(scope="module")
 def domain(gw):
     return gw.config.domain("email")
+
+
+@pytest.fixture(scope="module")
+def me_groups(xmpp_module, domain, peers, gw):
+    """alice with her own mailbox, registered once for the module."""
+    alice = xmpp_module("alice")
+    mb = register(alice, domain, peers)
+    return alice, mb

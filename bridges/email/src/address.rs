@@ -5,7 +5,9 @@
 //! `localhost`, at most 254 bytes. Addresses are kept lower-case because a
 //! JID's local part is case-folded by the XMPP server anyway.
 
-use ferry_bridge::{Address, AddressContext, AddressError, AddressRules, ContactId, Prompt};
+use ferry_bridge::{
+    Address, AddressContext, AddressError, AddressRules, ContactId, Prompt, RoomId,
+};
 
 /// The address rules of the email bridge.
 #[derive(Clone, Copy, Debug, Default)]
@@ -94,9 +96,19 @@ impl AddressRules for EmailAddresses {
     fn parse(
         &self,
         local: &str,
-        _resource: Option<&str>,
+        resource: Option<&str>,
         _ctx: &AddressContext<'_>,
     ) -> Result<Address, AddressError> {
+        if crate::groups::is_group_id(local) {
+            let room = RoomId::new(local.to_ascii_lowercase());
+            return Ok(match resource {
+                Some(nick) => Address::Occupant {
+                    room,
+                    nick: nick.to_owned(),
+                },
+                None => Address::Room(room),
+            });
+        }
         normalize(local).map(|a| Address::Contact(ContactId::new(a)))
     }
 

@@ -9,9 +9,12 @@
 //! root: never an email address (it has no `@`), stable across restarts,
 //! the same for every member's copy of the thread.
 
+use ferry_bridge::{Address, ContactId, Event, Occupant, RoomId, RoomInfo, Sender, Subject};
 use serde::{Deserialize, Serialize};
 
+use crate::incoming::Delivery;
 use crate::parse::Mail;
+use crate::state::chain;
 
 /// The prefix of group ids.
 pub const PREFIX: &str = "group-";
@@ -57,6 +60,96 @@ pub fn members_of(mail: &Mail, own: &str) -> Option<Vec<String>> {
     members.sort();
     members.dedup();
     (members.len() > 1).then_some(members)
+}
+
+/// What the core hears of a group: the room, its members as occupants
+/// (nicknames are their addresses), the user among them, the subject.
+pub fn joined(id: &str, g: &Group, own: &str) -> Event {
+    let mut info = RoomInfo::new(RoomId::new(id));
+    info.name = g.subject.clone();
+    info.members = Some(g.members.iter().map(ContactId::new).collect());
+    let mut occupants: Vec<Occupant> = g
+        .members
+        .iter()
+        .map(|m| {
+            let mut o = Occupant::new(m.clone());
+            o.contact = Some(ContactId::new(m.clone()));
+            o
+        })
+        .collect();
+    let mut me = Occupant::new(own);
+    me.is_self = true;
+    occupants.push(me);
+    Event::RoomJoined {
+        info,
+        nick: own.to_owned(),
+        occupants,
+        subject: Subject {
+            text: g.subject.clone().unwrap_or_default(),
+            by: None,
+            at: None,
+        },
+    }
+}
+
+/// Turns the delivery of a mail to the user and several others into a
+/// message of the thread's group (reporting the group first when it is
+/// new or gained members); returns the group to store under its id. A
+/// 1:1 mail is left alone (None).
+pub fn regroup(
+    d: &mut Delivery,
+    mail: &Mail,
+    own: &str,
+    stored: Option<Group>,
+) -> Option<(String, Group)> {
+    let members = members_of(mail, own)?;
+    let mid = mail.message_id.clone()?;
+    if !d.events.iter().any(|e| matches!(e, Event::Message(_))) {
+        return None;
+    }
+    let root = mail.thread_root().unwrap_or(&mid).to_owned();
+    let id = stored
+        .as_ref()
+        .map_or_else(|| id_of(&root), |g| id_of(&g.root));
+    let is_new = stored.is_none();
+    let mut g = stored.unwrap_or_else(|| Group {
+        root,
+        subject: mail.subject.as_deref().map(base_subject),
+        ..Group::default()
+    });
+    let before = g.members.len();
+    for m in members {
+        if !g.members.contains(&m) {
+            g.members.push(m);
+        }
+    }
+    g.members.sort();
+    let from = mail.from.as_ref().map(|p| p.address.clone());
+    let mut events = vec![];
+    if is_new || g.members.len() != before {
+        events.push(joined(&id, &g, own));
+    }
+    for e in d.events.drain(..) {
+        match e {
+            Event::Message(mut m) => {
+                m.chat = Address::Room(RoomId::new(id.clone()));
+                if !matches!(m.from, Sender::Own)
+                    && let Some(f) = &from
+                {
+                    m.from = Sender::Occupant(f.clone());
+                }
+                m.subject = None;
+                events.push(Event::Message(m));
+            }
+            Event::Contact(_) => {}
+            other => events.push(other),
+        }
+    }
+    d.events = events;
+    d.conversation = None;
+    g.references = chain(&mail.references, &mid);
+    g.last = Some(mid);
+    Some((id, g))
 }
 
 /// A subject without reply and forward prefixes (`Re: Fwd: AW: x` -> `x`).

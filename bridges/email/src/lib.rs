@@ -118,6 +118,8 @@ impl EmailNetwork {
                     Feature::DisplayedMarkers,
                     Feature::Attachments,
                     Feature::Formatting,
+                    Feature::Rooms,
+                    Feature::Groups,
                 ]),
                 limits: Limits::default(),
             },

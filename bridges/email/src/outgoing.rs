@@ -142,16 +142,33 @@ fn body_without_links(body: &str, urls: &[String]) -> String {
 }
 
 impl Outbox<'_> {
-    /// Sends one message as a mail.
+    /// Sends one message as a mail: to a correspondent, or to every member
+    /// of a group (reply-all).
     pub async fn send(&self, msg: OutgoingMessage) -> Result<Outcome, BridgeError> {
-        let Address::Contact(peer) = &msg.to else {
-            return Err(BridgeError::bad_request(
-                "mail can only be written to an address (alice\\40example.com@this gateway)",
-            ));
-        };
-        let peer =
-            crate::address::normalize(peer.as_str()).map_err(|e| BridgeError::bad_request(e.0))?;
-        let mut conv = self.state.conversation(&peer).map_err(store_err)?;
+        match &msg.to {
+            Address::Contact(peer) => {
+                let peer = crate::address::normalize(peer.as_str())
+                    .map_err(|e| BridgeError::bad_request(e.0))?;
+                self.send_to(&msg, &peer).await
+            }
+            Address::Room(room) => self.send_to_group(&msg, room.as_str()).await,
+            _ => Err(BridgeError::bad_request(
+                "mail can only be written to an address (alice\\40example.com@this gateway) \
+                 or a group",
+            )),
+        }
+    }
+
+    /// The subject the user wrote (XMPP `<subject/>`), when any.
+    fn own_subject(msg: &OutgoingMessage) -> Option<String> {
+        msg.subject
+            .as_deref()
+            .map(compose::header_text)
+            .filter(|s| !s.trim().is_empty())
+    }
+
+    async fn send_to(&self, msg: &OutgoingMessage, peer: &str) -> Result<Outcome, BridgeError> {
+        let mut conv = self.state.conversation(peer).map_err(store_err)?;
 
         // What this mail answers.
         let replied = match &msg.reply_to {
@@ -175,15 +192,111 @@ impl Outbox<'_> {
             ),
             (None, None) => (None, Vec::new(), first_line_subject(&msg.body)),
         };
-        // A subject the user wrote (XMPP <subject/>) names the mail, and
-        // the conversation from then on.
-        let own_subject = msg
-            .subject
-            .as_deref()
-            .map(compose::header_text)
-            .filter(|s| !s.trim().is_empty());
+        // A subject the user wrote names the mail, and the conversation
+        // from then on.
+        let own_subject = Self::own_subject(msg);
         let subject = own_subject.clone().unwrap_or(subject);
+        let message_id = compose::new_message_id(&self.account.email);
+        let draft = self
+            .draft(msg, vec![peer.to_owned()], subject, message_id.clone())
+            .await?;
+        let draft = Draft {
+            in_reply_to: in_reply_to.clone(),
+            references: references.clone(),
+            ..draft
+        };
+        self.submit(&draft).await?;
 
+        let thread = replied
+            .as_ref()
+            .map(|(_, r)| r.thread.clone())
+            .or_else(|| conv.thread.clone())
+            .unwrap_or_else(|| message_id.clone());
+        self.state
+            .put_mail(
+                &message_id,
+                &MailRecord {
+                    uid: None,
+                    thread: thread.clone(),
+                    references: references.clone(),
+                    subject: Some(draft.subject.clone()),
+                    peer: peer.to_owned(),
+                },
+            )
+            .map_err(store_err)?;
+        conv.references = chain(&references, &message_id);
+        conv.last = Some(message_id.clone());
+        if conv.subject.is_none() || own_subject.is_some() {
+            conv.subject = Some(draft.subject.clone());
+        }
+        conv.thread = Some(thread);
+        self.state
+            .put_conversation(peer, &conv)
+            .map_err(store_err)?;
+        Ok(Outcome::sent(MessageId::new(message_id)))
+    }
+
+    /// Reply-all in a group: to every member, threaded after the group's
+    /// last mail (the first mail of a group the user opened is its root).
+    async fn send_to_group(&self, msg: &OutgoingMessage, id: &str) -> Result<Outcome, BridgeError> {
+        let mut g = self
+            .state
+            .group(id)
+            .map_err(store_err)?
+            .ok_or_else(|| BridgeError::not_found(format!("there is no mail group {id}")))?;
+        let own_subject = Self::own_subject(msg);
+        let subject = match (&own_subject, &g.last) {
+            (Some(s), _) => s.clone(),
+            (None, Some(_)) => compose::reply_subject(g.subject.as_deref().unwrap_or_default()),
+            (None, None) => g
+                .subject
+                .clone()
+                .unwrap_or_else(|| first_line_subject(&msg.body)),
+        };
+        let message_id = if g.last.is_none() {
+            g.root.clone()
+        } else {
+            compose::new_message_id(&self.account.email)
+        };
+        let draft = self
+            .draft(msg, g.members.clone(), subject, message_id.clone())
+            .await?;
+        let draft = Draft {
+            in_reply_to: g.last.clone(),
+            references: g.references.clone(),
+            ..draft
+        };
+        self.submit(&draft).await?;
+        self.state
+            .put_mail(
+                &message_id,
+                &MailRecord {
+                    uid: None,
+                    thread: g.root.clone(),
+                    references: g.references.clone(),
+                    subject: Some(draft.subject.clone()),
+                    peer: g.members.first().cloned().unwrap_or_default(),
+                },
+            )
+            .map_err(store_err)?;
+        g.references = chain(&g.references, &message_id);
+        g.last = Some(message_id.clone());
+        if g.subject.is_none() || own_subject.is_some() {
+            g.subject = Some(crate::groups::base_subject(&draft.subject));
+        }
+        self.state.put_group(id, &g).map_err(store_err)?;
+        Ok(Outcome::sent(MessageId::new(message_id)))
+    }
+
+    /// The mail of a message, without threading: text, formatted text,
+    /// files (shared links downloaded).
+    async fn draft(
+        &self,
+        msg: &OutgoingMessage,
+        to: Vec<String>,
+        subject: String,
+        message_id: String,
+    ) -> Result<Draft, BridgeError> {
         let mut files = Vec::new();
         let mut urls = Vec::new();
         for a in &msg.attachments {
@@ -204,22 +317,20 @@ impl Outbox<'_> {
                 }),
             }
         }
-        let body = body_without_links(&msg.body, &urls);
-        let message_id = compose::new_message_id(&self.account.email);
-        let draft = Draft {
+        Ok(Draft {
             from: self.account.email.clone(),
             from_name: self.prefs.display_name.clone(),
-            to: vec![peer.clone()],
+            to,
             cc: Vec::new(),
             subject: if subject.is_empty() {
                 "(no subject)".into()
             } else {
-                subject.clone()
+                subject
             },
-            message_id: message_id.clone(),
-            in_reply_to: in_reply_to.clone(),
-            references: references.clone(),
-            body,
+            message_id,
+            in_reply_to: None,
+            references: Vec::new(),
+            body: body_without_links(&msg.body, &urls),
             html: msg
                 .rich
                 .as_ref()
@@ -227,8 +338,12 @@ impl Outbox<'_> {
                 .map(|r| r.to_html(Dialect::Email)),
             files,
             read_receipt: self.prefs.read_receipts,
-        };
-        let mail = compose::build(&draft).map_err(|e| BridgeError::bad_request(e.0))?;
+        })
+    }
+
+    /// Submits a mail, and queues its Sent copy.
+    async fn submit(&self, draft: &Draft) -> Result<(), BridgeError> {
+        let mail = compose::build(draft).map_err(|e| BridgeError::bad_request(e.0))?;
         let raw = mail.formatted();
         smtp::send(
             self.transport,
@@ -243,37 +358,10 @@ impl Outbox<'_> {
             SmtpError::Unreachable { .. } => BridgeError::unavailable(e.to_string()),
             other => BridgeError::remote(other.to_string()),
         })?;
-
-        let thread = replied
-            .as_ref()
-            .map(|(_, r)| r.thread.clone())
-            .or_else(|| conv.thread.clone())
-            .unwrap_or_else(|| message_id.clone());
-        self.state
-            .put_mail(
-                &message_id,
-                &MailRecord {
-                    uid: None,
-                    thread: thread.clone(),
-                    references: references.clone(),
-                    subject: Some(draft.subject.clone()),
-                    peer: peer.clone(),
-                },
-            )
-            .map_err(store_err)?;
-        conv.references = chain(&references, &message_id);
-        conv.last = Some(message_id.clone());
-        if conv.subject.is_none() || own_subject.is_some() {
-            conv.subject = Some(draft.subject.clone());
-        }
-        conv.thread = Some(thread);
-        self.state
-            .put_conversation(&peer, &conv)
-            .map_err(store_err)?;
         if self.prefs.sent_copy {
             self.queue.push(Request::AppendSent(raw));
         }
-        Ok(Outcome::sent(MessageId::new(message_id)))
+        Ok(())
     }
 }
 

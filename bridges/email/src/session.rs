@@ -171,6 +171,52 @@ impl EmailSession {
     }
 }
 
+impl EmailSession {
+    /// A new group (a mail thread the user starts with several people):
+    /// stored with the Message-ID its first mail will carry as its root,
+    /// reported to the core, answered with its room.
+    async fn open_group(
+        &mut self,
+        members: Vec<ferry_bridge::ContactId>,
+        subject: Option<String>,
+    ) -> Result<Outcome, BridgeError> {
+        let mut addresses = Vec::new();
+        for m in &members {
+            let a = crate::address::normalize(m.as_str())
+                .map_err(|e| BridgeError::bad_request(format!("{}: {}", m.as_str(), e.0)))?;
+            if a != self.account.email && !addresses.contains(&a) {
+                addresses.push(a);
+            }
+        }
+        if addresses.is_empty() {
+            return Err(BridgeError::bad_request(
+                "a group mail needs at least one other address",
+            ));
+        }
+        addresses.sort();
+        let root = crate::compose::new_message_id(&self.account.email);
+        let id = crate::groups::id_of(&root);
+        let g = crate::groups::Group {
+            root,
+            members: addresses,
+            subject: subject
+                .as_deref()
+                .map(crate::compose::header_text)
+                .filter(|s| !s.trim().is_empty()),
+            last: None,
+            references: Vec::new(),
+        };
+        self.state
+            .put_group(&id, &g)
+            .map_err(|e| BridgeError::internal(e.to_string()))?;
+        let _ = self
+            .events
+            .send(crate::groups::joined(&id, &g, &self.account.email))
+            .await;
+        Ok(Outcome::Room(ferry_bridge::RoomId::new(id)))
+    }
+}
+
 #[async_trait::async_trait]
 impl Session for EmailSession {
     async fn act(&mut self, action: Action) -> Result<Outcome, BridgeError> {
@@ -239,15 +285,35 @@ impl Session for EmailSession {
                 }
                 Ok(Outcome::Done)
             }
-            Action::JoinRoom { .. }
-            | Action::LeaveRoom { .. }
-            | Action::SetSubject { .. }
+            Action::OpenGroup { members, subject } => self.open_group(members, subject).await,
+            Action::JoinRoom { room, .. } => {
+                let g = self
+                    .state
+                    .group(room.as_str())
+                    .map_err(|e| BridgeError::internal(e.to_string()))?
+                    .ok_or_else(|| {
+                        BridgeError::not_found(
+                            "Email has no rooms to join: write to an address, or open a group \
+                             with several addresses.",
+                        )
+                    })?;
+                let _ = self
+                    .events
+                    .send(crate::groups::joined(
+                        room.as_str(),
+                        &g,
+                        &self.account.email,
+                    ))
+                    .await;
+                Ok(Outcome::Done)
+            }
+            Action::LeaveRoom { .. } => Ok(Outcome::Done),
+            Action::SetSubject { .. }
             | Action::ChangeNick { .. }
             | Action::Kick { .. }
             | Action::SetRole { .. }
             | Action::SetAffiliation { .. }
             | Action::Invite { .. }
-            | Action::OpenGroup { .. }
             | Action::ListRooms { .. } => Err(BridgeError::unsupported(
                 "Email has no rooms to join: write to an address instead.",
             )),

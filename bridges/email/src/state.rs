@@ -13,6 +13,8 @@ use std::sync::Arc;
 use ferry_bridge::{KeyValue, StoreError};
 use serde::{Deserialize, Serialize};
 
+use crate::groups::Group;
+
 /// Where the inbox was left.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Position {
@@ -121,6 +123,19 @@ impl State {
     /// The conversation with a correspondent.
     pub fn conversation(&self, peer: &str) -> Result<Conversation, StoreError> {
         Ok(decode(self.kv.get(&key_conv(peer))?))
+    }
+
+    /// A group conversation, by id.
+    pub fn group(&self, id: &str) -> Result<Option<Group>, StoreError> {
+        Ok(self
+            .kv
+            .get(&format!("group/{id}"))?
+            .and_then(|b| serde_json::from_slice(&b).ok()))
+    }
+
+    /// Saves a group conversation.
+    pub fn put_group(&self, id: &str, g: &Group) -> Result<(), StoreError> {
+        self.kv.put(&format!("group/{id}"), &encode(g))
     }
 
     /// Saves the conversation with a correspondent.

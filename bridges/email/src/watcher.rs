@@ -360,6 +360,7 @@ impl Watcher {
         let now = SystemTime::now();
         let mut records = Vec::new();
         let mut conversations: Vec<(String, crate::state::Conversation)> = Vec::new();
+        let mut groups: Vec<(String, crate::groups::Group)> = Vec::new();
         for f in fetched {
             let mail = match parse::parse(&f.raw) {
                 Ok(m) => m,
@@ -433,7 +434,24 @@ impl Watcher {
                 header_only: f.header_only,
                 waited,
             };
-            let d = incoming::deliver(&mail, at, &own, &prefs, conv, now);
+            let mut d = incoming::deliver(&mail, at, &own, &prefs, conv, now);
+            if crate::groups::members_of(&mail, &own).is_some() {
+                let root = mail
+                    .thread_root()
+                    .or(mail.message_id.as_deref())
+                    .map(crate::groups::id_of);
+                let stored = match root {
+                    Some(id) => match groups.iter().find(|(g, _)| *g == id) {
+                        Some((_, g)) => Some(g.clone()),
+                        None => self.state.group(&id).map_err(store_err)?,
+                    },
+                    None => None,
+                };
+                if let Some((id, g)) = crate::groups::regroup(&mut d, &mail, &own, stored) {
+                    groups.retain(|(i, _)| *i != id);
+                    groups.push((id, g));
+                }
+            }
             for e in d.events {
                 self.emit(e).await;
             }
@@ -455,6 +473,9 @@ impl Watcher {
         }
         for (peer, c) in &conversations {
             self.state.put_conversation(peer, c).map_err(store_err)?;
+        }
+        for (id, g) in &groups {
+            self.state.put_group(id, g).map_err(store_err)?;
         }
         Ok(())
     }
