@@ -8,6 +8,7 @@ the forms of its steps and its result, the room configuration
 (muc#owner), the archive's search form and the rooms' disco#info."""
 from harness.stanza import NS, findall, has, message, presence
 
+from email_helpers import Mailbox, email_config, jid as email_jid, register as email_register
 from irc_helpers import irc_config, room_jid as irc_room, unique
 from matrix_helpers import MatrixUser, matrix_config, register as matrix_register
 from matrix_helpers import room_jid as matrix_room
@@ -156,3 +157,30 @@ def test_every_form_of_the_irc_and_matrix_bridges(ferry_factory, xmpp, peers):
     alice.join_muc(mjid, "alice")
     w.room(alice, mjid)
     w.assert_clean(at_least=15)
+
+
+def test_every_form_of_the_email_bridge(ferry_factory, xmpp, peers):
+    peers.require("postfix", "dovecot")
+    f = ferry_factory(bridges={"email": email_config(peers)})
+    d = f.config.domain("email")
+    alice = xmpp("alice")
+    w = Walk()
+    # The registration form (email, password, the advanced server fields),
+    # then the commands of a registered user, of a contact and of a group.
+    w.registration(alice, d)
+    mb = email_register(alice, d, peers)
+    w.check(alice.disco_info(d).el, f"disco#info of {d}")
+    w.commands(alice, d)
+    kim = Mailbox.create(peers, "kim")
+    w.commands(alice, email_jid(kim.address, d))
+    lee = Mailbox.create(peers, "lee")
+    m = alice.mark()
+    kim.send([mb.address, lee.address], "forms", body="a group")
+    invite = alice.wait_for(message(frm=d) & has("conference:x"), since=m, timeout=30)
+    room = invite.find(f"{{{NS['conference']}}}x").get("jid")
+    alice.join_muc(room, mb.address)
+    # A mail group has no commands of its own: its room forms.
+    for ns, what in (("muc_owner", "muc#owner form"), ("mam", "MAM form")):
+        w.check(alice.iq(f"<query xmlns='{NS[ns]}'/>", to=room, allow_error=True), f"{what} of {room}")
+    w.check(alice.disco_info(room).el, f"disco#info of {room}")
+    w.assert_clean(at_least=8)
