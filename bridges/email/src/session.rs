@@ -115,12 +115,18 @@ impl EmailSession {
         if !prefs_of(&self.prefs).mark_seen {
             return Ok(Outcome::Done);
         }
-        let Address::Contact(peer) = chat else {
-            return Ok(Outcome::Done);
-        };
         let store = |e: ferry_bridge::StoreError| BridgeError::internal(e.to_string());
         let Some(uid) = self.state.mail(up_to).map_err(store)?.and_then(|r| r.uid) else {
             return Ok(Outcome::Done);
+        };
+        let peer = match chat {
+            Address::Contact(peer) => peer,
+            // In a group: the mail read.
+            Address::Room(_) => {
+                self.queue.push(Request::MarkSeen(vec![uid]));
+                return Ok(Outcome::Done);
+            }
+            _ => return Ok(Outcome::Done),
         };
         let mut conv = self.state.conversation(peer.as_str()).map_err(store)?;
         let (seen, rest): (Vec<u32>, Vec<u32>) = conv.unseen.iter().partition(|u| **u <= uid);
