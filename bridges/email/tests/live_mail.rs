@@ -279,23 +279,35 @@ async fn a_bounce_is_an_error_not_a_chat() {
     let mut s = Running::start(&net, &me.account(), Running::new_store(), FormValues::new()).await;
     s.connected().await;
     let nobody = Address::Contact(ContactId::new("nobody@nowhere.invalid"));
-    s.session
+    let out = s
+        .session
         .act(Action::SendMessage(OutgoingMessage::text(
-            nobody, "b1", "hello?",
+            nobody.clone(),
+            "b1",
+            "hello?",
         )))
         .await
         .expect("the submission server takes it");
-    let Event::Notice(n) = s
-        .wait("the bounce", |e| matches!(e, Event::Notice(_)))
+    let sent = out.sent_id().expect("the mail's id");
+    let Event::DeliveryFailed {
+        chat,
+        id,
+        error,
+        permanent,
+    } = s
+        .wait("the bounce", |e| matches!(e, Event::DeliveryFailed { .. }))
         .await
     else {
         unreachable!()
     };
+    assert_eq!(chat, nobody);
+    assert_eq!(id, sent, "the failure names the mail sent");
+    assert!(permanent);
     assert!(
-        n.contains("nobody@nowhere.invalid") && n.contains("could not be delivered"),
-        "{n}"
+        error.message.contains("outside mail is disabled"),
+        "{}",
+        error.message
     );
-    assert!(n.contains("outside mail is disabled"), "{n}");
     assert!(
         s.messages().is_empty(),
         "no chat from MAILER-DAEMON: {:?}",
