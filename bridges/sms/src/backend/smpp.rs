@@ -278,11 +278,13 @@ impl Smpp {
         }
     }
 
+    /// One part as a submit_sm (`udhi`: the payload starts with a header).
     fn submit_sm(
         &self,
         text: &Outgoing,
         coding: Coding,
         payload: Vec<u8>,
+        udhi: bool,
     ) -> Result<SubmitSm, SubmitError> {
         let addr = |a: &str, what: &str| {
             COctetString::<1, 21>::from_str(a.trim_start_matches('+'))
@@ -304,7 +306,8 @@ impl Smpp {
             .dest_addr_ton(dton)
             .dest_addr_npi(dnpi)
             .destination_addr(addr(&text.to, "number")?)
-            .esm_class(EsmClass::default())
+            // (rusmpp's EsmClass::default() is not 0: write the octet)
+            .esm_class(EsmClass::from(if udhi { 0x40 } else { 0x00 }))
             .registered_delivery(RegisteredDelivery::from(0x01))
             .data_coding(DataCoding::from(coding.data_coding()))
             .short_message(
@@ -428,10 +431,7 @@ impl Backend for Smpp {
             } else {
                 part
             };
-            let mut sm = self.submit_sm(text, split.coding, payload)?;
-            if total > 1 {
-                sm = sm.with_udhi_indicator();
-            }
+            let sm = self.submit_sm(text, split.coding, payload, total > 1)?;
             let Some(client) = self.current() else {
                 return Err(SubmitError::NotSent {
                     reason: "not bound to the SMS centre".into(),
