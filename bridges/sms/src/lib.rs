@@ -11,6 +11,7 @@ pub mod backend;
 pub mod config;
 pub mod gsm7;
 pub mod number;
+pub mod outbox;
 pub mod segment;
 
 pub use config::Config;

@@ -2,7 +2,7 @@
 //! contrib/peers/kit/smsc.py): bind, submit_sm with concatenation in GSM-7
 //! and UCS-2, delivery receipts (delivered and failed), texts from phones in
 //! one part and in several, refusals, throttling, and the bind coming back
-//! after the SMSC restarts. One test: the SMSC gives texts from phones to the
+//! after the SMSC restarts, with texts queued meanwhile sent exactly once. One test: the SMSC gives texts from phones to the
 //! ESME that bound last.
 
 mod common;
@@ -14,6 +14,7 @@ use common::{env, next, number, port, sink};
 use ferry_sms::backend::smpp::Smpp;
 use ferry_sms::backend::{Backend, DeliveryState, Inbound, Outgoing, SubmitError, new_id};
 use ferry_sms::config::SmppConfig;
+use ferry_sms::outbox::{Fate, Outbox};
 use ferry_sms::segment::Coding;
 
 fn config() -> SmppConfig {
@@ -60,6 +61,18 @@ fn submitted(to: &str) -> Vec<(u64, u64, Vec<u8>)> {
             )
         })
         .collect()
+}
+
+/// The SMSC records a submit_sm just after answering it: wait for `n`.
+async fn submitted_n(to: &str, n: usize) -> Vec<(u64, u64, Vec<u8>)> {
+    common::eventually(
+        &format!("{n} submissions to {to} in the SMSC's log"),
+        || {
+            let s = submitted(to);
+            (s.len() >= n).then_some(s)
+        },
+    )
+    .await
 }
 
 async fn control(path: &str, body: serde_json::Value) -> serde_json::Value {
@@ -117,7 +130,7 @@ async fn smpp_end_to_end() {
         (a.parts, a.coding, a.backend_ids.len()),
         (1, Coding::Gsm7, 1)
     );
-    let sent = submitted(&to);
+    let sent = submitted_n(&to, 1).await;
     assert_eq!(sent, vec![(0, 0, b"hello over SMPP".to_vec())]);
     let r = report(&mut rx, "the receipt").await;
     assert_eq!(r.backend_id.as_deref(), Some(a.backend_ids[0].as_str()));
@@ -134,7 +147,7 @@ async fn smpp_end_to_end() {
         (a.parts, a.coding, a.backend_ids.len()),
         (3, Coding::Gsm7, 3)
     );
-    let parts = submitted(&to);
+    let parts = submitted_n(&to, 3).await;
     assert_eq!(parts.len(), 3);
     for (i, (dc, esm, bytes)) in parts.iter().enumerate() {
         assert_eq!((*dc, *esm & 0x40), (0, 0x40), "GSM with UDHI");
@@ -157,7 +170,7 @@ async fn smpp_end_to_end() {
         .await
         .expect("accepted");
     assert_eq!(a.coding, Coding::Ucs2);
-    let parts = submitted(&to);
+    let parts = submitted_n(&to, a.parts).await;
     assert_eq!(parts.len(), a.parts);
     let units: Vec<u8> = parts.iter().flat_map(|p| p.2[6..].to_vec()).collect();
     let utf16: Vec<u16> = units
@@ -255,6 +268,6 @@ async fn smpp_end_to_end() {
     smpp.submit(&text(&to, "after the restart"), None)
         .await
         .expect("accepted after the restart");
-    assert_eq!(submitted(&to).len(), 1);
+    assert_eq!(submitted_n(&to, 1).await.len(), 1);
     task.abort();
 }
