@@ -255,6 +255,27 @@ async fn smpp_end_to_end() {
         Err(SubmitError::NotSent { .. }) => {}
         other => panic!("expected NotSent while the SMSC is down, got {other:?}"),
     }
+    // Texts queued while the SMSC is down wait in the persisted queue …
+    let kv: Arc<dyn ferry_bridge::KeyValue> = Arc::new(ferry_bridge::MemoryKeyValue::new());
+    let outbox = Arc::new(Outbox::new(
+        kv,
+        smpp.clone(),
+        Arc::new(|_| None),
+        Duration::from_millis(200),
+        4,
+    ));
+    let (updates_tx, mut updates) = tokio::sync::mpsc::channel(16);
+    let worker = tokio::spawn(outbox.clone().run(updates_tx));
+    let queued: Vec<Outgoing> = (0..3)
+        .map(|i| text(&number(&format!("01{i}")), &format!("queued {i}")))
+        .collect();
+    for t in &queued {
+        outbox
+            .enqueue("alice@localhost", &t.to, t.clone())
+            .expect("queued");
+    }
+    tokio::time::sleep(Duration::from_millis(600)).await;
+    assert_eq!(outbox.queued().expect("list").len(), 3, "still waiting");
     let st = std::process::Command::new(&peers)
         .args([&env("PEERS_DIR"), "smsc", "start"])
         .status()
@@ -264,6 +285,32 @@ async fn smpp_end_to_end() {
         smpp.wait_bound(Duration::from_secs(15)).await,
         "bound again"
     );
+    // … and go out once each when it is back; their receipts find them.
+    for _ in 0..3 {
+        let u = tokio::time::timeout(Duration::from_secs(15), updates.recv())
+            .await
+            .expect("sent in time")
+            .expect("update");
+        assert_eq!(u.fate, Fate::Submitted);
+    }
+    let mut delivered = 0;
+    while delivered < 3 {
+        let r = report(&mut rx, "receipts of the queued texts").await;
+        if let Some(u) = outbox.report(&r).expect("store") {
+            assert_eq!(u.fate, Fate::Delivered);
+            delivered += 1;
+        }
+    }
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    for t in &queued {
+        assert_eq!(
+            submitted_n(&t.to, 1).await.len(),
+            1,
+            "{} submitted exactly once",
+            t.to
+        );
+    }
+    worker.abort();
     let to = number("007");
     smpp.submit(&text(&to, "after the restart"), None)
         .await

@@ -53,10 +53,29 @@ class Smsc:
         self.prefix = f"{int(time.time()):x}{random.randrange(16**4):04x}"
         self.counter = 0
         self.ref = random.randrange(256)
+        self.window = asyncio.Semaphore(8)
 
     def esme(self):
         live = [s for s in self.sessions.values() if s.can_receive]
         return live[-1] if live else None
+
+    async def deliver(self, esme=None, **kw):
+        """deliver_sm to `esme` or the newest bound ESME: at most 8 in flight
+        (smpp34's window), retried while the ESME is busy, sessions that died
+        forgotten. None when no ESME is bound."""
+        for attempt in range(50):
+            target = esme if (esme is not None and esme.can_receive) else self.esme()
+            if target is None:
+                return None
+            try:
+                async with self.window:
+                    return await target.deliver_sm(**kw)
+            except smpp34.SmppError:
+                if not target.can_receive:
+                    self.sessions.pop(target.session_id, None)
+                    esme = None
+                await asyncio.sleep(0.05 * (attempt + 1))
+        raise RuntimeError("the ESME kept refusing deliver_sm")
 
     async def run(self):
         await self.server.start()
@@ -99,22 +118,16 @@ class Smsc:
         sess, source, dest = self.pending.pop(mid, (None, "", ""))
         if sess is None:
             return False
-        esme = self.sessions.get(sess) or self.esme()
-        if esme is None:
-            return False
         err = "011" if stat == "UNDELIV" else "000"
         now = time.strftime("%y%m%d%H%M")
         text = (f"id:{mid} sub:001 dlvrd:{'001' if stat == 'DELIVRD' else '000'} "
                 f"submit date:{now} done date:{now} stat:{stat} err:{err} text:")
-        await esme.deliver_sm(destination_addr=source or "0", source_addr=dest, esm_class=0x04,
-                              short_message=text.encode(),
-                              tlvs=[smpp34.Tlv(smpp34.TLV_RECEIPTED_MESSAGE_ID, mid.encode() + b"\0")])
-        return True
+        r = await self.deliver(self.sessions.get(sess), destination_addr=source or "0", source_addr=dest,
+                               esm_class=0x04, short_message=text.encode(),
+                               tlvs=[smpp34.Tlv(smpp34.TLV_RECEIPTED_MESSAGE_ID, mid.encode() + b"\0")])
+        return r is not None
 
     async def mo(self, req):
-        esme = self.esme()
-        if esme is None:
-            return HTTPStatus.SERVICE_UNAVAILABLE, {"error": "no ESME bound"}
         text, coding = req["text"], req.get("coding", "auto")
         data = None if coding == "ucs2" else gsm_encode(text)
         if coding == "gsm" and data is None:
@@ -134,9 +147,11 @@ class Smsc:
             esm, sm = 0, p
             if len(parts) > 1:
                 esm, sm = 0x40, bytes([5, 0, 3, self.ref, len(parts), i + 1]) + p
-            r = await esme.deliver_sm(destination_addr=req["to"].lstrip("+"), source_addr=req["from"].lstrip("+"),
+            r = await self.deliver(destination_addr=req["to"].lstrip("+"), source_addr=req["from"].lstrip("+"),
                                       source_addr_ton=1 if req["from"].startswith("+") else 0,
                                       esm_class=esm, data_coding=dc, short_message=sm)
+            if r is None:
+                return HTTPStatus.SERVICE_UNAVAILABLE, {"error": "no ESME bound"}
             if not r.is_success:
                 return HTTPStatus.BAD_GATEWAY, {"error": f"deliver_sm refused: {r.command_status}", "part": i + 1}
         return HTTPStatus.OK, {"sent": len(parts), "t": t0, "acked": time.time()}

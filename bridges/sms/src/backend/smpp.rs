@@ -365,7 +365,7 @@ fn read_receipt(ds: &DeliverSm, payload: &[u8]) -> Result<Report, String> {
         }
     }
     let id = id.ok_or("a delivery receipt without a message id")?;
-    let err = field("err").filter(|e| e.trim_start_matches('0') != "");
+    let err = field("err").filter(|e| !e.trim_start_matches('0').is_empty());
     let failed = |what: &str, permanent: bool| DeliveryState::Failed {
         reason: match &err {
             Some(e) => format!("{what} (error {e})"),
