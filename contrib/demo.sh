@@ -1,11 +1,16 @@
 #!/bin/bash
 # contrib/demo.sh — Ferry on your machine in one command.
 #
-# Starts Prosody, InspIRCd and Synapse on 127.0.0.1 with the project's peer
+# Starts Prosody, InspIRCd, ngIRCd and Synapse on 127.0.0.1 with the project's peer
 # scripts (the servers a real user would already have elsewhere),
 # writes a ferry.toml, builds and runs ferry, and prints how to log in with
-# any XMPP client. Ctrl-C stops everything. Needs root (apt, the servers) and
-# a Rust toolchain. State lives in $DEMO_DIR (default /tmp/ferry-demo).
+# any XMPP client. Ctrl-C (or any other end of the script) stops everything.
+# Needs root (apt, the servers) and a Rust toolchain. State lives in
+# $DEMO_DIR (default /tmp/ferry-demo). The first run builds ferry: about 10
+# minutes on a 2-core machine.
+#
+# The demo and the tests use the same ports (contrib/peers/lib.sh): stop one
+# before starting the other, or move one of them with the *_PORT variables.
 #
 #   contrib/demo.sh
 #   XMPP_C2S_PORT=5222 contrib/demo.sh      # other ports: see contrib/peers/lib.sh
@@ -28,8 +33,15 @@ command -v cargo >/dev/null || die "no Rust toolchain (cargo) in PATH: install R
 mkdir -p "$DEMO_DIR"
 
 FERRY_PID=
+# Everything started is stopped however the script ends: an error, Ctrl-C,
+# SIGTERM, the terminal closing. Ctrl-C on `demo.sh | tee log` also ends
+# tee, so the cleanup ignores SIGPIPE (a write to the closed pipe would end
+# the script before the servers are stopped) and a second Ctrl-C, and
+# writes to stderr.
 cleanup() {
-  trap - EXIT INT TERM
+  trap - EXIT
+  trap '' PIPE INT TERM HUP
+  exec >&2
   echo
   if [ -n "$FERRY_PID" ] && kill -0 "$FERRY_PID" 2>/dev/null; then
     log "stopping ferry"
@@ -42,7 +54,7 @@ cleanup() {
   log "stopped; logs and data are in $DEMO_DIR"
 }
 trap cleanup EXIT
-trap 'exit 130' INT TERM
+trap 'exit 130' INT TERM HUP PIPE
 
 # ---------------------------------------------------------------- servers + build
 DEMO_PEERS="xmpp"
@@ -84,10 +96,11 @@ EOF
     secret_var=${b^^}_COMPONENT_SECRET
     printf '\n[%s]\ndomain = "%s.localhost"\nsecret = "%s"\n' "$b" "$b" "${!secret_var}"
     case $b in
-      # the local InspIRCd listens on $IRC_PORT, without TLS
-      irc) printf 'ports = [%s]\ntls_ports = []\n' "$IRC_PORT" ;;
+      # the local InspIRCd listens on $IRC_PORT, without TLS, on loopback
+      # (refused unless allowed: 127.0.0.2 is the local ngIRCd)
+      irc) printf 'ports = [%s]\ntls_ports = []\nallowed_hosts = ["127.0.0.1", "127.0.0.2"]\n' "$IRC_PORT" ;;
       # the local Synapse speaks plain HTTP on loopback
-      matrix) printf 'allow_insecure_http = true\n' ;;
+      matrix) printf 'allow_insecure_http = true\nallowed_hosts = ["127.0.0.1"]\n' ;;
     esac
   done
 } >"$CONFIG"
@@ -129,6 +142,8 @@ EOF
       (the local InspIRCd); IRC users are nick%127.0.0.1@irc.localhost, and
       127.0.0.1@irc.localhost takes raw IRC commands and has a "configure" command.
       From a terminal: nc 127.0.0.1 $IRC_PORT, then NICK ann / USER ann 0 * :Ann / JOIN #test
+      A second IRC server, ngIRCd, listens on 127.0.0.2 port $NGIRCD_PORT: run "configure"
+      on 127.0.0.2@irc.localhost, set Ports to $NGIRCD_PORT and TLS ports to nothing.
 EOF
     ;;
     matrix) cat <<EOF

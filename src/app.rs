@@ -22,6 +22,7 @@ use crate::component::{self, ComponentConfig, ComponentHandle};
 use crate::config::{self, Config, Problem};
 use crate::gateway::{self, GatewayParts, GatewaySettings};
 use crate::http::{self, HttpBridge, Media};
+use crate::lifecycle::{CoreUsers, Lifecycle};
 use crate::metrics::Metrics;
 use crate::store::{Key, Store};
 
@@ -125,6 +126,9 @@ fn check(path: &Path, env: &[(String, String)], registry: &Registry) -> ExitCode
         }
     }) {
         Ok(config) => {
+            for w in crate::permissions::warnings(&config) {
+                eprintln!("warning: {w}");
+            }
             println!("ok: {}", config.summary());
             ExitCode::SUCCESS
         }
@@ -163,6 +167,7 @@ fn try_build(config: &Config, registry: &Registry) -> Vec<Problem> {
         let setup = BridgeSetup {
             domain: bridge.domain.clone(),
             data_dir: dir,
+            hosts: bridge.hosts.clone(),
         };
         let built = runtime.block_on(async {
             std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
@@ -305,21 +310,6 @@ pub fn format_time(t: SystemTime) -> String {
     )
 }
 
-fn init_tracing(level: &str) {
-    use tracing_subscriber::EnvFilter;
-    let filter = match std::env::var("RUST_LOG") {
-        Ok(env) if !env.trim().is_empty() => EnvFilter::builder().parse_lossy(env),
-        _ => EnvFilter::builder().parse_lossy(level),
-    };
-    use std::io::IsTerminal as _;
-    let colour = std::io::stderr().is_terminal() && std::env::var_os("NO_COLOR").is_none();
-    let _ = tracing_subscriber::fmt()
-        .with_env_filter(filter)
-        .with_writer(std::io::stderr)
-        .with_ansi(colour)
-        .try_init();
-}
-
 fn run(path: &Path, env: &[(String, String)], registry: Registry) -> ExitCode {
     let config = match load(path, env, &registry) {
         Ok(c) => c,
@@ -334,7 +324,10 @@ fn run(path: &Path, env: &[(String, String)], registry: Registry) -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
-    init_tracing(&config.log.level);
+    crate::logging::init(&config.log.level);
+    for w in crate::permissions::warnings(&config) {
+        tracing::warn!("{w}");
+    }
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .thread_name("ferry")
@@ -436,6 +429,7 @@ async fn serve(config: Config, registry: Registry) -> anyhow::Result<()> {
                 BridgeSetup {
                     domain: bridge.domain.clone(),
                     data_dir: dir.clone(),
+                    hosts: bridge.hosts.clone(),
                 },
             )
             .map_err(|e| {
@@ -457,8 +451,33 @@ async fn serve(config: Config, registry: Registry) -> anyhow::Result<()> {
     let mut http_bridges = Vec::new();
     let mut running = Vec::new();
     let mut parts = Vec::new();
+    let mut lifecycles = Vec::new();
+    let public_base = config
+        .http
+        .public_url
+        .clone()
+        .or_else(|| config.http.listen.map(|a| format!("http://{a}")));
     for (bridge, dir, store, network) in prepared {
         let bridge_metrics = metrics.bridge(&bridge.name);
+        let (routed_tx, routed) = tokio::sync::mpsc::channel(64);
+        let lifecycle = Lifecycle::new(
+            &bridge.name,
+            &bridge.domain,
+            network.clone(),
+            &store,
+            public_base
+                .as_ref()
+                .map(|b| format!("{}/bridge/{}", b.trim_end_matches('/'), bridge.name)),
+            CoreUsers::router(
+                store.clone(),
+                bridge.access.clone(),
+                network.info().registration,
+                routed_tx,
+            ),
+            bridge_metrics.clone(),
+        );
+        let bridge_ctx = lifecycle.context();
+        lifecycles.push(lifecycle);
         let (component, inbound) = component::start(
             ComponentConfig::new(
                 bridge.domain.clone(),
@@ -489,6 +508,7 @@ async fn serve(config: Config, registry: Registry) -> anyhow::Result<()> {
                     access: bridge.access.clone(),
                     max_message_bytes: config.limits.max_message_bytes,
                     data_dir: dir,
+                    session_idle_timeout: config.limits.session_idle_timeout,
                 },
                 network,
                 component,
@@ -497,6 +517,8 @@ async fn serve(config: Config, registry: Registry) -> anyhow::Result<()> {
                 media: media.clone(),
                 metrics: bridge_metrics,
                 shutdown: shutdown.clone(),
+                routed,
+                bridge: bridge_ctx,
             },
         ));
     }
@@ -506,6 +528,12 @@ async fn serve(config: Config, registry: Registry) -> anyhow::Result<()> {
             "files are published under {}/media/",
             config.http.public_url.as_deref().unwrap_or("")
         );
+    }
+    // The bridge-wide parts start before any session, and before webhooks
+    // can reach them.
+    let mut bridge_parts = Vec::new();
+    for l in lifecycles {
+        bridge_parts.push(l.start().await);
     }
     let http_task = match config.http.listen {
         Some(addr) => {
@@ -566,6 +594,10 @@ async fn serve(config: Config, registry: Registry) -> anyhow::Result<()> {
                 r.gateway.abort();
             }
         }
+    }
+    // Every session is closed: the bridge-wide parts stop.
+    for b in bridge_parts {
+        b.stop().await;
     }
     for r in &running {
         r.component.close(COMPONENT_CLOSE).await;

@@ -1,5 +1,14 @@
-//! The registry of bridges compiled into this binary: configuration section
-//! name -> constructor. Adding a network is one crate plus one line here.
+//! The registry of networks: every network Ferry knows, with its
+//! configuration section and cargo feature, and the constructor of those
+//! compiled into this binary. Adding a network is one crate plus one line
+//! in [`Registry::compiled`]:
+//!
+//! ```ignore
+//! "email" => feature "email", ferry_email::build;
+//! ```
+//!
+//! The same line tells `ferry check` that `[email]` is a known section (and
+//! which feature builds it, when this binary was built without it).
 //!
 //! A bridge crate exposes `pub struct Config` (serde `Deserialize` +
 //! `Default`, `#[serde(deny_unknown_fields)]`, and `#[serde(default)]` if
@@ -91,10 +100,37 @@ impl<C: DeserializeOwned + Default> Constructor for Typed<C> {
     }
 }
 
+/// One network the registry knows.
+struct Entry {
+    /// Its configuration section.
+    name: &'static str,
+    /// The cargo feature that compiles it in.
+    feature: &'static str,
+    /// Its constructor, when compiled in.
+    build: Option<Box<dyn Constructor>>,
+}
+
+/// The list of networks: `"section" => feature "cargo feature", constructor;`
+/// (`none` for a network whose crate does not exist yet). Each line adds the
+/// network's constructor when its feature is on, else only its name.
+macro_rules! networks {
+    ($registry:ident; $($name:literal => feature $feature:literal, $build:tt $(:: $path:ident)*;)*) => {
+        $( networks!(@one $registry, $name, $feature, $build $(:: $path)*); )*
+    };
+    (@one $registry:ident, $name:literal, $feature:literal, none) => {
+        $registry.known($name, $feature);
+    };
+    (@one $registry:ident, $name:literal, $feature:literal, $build:ident $(:: $path:ident)*) => {
+        $registry.known($name, $feature);
+        #[cfg(feature = $feature)]
+        $registry.add($name, $build $(:: $path)*);
+    };
+}
+
 /// Bridges by section name.
 #[derive(Default)]
 pub struct Registry {
-    bridges: Vec<(&'static str, Box<dyn Constructor>)>,
+    bridges: Vec<Entry>,
 }
 
 impl fmt::Debug for Registry {
@@ -109,50 +145,93 @@ impl Registry {
         Registry::default()
     }
 
-    /// Every bridge compiled into this binary.
+    /// Every network Ferry knows; those of this build's features compiled
+    /// in. The one list of networks.
     pub fn compiled() -> Registry {
-        #[allow(unused_mut)]
         let mut registry = Registry::empty();
-        #[cfg(feature = "test-bridge")]
-        registry.add("test", ferry_testbridge::build);
-        #[cfg(feature = "irc")]
-        registry.add("irc", ferry_irc::build);
-        #[cfg(feature = "matrix")]
-        registry.add("matrix", ferry_matrix::build);
+        networks! { registry;
+            "irc" => feature "irc", ferry_irc::build;
+            "matrix" => feature "matrix", ferry_matrix::build;
+            "email" => feature "email", none;
+            "sms" => feature "sms", none;
+            "test" => feature "test-bridge", ferry_testbridge::build;
+        }
         registry
     }
 
-    /// Registers a bridge under its section name.
+    /// Registers a compiled bridge under its section name (its feature is
+    /// taken to be the same name).
     pub fn add<C>(&mut self, name: &'static str, build: BuildFn<C>) -> &mut Registry
     where
         C: DeserializeOwned + Default + 'static,
     {
-        self.bridges.retain(|(n, _)| *n != name);
-        self.bridges.push((
+        let feature = self
+            .bridges
+            .iter()
+            .find(|e| e.name == name)
+            .map_or(name, |e| e.feature);
+        self.bridges.retain(|e| e.name != name);
+        self.bridges.push(Entry {
             name,
-            Box::new(Typed {
+            feature,
+            build: Some(Box::new(Typed {
                 build,
                 _config: PhantomData,
-            }),
-        ));
+            })),
+        });
+        self
+    }
+
+    /// Records a network this binary was built without, and the cargo
+    /// feature that builds it.
+    pub fn known(&mut self, name: &'static str, feature: &'static str) -> &mut Registry {
+        self.bridges.retain(|e| e.name != name);
+        self.bridges.push(Entry {
+            name,
+            feature,
+            build: None,
+        });
         self
     }
 
     /// Whether a bridge of that name is compiled in.
     pub fn contains(&self, name: &str) -> bool {
-        self.bridges.iter().any(|(n, _)| *n == name)
+        self.bridges
+            .iter()
+            .any(|e| e.name == name && e.build.is_some())
+    }
+
+    /// Whether a network of that name is known (compiled in or not).
+    pub fn is_known(&self, name: &str) -> bool {
+        self.bridges.iter().any(|e| e.name == name)
+    }
+
+    /// The cargo feature that compiles a known network in.
+    pub fn feature(&self, name: &str) -> Option<&'static str> {
+        self.bridges
+            .iter()
+            .find(|e| e.name == name)
+            .map(|e| e.feature)
     }
 
     /// The names of the compiled bridges.
     pub fn names(&self) -> impl Iterator<Item = &'static str> + '_ {
-        self.bridges.iter().map(|(n, _)| *n)
+        self.bridges
+            .iter()
+            .filter(|e| e.build.is_some())
+            .map(|e| e.name)
+    }
+
+    /// The names of every known network, compiled in or not.
+    pub fn known_names(&self) -> impl Iterator<Item = &'static str> + '_ {
+        self.bridges.iter().map(|e| e.name)
     }
 
     fn get(&self, name: &str) -> Result<&dyn Constructor, ConfigError> {
         self.bridges
             .iter()
-            .find(|(n, _)| *n == name)
-            .map(|(_, c)| c.as_ref())
+            .find(|e| e.name == name)
+            .and_then(|e| e.build.as_deref())
             .ok_or_else(|| {
                 Box::new(figment::Error::from(format!(
                     "no bridge named {name} is compiled in"
@@ -203,8 +282,9 @@ mod tests {
     use super::*;
 
     use ferry_bridge::{
-        Account, AddressError, AddressRules, Capabilities, Form, FormValues, LoginError,
-        NetworkInfo, Prompt, Registration, Session, SessionContext, SessionPolicy, UserId,
+        Account, AddressContext, AddressError, AddressRules, Capabilities, Form, FormValues,
+        LoginError, NetworkInfo, Prompt, Registration, Session, SessionContext, SessionPolicy,
+        UserId,
     };
     use figment::value::Value;
     use serde::Deserialize;
@@ -231,6 +311,7 @@ mod tests {
             &self,
             local: &str,
             _: Option<&str>,
+            _ctx: &AddressContext<'_>,
         ) -> Result<ferry_bridge::Address, AddressError> {
             Err(AddressError::new(format!("nothing is called {local}")))
         }
@@ -243,8 +324,12 @@ mod tests {
                 label: "Nothing".into(),
             }
         }
-        fn from_prompt(&self, input: &str) -> Result<ferry_bridge::Address, AddressError> {
-            self.parse(input, None)
+        fn from_prompt(
+            &self,
+            input: &str,
+            ctx: &AddressContext<'_>,
+        ) -> Result<ferry_bridge::Address, AddressError> {
+            self.parse(input, None, ctx)
         }
     }
 
@@ -281,6 +366,7 @@ mod tests {
                 registration: Registration::Optional,
                 sessions: SessionPolicy::OnDemand,
                 capabilities: Capabilities::default(),
+                limits: ferry_bridge::Limits::default(),
             },
             config,
             setup,
@@ -297,6 +383,7 @@ mod tests {
         BridgeSetup {
             domain: "tiny.example.org".into(),
             data_dir: "/tmp/tiny".into(),
+            hosts: Default::default(),
         }
     }
 
@@ -305,6 +392,24 @@ mod tests {
             .iter()
             .map(|(k, v)| ((*k).to_owned(), v.clone()))
             .collect()
+    }
+
+    #[test]
+    fn every_network_is_known_with_its_feature() {
+        let r = Registry::compiled();
+        for name in ["irc", "matrix", "email", "sms", "test"] {
+            assert!(r.is_known(name), "{name}");
+        }
+        assert_eq!(r.feature("test"), Some("test-bridge"));
+        assert_eq!(r.feature("email"), Some("email"));
+        assert!(!r.contains("email"), "no email crate yet");
+        assert!(r.names().all(|n| r.contains(n)));
+        let mut r = Registry::empty();
+        r.known("tiny", "tiny-feature");
+        assert!(r.is_known("tiny") && !r.contains("tiny"));
+        r.add("tiny", build);
+        assert!(r.contains("tiny"));
+        assert_eq!(r.feature("tiny"), Some("tiny-feature"));
     }
 
     #[test]

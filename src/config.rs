@@ -8,8 +8,9 @@
 //! `FERRY_VENVS` are ignored.
 //!
 //! Sections: `[xmpp] [storage] [access] [http] [log] [limits]` and one per
-//! bridge (`[irc]`, `[matrix]` …), whose `enabled`, `domain`, `secret` and
-//! `secret_file` keys belong to the core and whose other keys are the
+//! bridge (`[irc]`, `[matrix]` …), whose `enabled`, `domain`, `secret`,
+//! `secret_file`, `allowed_hosts` and `denied_hosts` keys belong to the
+//! core and whose other keys are the
 //! bridge's own, checked by the bridge's `Config` type through the
 //! [`Registry`].
 
@@ -24,14 +25,20 @@ use figment::value::{Dict, Map, Value};
 use figment::{Figment, Metadata, Profile, Provider};
 use serde::{Deserialize, Serialize};
 
+use ferry_bridge::HostPolicy;
+
 use crate::access::AccessPolicy;
 use crate::bridges::Registry;
 
-/// Every bridge section name Ferry knows, compiled into this binary or not.
-pub const KNOWN_BRIDGES: &[&str] = &["irc", "matrix", "email", "sms", "test"];
-
 /// The keys of a bridge section that belong to the core.
-pub const CORE_BRIDGE_KEYS: &[&str] = &["enabled", "domain", "secret", "secret_file"];
+pub const CORE_BRIDGE_KEYS: &[&str] = &[
+    "enabled",
+    "domain",
+    "secret",
+    "secret_file",
+    "allowed_hosts",
+    "denied_hosts",
+];
 
 const ENV_PREFIX: &str = "FERRY_";
 
@@ -123,6 +130,9 @@ pub struct LogConfig {
 pub struct LimitsConfig {
     /// Largest message body accepted or produced, in bytes.
     pub max_message_bytes: usize,
+    /// How long the session of a user who is offline, in no room, with
+    /// nothing under way, runs on before it is closed (None: never).
+    pub session_idle_timeout: Option<Duration>,
 }
 
 /// One enabled bridge.
@@ -134,8 +144,12 @@ pub struct BridgeConfig {
     pub domain: String,
     /// The component secret.
     pub secret: SecretString,
+    /// The file the secret was read from (`secret_file`), if any.
+    pub secret_file: Option<PathBuf>,
     /// Who may use it.
     pub access: AccessPolicy,
+    /// The hosts it may connect to (`allowed_hosts`, `denied_hosts`).
+    pub hosts: HostPolicy,
     /// The bridge's own keys (without the core's), for the registry.
     pub section: Dict,
 }
@@ -149,6 +163,7 @@ impl fmt::Debug for BridgeConfig {
             .field("domain", &self.domain)
             .field("secret", &self.secret)
             .field("access", &self.access)
+            .field("hosts", &self.hosts)
             .field("keys", &self.section.keys().collect::<Vec<_>>())
             .finish()
     }
@@ -240,7 +255,10 @@ impl Defaults {
                 ("max_media_bytes", Value::from(100u64 * 1024 * 1024)),
             ]),
             log: BTreeMap::from([("level", Value::from("info"))]),
-            limits: BTreeMap::from([("max_message_bytes", Value::from(65536u64))]),
+            limits: BTreeMap::from([
+                ("max_message_bytes", Value::from(65536u64)),
+                ("session_idle_timeout", Value::from(300u32)),
+            ]),
         }
     }
 }
@@ -281,6 +299,7 @@ struct LogRaw {
 #[derive(Deserialize)]
 struct LimitsRaw {
     max_message_bytes: i64,
+    session_idle_timeout: i64,
 }
 
 /// The environment as a figment provider: `FERRY_IRC__SECRET=x` is
@@ -465,7 +484,7 @@ const CORE_SECTIONS: &[(&str, &[&str])] = &[
         &["listen", "public_url", "max_body_bytes", "max_media_bytes"],
     ),
     ("log", &["level"]),
-    ("limits", &["max_message_bytes"]),
+    ("limits", &["max_message_bytes", "session_idle_timeout"]),
 ];
 
 /// Reads and validates the configuration from `path` and the `FERRY_*`
@@ -524,6 +543,7 @@ pub fn load(
         }
     });
     let limits = section::<LimitsRaw>(&mut problems, "limits").and_then(|raw| {
+        let mut ok = true;
         if raw.max_message_bytes < 1024 {
             problems.push(
                 "limits.max_message_bytes",
@@ -532,12 +552,25 @@ pub fn load(
                     raw.max_message_bytes
                 ),
             );
-            None
-        } else {
-            Some(LimitsConfig {
-                max_message_bytes: usize::try_from(raw.max_message_bytes).unwrap_or(usize::MAX),
-            })
+            ok = false;
         }
+        if raw.session_idle_timeout < 0 {
+            problems.push(
+                "limits.session_idle_timeout",
+                format!(
+                    "[limits] session_idle_timeout: {} must be a number of seconds (0: never close)",
+                    raw.session_idle_timeout
+                ),
+            );
+            ok = false;
+        }
+        ok.then(|| LimitsConfig {
+            max_message_bytes: usize::try_from(raw.max_message_bytes).unwrap_or(usize::MAX),
+            session_idle_timeout: u64::try_from(raw.session_idle_timeout)
+                .ok()
+                .filter(|s| *s > 0)
+                .map(Duration::from_secs),
+        })
     });
 
     // Every bad entry of [access], one line each.
@@ -579,7 +612,7 @@ pub fn load(
             continue;
         }
         let Value::Dict(_, dict) = value else {
-            if KNOWN_BRIDGES.contains(&name.as_str()) || registry.contains(name) {
+            if registry.is_known(name) {
                 problems.push(name, format!("[{name}] must be a section (a table)"));
             } else {
                 problems.push(name, format!("unknown key \"{name}\" at the top level"));
@@ -600,22 +633,21 @@ pub fn load(
             },
         };
         if !registry.contains(name) {
-            if !KNOWN_BRIDGES.contains(&name.as_str()) {
-                problems.push(
+            match registry.feature(name) {
+                None => problems.push(
                     name,
                     format!(
                         "unknown section [{name}] (known sections: xmpp, storage, access, http, log, limits, and the bridges {})",
-                        KNOWN_BRIDGES.join(", ")
+                        registry.known_names().collect::<Vec<_>>().join(", ")
                     ),
-                );
-            } else if enabled {
-                problems.push(
+                ),
+                Some(feature) if enabled => problems.push(
                     name,
                     format!(
-                        "[{name}] this ferry was built without the {name} bridge (cargo feature \"{feature}\"); set enabled = false or remove the section",
-                        feature = if name == "test" { "test-bridge" } else { name }
+                        "[{name}] this ferry was built without the {name} bridge (cargo feature \"{feature}\"); set enabled = false or remove the section"
                     ),
-                );
+                ),
+                Some(_) => {}
             }
             continue;
         }
@@ -645,6 +677,7 @@ pub fn load(
             },
         };
         let secret = bridge_secret(&mut problems, name, dict);
+        let hosts = bridge_hosts(&mut problems, name, dict);
         let mut own = dict.clone();
         for key in CORE_BRIDGE_KEYS {
             own.remove(*key);
@@ -663,12 +696,19 @@ pub fn load(
                 );
         }
         let policy = domain.as_ref().and_then(|d| access_for(d));
-        if let (Some(domain), Some(secret), Some(access)) = (domain, secret, policy) {
+        if let (Some(domain), Some(secret), Some(access), Some(hosts)) =
+            (domain, secret, policy, hosts)
+        {
             bridges.push(BridgeConfig {
                 name: name.clone(),
                 domain,
                 secret,
+                secret_file: dict
+                    .get("secret_file")
+                    .and_then(Value::as_str)
+                    .map(PathBuf::from),
                 access,
+                hosts,
                 section: own,
             });
         }
@@ -952,6 +992,66 @@ fn bridge_secret(problems: &mut Problems, name: &str, dict: &Dict) -> Option<Sec
     }
 }
 
+/// `allowed_hosts` and `denied_hosts` of a bridge: lists of globs or CIDR
+/// networks (a single string, as from the environment, is one pattern).
+fn bridge_hosts(problems: &mut Problems, name: &str, dict: &Dict) -> Option<HostPolicy> {
+    let mut lists: [Vec<String>; 2] = Default::default();
+    let mut ok = true;
+    for (key, list) in ["allowed_hosts", "denied_hosts"]
+        .iter()
+        .zip(lists.iter_mut())
+    {
+        let path = format!("{name}.{key}");
+        let patterns = match dict.get(*key) {
+            None => Vec::new(),
+            Some(Value::String(_, s)) => vec![s.clone()],
+            Some(Value::Array(_, items)) => {
+                let strings: Option<Vec<String>> = items
+                    .iter()
+                    .map(|v| v.as_str().map(str::to_owned))
+                    .collect();
+                match strings {
+                    Some(s) => s,
+                    None => {
+                        problems.push(
+                            &path,
+                            format!("[{name}] {key}: expected a list of host patterns (strings)"),
+                        );
+                        ok = false;
+                        continue;
+                    }
+                }
+            }
+            Some(_) => {
+                problems.push(
+                    &path,
+                    format!("[{name}] {key}: expected a list of host patterns (strings)"),
+                );
+                ok = false;
+                continue;
+            }
+        };
+        for p in &patterns {
+            if let Err(e) = HostPolicy::new([p], [""; 0]) {
+                problems.push(&path, format!("[{name}] {key}: {e}"));
+                ok = false;
+            }
+        }
+        *list = patterns;
+    }
+    if !ok {
+        return None;
+    }
+    let [allowed, denied] = lists;
+    match HostPolicy::new(&allowed, &denied) {
+        Ok(p) => Some(p),
+        Err(e) => {
+            problems.push(name, format!("[{name}] allowed_hosts/denied_hosts: {e}"));
+            None
+        }
+    }
+}
+
 fn value_text(v: &Value) -> String {
     match v {
         Value::String(_, s) => s.clone(),
@@ -986,6 +1086,7 @@ mod tests {
         let mut r = Registry::empty();
         r.add("test", tiny_build);
         r.add("irc", tiny_build);
+        r.known("matrix", "matrix");
         r
     }
 
@@ -1041,6 +1142,48 @@ mod tests {
         assert_eq!(b.secret.expose(), "s3cret");
         assert!(b.access.allows("alice@example.org"));
         assert!(!b.access.allows("alice@example.com"));
+    }
+
+    #[test]
+    fn host_policies_are_read_checked_and_kept_out_of_the_bridge_keys() {
+        let c = Case::new(&format!(
+            "{MINIMAL}allowed_hosts = [\"10.0.0.0/8\", \"*.example.org\"]\ndenied_hosts = [\"*\"]\n"
+        ))
+        .load(&[])
+        .expect("valid");
+        let b = &c.bridges[0];
+        assert_eq!(b.hosts.allowed(), ["10.0.0.0/8", "*.example.org"]);
+        assert_eq!(b.hosts.denied(), ["*"]);
+        assert!(!b.section.contains_key("allowed_hosts"));
+        // From the environment, one pattern as a plain string.
+        let c = Case::new(MINIMAL)
+            .load(&[("FERRY_TEST__ALLOWED_HOSTS", "127.0.0.1")])
+            .expect("valid");
+        assert_eq!(c.bridges[0].hosts.allowed(), ["127.0.0.1"]);
+        assert_eq!(
+            Case::new(MINIMAL).load(&[]).expect("valid").bridges[0].hosts,
+            HostPolicy::default()
+        );
+        let p = Case::new(&format!(
+            "{MINIMAL}allowed_hosts = [\"10.0.0.0/99\", 3]\ndenied_hosts = \"a{{b\"\n"
+        ))
+        .problems(&[]);
+        assert!(
+            p.iter()
+                .any(|l| l.contains("[test] allowed_hosts: expected a list of host patterns")),
+            "{p:#?}"
+        );
+        assert!(
+            p.iter()
+                .any(|l| l.contains("[test] denied_hosts: bad host pattern \"a{b\"")),
+            "{p:#?}"
+        );
+        let p = Case::new(&format!("{MINIMAL}allowed_hosts = [\"10.0.0.0/99\"]\n")).problems(&[]);
+        assert!(
+            p.iter()
+                .any(|l| l.contains("[test] allowed_hosts: bad host pattern \"10.0.0.0/99\"")),
+            "{p:#?}"
+        );
     }
 
     #[test]

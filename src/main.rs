@@ -9,9 +9,13 @@ mod component;
 mod config;
 mod gateway;
 mod http;
+mod lifecycle;
+mod logging;
 mod memory;
 mod metrics;
 mod muc;
+mod permissions;
+mod redact;
 mod store;
 
 fn main() -> std::process::ExitCode {

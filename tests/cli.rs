@@ -359,6 +359,55 @@ mod with_test_bridge {
     }
 
     #[test]
+    fn a_world_readable_secret_file_and_a_world_writable_data_dir_are_warned_about() {
+        use std::os::unix::fs::PermissionsExt;
+        let chmod = |p: &Path, mode: u32| {
+            std::fs::set_permissions(p, std::fs::Permissions::from_mode(mode)).expect("chmod");
+        };
+        let dir = Dir::new();
+        let data = dir.path().join("data");
+        std::fs::create_dir(&data).expect("mkdir");
+        let secret = dir.path().join("secret");
+        std::fs::write(&secret, "from-a-file\n").expect("write");
+        let config = dir.config(&format!(
+            "[storage]\ndata_dir = \"{}\"\n[test]\ndomain = \"test.example.org\"\nsecret_file = \"{}\"\n",
+            data.display(),
+            secret.display()
+        ));
+        chmod(&secret, 0o644);
+        chmod(&data, 0o777);
+        let o = check(&config, &[]);
+        // Warnings, not problems: the gateway would run.
+        assert!(o.status.success(), "{}", stderr(&o));
+        let err = stderr(&o);
+        let line = |what: &str| {
+            err.lines()
+                .find(|l| l.starts_with("warning: ") && l.contains(what))
+                .unwrap_or_else(|| panic!("no warning about {what} in:\n{err}"))
+                .to_owned()
+        };
+        let s = line("[test] secret_file");
+        assert!(s.contains("mode 0644"), "{s}");
+        assert!(
+            s.ends_with(&format!("run: chmod o-rwx {}", secret.display())),
+            "{s}"
+        );
+        let d = line("[storage] data_dir");
+        assert!(d.contains("mode 0777"), "{d}");
+        assert!(
+            d.ends_with(&format!("run: chmod o-w {}", data.display())),
+            "{d}"
+        );
+        assert!(!err.contains("from-a-file"), "{err}");
+        // What the warnings say to run silences them.
+        chmod(&secret, 0o640);
+        chmod(&data, 0o775);
+        let o = check(&config, &[]);
+        assert!(o.status.success(), "{}", stderr(&o));
+        assert!(!stderr(&o).contains("warning"), "{}", stderr(&o));
+    }
+
+    #[test]
     fn bridge_section_problems() {
         let dir = Dir::new();
         let config = dir.config(

@@ -125,7 +125,8 @@ if ! command -v cargo >/dev/null || ! rustc --version >/dev/null 2>&1; then
 fi
 log "$(rustc --version), $(cargo --version)"
 install_prereqs() {
-  ensure_packages build-essential curl ca-certificates procps python3
+  # profanity and tmux: tests/forms drives the Profanity client in tmux
+  ensure_packages build-essential curl ca-certificates procps python3 profanity tmux
   ensure_venv test -r "$REPO/tests/requirements.txt"
 }
 step install install_prereqs || { echo "run.sh: installing the prerequisites failed" >&2; exit 1; }

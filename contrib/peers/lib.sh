@@ -68,6 +68,9 @@ SMS_COMPONENT_SECRET=${SMS_COMPONENT_SECRET:-smssecret}
 IRC2_COMPONENT_SECRET=${IRC2_COMPONENT_SECRET:-irc2secret}
 MATRIX2_COMPONENT_SECRET=${MATRIX2_COMPONENT_SECRET:-matrix2secret}
 TEST2_COMPONENT_SECRET=${TEST2_COMPONENT_SECRET:-test2secret}
+# More plain components, "name:secret …" (name.localhost): the benchmarks' competitors
+# (XMPP_EXTRA_COMPONENTS="biboumi:biboumisecret" for tests/irc/bench_scale.py).
+XMPP_EXTRA_COMPONENTS=${XMPP_EXTRA_COMPONENTS:-}
 PROSODY_NAGLE=${PROSODY_NAGLE:-false}
 # XEP-0363 file sharing on Prosody (upload.localhost, plain HTTP on loopback); 0 = off
 XMPP_UPLOAD=${XMPP_UPLOAD:-1}
@@ -76,6 +79,10 @@ XMPP_UPLOAD=${XMPP_UPLOAD:-1}
 IRC_OPER_NAME=${IRC_OPER_NAME:-oper}
 IRC_OPER_PASSWORD=${IRC_OPER_PASSWORD:-operpw}
 INSPIRCD_MODULES=${INSPIRCD_MODULES:-"cap ircv3 ircv3_servertime ircv3_echomessage ircv3_msgid ircv3_batch ircv3_labeledresponse ircv3_capnotify ircv3_chghost ircv3_invitenotify ircv3_ctctags ircv3_accounttag namesx uhnames monitor setname botmode"}
+# Connections InspIRCd accepts from one address and in all (the 1,000-user benchmark needs more)
+IRC_MAX_CONNECTIONS=${IRC_MAX_CONNECTIONS:-1000}
+# ngIRCd's MaxConnections and MaxConnectionsIP (0 = no limit)
+NGIRCD_MAX_CONNECTIONS=${NGIRCD_MAX_CONNECTIONS:-0}
 NGIRCD_LISTEN=${NGIRCD_LISTEN:-127.0.0.1,127.0.0.2}
 NGIRCD_MAX_PENALTY=${NGIRCD_MAX_PENALTY:-0}
 # ngIRCd accepts WEBIRC with this password (the IRC bridge's webirc_password test)

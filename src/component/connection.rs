@@ -27,6 +27,9 @@ use xmpp_parsers::component::Handshake;
 use xmpp_parsers::iq::Iq;
 use xmpp_parsers::jid::Jid;
 use xmpp_parsers::minidom::Element;
+
+use crate::logging::STANZA_TARGET;
+use crate::redact::Redacted;
 use xmpp_parsers::ns;
 use xmpp_parsers::stanza::Stanza;
 
@@ -145,6 +148,17 @@ impl Task {
             own_jid: None,
             rejected: false,
             careful: false,
+        }
+    }
+
+    /// Logs a stanza at `trace` (target `ferry::stanza`), secrets redacted.
+    fn trace_stanza(&self, direction: &str, el: &Element) {
+        if tracing::enabled!(target: STANZA_TARGET, tracing::Level::TRACE) {
+            let shown = Redacted {
+                stanza: el,
+                gateway: self.domain(),
+            };
+            tracing::trace!(target: STANZA_TARGET, domain = %self.domain(), "{direction}: {shown}");
         }
     }
 
@@ -581,6 +595,7 @@ impl Task {
         while let Some(cmd) = next.take() {
             match cmd {
                 Command::Send(el) => {
+                    self.trace_stanza("out", &el);
                     stream.feed(&el).await.map_err(write_error)?;
                     BridgeMetrics::inc(&self.metrics.stanzas_out);
                     self.unconfirmed
@@ -627,16 +642,21 @@ impl Task {
             match text.parse::<Element>() {
                 Ok(mut el) => match super::check_addressing(&mut el, &self.config.domain) {
                     Ok(()) => {
+                        self.trace_stanza("out", &el);
                         stream.feed(&el).await.map_err(write_error)?;
                         BridgeMetrics::inc(&self.metrics.stanzas_out);
                     }
                     Err(e) => {
                         BridgeMetrics::inc(&self.metrics.errors);
-                        tracing::error!(domain = %self.domain(), "dropping an outbox entry the server would close the stream for ({e}): {text}");
+                        let shown = Redacted {
+                            stanza: &el,
+                            gateway: self.domain(),
+                        };
+                        tracing::error!(domain = %self.domain(), "dropping an outbox entry the server would close the stream for ({e}): {shown}");
                     }
                 },
                 Err(e) => {
-                    tracing::error!(domain = %self.domain(), "dropping an outbox entry that is not XML ({e}): {text}");
+                    tracing::error!(domain = %self.domain(), "dropping an outbox entry that is not XML ({e}, {} bytes)", text.len());
                 }
             }
             self.unconfirmed.push_back(Unconfirmed::Outbox(seq));
@@ -754,6 +774,14 @@ impl Task {
         match el {
             FallibleStreamElement::Ok(XmppStreamElement::Stanza(stanza)) => {
                 BridgeMetrics::inc(&self.metrics.stanzas_in);
+                if tracing::enabled!(target: STANZA_TARGET, tracing::Level::TRACE) {
+                    let el = match &stanza {
+                        Stanza::Iq(iq) => Element::from(iq.clone()),
+                        Stanza::Message(m) => Element::from(m.clone()),
+                        Stanza::Presence(p) => Element::from(p.clone()),
+                    };
+                    self.trace_stanza("in", &el);
+                }
                 self.stanza(stream, stanza).await
             }
             FallibleStreamElement::Err(StreamElementError::InvalidStanza {

@@ -95,6 +95,13 @@ impl Sessions {
             .retain(|_, s| s.owner.to_bare().as_str() != user.as_str());
     }
 
+    /// Whether a user has a command session open.
+    pub fn has_user(&self, user: &UserId) -> bool {
+        self.map
+            .values()
+            .any(|s| s.owner.to_bare().as_str() == user.as_str())
+    }
+
     fn new_id(&mut self) -> String {
         self.counter += 1;
         format!("{}-{}", xml::new_id(), self.counter)
@@ -136,7 +143,7 @@ impl Gateway {
     pub fn commands_at(&self, user: &UserId, to: &Jid) -> Vec<CommandDef> {
         let registered = self.is_registered(user);
         let optional = self.info.registration == ferry_bridge::Registration::Optional;
-        let (scope, address) = match self.jids.target(to) {
+        let (scope, address) = match self.target_of(user, to) {
             Ok(Target::Gateway) => (CommandScope::Gateway, None),
             Ok(Target::Address(a)) => {
                 let scope = match &a {
@@ -171,6 +178,10 @@ impl Gateway {
                 out.push(core(CoreCommand::Preferences, "Preferences"));
             }
             out.push(core(CoreCommand::Status, "Status"));
+            if (registered || optional) && self.info.capabilities.has(ferry_bridge::Feature::Groups)
+            {
+                out.push(core(CoreCommand::NewGroup, "New group conversation"));
+            }
             out.push(core(CoreCommand::Users, "List users"));
             out.push(core(CoreCommand::DeleteUser, "Delete a user"));
             out.push(core(CoreCommand::Stats, "Statistics"));
@@ -184,9 +195,12 @@ impl Gateway {
             });
         }
         let may_use_bridge = registered || optional;
-        if may_use_bridge {
+        {
             for spec in self.network.commands() {
-                if spec.scope != scope || out.iter().any(|c| c.node == spec.node) {
+                if spec.scope != scope
+                    || out.iter().any(|c| c.node == spec.node)
+                    || !(may_use_bridge || spec.bridge_wide)
+                {
                     continue;
                 }
                 out.push(CommandDef {
@@ -195,6 +209,7 @@ impl Gateway {
                     runner: Runner::Bridge {
                         node: spec.node,
                         target: address.clone(),
+                        bridge_wide: spec.bridge_wide,
                     },
                     admin_only: spec.admin_only,
                 });
@@ -489,7 +504,7 @@ impl Gateway {
                 self.adhoc.map.remove(sid);
                 let el = command_el(node, sid, "completed")
                     .oc(n.map(|t| note("info", &t)))
-                    .oc(result.map(|f| Element::from(forms::to_result_form(&f))))
+                    .oc(result.map(|f| forms::to_result_form(&f)))
                     .build();
                 self.send(xml::iq_result(to, from, id, Some(el)));
             }
@@ -528,10 +543,6 @@ fn executing(node: &str, sid: &str, steps: &[Step], n: Option<(&str, &str)>) -> 
     command_el(node, sid, "executing")
         .c(actions)
         .oc(n.map(|(k, t)| note(k, t)))
-        .c(Element::from(forms::to_data_form(
-            &step.form,
-            None,
-            Secrets::Show,
-        )))
+        .c(forms::to_data_form(&step.form, None, Secrets::Show))
         .build()
 }

@@ -34,6 +34,9 @@ pub enum CoreCommand {
     Announce,
     /// `admin/disconnect-user` (also `disconnect-user`).
     DisconnectUser,
+    /// `new-group`: a group conversation with a set of people (networks
+    /// with `Feature::Groups`).
+    NewGroup,
 }
 
 impl CoreCommand {
@@ -49,6 +52,7 @@ impl CoreCommand {
             CoreCommand::Stats => "admin/stats",
             CoreCommand::Announce => "admin/announce",
             CoreCommand::DisconnectUser => "admin/disconnect-user",
+            CoreCommand::NewGroup => "new-group",
         }
     }
 
@@ -70,12 +74,15 @@ impl CoreCommand {
 pub enum Runner {
     /// A core command.
     Core(CoreCommand),
-    /// A bridge command, run by the user's session.
+    /// A bridge command, run by the user's session (or the bridge itself
+    /// when `bridge_wide`).
     Bridge {
         /// Its node.
         node: String,
         /// On what (None: the gateway).
         target: Option<Address>,
+        /// Run by the bridge as a whole, not the session.
+        bridge_wide: bool,
     },
 }
 
@@ -115,7 +122,11 @@ impl Gateway {
         k: StepDone,
     ) {
         match runner {
-            Runner::Bridge { node, target } => {
+            Runner::Bridge {
+                node,
+                target,
+                bridge_wide,
+            } => {
                 let call = CommandCall {
                     node: node.clone(),
                     target: target.clone(),
@@ -123,6 +134,26 @@ impl Gateway {
                     values,
                     admin,
                 };
+                if *bridge_wide {
+                    let admin_only = self
+                        .network
+                        .commands()
+                        .iter()
+                        .any(|c| c.node == *node && c.admin_only);
+                    if admin_only && !admin {
+                        return k(
+                            self,
+                            Err(BridgeError::new(
+                                ErrorKind::NotAllowed,
+                                "This command is for administrators only.",
+                            )),
+                        );
+                    }
+                    let (network, ctx, user) =
+                        (self.network.clone(), self.bridge.clone(), user.clone());
+                    return self
+                        .spawn_then(async move { network.command(&ctx, &user, call).await }, k);
+                }
                 self.act(user, Action::Command(call), move |gw, r| {
                     let r = r.and_then(|o| match o {
                         Outcome::Command(c) => Ok(c),
@@ -352,6 +383,53 @@ impl Gateway {
                         result: Some(result_table("Statistics", rows)),
                     }),
                 )
+            }
+            (CoreCommand::NewGroup, None) => {
+                let f = Form::new("New group conversation")
+                    .instructions(format!(
+                        "The people of {} to write to together: their addresses on {} (one a line), or as you would type them.",
+                        self.info.name,
+                        self.jids.domain()
+                    ))
+                    .field(
+                        Field::new("members", FieldKind::TextMulti)
+                            .label("Members")
+                            .required(),
+                    )
+                    .field(Field::new("subject", FieldKind::TextSingle).label("Subject"));
+                k(self, Ok(form(f, "open")))
+            }
+            (CoreCommand::NewGroup, Some(_)) => {
+                let lines: Vec<String> = values
+                    .all("members")
+                    .unwrap_or_default()
+                    .iter()
+                    .flat_map(|v| v.split(['\n', ',']))
+                    .map(str::trim)
+                    .filter(|v| !v.is_empty())
+                    .map(str::to_owned)
+                    .collect();
+                let members = match self.group_members(user, &lines) {
+                    Ok(m) => m,
+                    Err(text) => return k(self, Err(BridgeError::bad_request(text))),
+                };
+                let subject = values
+                    .get("subject")
+                    .map(str::trim)
+                    .filter(|s| !s.is_empty())
+                    .map(str::to_owned);
+                self.open_group(user, members, subject, None, move |gw, r| {
+                    let r = r.map(|room| {
+                        let jid = gw
+                            .jids
+                            .room(&room)
+                            .map_or_else(|| room.to_string(), |j| j.to_string());
+                        CommandReply::done(format!(
+                            "The group conversation is {jid}: join it (an invitation is on its way)."
+                        ))
+                    });
+                    k(gw, r)
+                });
             }
             (CoreCommand::Announce, None) => {
                 let f = Form::new("Announce to all users").field(

@@ -7,7 +7,9 @@
 //! error stanza to the sender, never silence; pure signals (typing,
 //! markers) are dropped quietly when the network cannot carry them.
 
-use ferry_bridge::{Action, Address, IncomingMessage, MessageId, Outcome, ReplyTo, Sender, UserId};
+use ferry_bridge::{
+    Action, Address, Feature, IncomingMessage, MessageId, Outcome, ReplyTo, Sender, UserId,
+};
 use xmpp_parsers::jid::Jid;
 use xmpp_parsers::message::{Message, MessageType};
 use xmpp_parsers::minidom::Element;
@@ -15,6 +17,7 @@ use xmpp_parsers::stanza_error::{DefinedCondition, ErrorType, StanzaError};
 
 use super::jids::Target;
 use super::message::{self, Inbound, Refs};
+use super::receipts::Sent;
 use super::router::Gateway;
 use super::xml::{self, B, ns};
 
@@ -56,6 +59,12 @@ impl Gateway {
             return;
         }
         let parsed = message::read(&m);
+        if to.node().is_none()
+            && m.type_ != MessageType::Groupchat
+            && let Some(addresses) = super::groups::multicast_addresses(&m)
+        {
+            return self.on_multicast(m, parsed, addresses);
+        }
         if to.node().is_none() {
             if m.type_ != MessageType::Groupchat
                 && let Some(body) = parsed.body.as_deref()
@@ -76,7 +85,7 @@ impl Gateway {
             }
             return;
         }
-        let target = match self.jids.target(&to) {
+        let target = match self.target_of(&user, &to) {
             Ok(Target::Address(a)) => a,
             Ok(Target::Gateway) => return,
             Err(e) => {
@@ -91,7 +100,7 @@ impl Gateway {
             return self.muc_message(m, parsed, from, to, user, room.clone());
         }
         if let Address::Occupant { .. } = &target
-            && !self.info.capabilities.private_messages
+            && !self.info.capabilities.has(Feature::PrivateMessages)
         {
             if meaningful {
                 let err = unsupported("private messages to room occupants", &self.info.name);
@@ -123,6 +132,11 @@ impl Gateway {
             return false;
         }
         let len = message::text_len(p);
+        if let Err(text) = super::limits::check_text(&self.info.limits, &self.info.name, len) {
+            let err = xml::error(ErrorType::Modify, DefinedCondition::PolicyViolation, &text);
+            self.send_error(xml::message_error(to, from, p.id.as_deref(), err));
+            return false;
+        }
         if len > self.settings.max_message_bytes {
             let err = xml::error(
                 ErrorType::Modify,
@@ -166,7 +180,7 @@ impl Gateway {
     ) -> Result<Action, Box<StanzaError>> {
         let caps = &self.info.capabilities;
         let mut p = p.clone();
-        if !caps.replies && p.reply.is_some() {
+        if !caps.has(Feature::Replies) && p.reply.is_some() {
             // Keep the quote the client wrote as fallback.
             p.body = m
                 .bodies
@@ -175,7 +189,7 @@ impl Gateway {
                 .cloned();
             p.reply = None;
         }
-        if !caps.attachments && !p.oob.is_empty() {
+        if !caps.has(Feature::Attachments) && !p.oob.is_empty() {
             let mut body = p.body.clone().unwrap_or_default();
             for (url, _) in &p.oob {
                 if !body.contains(url.as_str()) {
@@ -188,9 +202,23 @@ impl Gateway {
             p.body = Some(body);
             p.oob.clear();
         }
-        let mut out = message::outgoing(&p, chat.clone(), caps.formatting);
-        if !caps.threads {
+        let mut out = message::outgoing(&p, chat.clone(), caps.has(Feature::Formatting));
+        if !caps.has(Feature::Threads) {
             out.thread = None;
+        }
+        if matches!(chat, Address::Room(_)) {
+            // A room's subject is changed by a message without a body.
+            out.subject = None;
+        } else if !caps.has(Feature::Subjects)
+            && let Some(subject) = out.subject.take()
+        {
+            // Networks without subjects get it as the first line.
+            out.body = if out.body.is_empty() {
+                subject
+            } else {
+                format!("{subject}\n\n{}", out.body)
+            };
+            out.rich = None;
         }
         if let Some(r) = &p.reply
             && let Some(fid) = self.foreign_of(user, chat, &r.id)
@@ -202,7 +230,7 @@ impl Gateway {
             });
         }
         if let Some(orig) = &p.replace {
-            if !caps.corrections {
+            if !caps.has(Feature::Corrections) {
                 return Err(Box::new(unsupported(
                     "message corrections",
                     &self.info.name,
@@ -233,46 +261,8 @@ impl Gateway {
         user: &UserId,
         chat: Address,
     ) {
-        let caps = self.info.capabilities;
-        if let Some(target) = &p.retract {
-            if !caps.retractions {
-                let err = unsupported("retracting messages", &self.info.name);
-                return self.send_error(xml::message_error(to, from, p.id.as_deref(), err));
-            }
-            let Some(fid) = self.foreign_of(user, &chat, target) else {
-                let err = xml::error(
-                    ErrorType::Cancel,
-                    DefinedCondition::ItemNotFound,
-                    "The message to retract is not known to the gateway.",
-                );
-                return self.send_error(xml::message_error(to, from, p.id.as_deref(), err));
-            };
-            let action = Action::Retract {
-                chat,
-                target: fid,
-                moderate: None,
-            };
-            return self.act_or_bounce(user, action, from, to, p.id.clone());
-        }
-        if let Some((target, emojis)) = &p.reactions {
-            if !caps.reactions {
-                let err = unsupported("reactions", &self.info.name);
-                return self.send_error(xml::message_error(to, from, p.id.as_deref(), err));
-            }
-            let Some(fid) = self.foreign_of(user, &chat, target) else {
-                let err = xml::error(
-                    ErrorType::Cancel,
-                    DefinedCondition::ItemNotFound,
-                    "The message reacted to is not known to the gateway.",
-                );
-                return self.send_error(xml::message_error(to, from, p.id.as_deref(), err));
-            };
-            let action = Action::React {
-                chat,
-                target: fid,
-                emojis: emojis.clone(),
-            };
-            return self.act_or_bounce(user, action, from, to, p.id.clone());
+        if self.dispatch_edit(user, &p, from, to, &chat) {
+            return;
         }
         if p.has_content() {
             if !self.accept_content(from, to, &p) {
@@ -287,24 +277,7 @@ impl Gateway {
             self.send_content(user, action, from.clone(), to.clone(), &p, chat);
             return;
         }
-        if let Some(state) = p.chat_state
-            && caps.chat_states
-            && self.pref_on(user, "send_typing")
-        {
-            self.act_silent(
-                user,
-                Action::ChatState {
-                    chat: chat.clone(),
-                    state,
-                },
-            );
-        }
-        if let Some(id) = &p.displayed
-            && caps.displayed_markers
-            && let Some(fid) = self.foreign_of(user, &chat, id)
-        {
-            self.act_silent(user, Action::Displayed { chat, up_to: fid });
-        }
+        self.dispatch_signals(user, &p, &chat);
     }
 
     /// Runs a signal action whose failure nobody needs to hear about.
@@ -356,47 +329,33 @@ impl Gateway {
         let u = user.clone();
         self.act(user, action, move |gw, r| match r {
             Ok(outcome) => {
-                let fid = match outcome {
-                    Outcome::Sent(id) => id,
-                    _ => None,
+                let ids = match outcome {
+                    Outcome::Sent(ids) => ids,
+                    _ => Vec::new(),
                 };
-                if let (Some(fid), Some(x)) = (&fid, &xmpp_id) {
-                    if !is_edit {
-                        gw.store.map_message(&u, &key, x, fid.as_str());
-                        if let Some(sid) = &stanza_id
-                            && sid != x
-                        {
-                            gw.store.map_message(&u, &key, sid, fid.as_str());
-                        }
-                    } else {
+                for fid in &ids {
+                    if let Some(x) = &xmpp_id {
                         // A correction's own id refers to the same message.
                         gw.store.map_message(&u, &key, x, fid.as_str());
                     }
-                }
-                if !receipt {
-                    return;
-                }
-                let Some(receipt_id) = stanza_id.clone().or(xmpp_id.clone()) else {
-                    return;
-                };
-                if !gw.info.capabilities.delivery_receipts {
-                    gw.send_receipt(&to, &from, &receipt_id);
-                } else if let Some(fid) = fid {
-                    let early = gw
-                        .users
-                        .get_mut(&u)
-                        .map(|s| s.early_deliveries.remove(fid.as_str()))
-                        .unwrap_or(false);
-                    if early {
-                        gw.send_receipt(&to, &from, &receipt_id);
-                    } else {
-                        gw.user_mut(&u)
-                            .awaiting_delivery
-                            .insert(fid.into_string(), (receipt_id, to.clone()));
+                    if !is_edit
+                        && let Some(sid) = &stanza_id
+                        && Some(sid) != xmpp_id.as_ref()
+                    {
+                        gw.store.map_message(&u, &key, sid, fid.as_str());
                     }
-                } else {
-                    gw.send_receipt(&to, &from, &receipt_id);
                 }
+                gw.message_sent(
+                    &u,
+                    Sent {
+                        chat: &chat,
+                        ids: &ids,
+                        stanza_id: stanza_id.as_deref().or(xmpp_id.as_deref()),
+                        peer: &to,
+                        client: &from,
+                        receipt,
+                    },
+                );
             }
             Err(e) => {
                 gw.send_error(xml::message_error(
@@ -407,44 +366,6 @@ impl Gateway {
                 ));
             }
         });
-    }
-
-    /// XEP-0184 `<received/>` from `from` (the contact) to `to` (the user).
-    pub fn send_receipt(&self, from: &Jid, to: &Jid, id: &str) {
-        let el = message::signal(
-            from,
-            &Jid::from(to.to_bare()),
-            MessageType::Chat,
-            vec![message::received(id)],
-        );
-        self.send(el);
-    }
-
-    /// The network confirmed delivery of one of the user's messages.
-    pub fn on_delivered(&mut self, user: &UserId, chat: &Address, id: &MessageId) {
-        let waiting = self
-            .users
-            .get_mut(user)
-            .and_then(|u| u.awaiting_delivery.remove(id.as_str()));
-        match waiting {
-            Some((xmpp_id, from)) => {
-                if let Some(to) = Self::user_jid(user) {
-                    self.send_receipt(&from, &Jid::from(to), &xmpp_id);
-                }
-            }
-            None => {
-                // The delivery may come before the send finished; or the
-                // message was sent without a receipt request.
-                let known = self.xmpp_of(user, chat, id).is_some();
-                if !known {
-                    let u = self.user_mut(user);
-                    if u.early_deliveries.len() > 1000 {
-                        u.early_deliveries.clear();
-                    }
-                    u.early_deliveries.insert(id.to_string());
-                }
-            }
-        }
     }
 
     /// The JID a network sender appears as in a 1:1 conversation.
@@ -499,7 +420,7 @@ impl Gateway {
             reply,
             stanza_id: None,
             origin_id: true,
-            markable: self.info.capabilities.displayed_markers,
+            markable: self.info.capabilities.has(Feature::DisplayedMarkers),
             delay_from: Some(self.gw_jid()),
         };
         let is_occupant = matches!(msg.chat, Address::Occupant { .. });

@@ -6,8 +6,8 @@
 //! feature the network cannot carry is not announced.
 
 use ferry_bridge::{
-    Address, BridgeError, Capabilities, CommandScope, Network, NetworkInfo, Outcome, RoomId,
-    RoomInfo, RoomListing, UserId,
+    Address, BridgeError, Capabilities, CommandScope, Feature, Network, NetworkInfo, Outcome,
+    RoomId, RoomInfo, RoomListing, UserId,
 };
 use xmpp_parsers::caps::{compute_disco, hash_caps};
 use xmpp_parsers::data_forms::{DataForm, DataFormType, Field as XField, FieldType};
@@ -52,33 +52,33 @@ fn ver_of(info: &DiscoInfoResult) -> String {
 /// Message features a network's capabilities allow, for disco.
 pub fn message_features(c: &Capabilities) -> Vec<&'static str> {
     let mut f = vec![ns::RECEIPTS, ns::SID];
-    if c.corrections {
+    if c.has(Feature::Corrections) {
         f.push(ns::CORRECT);
     }
-    if c.chat_states {
+    if c.has(Feature::ChatStates) {
         f.push(ns::CHATSTATES);
     }
-    if c.retractions || c.moderation {
+    if c.has(Feature::Retractions) || c.has(Feature::Moderation) {
         f.push(ns::RETRACT1);
         f.push(ns::RETRACT0);
     }
-    if c.reactions {
+    if c.has(Feature::Reactions) {
         f.push(ns::REACTIONS);
     }
-    if c.replies {
+    if c.has(Feature::Replies) {
         f.push(ns::REPLY);
     }
-    if c.displayed_markers {
+    if c.has(Feature::DisplayedMarkers) {
         f.push(ns::MARKERS);
     }
-    if c.attachments {
+    if c.has(Feature::Attachments) {
         f.push(ns::OOB);
     }
-    if c.formatting {
+    if c.has(Feature::Formatting) {
         f.push(ns::XHTML_IM);
         f.push(ns::STYLING);
     }
-    if c.threads {
+    if c.has(Feature::Threads) {
         f.push(ns::THREADS);
     }
     f
@@ -94,7 +94,7 @@ impl Disco {
             lang: None,
             name: Some(net.name.clone()),
         }];
-        if c.rooms {
+        if c.has(Feature::Rooms) {
             ids.push(Identity {
                 category: "conference".into(),
                 type_: "text".into(),
@@ -113,9 +113,13 @@ impl Disco {
             ns::VERSION,
             ns::CAPS,
         ];
-        if c.rooms {
+        if c.has(Feature::Rooms) {
             f.push(ns::MUC);
             f.push(ns::MAM);
+        }
+        if c.has(Feature::Groups) {
+            // XEP-0033: a message to several people opens a group.
+            f.push(super::groups::NS_ADDRESS);
         }
         f.extend(message_features(c));
         let gateway = info(ids, f);
@@ -125,10 +129,10 @@ impl Disco {
             "pc"
         };
         let mut cf = vec![ns::DISCO_INFO, ns::CAPS, ns::VCARD, ns::COMMANDS];
-        if c.ping {
+        if c.has(Feature::Ping) {
             cf.push(ns::PING);
         }
-        if c.version_query {
+        if c.has(Feature::VersionQuery) {
             cf.push(ns::VERSION);
         }
         cf.extend(message_features(c));
@@ -295,12 +299,13 @@ impl Gateway {
         let user = UserId::new(from.to_bare().to_string());
         let reply = |r: DiscoInfoResult| {
             let mut el: Element = r.into();
+            super::forms::type_fields(&mut el);
             if let Some(n) = &node {
                 xml::set_attr(&mut el, "node", n.clone());
             }
             el
         };
-        match self.jids.target(to) {
+        match self.target_of(&Self::user_id(from), to) {
             Ok(super::jids::Target::Gateway) => {
                 let r = match node.as_deref() {
                     None => self.disco.gateway.clone(),
@@ -354,7 +359,7 @@ impl Gateway {
                         self.disco.contact.clone()
                     }
                     Address::Room(room) => {
-                        if !self.info.capabilities.rooms {
+                        if !self.info.capabilities.has(Feature::Rooms) {
                             return self.item_not_found(from, to, id, "rooms");
                         }
                         self.room_disco(&user, room)
@@ -368,7 +373,7 @@ impl Gateway {
                         }],
                         {
                             let mut f = vec![ns::DISCO_INFO, ns::DISCO_ITEMS, ns::COMMANDS];
-                            if self.info.capabilities.rooms {
+                            if self.info.capabilities.has(Feature::Rooms) {
                                 f.push(ns::MUC);
                             }
                             f
@@ -441,7 +446,7 @@ impl Gateway {
         if let Some(n) = node {
             return self.item_not_found(from, to, id, &n);
         }
-        let target = self.jids.target(to);
+        let target = self.target_of(&Self::user_id(from), to);
         let service = match target {
             Ok(super::jids::Target::Gateway) => None,
             Ok(super::jids::Target::Address(Address::Service(s))) => Some(s),
@@ -466,8 +471,8 @@ impl Gateway {
             }
         };
         let known = self.known_rooms(&user);
-        let can_list = self.info.capabilities.room_list
-            && self.info.capabilities.rooms
+        let can_list = self.info.capabilities.has(Feature::RoomList)
+            && self.info.capabilities.has(Feature::Rooms)
             && self.check_use(&user).is_ok();
         if !can_list {
             let items = if service.is_none() { known } else { Vec::new() };

@@ -52,6 +52,12 @@ impl Gateway {
                 self.direct_signal(&user, &chat, &from, vec![message::chat_state(state)]);
             }
             Event::Delivered { chat, id } => self.on_delivered(&user, &chat, &id),
+            Event::DeliveryFailed {
+                chat,
+                id,
+                error,
+                permanent,
+            } => self.on_delivery_failed(&user, &chat, &id, error, permanent),
             Event::Displayed { chat, by, up_to } => {
                 if let Address::Room(room) = &chat {
                     return self.muc_displayed(&user, room, &by, &up_to);

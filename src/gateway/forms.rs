@@ -8,7 +8,7 @@ use xmpp_parsers::data_forms::{
 use xmpp_parsers::minidom::Element;
 
 use crate::gateway::clean::{clean, clean_opt};
-use crate::gateway::xml::{B, ns};
+use crate::gateway::xml::{B, ns, set_attr};
 
 /// The field names XEP-0077 defines as child elements of its query.
 pub const LEGACY_FIELDS: &[&str] = &[
@@ -41,7 +41,17 @@ pub enum Secrets {
 }
 
 fn field_to_x(field: &Field, secrets: Secrets) -> XField {
-    let is_list = matches!(field.kind, FieldKind::ListSingle | FieldKind::ListMulti);
+    if field.kind == FieldKind::TextPrivate {
+        crate::redact::note_private(&field.var);
+    }
+    // An open list with nothing to choose from is a text field: clients
+    // show a list field's options only, and would offer nothing.
+    let kind = match field.kind {
+        FieldKind::ListSingle if field.open && field.options.is_empty() => FieldKind::TextSingle,
+        FieldKind::ListMulti if field.open && field.options.is_empty() => FieldKind::TextMulti,
+        k => k,
+    };
+    let is_list = matches!(kind, FieldKind::ListSingle | FieldKind::ListMulti);
     let values = if field.kind == FieldKind::TextPrivate && secrets == Secrets::Hide {
         Vec::new()
     } else {
@@ -53,7 +63,7 @@ fn field_to_x(field: &Field, secrets: Secrets) -> XField {
         } else {
             Some(clean(&field.var).into_owned())
         },
-        type_: kind_to_type(field.kind),
+        type_: kind_to_type(kind),
         label: clean_opt(field.label.as_deref()),
         required: field.required,
         desc: clean_opt(field.desc.as_deref()),
@@ -75,8 +85,39 @@ fn field_to_x(field: &Field, secrets: Secrets) -> XField {
     }
 }
 
-/// A form to fill in (`type='form'`), with an optional `FORM_TYPE`.
-pub fn to_data_form(form: &Form, form_type: Option<&str>, secrets: Secrets) -> DataForm {
+/// A data form as XML with every field's `type` written out.
+///
+/// xmpp-parsers leaves `type='text-single'` out (XEP-0004's default), but
+/// clients such as Profanity ignore a field without a type, so Ferry
+/// always writes it.
+pub fn form_element(df: DataForm) -> Element {
+    let mut el = Element::from(df);
+    type_fields(&mut el);
+    el
+}
+
+/// Writes `type='text-single'` on every field without a type of the data
+/// forms in `el` (`el` itself or any element below it).
+pub fn type_fields(el: &mut Element) {
+    if el.is("x", ns::DATA_FORMS) {
+        for f in el.children_mut() {
+            if f.is("field", ns::DATA_FORMS) && f.attr("type").is_none() {
+                set_attr(f, "type", "text-single");
+            }
+        }
+        return;
+    }
+    for child in el.children_mut() {
+        type_fields(child);
+    }
+}
+
+/// A form to fill in (`type='form'`), with an optional `FORM_TYPE`, as XML.
+pub fn to_data_form(form: &Form, form_type: Option<&str>, secrets: Secrets) -> Element {
+    form_element(data_form(form, form_type, secrets))
+}
+
+fn data_form(form: &Form, form_type: Option<&str>, secrets: Secrets) -> DataForm {
     let fields = form.fields.iter().map(|f| field_to_x(f, secrets)).collect();
     let mut df = DataForm {
         type_: DataFormType::Form,
@@ -91,10 +132,10 @@ pub fn to_data_form(form: &Form, form_type: Option<&str>, secrets: Secrets) -> D
 }
 
 /// A result form (`type='result'`): what a command shows when it is done.
-pub fn to_result_form(form: &Form) -> DataForm {
-    let mut df = to_data_form(form, None, Secrets::Hide);
+pub fn to_result_form(form: &Form) -> Element {
+    let mut df = data_form(form, None, Secrets::Hide);
     df.type_ = DataFormType::Result_;
-    df
+    form_element(df)
 }
 
 /// What a user sent back.
@@ -184,8 +225,8 @@ pub fn register_query(form: &Form, current: Option<&FormValues>) -> Element {
             q = q.c(B::new(&f.var, ns::REGISTER).t(value));
         }
     }
-    let df = to_data_form(&shown, Some(ns::REGISTER), Secrets::Hide);
-    q.c(Element::from(df)).build()
+    q.c(to_data_form(&shown, Some(ns::REGISTER), Secrets::Hide))
+        .build()
 }
 
 /// Reads the values of an XEP-0077 `set`: the data form when there is one
@@ -242,8 +283,7 @@ mod tests {
 
     #[test]
     fn form_to_x_data_and_back() {
-        let df = to_data_form(&form(), Some("urn:test"), Secrets::Show);
-        let el: Element = df.into();
+        let el = to_data_form(&form(), Some("urn:test"), Secrets::Show);
         // Parses back as a data form of type form.
         let back = DataForm::try_from(el.clone()).expect("valid data form");
         assert_eq!(back.form_type(), Some("urn:test"));
@@ -261,6 +301,49 @@ mod tests {
                 .expect("username")
                 .required
         );
+    }
+
+    #[test]
+    fn every_field_carries_its_type() {
+        let mut f = form();
+        f.fields.push(Field::text("plain", "Plain text"));
+        for el in [
+            to_data_form(&f, Some("urn:test"), Secrets::Show),
+            to_result_form(&f),
+            register_query(&f, None),
+        ] {
+            let x = if el.is("x", ns::DATA_FORMS) {
+                &el
+            } else {
+                find_form(&el).expect("a data form")
+            };
+            let fields: Vec<&Element> = x
+                .children()
+                .filter(|c| c.is("field", ns::DATA_FORMS))
+                .collect();
+            assert!(fields.len() >= f.fields.len(), "{}", String::from(&el));
+            for field in fields {
+                assert!(field.attr("type").is_some(), "{}", String::from(field));
+            }
+        }
+        let mut disco: Element = "<query xmlns='http://jabber.org/protocol/disco#info'>\
+             <x xmlns='jabber:x:data' type='result'><field var='a'><value>1</value></field></x></query>"
+            .parse()
+            .expect("parses");
+        type_fields(&mut disco);
+        assert!(String::from(&disco).contains("type='text-single'"));
+    }
+
+    #[test]
+    fn an_open_list_with_nothing_to_choose_is_a_text_field() {
+        let mut open = Field::new("who", FieldKind::ListSingle).label("Who");
+        open.open = true;
+        let mut with_choice = open.clone().option("Bob", "bob");
+        with_choice.var = "whom".into();
+        let f = Form::new("t").field(open).field(with_choice);
+        let s = String::from(&to_data_form(&f, None, Secrets::Show));
+        assert!(s.contains("type='text-single' var='who'"), "{s}");
+        assert!(s.contains("type='list-single' var='whom'"), "{s}");
     }
 
     fn submit(fields: &str) -> Element {

@@ -2,7 +2,7 @@
 //! here: XEP-0092 version, XEP-0199 ping, XEP-0100 `jabber:iq:gateway`
 //! and vcard-temp of contacts (XEP-0054, with the XEP-0153 photo).
 
-use ferry_bridge::{Action, Address, BridgeError, Outcome, UserId};
+use ferry_bridge::{Action, Address, AddressContext, BridgeError, Feature, Outcome, UserId};
 use xmpp_parsers::iq::Iq;
 use xmpp_parsers::jid::Jid;
 use xmpp_parsers::minidom::Element;
@@ -10,7 +10,7 @@ use xmpp_parsers::stanza_error::{DefinedCondition, ErrorType};
 
 use super::escape;
 use super::jids::Target;
-use super::router::Gateway;
+use super::router::{Asked, Gateway};
 use super::xml::{self, B, ns};
 
 /// Base64 without line breaks (vCard photos).
@@ -86,32 +86,25 @@ impl Gateway {
     }
 
     fn on_version(&mut self, from: &Jid, to: &Jid, id: &str) {
-        match self.jids.target(to) {
+        match self.target_of(&Self::user_id(from), to) {
             Ok(Target::Gateway) => {
                 self.send(xml::iq_result(to, from, id, Some(super::disco::version())))
             }
-            Ok(Target::Address(addr)) if self.info.capabilities.version_query => {
+            Ok(Target::Address(addr)) if self.info.capabilities.has(Feature::VersionQuery) => {
                 let user = UserId::new(from.to_bare().to_string());
                 if let Err(e) = self.check_use(&user) {
                     return self.send_error(xml::iq_error(to, from, id, *e));
                 }
-                let (from, to, id) = (from.clone(), to.clone(), id.to_owned());
-                self.act(&user, Action::QueryVersion(addr), move |gw, r| match r {
-                    Ok(Outcome::Version { name, version, os }) => {
-                        let q = B::new("query", ns::VERSION)
+                let asked = Asked::new(from, to, id);
+                self.act_answer(&user, Action::QueryVersion(addr), asked, |_, o| match o {
+                    Outcome::Version { name, version, os } => Ok(Some(
+                        B::new("query", ns::VERSION)
                             .tc("name", ns::VERSION, name)
                             .tc("version", ns::VERSION, version)
                             .oc(os.map(|o| B::new("os", ns::VERSION).t(o)))
-                            .build();
-                        gw.send(xml::iq_result(&to, &from, &id, Some(q)));
-                    }
-                    Ok(_) => gw.send_error(xml::iq_error(
-                        &to,
-                        &from,
-                        &id,
-                        xml::bridge_error(&BridgeError::internal("The bridge gave no version.")),
+                            .build(),
                     )),
-                    Err(e) => gw.send_error(xml::iq_error(&to, &from, &id, xml::bridge_error(&e))),
+                    _ => Err(BridgeError::internal("The bridge gave no version.")),
                 });
             }
             _ => {
@@ -133,7 +126,7 @@ impl Gateway {
             return self.send(xml::iq_result(to, from, id, None));
         }
         let user = UserId::new(from.to_bare().to_string());
-        let target = match self.jids.target(to) {
+        let target = match self.target_of(&Self::user_id(from), to) {
             Ok(Target::Address(a)) => a,
             Ok(Target::Gateway) => return self.send(xml::iq_result(to, from, id, None)),
             Err(e) => {
@@ -144,15 +137,12 @@ impl Gateway {
         match &target {
             // XEP-0410 self-ping and pings of rooms are answered locally.
             Address::Room(_) | Address::Occupant { .. } => self.muc_ping(from, to, id, &target),
-            _ if self.info.capabilities.ping => {
+            _ if self.info.capabilities.has(Feature::Ping) => {
                 if let Err(e) = self.check_use(&user) {
                     return self.send_error(xml::iq_error(to, from, id, *e));
                 }
-                let (from, to, id) = (from.clone(), to.clone(), id.to_owned());
-                self.act(&user, Action::Ping(target), move |gw, r| match r {
-                    Ok(_) => gw.send(xml::iq_result(&to, &from, &id, None)),
-                    Err(e) => gw.send_error(xml::iq_error(&to, &from, &id, xml::bridge_error(&e))),
-                });
+                let asked = Asked::new(from, to, id);
+                self.act_answer(&user, Action::Ping(target), asked, |_, _| Ok(None));
             }
             _ => {
                 let err = xml::error(
@@ -179,13 +169,22 @@ impl Gateway {
         }
         let input = xml::child_text(q, "prompt", ns::GATEWAY).unwrap_or_default();
         let input = input.trim();
-        let result = rules.from_prompt(input).map_err(|e| e.0).and_then(|addr| {
-            let (local, _) = rules.format(&addr);
-            escape::escape_checked(&local).map_err(|e| e.to_string())?;
-            self.jids
-                .bare(&addr)
-                .ok_or_else(|| format!("{input:?} cannot be written as an address here."))
-        });
+        let user = Self::user_id(from);
+        let preferences = self.preferences_of(&user);
+        let ctx = AddressContext {
+            user: Some(&user),
+            preferences: &preferences,
+        };
+        let result = rules
+            .from_prompt(input, &ctx)
+            .map_err(|e| e.0)
+            .and_then(|addr| {
+                let (local, _) = rules.format(&addr);
+                escape::escape_checked(&local).map_err(|e| e.to_string())?;
+                self.jids
+                    .bare(&addr)
+                    .ok_or_else(|| format!("{input:?} cannot be written as an address here."))
+            });
         match result {
             Ok(jid) => {
                 let el = B::new("query", ns::GATEWAY)
@@ -204,7 +203,7 @@ impl Gateway {
     /// vcard-temp of a contact: its name and avatar, as the network told.
     fn on_vcard(&mut self, from: &Jid, to: &Jid, id: &str) {
         let user = UserId::new(from.to_bare().to_string());
-        let contact = match self.jids.target(to) {
+        let contact = match self.target_of(&Self::user_id(from), to) {
             Ok(Target::Address(Address::Contact(c))) => Some(c),
             Ok(Target::Gateway) => None,
             _ => {

@@ -9,7 +9,7 @@
 
 use std::sync::Arc;
 
-use ferry_bridge::{Address, AddressError, ContactId, Network, RoomId, ServiceId};
+use ferry_bridge::{Address, AddressContext, AddressError, ContactId, Network, RoomId, ServiceId};
 use xmpp_parsers::jid::{BareJid, FullJid, Jid};
 
 use crate::gateway::clean::clean;
@@ -56,7 +56,7 @@ impl Jids {
 
     /// What a JID of our domain names. The resource is given to the
     /// bridge's rules (it names an occupant of a room).
-    pub fn target(&self, jid: &Jid) -> Result<Target, AddressError> {
+    pub fn target(&self, jid: &Jid, ctx: &AddressContext<'_>) -> Result<Target, AddressError> {
         match jid.node() {
             None => Ok(Target::Gateway),
             Some(node) => {
@@ -64,16 +64,10 @@ impl Jids {
                 let resource = jid.resource().map(|r| r.as_str());
                 self.network
                     .address()
-                    .parse(&local, resource)
+                    .parse(&local, resource, ctx)
                     .map(Target::Address)
             }
         }
-    }
-
-    /// What the bare part of a JID names (a room, when the resource is a
-    /// nickname the caller handles itself).
-    pub fn bare_target(&self, jid: &Jid) -> Result<Target, AddressError> {
-        self.target(&Jid::from(jid.to_bare()))
     }
 
     /// The bare JID of an address (for an occupant: the room's JID).

@@ -292,6 +292,7 @@ pub fn outgoing(m: &Inbound, to: Address, formatting: bool) -> OutgoingMessage {
         to,
         client_id: m.client_id().unwrap_or_default().to_owned(),
         body,
+        subject: m.subject.clone().filter(|s| !s.trim().is_empty()),
         rich,
         kind,
         reply_to: None,
@@ -376,6 +377,12 @@ pub fn build(
     }
     if let Some(thread) = &msg.thread {
         el.append_child(B::new("thread", ns::STREAM).t(clean(thread)).build());
+    }
+    // A subject on a groupchat message would change the room's subject.
+    if type_ != MessageType::Groupchat
+        && let Some(subject) = msg.subject.as_deref().filter(|s| !s.trim().is_empty())
+    {
+        el.append_child(B::new("subject", ns::STREAM).t(clean(subject)).build());
     }
     if let Some(h) = html {
         el.append_child(h);
@@ -705,6 +712,44 @@ mod tests {
         // Reply fallbacks read back to the original text.
         let back = read(&Message::try_from(el.clone()).expect("message"));
         assert_eq!(back.body.as_deref(), Some("*bold*"));
+    }
+
+    #[test]
+    fn subjects_travel_on_one_to_one_messages_only() {
+        let mut msg = IncomingMessage::text(
+            Address::Contact(ContactId::new("c")),
+            Sender::Contact(ContactId::new("c")),
+            "body",
+        );
+        msg.subject = Some("Re: plans".into());
+        let build_as = |t| {
+            build(
+                &msg,
+                &jid("c@gw"),
+                &jid("u@example.org"),
+                t,
+                "id1",
+                &Refs::default(),
+                &[],
+                100,
+            )
+        };
+        let chat = build_as(MessageType::Chat);
+        assert_eq!(
+            chat[0]
+                .get_child("subject", NS)
+                .map(Element::text)
+                .as_deref(),
+            Some("Re: plans")
+        );
+        let room = build_as(MessageType::Groupchat);
+        assert!(room[0].get_child("subject", NS).is_none());
+        // And a user's subject reaches the network.
+        let m = parse(&format!(
+            "<message xmlns='{NS}' id='s'><subject>Hi</subject><body>there</body></message>"
+        ));
+        let out = outgoing(&m, Address::Contact(ContactId::new("c")), false);
+        assert_eq!(out.subject.as_deref(), Some("Hi"));
     }
 
     #[test]

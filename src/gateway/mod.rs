@@ -15,13 +15,17 @@ pub mod clean;
 pub mod commands;
 pub mod direct;
 pub mod disco;
+pub mod dispatch;
 pub mod escape;
 pub mod events;
 pub mod forms;
+pub mod groups;
 pub mod iq;
 pub mod jids;
+pub mod limits;
 pub mod message;
 pub mod presence;
+pub mod receipts;
 pub mod register;
 pub mod roster;
 pub mod router;
@@ -34,6 +38,7 @@ pub mod xml;
 
 use std::path::PathBuf;
 use std::sync::Arc;
+use std::time::Duration;
 
 use ferry_bridge::Network;
 use tokio::sync::mpsc;
@@ -58,6 +63,10 @@ pub struct GatewaySettings {
     pub max_message_bytes: usize,
     /// The bridge's data directory; sessions get subdirectories.
     pub data_dir: PathBuf,
+    /// How long the session of a user who is offline and has nothing that
+    /// needs it (no room, nothing under way) runs on before it is closed;
+    /// None: never (bridges whose sessions are always on are never closed).
+    pub session_idle_timeout: Option<Duration>,
 }
 
 /// Everything a bridge's gateway runs on.
@@ -78,6 +87,10 @@ pub struct GatewayParts {
     pub metrics: Arc<BridgeMetrics>,
     /// Cancelled when Ferry shuts down.
     pub shutdown: CancellationToken,
+    /// Events the bridge-wide part hands to users ([`crate::lifecycle`]).
+    pub routed: mpsc::Receiver<crate::lifecycle::Routed>,
+    /// The bridge's context (for its bridge-wide commands).
+    pub bridge: ferry_bridge::BridgeContext,
 }
 
 /// Runs the gateway until `shutdown` is cancelled, then sends unavailable

@@ -2,9 +2,12 @@
 //! mirrored on the network; the session's connection state is shown as the
 //! gateway's presence; contacts' presence and subscriptions are bridged.
 
+use std::collections::BTreeMap;
+use std::sync::atomic::{AtomicU64, Ordering};
+
 use ferry_bridge::{
-    Action, Address, ConnectionState, ContactId, ErrorKind, Presence as FPresence, Registration,
-    Show, UserId,
+    Action, Address, ConnectionState, ContactId, ErrorKind, Feature, Presence as FPresence,
+    Registration, Show, UserId,
 };
 use xmpp_parsers::jid::Jid;
 use xmpp_parsers::minidom::Element;
@@ -14,6 +17,12 @@ use super::jids::Target;
 use super::router::{Gateway, Resource};
 use super::xml::{self, B, ns};
 use crate::store::RosterItem;
+
+/// The next number in the order presences arrive in ([`Resource::seq`]).
+pub fn next_presence_seq() -> u64 {
+    static SEQ: AtomicU64 = AtomicU64::new(0);
+    SEQ.fetch_add(1, Ordering::Relaxed) + 1
+}
 
 /// The gateway presence text of a connection state.
 pub fn connection_text(state: &ConnectionState) -> String {
@@ -85,8 +94,9 @@ impl Gateway {
         let user = UserId::new(from.to_bare().to_string());
         // Rooms: presence to room@gw/nick.
         if to.node().is_some()
-            && self.info.capabilities.rooms
-            && let Ok(Target::Address(Address::Room(room))) = self.jids.bare_target(&to)
+            && self.info.capabilities.has(Feature::Rooms)
+            && let Ok(Target::Address(Address::Room(room))) =
+                self.target_of(&user, &Jid::from(to.to_bare()))
             && matches!(p.type_, PType::None | PType::Unavailable | PType::Error)
         {
             return self.muc_presence(p, from, to, user, room);
@@ -94,7 +104,7 @@ impl Gateway {
         let target = if to.node().is_none() {
             Target::Gateway
         } else {
-            match self.jids.target(&to) {
+            match self.target_of(&user, &to) {
                 Ok(t) => t,
                 Err(e) => {
                     if matches!(p.type_, PType::None | PType::Subscribe | PType::Probe) {
@@ -275,6 +285,7 @@ impl Gateway {
                             .cloned(),
                         priority: p.priority.0,
                         caps: caps.clone(),
+                        seq: next_presence_seq(),
                     },
                 );
             } else {
@@ -305,7 +316,24 @@ impl Gateway {
             return;
         };
         let running = u.session.is_some();
-        let mut pres = aggregate(u.resources.values());
+        // Every available client counts, with the latest presence it sent,
+        // to the gateway or to a room (where it may be the only one).
+        let mut latest: BTreeMap<&str, &Resource> = u
+            .resources
+            .iter()
+            .map(|(name, r)| (name.as_str(), r))
+            .collect();
+        for room in self.rooms.of_user(user) {
+            for (name, c) in &room.clients {
+                if latest
+                    .get(name.as_str())
+                    .is_none_or(|r| r.seq < c.presence.seq)
+                {
+                    latest.insert(name, &c.presence);
+                }
+            }
+        }
+        let mut pres = aggregate(latest.into_values());
         if pres.show != Show::Offline && !self.pref_on(user, "sync_presence") {
             pres = FPresence::available();
         }

@@ -233,7 +233,7 @@ impl Gateway {
                         .put(REGISTRATION_KEY, &raw);
                 }
                 let again = !gw.registered.insert(user.clone());
-                tracing::info!(user = %user, again, "user registered");
+                tracing::info!(bridge = %gw.settings.name, user = %user, again, "user registered");
                 gw.after_registration(&user, &account, again);
                 done(gw, Ok(account));
             }

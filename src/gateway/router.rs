@@ -49,6 +49,31 @@ pub struct Resource {
     pub priority: i8,
     /// XEP-0115 caps `node#ver`, when advertised.
     pub caps: Option<String>,
+    /// Order of arrival ([`super::presence::next_presence_seq`]): a
+    /// client's latest presence, to the gateway or to a room, is its state.
+    pub seq: u64,
+}
+
+/// An IQ request to answer later: who asked, of whom, with which id.
+#[derive(Clone, Debug)]
+pub struct Asked {
+    /// The requester.
+    pub from: Jid,
+    /// The JID asked (ours).
+    pub to: Jid,
+    /// The request's id.
+    pub id: String,
+}
+
+impl Asked {
+    /// The request from `from` to `to` with `id`.
+    pub fn new(from: &Jid, to: &Jid, id: &str) -> Asked {
+        Asked {
+            from: from.clone(),
+            to: to.clone(),
+            id: id.to_owned(),
+        }
+    }
 }
 
 /// What the gateway keeps per user.
@@ -72,16 +97,20 @@ pub struct User {
     pub dialog: Option<super::chat::Dialog>,
     /// Roster synchronisation state.
     pub roster: super::roster::RosterState,
-    /// Deliveries confirmed by the network before its id was known.
-    pub early_deliveries: HashSet<String>,
-    /// Receipts waiting for `Event::Delivered`: foreign id -> (xmpp id, from).
-    pub awaiting_delivery: HashMap<String, (String, Jid)>,
+    /// Delivery reports that came before their message's outcome, by
+    /// network id (see [`super::receipts`]).
+    pub early_reports: HashMap<String, super::receipts::Early>,
+    /// Messages awaiting the network's delivery report.
+    pub awaiting: super::receipts::Awaiting,
     /// Actions sent to the session whose results have not come back.
     pub in_flight: u32,
     /// Events that arrived while actions were in flight.
     pub held: std::collections::VecDeque<ferry_bridge::Event>,
     /// Since when events are held.
     pub held_since: Option<Instant>,
+    /// Since when the session has had nothing to do for a user who is
+    /// offline (see [`Gateway::close_idle_sessions`]).
+    pub idle_since: Option<Instant>,
 }
 
 /// The gateway of one bridge.
@@ -132,6 +161,10 @@ pub struct Gateway {
     pub shutdown: CancellationToken,
     /// Whether the component stream has been up at least once.
     pub connected_once: bool,
+    /// The bridge's context.
+    pub bridge: ferry_bridge::BridgeContext,
+    /// Group conversations opened and not yet joined by the session.
+    pub groups: HashMap<(UserId, ferry_bridge::RoomId), super::groups::PendingGroup>,
 }
 
 impl Gateway {
@@ -146,8 +179,16 @@ impl Gateway {
             media,
             metrics,
             shutdown,
+            mut routed,
+            bridge,
         } = parts;
         let info = network.info().clone();
+        // A registration may be submitted without the form being asked for.
+        for f in network.registration().fields {
+            if f.kind == ferry_bridge::FieldKind::TextPrivate {
+                crate::redact::note_private(&f.var);
+            }
+        }
         let jids = super::jids::Jids::new(&settings.domain, network.clone())?;
         let (internal_tx, mut internal_rx) = mpsc::unbounded_channel::<Internal>();
         let (events_tx, mut events_rx) = mpsc::channel::<Envelope>(1024);
@@ -158,6 +199,7 @@ impl Gateway {
             .into_iter()
             .map(|u| u.user)
             .collect();
+        store.deliveries_expire();
         let disco = super::disco::Disco::new(&info, network.as_ref());
         let uploader = super::upload::Uploader {
             comp: component.clone(),
@@ -193,6 +235,8 @@ impl Gateway {
             started: Instant::now(),
             shutdown: shutdown.clone(),
             connected_once: false,
+            bridge,
+            groups: HashMap::new(),
         };
         tracing::info!(
             bridge = %gw.settings.name,
@@ -206,7 +250,15 @@ impl Gateway {
                 gw.ensure_session(&u);
             }
         }
-        let mut tick = tokio::time::interval(Duration::from_secs(30));
+        gw.resume_sessions();
+        // Often enough to close idle sessions on time.
+        let every = gw
+            .settings
+            .session_idle_timeout
+            .map_or(Duration::from_secs(30), |t| {
+                (t / 2).clamp(Duration::from_secs(1), Duration::from_secs(30))
+            });
+        let mut tick = tokio::time::interval(every);
         tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         loop {
             tokio::select! {
@@ -215,6 +267,7 @@ impl Gateway {
                 Some(k) = internal_rx.recv() => k(&mut gw),
                 Some(r) = reports_rx.recv() => gw.on_report(r),
                 Some(env) = events_rx.recv() => gw.on_envelope(env),
+                Some(r) = routed.recv() => gw.on_routed(r),
                 inb = inbound.recv() => match inb {
                     Some(inb) => gw.on_inbound(inb),
                     None => {
@@ -277,6 +330,24 @@ impl Gateway {
     /// Whether a user may use the bridge at all.
     pub fn allowed(&self, user: &UserId) -> bool {
         self.settings.access.allows(user.as_str())
+    }
+
+    /// Starts the sessions that have something to restore after a restart
+    /// (they wrote [`ferry_bridge::RESUME_KEY`]).
+    fn resume_sessions(&mut self) {
+        let users = match self.store.users_with_key(ferry_bridge::RESUME_KEY) {
+            Ok(u) => u,
+            Err(e) => {
+                tracing::warn!(error = %e, "cannot list the sessions to restore");
+                return;
+            }
+        };
+        for u in users {
+            if self.allowed(&u) {
+                tracing::info!(user = %u, bridge = %self.settings.name, "restoring the session");
+                self.ensure_session(&u);
+            }
+        }
     }
 
     /// Whether a user is an administrator.
@@ -347,6 +418,25 @@ impl Gateway {
         preferences_with_defaults(&self.preference_fields(), self.store.preferences(user))
     }
 
+    /// What a JID of the gateway's domain names, for a user: the bridge's
+    /// address rules see who asks and their preferences (a national phone
+    /// number is read with the user's region).
+    pub fn target_of(
+        &self,
+        user: &UserId,
+        jid: &Jid,
+    ) -> Result<super::jids::Target, ferry_bridge::AddressError> {
+        if jid.node().is_none() {
+            return Ok(super::jids::Target::Gateway);
+        }
+        let preferences = self.preferences_of(user);
+        let ctx = ferry_bridge::AddressContext {
+            user: Some(user),
+            preferences: &preferences,
+        };
+        self.jids.target(jid, &ctx)
+    }
+
     /// Whether a boolean preference is on.
     pub fn pref_on(&self, user: &UserId, var: &str) -> bool {
         self.preferences_of(user).bool(var).unwrap_or(true)
@@ -394,6 +484,8 @@ impl Gateway {
             generation,
             backoff_min: Duration::from_millis(500),
             backoff_max: Duration::from_secs(120),
+            limits: (self.info.name.clone(), self.info.limits.clone()),
+            http: self.uploader.http.clone(),
         };
         let handle = session::start(setup);
         let u = self.user_mut(user);
@@ -437,6 +529,19 @@ impl Gateway {
         action: Action,
         then: impl FnOnce(&mut Gateway, Result<Outcome, BridgeError>) + Send + 'static,
     ) {
+        // The one place a capability is checked against an action: a
+        // bridge never sees what it did not declare.
+        if let Some(feature) = action.feature()
+            && !self.info.capabilities.has(feature)
+        {
+            let e = BridgeError::unsupported(format!(
+                "{} does not support {}.",
+                self.info.name,
+                feature.describe()
+            ));
+            then(self, Err(e));
+            return;
+        }
         if !self.ensure_session(user) {
             let e = BridgeError::new(
                 ErrorKind::NotAuthorized,
@@ -451,7 +556,9 @@ impl Gateway {
         // While an action runs, the user's events wait: an event about
         // what the action did (a delivery, an answer referring to the sent
         // message) must not overtake its result.
-        self.user_mut(user).in_flight += 1;
+        let u = self.user_mut(user);
+        u.in_flight += 1;
+        u.idle_since = None;
         let u = user.clone();
         let job = Job {
             action,
@@ -472,6 +579,32 @@ impl Gateway {
                 Err(BridgeError::unavailable("The session is not running.")),
             );
         }
+    }
+
+    /// Runs an action for an IQ request and answers the request: `answer`
+    /// turns the outcome into the result's payload (or an error); a failed
+    /// action is answered with its error. The one place the pattern
+    /// "act, then answer the iq" is written.
+    pub fn act_answer(
+        &mut self,
+        user: &UserId,
+        action: Action,
+        asked: Asked,
+        answer: impl FnOnce(&mut Gateway, Outcome) -> Result<Option<Element>, BridgeError>
+        + Send
+        + 'static,
+    ) {
+        self.act(user, action, move |gw, r| {
+            match r.and_then(|o| answer(gw, o)) {
+                Ok(payload) => gw.send(xml::iq_result(&asked.to, &asked.from, &asked.id, payload)),
+                Err(e) => gw.send_error(xml::iq_error(
+                    &asked.to,
+                    &asked.from,
+                    &asked.id,
+                    xml::bridge_error(&e),
+                )),
+            }
+        });
     }
 
     /// An action of the user finished: releases the events that waited.
@@ -653,6 +786,11 @@ impl Gateway {
     }
 
     fn on_envelope(&mut self, env: Envelope) {
+        if let Envelope::Event { user, .. } = &env
+            && let Some(u) = self.users.get_mut(user)
+        {
+            u.idle_since = None;
+        }
         match env {
             Envelope::Event { user, event } => match self.users.get_mut(&user) {
                 Some(u) if u.in_flight > 0 || !u.held.is_empty() => {
@@ -704,6 +842,34 @@ impl Gateway {
                 });
             }
         }
+    }
+
+    /// Events the bridge-wide part hands to a user: handled as the user's
+    /// session's own (whose session starts if it can), then stored before
+    /// the bridge hears back.
+    fn on_routed(&mut self, r: crate::lifecycle::Routed) {
+        let crate::lifecycle::Routed { user, events, done } = r;
+        if !self.allowed(&user) {
+            let _ = done.send(Err(ferry_bridge::RouteError::NotAllowed(user)));
+            return;
+        }
+        if self.info.registration == Registration::Required && !self.is_registered(&user) {
+            let _ = done.send(Err(ferry_bridge::RouteError::NotRegistered(user)));
+            return;
+        }
+        self.ensure_session(&user);
+        for event in events {
+            self.on_envelope(Envelope::Event {
+                user: user.clone(),
+                event,
+            });
+        }
+        let (flushed, wait) = tokio::sync::oneshot::channel();
+        self.on_envelope(Envelope::Flush(flushed));
+        tokio::spawn(async move {
+            let result = wait.await.map_err(|_| ferry_bridge::RouteError::Closed);
+            let _ = done.send(result);
+        });
     }
 
     fn on_inbound(&mut self, inb: Inbound) {
@@ -780,6 +946,70 @@ impl Gateway {
             }
         }
         self.publishing.retain(|h| !h.is_finished());
+        self.close_idle_sessions(now);
+    }
+
+    /// Whether a user's session has nothing to do: the user is offline
+    /// (no available resource, in no room), and nothing is under way for
+    /// them (action, held event, receipt awaited, dialog, command).
+    fn session_unneeded(&self, user: &UserId, u: &User) -> bool {
+        u.session.is_some()
+            && u.resources.is_empty()
+            && u.in_flight == 0
+            && u.held.is_empty()
+            && u.awaiting.is_empty()
+            && u.dialog.is_none()
+            && !self.rooms.in_use_by(user)
+            && !self.adhoc.has_user(user)
+    }
+
+    /// Closes the sessions of on-demand bridges that have had nothing to do
+    /// for `[limits] session_idle_timeout`, and forgets those users: the
+    /// memory of a user who left goes back. The next time they come online
+    /// or address the bridge, a session starts again.
+    fn close_idle_sessions(&mut self, now: Instant) {
+        let Some(timeout) = self.settings.session_idle_timeout else {
+            return;
+        };
+        if self.info.sessions == SessionPolicy::AlwaysOn {
+            return;
+        }
+        let mut due = Vec::new();
+        let users: Vec<UserId> = self.users.keys().cloned().collect();
+        for user in users {
+            let unneeded = self
+                .users
+                .get(&user)
+                .is_some_and(|u| self.session_unneeded(&user, u));
+            let Some(u) = self.users.get_mut(&user) else {
+                continue;
+            };
+            if !unneeded {
+                u.idle_since = None;
+                continue;
+            }
+            let since = *u.idle_since.get_or_insert(now);
+            if now.duration_since(since) >= timeout {
+                due.push(user);
+            }
+        }
+        for user in due {
+            tracing::debug!(user = %user, "closing the session of a user who is offline and idle");
+            let u2 = user.clone();
+            self.close_session(&user, CloseReason::Idle, move |gw| {
+                let gone = gw.users.get(&u2).is_some_and(|u| {
+                    u.session.is_none()
+                        && u.resources.is_empty()
+                        && u.in_flight == 0
+                        && u.held.is_empty()
+                        && u.awaiting.is_empty()
+                });
+                if gone && !gw.rooms.in_use_by(&u2) {
+                    gw.rooms.forget_left(&u2);
+                    gw.users.remove(&u2);
+                }
+            });
+        }
     }
 
     /// Shutdown: unavailable presence from every entity to every user,

@@ -109,6 +109,10 @@ pub struct Setup {
     pub backoff_min: Duration,
     /// Longest restart delay.
     pub backoff_max: Duration,
+    /// The network's name and limits, checked before each action.
+    pub limits: (String, ferry_bridge::Limits),
+    /// For the limits' questions to file servers.
+    pub http: reqwest::Client,
 }
 
 /// A running session task.
@@ -411,6 +415,14 @@ async fn serve(
             },
         };
         let Job { action, then } = *job;
+        let (network, limits) = &setup.limits;
+        if let Err(e) = super::limits::check_files(limits, network, &action, &setup.http).await {
+            let _ = setup.reports.send(Report::Done {
+                then,
+                result: Err(e),
+            });
+            continue;
+        }
         let result = tokio::select! {
             biased;
             r = AssertUnwindSafe(session.act(action)).catch_unwind() => r,

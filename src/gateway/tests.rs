@@ -10,10 +10,10 @@ use std::time::{Duration, Instant};
 
 use async_trait::async_trait;
 use ferry_bridge::{
-    Account, Action, Address, AddressError, AddressRules, BridgeError, Capabilities, CloseReason,
-    ContactId, Event, EventSink, Field, Form, FormValues, IncomingMessage, LoginError, MessageId,
-    Network, NetworkInfo, Outcome, Prompt, Registration, Secret, Sender, Session, SessionContext,
-    SessionPolicy, Spawner, UserId,
+    Account, Action, Address, AddressContext, AddressError, AddressRules, BridgeError,
+    Capabilities, CloseReason, ContactId, Event, EventSink, Feature, Field, Form, FormValues,
+    IncomingMessage, LoginError, MessageId, Network, NetworkInfo, Outcome, Prompt, Registration,
+    Secret, Sender, Session, SessionContext, SessionPolicy, Spawner, UserId,
 };
 use tokio::sync::oneshot;
 use tokio_util::sync::CancellationToken;
@@ -35,7 +35,12 @@ const V: &str = "v@example.org";
 struct Rules;
 
 impl AddressRules for Rules {
-    fn parse(&self, local: &str, _resource: Option<&str>) -> Result<Address, AddressError> {
+    fn parse(
+        &self,
+        local: &str,
+        _resource: Option<&str>,
+        _ctx: &AddressContext<'_>,
+    ) -> Result<Address, AddressError> {
         Ok(Address::Contact(ContactId::new(local)))
     }
     fn format(&self, address: &Address) -> (String, Option<String>) {
@@ -50,7 +55,7 @@ impl AddressRules for Rules {
             label: "Name".into(),
         }
     }
-    fn from_prompt(&self, input: &str) -> Result<Address, AddressError> {
+    fn from_prompt(&self, input: &str, _ctx: &AddressContext<'_>) -> Result<Address, AddressError> {
         Ok(Address::Contact(ContactId::new(input)))
     }
 }
@@ -127,7 +132,7 @@ impl Session for Sess {
             "task-panic" => {
                 self.spawner
                     .spawn("scripted", async { panic!("scripted crash in a task") });
-                Ok(Outcome::Sent(None))
+                Ok(Outcome::sent_none())
             }
             "flush" => {
                 let events = self.events.clone();
@@ -146,7 +151,7 @@ impl Session for Sess {
                         let _ = tx.send(());
                     }
                 });
-                Ok(Outcome::Sent(Some(MessageId::new("s-flush"))))
+                Ok(Outcome::sent(MessageId::new("s-flush")))
             }
             "slow" => {
                 // A network event arrives while this action is still busy.
@@ -161,7 +166,7 @@ impl Session for Sess {
                     let _ = events.send(Event::Message(msg)).await;
                 });
                 tokio::time::sleep(Duration::from_secs(3)).await;
-                Ok(Outcome::Sent(None))
+                Ok(Outcome::sent_none())
             }
             "delivered-early" => {
                 // The network confirms delivery before `act` returns.
@@ -173,12 +178,9 @@ impl Session for Sess {
                     })
                     .await;
                 tokio::time::sleep(Duration::from_millis(50)).await;
-                Ok(Outcome::Sent(Some(MessageId::new("s-early"))))
+                Ok(Outcome::sent(MessageId::new("s-early")))
             }
-            _ => Ok(Outcome::Sent(Some(MessageId::new(format!(
-                "s-{}",
-                m.client_id
-            ))))),
+            _ => Ok(Outcome::sent(MessageId::new(format!("s-{}", m.client_id)))),
         }
     }
     async fn close(&mut self, _reason: CloseReason) {}
@@ -233,10 +235,8 @@ async fn rig(delivery_receipts: bool) -> Rig {
             gateway_type: "test".into(),
             registration: Registration::Required,
             sessions: SessionPolicy::AlwaysOn,
-            capabilities: Capabilities {
-                delivery_receipts,
-                ..Capabilities::default()
-            },
+            capabilities: Capabilities::none().set(Feature::DeliveryReceipts, delivery_receipts),
+            limits: ferry_bridge::Limits::default(),
         },
         script: script.clone(),
     });
@@ -247,6 +247,7 @@ async fn rig(delivery_receipts: bool) -> Rig {
             access: AccessPolicy::new(["*@example.org"], ["admin@example.org"]).expect("access"),
             max_message_bytes: 65536,
             data_dir: dir.path().join("script"),
+            session_idle_timeout: None,
         },
         network,
         component,
@@ -255,6 +256,8 @@ async fn rig(delivery_receipts: bool) -> Rig {
         media: Media::disabled(),
         metrics,
         shutdown: shutdown.clone(),
+        routed: tokio::sync::mpsc::channel(1).1,
+        bridge: ferry_bridge::BridgeContext::standalone("script", DOMAIN).0,
     };
     let gateway = tokio::spawn(super::run(parts));
     Rig {

@@ -5,9 +5,9 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use ferry_bridge::{
-    Account, Address, AddressError, AddressRules, BridgeSetup, Capabilities, Form, FormValues,
-    LoginError, Network, NetworkInfo, Prompt, Registration, Session, SessionContext, SessionPolicy,
-    UserId, WebhookRequest, WebhookResponse,
+    Account, Address, AddressContext, AddressError, AddressRules, BridgeSetup, Capabilities, Form,
+    FormValues, LoginError, Network, NetworkInfo, Prompt, Registration, Session, SessionContext,
+    SessionPolicy, UserId, WebhookRequest, WebhookResponse,
 };
 use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
 use tokio::net::{TcpListener, TcpStream};
@@ -21,7 +21,12 @@ use crate::store::Key;
 struct NoAddresses;
 
 impl AddressRules for NoAddresses {
-    fn parse(&self, local: &str, _: Option<&str>) -> Result<Address, AddressError> {
+    fn parse(
+        &self,
+        local: &str,
+        _: Option<&str>,
+        _ctx: &AddressContext<'_>,
+    ) -> Result<Address, AddressError> {
         Err(AddressError::new(format!("nothing is called {local}")))
     }
     fn format(&self, _: &Address) -> (String, Option<String>) {
@@ -33,8 +38,8 @@ impl AddressRules for NoAddresses {
             label: "Nothing".into(),
         }
     }
-    fn from_prompt(&self, input: &str) -> Result<Address, AddressError> {
-        self.parse(input, None)
+    fn from_prompt(&self, input: &str, ctx: &AddressContext<'_>) -> Result<Address, AddressError> {
+        self.parse(input, None, ctx)
     }
 }
 
@@ -87,6 +92,7 @@ fn echo() -> Arc<dyn Network> {
     let _ = BridgeSetup {
         domain: String::new(),
         data_dir: Default::default(),
+        hosts: Default::default(),
     };
     Arc::new(Echo {
         info: NetworkInfo {
@@ -95,6 +101,7 @@ fn echo() -> Arc<dyn Network> {
             registration: Registration::Optional,
             sessions: SessionPolicy::OnDemand,
             capabilities: Capabilities::default(),
+            limits: ferry_bridge::Limits::default(),
         },
     })
 }

@@ -119,6 +119,8 @@ impl Gateway {
                 self.send(join::subject_message(&r.jid, &to, r.subject.as_ref()));
             }
         }
+        // A group conversation the user just opened.
+        self.group_joined(user, &room);
     }
 
     /// The session lost the room with its connection to the network: the
@@ -508,9 +510,10 @@ impl Gateway {
                 .oa("name", name.clone())
                 .a("autojoin", if autojoin { "true" } else { "false" })
                 .c(B::new("nick", ns::BOOKMARKS2).t(nick));
-            let field = |var: &str, v: &str| {
+            let field = |var: &str, type_: &str, v: &str| {
                 B::new("field", ns::DATA_FORMS)
                     .a("var", var)
+                    .a("type", type_)
                     .c(B::new("value", ns::DATA_FORMS).t(v))
             };
             let pubsub = B::new("pubsub", ns::PUBSUB)
@@ -524,12 +527,17 @@ impl Gateway {
                         .a("type", "submit")
                         .c(field(
                             "FORM_TYPE",
+                            "hidden",
                             "http://jabber.org/protocol/pubsub#publish-options",
                         ))
-                        .c(field("pubsub#persist_items", "true"))
-                        .c(field("pubsub#max_items", "max"))
-                        .c(field("pubsub#send_last_published_item", "never"))
-                        .c(field("pubsub#access_model", "whitelist"))),
+                        .c(field("pubsub#persist_items", "boolean", "true"))
+                        .c(field("pubsub#max_items", "text-single", "max"))
+                        .c(field(
+                            "pubsub#send_last_published_item",
+                            "list-single",
+                            "never",
+                        ))
+                        .c(field("pubsub#access_model", "list-single", "whitelist"))),
                 );
             let inner = B::new("iq", ns::CLIENT)
                 .a("type", "set")

@@ -6,8 +6,8 @@
 use std::time::SystemTime;
 
 use ferry_bridge::{
-    Action, Address, CommandCall, CommandReply, CommandScope, IncomingMessage, MessageId, Outcome,
-    Role, RoomId, UserId,
+    Action, Address, CommandCall, CommandReply, CommandScope, Feature, IncomingMessage, MessageId,
+    Outcome, Role, RoomId, UserId,
 };
 use xmpp_parsers::jid::Jid;
 use xmpp_parsers::message::MessageType;
@@ -18,7 +18,7 @@ use crate::gateway::direct::chat_key;
 use crate::gateway::forms::{self, Secrets, Submitted};
 use crate::gateway::jids::{Target, with_resource};
 use crate::gateway::message::{self, Refs};
-use crate::gateway::router::Gateway;
+use crate::gateway::router::{Asked, Gateway};
 use crate::gateway::xml::{self, B, ns};
 use crate::store::{ArchiveEntry, ArchiveQuery};
 
@@ -61,8 +61,10 @@ impl Gateway {
         if let Err(e) = self.check_use(&user) {
             return reply_err(self, *e);
         }
-        let room = match self.jids.bare_target(to) {
-            Ok(Target::Address(Address::Room(r))) if self.info.capabilities.rooms => r,
+        let room = match self.target_of(&Self::user_id(from), &Jid::from(to.to_bare())) {
+            Ok(Target::Address(Address::Room(r))) if self.info.capabilities.has(Feature::Rooms) => {
+                r
+            }
             _ => {
                 return reply_err(
                     self,
@@ -159,7 +161,7 @@ impl Gateway {
         target: Option<String>,
         reason: Option<String>,
     ) {
-        if !self.info.capabilities.moderation {
+        if !self.info.capabilities.has(Feature::Moderation) {
             let e = xml::error(
                 ErrorType::Cancel,
                 DefinedCondition::FeatureNotImplemented,
@@ -176,19 +178,12 @@ impl Gateway {
             );
             return self.send_error(xml::iq_error(to, from, id, e));
         };
-        let (from, to, id) = (from.clone(), to.clone(), id.to_owned());
-        self.act(
-            user,
-            Action::Retract {
-                chat,
-                target: fid,
-                moderate: Some(reason.filter(|r| !r.is_empty())),
-            },
-            move |gw, r| match r {
-                Ok(_) => gw.send(xml::iq_result(&to, &from, &id, None)),
-                Err(e) => gw.send_error(xml::iq_error(&to, &from, &id, xml::bridge_error(&e))),
-            },
-        );
+        let action = Action::Retract {
+            chat,
+            target: fid,
+            moderate: Some(reason.filter(|r| !r.is_empty())),
+        };
+        self.act_answer(user, action, Asked::new(from, to, id), |_, _| Ok(None));
     }
 
     #[allow(clippy::too_many_arguments)]
@@ -223,7 +218,7 @@ impl Gateway {
             && page.items.len() < q.max
             && !q.count_only
             && q.start.is_none();
-        if backfill && wants_older && !exhausted && self.info.capabilities.history {
+        if backfill && wants_older && !exhausted && self.info.capabilities.has(Feature::History) {
             let first = ArchiveQuery {
                 user: Some(user.clone()),
                 room: room.to_string(),
@@ -379,7 +374,7 @@ impl Gateway {
     ) {
         let reply_err =
             |gw: &Gateway, e: StanzaError| gw.send_error(xml::iq_error(to, from, id, e));
-        if !self.info.capabilities.moderation_roles {
+        if !self.info.capabilities.has(Feature::ModerationRoles) {
             return reply_err(
                 self,
                 xml::error(
@@ -457,7 +452,7 @@ impl Gateway {
                 (Some(j), _) => match Jid::new(j)
                     .ok()
                     .filter(|j| self.jids.is_ours(j))
-                    .map(|j| self.jids.target(&j))
+                    .map(|j| self.target_of(user, &j))
                 {
                     Some(Ok(Target::Address(a))) => a,
                     _ => {
@@ -502,11 +497,7 @@ impl Gateway {
                 ),
             );
         };
-        let (from, to, id) = (from.clone(), to.clone(), id.to_owned());
-        self.act(user, action, move |gw, r| match r {
-            Ok(_) => gw.send(xml::iq_result(&to, &from, &id, None)),
-            Err(e) => gw.send_error(xml::iq_error(&to, &from, &id, xml::bridge_error(&e))),
-        });
+        self.act_answer(user, action, Asked::new(from, to, id), |_, _| Ok(None));
     }
 
     #[allow(clippy::too_many_arguments)]
@@ -600,25 +591,22 @@ impl Gateway {
             user.clone(),
         );
         if !set {
-            self.act(
+            let asked = Asked::new(&from, &to, &id);
+            self.act_answer(
                 user,
                 Action::Command(call(None, Default::default())),
-                move |gw, r| match r {
-                    Ok(Outcome::Command(CommandReply::Form { form, stage, .. })) => {
-                        let df = forms::to_data_form(&form, None, Secrets::Hide);
-                        if let Some(r) = gw.rooms.get_mut(&user2, &room2) {
-                            r.owner_step = Some((stage, form));
+                asked,
+                move |gw, o| {
+                    Ok(Some(match o {
+                        Outcome::Command(CommandReply::Form { form, stage, .. }) => {
+                            let df = forms::to_data_form(&form, None, Secrets::Hide);
+                            if let Some(r) = gw.rooms.get_mut(&user2, &room2) {
+                                r.owner_step = Some((stage, form));
+                            }
+                            B::new("query", ns::MUC_OWNER).c(df).build()
                         }
-                        let el = B::new("query", ns::MUC_OWNER).c(Element::from(df)).build();
-                        gw.send(xml::iq_result(&to, &from, &id, Some(el)));
-                    }
-                    Ok(_) => gw.send(xml::iq_result(
-                        &to,
-                        &from,
-                        &id,
-                        Some(Element::bare("query", ns::MUC_OWNER)),
-                    )),
-                    Err(e) => gw.send_error(xml::iq_error(&to, &from, &id, xml::bridge_error(&e))),
+                        _ => Element::bare("query", ns::MUC_OWNER),
+                    }))
                 },
             );
             return;
@@ -660,18 +648,16 @@ impl Gateway {
                 return self.send_error(xml::iq_error(&to, &from, &id, e));
             }
         };
-        self.act(
+        // The form is used up whatever the answer.
+        if let Some(r) = self.rooms.get_mut(&user2, &room2) {
+            r.owner_step = None;
+        }
+        let asked = Asked::new(&from, &to, &id);
+        self.act_answer(
             user,
             Action::Command(call(Some(stage), values)),
-            move |gw, r| {
-                if let Some(r) = gw.rooms.get_mut(&user2, &room2) {
-                    r.owner_step = None;
-                }
-                match r {
-                    Ok(_) => gw.send(xml::iq_result(&to, &from, &id, None)),
-                    Err(e) => gw.send_error(xml::iq_error(&to, &from, &id, xml::bridge_error(&e))),
-                }
-            },
+            asked,
+            |_, _| Ok(None),
         );
     }
 }

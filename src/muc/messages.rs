@@ -6,7 +6,9 @@
 
 use std::time::SystemTime;
 
-use ferry_bridge::{Action, Address, IncomingMessage, MessageId, Outcome, RoomId, Sender, UserId};
+use ferry_bridge::{
+    Action, Address, Feature, IncomingMessage, MessageId, Outcome, RoomId, Sender, UserId,
+};
 use xmpp_parsers::jid::Jid;
 use xmpp_parsers::message::{Message, MessageType};
 use xmpp_parsers::minidom::Element;
@@ -36,7 +38,7 @@ impl Gateway {
         let bounce = |gw: &Gateway, e: StanzaError| {
             gw.send_error(xml::message_error(&to, &from, p.id.as_deref(), e));
         };
-        if !caps.rooms {
+        if !caps.has(Feature::Rooms) {
             return bounce(
                 self,
                 xml::error(
@@ -47,7 +49,7 @@ impl Gateway {
             );
         }
         if !p.invites.is_empty() {
-            if !caps.invites {
+            if !caps.has(Feature::Invites) {
                 return bounce(
                     self,
                     xml::error(
@@ -61,7 +63,7 @@ impl Gateway {
                 let invitee = Jid::new(&inv.to)
                     .ok()
                     .filter(|j| self.jids.is_ours(j))
-                    .and_then(|j| match self.jids.target(&j) {
+                    .and_then(|j| match self.target_of(&user, &j) {
                         Ok(Target::Address(a)) => Some(a),
                         _ => None,
                     });
@@ -139,7 +141,7 @@ impl Gateway {
         }
         let chat = Address::Room(room.clone());
         if let (Some(subject), false) = (&p.subject, p.has_content()) {
-            if !caps.subject_change {
+            if !caps.has(Feature::SubjectChange) {
                 return bounce(
                     self,
                     xml::error(
@@ -155,61 +157,8 @@ impl Gateway {
             };
             return self.act_or_bounce(&user, action, &from, &to, p.id.clone());
         }
-        if let Some(target) = &p.retract {
-            if !caps.retractions {
-                return bounce(
-                    self,
-                    xml::error(
-                        ErrorType::Cancel,
-                        DefinedCondition::FeatureNotImplemented,
-                        &format!("{} does not support retracting messages.", self.info.name),
-                    ),
-                );
-            }
-            let Some(fid) = self.foreign_of(&user, &chat, target) else {
-                return bounce(
-                    self,
-                    xml::error(
-                        ErrorType::Cancel,
-                        DefinedCondition::ItemNotFound,
-                        "The message to retract is not known to the gateway.",
-                    ),
-                );
-            };
-            let action = Action::Retract {
-                chat,
-                target: fid,
-                moderate: None,
-            };
-            return self.act_or_bounce(&user, action, &from, &to, p.id.clone());
-        }
-        if let Some((target, emojis)) = &p.reactions {
-            if !caps.reactions {
-                return bounce(
-                    self,
-                    xml::error(
-                        ErrorType::Cancel,
-                        DefinedCondition::FeatureNotImplemented,
-                        &format!("{} does not support reactions.", self.info.name),
-                    ),
-                );
-            }
-            let Some(fid) = self.foreign_of(&user, &chat, target) else {
-                return bounce(
-                    self,
-                    xml::error(
-                        ErrorType::Cancel,
-                        DefinedCondition::ItemNotFound,
-                        "The message reacted to is not known to the gateway.",
-                    ),
-                );
-            };
-            let action = Action::React {
-                chat,
-                target: fid,
-                emojis: emojis.clone(),
-            };
-            return self.act_or_bounce(&user, action, &from, &to, p.id.clone());
+        if self.dispatch_edit(&user, &p, &from, &to, &chat) {
+            return;
         }
         if p.has_content() {
             if !self.accept_content(&from, &to, &p) {
@@ -226,11 +175,23 @@ impl Gateway {
             let u = user.clone();
             self.act(&user, action, move |gw, r| match r {
                 Ok(o) => {
-                    let fid = match o {
-                        Outcome::Sent(f) => f,
-                        _ => None,
+                    let ids = match o {
+                        Outcome::Sent(ids) => ids,
+                        _ => Vec::new(),
                     };
-                    gw.reflect(&u, &room, original, client_id, id, fid);
+                    gw.reflect(&u, &room, original, client_id.clone(), id.clone(), &ids);
+                    let chat = Address::Room(room.clone());
+                    gw.message_sent(
+                        &u,
+                        crate::gateway::receipts::Sent {
+                            chat: &chat,
+                            ids: &ids,
+                            stanza_id: id.as_deref().or(client_id.as_deref()),
+                            peer: &Jid::from(to2.to_bare()),
+                            client: &from2,
+                            receipt: false,
+                        },
+                    );
                 }
                 Err(e) => gw.send_error(xml::message_error(
                     &to2,
@@ -241,36 +202,19 @@ impl Gateway {
             });
             return;
         }
-        if let Some(state) = p.chat_state
-            && caps.chat_states
-            && self.pref_on(&user, "send_typing")
-        {
-            self.act_silent(
-                &user,
-                Action::ChatState {
-                    chat: chat.clone(),
-                    state,
-                },
-            );
-        }
-        if let Some(id) = &p.displayed
-            && caps.displayed_markers
-            && let Some(fid) = self.foreign_of(&user, &chat, id)
-        {
-            self.act_silent(&user, Action::Displayed { chat, up_to: fid });
-        }
+        self.dispatch_signals(&user, &p, &chat);
     }
 
     /// Reflects a user's message to all their joined clients, with a
     /// stanza-id, then archives it.
-    pub(super) fn reflect(
+    pub(crate) fn reflect(
         &mut self,
         user: &UserId,
         room: &RoomId,
         original: Element,
         client_id: Option<String>,
         id: Option<String>,
-        fid: Option<MessageId>,
+        fids: &[MessageId],
     ) {
         let Some(r) = self.rooms.get(user, room) else {
             return;
@@ -307,7 +251,7 @@ impl Gateway {
             self.send(el);
         }
         let key = chat_key(&Address::Room(room.clone()));
-        if let Some(f) = &fid {
+        for f in fids {
             if let Some(c) = &client_id {
                 self.store.map_message(user, &key, c, f.as_str());
             }
@@ -327,7 +271,7 @@ impl Gateway {
                 id: archive_id,
                 timestamp: SystemTime::now(),
                 nick,
-                foreign_id: fid.map(MessageId::into_string),
+                foreign_id: fids.first().map(|f| f.as_str().to_owned()),
                 stanza: String::from(&xml::renamespace(&base, ns::STREAM, ns::CLIENT)),
             });
         }
@@ -395,7 +339,7 @@ impl Gateway {
             reply,
             stanza_id: Some((archive_id.clone(), room_jid.clone())),
             origin_id: false,
-            markable: self.info.capabilities.displayed_markers,
+            markable: self.info.capabilities.has(Feature::DisplayedMarkers),
             delay_from: msg.timestamp.map(|_| room_jid.clone()),
         };
         let max = self.settings.max_message_bytes;

@@ -52,6 +52,9 @@ pub struct Client {
     pub requested: String,
     /// The history it asked for.
     pub history: HistoryRequest,
+    /// Its presence in the room (show, status, priority): a client in a
+    /// room is available even without presence to the gateway.
+    pub presence: crate::gateway::router::Resource,
 }
 
 /// A user's view of one room.
@@ -150,6 +153,21 @@ impl Rooms {
             .iter()
             .filter(move |((u, _), _)| u == user)
             .map(|(_, r)| r)
+    }
+
+    /// Whether a user is in a room, on the way in, or has a client there
+    /// (their session is needed for it).
+    pub fn in_use_by(&self, user: &UserId) -> bool {
+        self.of_user(user)
+            .any(|r| r.joined || r.joining || r.rejoin || !r.clients.is_empty())
+    }
+
+    /// Forgets the user's views of rooms they are no longer in (joined
+    /// again, a room starts afresh; its archive is in the store).
+    pub fn forget_left(&mut self, user: &UserId) {
+        self.map.retain(|(u, _), r| {
+            u != user || r.joined || r.joining || r.rejoin || !r.clients.is_empty()
+        });
     }
 
     /// Rooms the sessions are in.

@@ -4,7 +4,7 @@
 
 use std::time::SystemTime;
 
-use ferry_bridge::{Action, Occupant, Role, RoomId, UserId};
+use ferry_bridge::{Action, Feature, Occupant, Role, RoomId, UserId};
 use xmpp_parsers::jid::Jid;
 use xmpp_parsers::minidom::Element;
 use xmpp_parsers::presence::{Presence, Type as PType};
@@ -19,6 +19,21 @@ use super::history::HistoryRequest;
 use super::join::{JoinView, OccupantView, occupant_presence};
 
 use super::*;
+
+/// A client's presence in a room, as the gateway tracks resources.
+fn client_presence(p: &Presence) -> crate::gateway::router::Resource {
+    crate::gateway::router::Resource {
+        show: p.show.clone(),
+        status: p
+            .statuses
+            .get("")
+            .or_else(|| p.statuses.values().next())
+            .cloned(),
+        priority: p.priority.0,
+        caps: None,
+        seq: crate::gateway::presence::next_presence_seq(),
+    }
+}
 
 impl Gateway {
     /// A presence to `room@gw/nick`: join, nick change, leave.
@@ -41,6 +56,23 @@ impl Gateway {
         if let Err(e) = self.check_use(&user) {
             return self.send_error(xml::presence_error(&to, &from, p.id.as_deref(), *e));
         }
+        // The room speaks from the JID the gateway writes for it: a join
+        // under another spelling (an escape written differently) would
+        // show the user two rooms, so it is refused with the right one.
+        if let Some(canonical) = self.jids.room(&room)
+            && canonical.to_string().to_lowercase() != to.to_bare().to_string().to_lowercase()
+        {
+            let err = xml::error(
+                ErrorType::Modify,
+                DefinedCondition::NotAcceptable,
+                &format!(
+                    "This room's address is {canonical}: join it there (the gateway writes \
+                     {} that way).",
+                    to.to_bare()
+                ),
+            );
+            return self.send_error(xml::presence_error(&to, &from, p.id.as_deref(), err));
+        }
         let muc_x = p.payloads.iter().find(|e| e.is("x", ns::MUC));
         let password = muc_x
             .and_then(|x| x.get_child("password", ns::MUC))
@@ -54,13 +86,17 @@ impl Gateway {
             );
             return self.send_error(xml::presence_error(&to, &from, p.id.as_deref(), err));
         };
+        let presence = client_presence(&p);
         let already = r.clients.get(&resource).is_some_and(|c| c.joined);
         if already {
+            if let Some(c) = r.clients.get_mut(&resource) {
+                c.presence = presence;
+            }
             if nick != r.nick {
                 return self.muc_change_nick(&user, &room, &from, &to, &nick);
             }
-            // A presence update of a joined client: nothing to do.
-            return;
+            // A presence update of a joined client (away, back).
+            return self.user_presence_changed(&user);
         }
         let joined = r.joined;
         r.clients.insert(
@@ -69,8 +105,15 @@ impl Gateway {
                 joined: false,
                 requested: nick.clone(),
                 history,
+                presence,
             },
         );
+        // The user is available from this client on, before the network
+        // is asked to join (a connection made for it is not away).
+        self.user_presence_changed(&user);
+        let Some(r) = self.rooms.get_mut(&user, &room) else {
+            return;
+        };
         if joined {
             self.send_join(&user, &room, &resource);
             return;
@@ -106,7 +149,7 @@ impl Gateway {
         to: &Jid,
         nick: &str,
     ) {
-        if !self.info.capabilities.nick_change {
+        if !self.info.capabilities.has(Feature::NickChange) {
             let err = xml::error(
                 ErrorType::Cancel,
                 DefinedCondition::NotAcceptable,
@@ -169,6 +212,7 @@ impl Gateway {
                 true,
             ));
         }
+        self.user_presence_changed(user);
         if last {
             let reason = p.statuses.values().next().cloned();
             if let Some(r) = self.rooms.get_mut(user, room) {

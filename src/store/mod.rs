@@ -8,7 +8,9 @@
 //! sealed with the gateway's AEAD key, see [`crypto`]) and preferences,
 //! bridge-private key/value data, the map between XMPP message ids and the
 //! network's ids, the room archive served by MAM, the component outbox, and
-//! the roster/subscription state of every user.
+//! the roster/subscription state of every user, messages awaiting the
+//! network's delivery report and the owners of network addresses
+//! ([`deliveries`]).
 //!
 //! Durability: `synchronous=NORMAL` in WAL mode, so a committed write
 //! survives a crash of ferry; writes documented as "durable on return"
@@ -16,6 +18,7 @@
 //! committed with the next batch, in issue order.
 
 pub mod crypto;
+mod deliveries;
 mod schema;
 mod writer;
 
@@ -28,6 +31,7 @@ use ferry_bridge::{Account, FormValues, KeyValue, Secret, StoreError, UserId};
 use rusqlite::{Connection, OptionalExtension as _};
 
 pub use crypto::Key;
+pub use deliveries::Pending;
 pub use writer::WriterStats;
 
 use writer::Writer;
@@ -46,9 +50,7 @@ pub struct UserRecord {
 /// Whose key/value space.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum KvScope {
-    /// The bridge's own, shared by all users. (No bridge is handed this
-    /// space yet: the bridge API gives sessions their user's space only.)
-    #[cfg_attr(not(test), allow(dead_code))]
+    /// The bridge's own, shared by all users (`BridgeContext::store`).
     Bridge,
     /// One user's.
     User(UserId),
@@ -319,6 +321,18 @@ impl Store {
             let mut st =
                 c.prepare("SELECT jid, account_name, registered_at FROM users ORDER BY jid")?;
             st.query_map([], user_row)?.collect()
+        })
+    }
+
+    /// The users whose key/value space holds `key` (such as
+    /// [`ferry_bridge::RESUME_KEY`]).
+    pub fn users_with_key(&self, key: &str) -> Result<Vec<UserId>, StoreError> {
+        let key = key.to_owned();
+        self.read("listing users with a key", move |c| {
+            let mut st =
+                c.prepare("SELECT scope FROM kv WHERE key = ?1 AND scope != '' ORDER BY scope")?;
+            st.query_map([&key], |r| r.get::<_, String>(0).map(UserId::new))?
+                .collect()
         })
     }
 

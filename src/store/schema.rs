@@ -58,6 +58,25 @@ pub(crate) const MIGRATIONS: &[&str] = &[
         via TEXT NOT NULL,
         PRIMARY KEY (jid, contact)
     ) WITHOUT ROWID;",
+    // 4: messages waiting for the network's delivery report, and who owns
+    // which network address (phone numbers).
+    "CREATE TABLE deliveries (
+        jid TEXT NOT NULL,
+        chat TEXT NOT NULL,
+        foreign_id TEXT NOT NULL,         -- one part of the sent message
+        xmpp_id TEXT NOT NULL,            -- the stanza id of the user's message
+        peer TEXT NOT NULL,               -- the JID it was sent to
+        client TEXT NOT NULL,             -- the full JID of the user's client
+        receipt INTEGER NOT NULL,         -- 1: the user asked for a receipt
+        created INTEGER NOT NULL,         -- unix seconds
+        PRIMARY KEY (jid, chat, foreign_id)
+    ) WITHOUT ROWID;
+    CREATE INDEX deliveries_message ON deliveries (jid, chat, xmpp_id);
+    CREATE TABLE owners (
+        address TEXT PRIMARY KEY NOT NULL,
+        jid TEXT NOT NULL
+    ) WITHOUT ROWID;
+    CREATE INDEX owners_jid ON owners (jid);",
 ];
 
 /// The version a fully migrated database has.

@@ -1,9 +1,13 @@
 """What the benchmark scripts share (tests/*/bench_*.py): the RSS of a
 process and its two parts, percentiles, a one-line report of latency
 samples, and when a stanza arrived. Benchmarks print figures; they never
-assert timings."""
+assert timings. CsvLog writes them as CSV for tests/bench_plot.py."""
+import csv
+import datetime
+import os
 import statistics
 import time
+from pathlib import Path
 
 
 def _status(pid) -> dict:
@@ -50,3 +54,58 @@ def arrival(client, stanza):
         if client.stanzas[i] is stanza:
             return client.times[i]
     return time.monotonic()
+
+
+def status(pid) -> dict:
+    """VmRSS, RssAnon, RssFile and RssShmem of `pid` in KiB (0 when gone)."""
+    try:
+        return _status(pid)
+    except OSError:
+        return {}
+
+
+def tree_pids(pid) -> list:
+    """`pid` and its descendants (matridge runs helper processes)."""
+    out = [pid]
+    try:
+        children = open(f"/proc/{pid}/task/{pid}/children").read().split()
+    except OSError:
+        children = []
+    for c in children:
+        out.extend(tree_pids(int(c)))
+    return out
+
+
+def memory_row(pids) -> dict:
+    """The CSV columns rss_kib, anon_kib, file_kib summed over `pids`."""
+    s = [status(p) for p in pids]
+    return {"rss_kib": sum(x.get("VmRSS", 0) for x in s),
+            "anon_kib": sum(x.get("RssAnon", 0) for x in s),
+            "file_kib": sum(x.get("RssFile", 0) + x.get("RssShmem", 0) for x in s)}
+
+
+class CsvLog:
+    """Figures as CSV rows, one file per run: $BENCH_OUT/<name>-<time>.csv
+    (BENCH_OUT defaults to /tmp/ferry-bench); each row is printed too.
+    tests/bench_plot.py draws them. Columns absent from a row stay empty;
+    every row gets the run id and the load average."""
+
+    def __init__(self, name, fields):
+        out = Path(os.environ.get("BENCH_OUT", "/tmp/ferry-bench"))
+        out.mkdir(parents=True, exist_ok=True)
+        self.run = datetime.datetime.now().strftime("%Y%m%d-%H%M%S")
+        self.fields = ["run", "gateway", "scenario", "users"] + [f for f in fields if f not in (
+            "run", "gateway", "scenario", "users", "loadavg")] + ["loadavg"]
+        self.path = out / f"{name}-{self.run}.csv"
+        with open(self.path, "w", newline="") as f:
+            csv.DictWriter(f, self.fields).writeheader()
+        print(f"\n[bench] figures go to {self.path}", flush=True)
+
+    def row(self, **values):
+        values.setdefault("loadavg", f"{os.getloadavg()[0]:.2f}")
+        values["run"] = self.run
+        with open(self.path, "a", newline="") as f:
+            csv.DictWriter(f, self.fields).writerow({k: values.get(k, "") for k in self.fields})
+        print(f"[bench] {values.get('gateway')} {values.get('scenario')} users={values.get('users', '')}: "
+              + ", ".join(f"{k}={v}" for k, v in values.items()
+                          if k not in ("gateway", "scenario", "users", "run") and v != ""), flush=True)

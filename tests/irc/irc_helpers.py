@@ -11,10 +11,26 @@ def unique(prefix):
     return f"{prefix}{os.getpid() % 10000}{int(time.time() * 1000) % 100000}{next(_n)}"
 
 
+# The test servers listen on loopback, which the gateway refuses unless
+# its operator allows it: InspIRCd is 127.0.0.1, ngIRCd 127.0.0.2.
+ALLOWED_HOSTS = ["127.0.0.1", "127.0.0.2"]
+
+
 def irc_config(peers, **keys):
-    cfg = {"ports": [peers.irc_port], "tls_ports": [], "idle_timeout": 30}
+    """The [irc] section of the suite; a key set to None is left out."""
+    cfg = {"ports": [peers.irc_port], "tls_ports": [], "idle_timeout": 30,
+           "allowed_hosts": ALLOWED_HOSTS}
     cfg.update(keys)
     return cfg
+
+
+def oper(irc, peers):
+    """An IRC operator on InspIRCd (KILL, KLINE …)."""
+    op = irc(unique("op"))
+    name, password = peers.irc_oper
+    op.send(f"OPER {name} {password}")
+    op.wait_for(r"^:\S+ 381 ")
+    return op
 
 
 def room_jid(chan, domain, server="127.0.0.1"):

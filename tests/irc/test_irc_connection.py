@@ -1,14 +1,31 @@
 """The user's IRC connections end to end: biboumi's ad-hoc commands on the
 server JID, the server JID's presence, the connection closed after the
 last room even after a private message, the IRC server restarted in the
-middle of a conversation, an administrator's disconnect-user as QUIT."""
+middle of a conversation, an operator's KILL, a private conversation
+across a restart of ferry, an administrator's disconnect-user as QUIT,
+and the operator's log of it all."""
 import re
 import time
 from pathlib import Path
 
 from harness.stanza import NS, error_condition, find, findall, has, message, presence, text, to_string, where
 
-from irc_helpers import configure_server, irc_config, room_jid, unique, use_ngircd
+from irc_helpers import configure_server, irc_config, oper, room_jid, unique, use_ngircd
+
+
+def online(nick):
+    """MONITOR's "is online" numeric for NICK."""
+    return rf" 730 \S+ :{re.escape(nick)}(!|$)"
+
+
+def offline(nick):
+    return rf" 731 \S+ :{re.escape(nick)}$"
+
+
+def log_lines(f, what, user):
+    """The operator's info lines of ferry `f` about `what` for `user`."""
+    return [line for line in f.log().splitlines()
+            if " INFO " in line and f"IRC connection {what}" in line and f"user={user}" in line]
 
 
 def test_server_configure_has_every_biboumi_field(alice, domain):
@@ -205,3 +222,90 @@ def test_channel_list_and_gateway_prompt(alice, irc, domain):
     jid = text(r, "{jabber:iq:gateway}query/{jabber:iq:gateway}jid") or \
         text(r, "{jabber:iq:gateway}query/{jabber:iq:gateway}prompt")
     assert jid == room_jid(chan.lower(), domain), jid
+
+
+def test_a_kill_brings_back_only_a_connection_in_use(ferry_factory, peers, xmpp, irc):
+    # An operator KILLs the user's connection. One that nothing uses (a raw
+    # command was its last use: no room, no private message) stays gone;
+    # one carrying a private conversation comes back. The operator's log
+    # has one info line per event, with the user and the server, and no
+    # password.
+    f = ferry_factory(bridges={"irc": irc_config(peers, domain="irc2.localhost")})
+    domain = f.config.domain("irc")
+    carol = xmpp("carol")
+    nick, secret = unique("kc"), unique("Pa55-")
+    configure_server(carol, domain, "127.0.0.1", {"nick": nick, "pass": secret})
+    op = oper(irc, peers)
+    op.send(f"MONITOR + {nick}")
+    op.wait_for(offline(nick))
+    carol.send_message(f"127.0.0.1@{domain}", f"WHOIS {op.nick}", type="chat")
+    op.wait_for(online(nick))
+    op.send(f"KILL {nick} :not needed")
+    op.wait_for(offline(nick))
+    op.expect_no(online(nick), within=4)
+    # A private conversation: killed, the connection is back.
+    carol.send_message(f"{op.nick.lower()}%127.0.0.1@{domain}", "still there?", type="chat")
+    op.wait_for(online(nick))
+    op.wait_for(rf"^:{nick}!\S+ PRIVMSG {op.nick} :still there\?$")
+    op.send(f"KILL {nick} :needed")
+    op.wait_for(offline(nick))
+    op.wait_for(online(nick), timeout=10)
+    f.wait_for_log(r"IRC connection back")
+    for what in ("opened", "KILLed: killed by", "dropped, not reconnecting", "dropped, reconnecting",
+                 "back"):
+        lines = log_lines(f, what, "carol@localhost")
+        assert lines and all("server=127.0.0.1" in line for line in lines), (what, f.log_tail(40))
+    assert "not needed" in log_lines(f, "KILLed", "carol@localhost")[0]
+    assert not [line for line in f.log().splitlines() if "IRC connection" in line and secret in line]
+
+
+def test_a_join_after_kills_does_not_wait_for_the_backoff(ferry_factory, peers, xmpp, irc):
+    # KILLed again and again while in a room, Ferry comes back each time,
+    # waiting longer each time (1, 2, 4 s, then 8). A room the user joins
+    # meanwhile is joined at once, not after the wait.
+    f = ferry_factory(bridges={"irc": irc_config(peers, domain="irc2.localhost")})
+    domain = f.config.domain("irc")
+    bob = xmpp("bob")
+    nick = unique("kj")
+    op = oper(irc, peers)
+    op.send(f"MONITOR + {nick}")
+    op.wait_for(offline(nick))
+    bob.join_muc(room_jid("#" + unique("kill"), domain), nick)
+    op.wait_for(online(nick))
+    for i in range(3):
+        op.send(f"KILL {nick} :kill {i}")
+        op.wait_for(offline(nick))
+        op.wait_for(online(nick), timeout=20)
+    watcher = irc(unique("w"))
+    chan = "#" + unique("after")
+    watcher.join(chan)
+    op.send(f"KILL {nick} :kill 3")
+    op.wait_for(offline(nick))
+    bob.send(f"<presence to='{room_jid(chan, domain)}/{nick}'><x xmlns='http://jabber.org/protocol/muc'/></presence>")
+    watcher.wait_for(rf"^:{nick}!\S+ JOIN :?{re.escape(chan)}$", timeout=5)
+
+
+def test_a_private_conversation_survives_a_restart(ferry_factory, peers, xmpp, irc):
+    # Ferry stops (SIGTERM), then crashes (SIGKILL), in the middle of a
+    # private conversation: each time it comes back on IRC under the same
+    # nick by itself, so the other side's next message arrives.
+    f = ferry_factory(bridges={"irc": irc_config(peers, domain="irc2.localhost")})
+    domain = f.config.domain("irc")
+    carol = xmpp("carol")
+    nick = unique("rs")
+    configure_server(carol, domain, "127.0.0.1", {"nick": nick})
+    bob = irc(unique("bob"))
+    bob.send(f"MONITOR + {nick}")
+    bob.wait_for(offline(nick))
+    contact = f"{bob.nick.lower()}%127.0.0.1@{domain}"
+    carol.send_message(contact, "before the restart", type="chat")
+    bob.wait_for(online(nick))
+    bob.wait_for(rf"^:{nick}!\S+ PRIVMSG {bob.nick} :before the restart$")
+    for how, stop in (("stopped", f.stop), ("crashed", f.kill)):
+        stop()
+        bob.wait_for(offline(nick))
+        f.start()
+        bob.wait_for(online(nick), timeout=15)
+        bob.send(f"PRIVMSG {nick} :after ferry {how}")
+        carol.wait_for(message(frm=contact, type="chat", body=f"after ferry {how}"), timeout=10)
+    assert len(log_lines(f, "restored", "carol@localhost")) == 2, f.log_tail(60)

@@ -1,12 +1,16 @@
 """Channels as MUC rooms end to end: two clients behind one nick, topic,
 kicks, nick changes, modes as roles, history and MAM, persistent
-channels, the channel's configure command, away."""
+channels, the channel's configure command, away, rooms that speak from the
+JID they were joined as."""
 import re
 import time
 
-from harness.stanza import NS, attr, error_condition, find, findall, has, message, presence, text, to_string, where
+import pytest
 
-from irc_helpers import room_jid, unique
+from harness.stanza import NS, attr, error_condition, find, findall, has, message, presence, text, to_string, where
+from harness.xmpp import StanzaError
+
+from irc_helpers import irc_config, room_jid, unique
 
 
 def codes(st):
@@ -162,3 +166,69 @@ def test_channel_settings_through_muc_owner(alice, irc, domain):
              "<field var='persistent'><value>1</value></field></x></query>", to=r, type="set")
     alice.leave_muc(r, "alice")
     bob.expect_no(r"^:alice!\S+ PART", within=1.0)
+
+
+def whois_away(irc_client, nick):
+    """The away message WHOIS shows for NICK (None: not away)."""
+    m = irc_client.mark()
+    irc_client.send(f"WHOIS {nick}")
+    irc_client.wait_for(rf" 318 \S+ {re.escape(nick)} ")
+    away = [line for line in irc_client.lines[m:] if re.search(rf" 301 \S+ {re.escape(nick)} :", line)]
+    return away[0].split(" :", 1)[1] if away else None
+
+
+def test_away_follows_the_users_real_availability(ferry_factory, peers, xmpp, irc):
+    # The client's presence towards the gateway was unavailable (it left,
+    # or never subscribed); it then sits in a room: available on IRC, in
+    # a rejoin too, and its away state in the room is the one IRC shows.
+    f = ferry_factory(bridges={"irc": irc_config(peers, domain="irc2.localhost")})
+    domain = f.config.domain("irc")
+    carol = xmpp("carol")
+    carol.send(f"<presence to='{domain}'/>")
+    carol.wait_for(presence(frm=domain))
+    carol.send(f"<presence to='{domain}' type='unavailable'/>")
+    chan = "#" + unique("avail")
+    nick = unique("av")
+    bob = irc(unique("bob"))
+    bob.send("CAP REQ :away-notify")
+    bob.join(chan)
+    r = room_jid(chan, domain)
+    for _ in range(2):
+        carol.join_muc(r, nick)
+        bob.wait_for(rf"^:{nick}!\S+ JOIN")
+        assert whois_away(bob, nick) is None
+        carol.send(f"<presence to='{r}/{nick}'><show>away</show><status>lunch</status></presence>")
+        bob.wait_for(rf"^:{nick}!\S+ AWAY :lunch$")
+        carol.send(f"<presence to='{r}/{nick}'/>")
+        bob.wait_for(rf"^:{nick}!\S+ AWAY$")
+        carol.leave_muc(r, nick)
+        bob.wait_for(rf"^:{nick}!\S+ (PART|QUIT)")
+
+
+def test_a_room_speaks_from_the_jid_it_was_joined_as(alice, irc, domain):
+    # IRC folds [ ] \ ~ into { } | ^ (RFC 1459): the room still speaks
+    # from the JID the user joined. A JID that spells the room otherwise
+    # than the gateway writes it is refused, naming the right one.
+    tag = unique("")
+    bob = irc(unique("bob"))
+    for local, chan in ((f"#h\\00x{tag}", f"#h\\00x{tag}"), (f"#k\\3akey{tag}", f"#k:key{tag}"),
+                        (f"#Br[a]ck~{tag}", f"#Br[a]ck~{tag}"), (f"#g\\0d{tag}", f"#g\\0d{tag}")):
+        bob.join(chan)
+        r = f"{local}%127.0.0.1@{domain}"
+        j = alice.join_muc(r, "alice")
+        froms = {s.get("from").split("/")[0].lower() for s in j.stanzas}
+        assert froms == {r.lower()}, froms
+        bob.send(f"PRIVMSG {chan} :hi {len(froms)} {local}")
+        m = alice.wait_for(message(type="groupchat", body=f"hi 1 {local}"))
+        assert m.get("from").lower() == f"{r}/{bob.nick}".lower(), to_string(m)
+        alice.send_message(r, f"back in {local}", type="groupchat")
+        bob.wait_for(rf"^:alice!\S+ PRIVMSG {re.escape(chan)} :back in ")
+    with pytest.raises(StanzaError) as e:
+        alice.join_muc(f"#g\\5c0d{tag}%127.0.0.1@{domain}", "alice")
+    kind, condition, why = error_condition(e.value.stanza)
+    assert (kind, condition) == ("modify", "not-acceptable"), to_string(e.value.stanza)
+    assert f"#g\\0d{tag}%127.0.0.1@{domain}".lower() in why.lower(), why
+    # The same channel under a second spelling is refused too.
+    with pytest.raises(StanzaError) as e:
+        alice.join_muc(f"#g|0d{tag}%127.0.0.1@{domain}", "alice")
+    assert "already in" in (error_condition(e.value.stanza)[2] or ""), to_string(e.value.stanza)

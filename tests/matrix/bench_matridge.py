@@ -22,10 +22,11 @@ import time
 
 import pytest
 
-from harness.bench import arrival, report, rss_kib
+from harness.bench import CsvLog, arrival, memory_row, report, rss_kib, tree_pids
 from harness.stanza import message, presence, text, to_string, where
+from harness.xmpp import StanzaError
 
-from bench_matrix import SAMPLES, USERS, Syncer, settle
+from bench_matrix import CHECKPOINTS, FIELDS, SAMPLES, USERS, Syncer, latency_row
 from matrix_helpers import MatrixUser
 
 
@@ -79,7 +80,7 @@ def matridge(peers):
 def logged_in(client, domain, since):
     client.wait_for(presence(frm=domain) & where(
         lambda e: (text(e, "status") or "").startswith("Logged in"), "logged in"),
-        since=since, timeout=180, take=False)
+        since=since, timeout=600, take=False)
 
 
 def test_bench_matridge(matridge, peers, xmpp):
@@ -97,7 +98,9 @@ def test_bench_matridge(matridge, peers, xmpp):
             break
         assert time.monotonic() < deadline, "matridge never connected to the XMPP server"
         time.sleep(1)
+    log = CsvLog("matridge", FIELDS)
     idle = settle_tree(pid, 2.0)
+    log.row(gateway="matridge", scenario="sessions", users=0, **memory_row(tree_pids(pid)))
     print(f"\n[bench] matridge RSS, no session: {idle / 1024:.1f} MiB", flush=True)
 
     peer = MatrixUser.register(peers.matrix_url, "benchpeer")
@@ -113,14 +116,24 @@ def test_bench_matridge(matridge, peers, xmpp):
 
     def register(client, user):
         m = client.position()
-        client.register(domain, {"homeserver": peers.matrix_url, "username": user.user_id,
-                                 "password": user.password, "device": "matridge"}, timeout=120)
+        for attempt in range(3):  # matridge gives up when Synapse is slow to answer it (a loaded machine)
+            try:
+                client.register(domain, {"homeserver": peers.matrix_url, "username": user.user_id,
+                                         "password": user.password, "device": "matridge"}, timeout=600)
+                return m
+            except StanzaError as e:
+                if attempt == 2:
+                    raise
+                print(f"[bench] matridge registration failed, trying again: {e}", flush=True)
+                time.sleep(5)
         return m
 
     first, first_dm = user_with_rooms()
     since = register(first_client, first)
     logged_in(first_client, domain, since)
     one = settle_tree(pid)
+    log.row(gateway="matridge", scenario="sessions", users=1, per_session_kib=one - idle,
+            **memory_row(tree_pids(pid)))
     print(f"[bench] matridge RSS with 1 Matrix session: {one / 1024:.1f} MiB "
           f"(+{(one - idle) / 1024:.1f} MiB)", flush=True)
 
@@ -148,6 +161,7 @@ def test_bench_matridge(matridge, peers, xmpp):
             if i >= 5:
                 m2x.append(arrival(first_client, st) - t0)
         report("matridge Matrix -> XMPP latency (direct chat as a MUC)", m2x)
+        latency_row(log, "matridge", "matrix-to-xmpp", m2x)
         x2m = []
         for i in range(SAMPLES + 5):
             t0 = time.monotonic()
@@ -156,20 +170,27 @@ def test_bench_matridge(matridge, peers, xmpp):
             if i >= 5:
                 x2m.append(t1 - t0)
         report("matridge XMPP -> Matrix latency (direct chat as a MUC)", x2m)
+        latency_row(log, "matridge", "xmpp-to-matrix", x2m)
     except (AssertionError, Exception) as e:  # the figures are optional, memory is not
         print(f"[bench] matridge latency not measured: {e}", flush=True)
         for st in first_client.stanzas[-8:]:
             print(f"[bench]   last stanzas: {to_string(st)[:400]}", flush=True)
     syncer.stop = True
 
-    clients, marks = [first_client], []
-    for i in range(2, USERS + 1):
-        c = xmpp(f"load{i:02d}", password=load_pw)
-        u, _ = user_with_rooms()
-        marks.append((c, register(c, u)))
-        clients.append(c)
-    for c, since in marks:
-        logged_in(c, domain, since)
-    many = settle_tree(pid, 8.0)
+    clients = [first_client]
+    n = 1
+    for checkpoint in CHECKPOINTS:
+        marks = []
+        for i in range(n + 1, checkpoint + 1):
+            c = xmpp(f"load{i:02d}", password=load_pw)
+            u, _ = user_with_rooms()
+            marks.append((c, register(c, u)))
+            clients.append(c)
+        for c, since in marks:
+            logged_in(c, domain, since)
+        n = checkpoint
+        many = settle_tree(pid, 8.0)
+        log.row(gateway="matridge", scenario="sessions", users=n,
+                per_session_kib=f"{(many - one) / max(1, n - 1):.0f}", **memory_row(tree_pids(pid)))
     print(f"[bench] matridge RSS with {USERS} Matrix sessions: {many / 1024:.1f} MiB; "
           f"{(many - idle) / USERS / 1024:.2f} MiB per session", flush=True)

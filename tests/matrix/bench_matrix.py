@@ -11,7 +11,9 @@ or `benches/matrix.sh`, which does all of that. Figures (issue 4, item 9):
 
 - ferry's RSS with the Matrix bridge and no session, with 1 and with 20
   logged-in, synced Matrix sessions (each user has a direct chat and shares
-  a room with the others), and the cost per session;
+  a room with the others), and the cost per session (also at the
+  BENCH_CHECKPOINTS on the way, written as CSV to $BENCH_OUT, see
+  harness/bench.py: CsvLog);
 - Matrix -> XMPP latency: a message sent on Matrix (client-server API) until
   the XMPP client has it, median / p95;
 - XMPP -> Matrix latency: a message sent by the XMPP client until the other
@@ -23,13 +25,26 @@ import time
 
 import pytest
 
-from harness.bench import arrival, report, rss_kib, rss_split
+from harness.bench import CsvLog, arrival, memory_row, pct, report, rss_kib, rss_split
 from harness.stanza import message, presence, text, where
 
 from matrix_helpers import MatrixUser, contact_jid, matrix_config, wait_until
 
 SAMPLES = int(os.environ.get("BENCH_SAMPLES", "100"))
 USERS = int(os.environ.get("BENCH_USERS", "20"))
+# RSS is also written down when this many sessions are logged in (and at USERS)
+CHECKPOINTS = sorted({int(n) for n in os.environ.get("BENCH_CHECKPOINTS", "5 10 25 50").split()
+                      if int(n) < USERS} | {USERS})
+FIELDS = ["rss_kib", "anon_kib", "file_kib", "per_session_kib", "median_ms", "p95_ms", "n"]
+
+
+def latency_row(log, gateway, scenario, samples):
+    """A CSV row of latency samples given in seconds."""
+    import statistics
+    ms = [x * 1000 for x in samples]
+    if ms:
+        log.row(gateway=gateway, scenario=scenario, users=1, n=len(ms),
+                median_ms=f"{statistics.median(ms):.2f}", p95_ms=f"{pct(ms, 95):.2f}")
 
 
 def settle(pid, seconds=5.0):
@@ -100,7 +115,9 @@ def test_bench_matrix(bench_gw, peers, xmpp):
     f = bench_gw
     domain = f.config.domain("matrix")
     pid = f.proc.pid
+    log = CsvLog("matrix", FIELDS)
     idle = settle(pid, 2.0)
+    log.row(gateway="ferry", scenario="sessions", users=0, **memory_row([pid]))
     print(f"\n[bench] ferry RSS, Matrix bridge, no session: {idle / 1024:.1f} MiB "
           f"({rss_split(pid)})", flush=True)
 
@@ -123,6 +140,7 @@ def test_bench_matrix(bench_gw, peers, xmpp):
     since = register_load(first_client, domain, peers, first)
     logged_in(first_client, domain, since)
     one = settle(pid)
+    log.row(gateway="ferry", scenario="sessions", users=1, per_session_kib=one - idle, **memory_row([pid]))
     print(f"[bench] ferry RSS with 1 Matrix session: {one / 1024:.1f} MiB "
           f"(+{(one - idle) / 1024:.1f} MiB; {rss_split(pid)})", flush=True)
 
@@ -142,6 +160,7 @@ def test_bench_matrix(bench_gw, peers, xmpp):
         if i >= 5:
             m2x.append(arrival(first_client, st) - t0)
     report("Matrix -> XMPP latency (send on Matrix until the XMPP client has it)", m2x)
+    latency_row(log, "ferry", "matrix-to-xmpp", m2x)
     x2m = []
     for i in range(SAMPLES + 5):
         t0 = time.monotonic()
@@ -150,19 +169,25 @@ def test_bench_matrix(bench_gw, peers, xmpp):
         if i >= 5:
             x2m.append(t1 - t0)
     report("XMPP -> Matrix latency (send on XMPP until Matrix /sync returns it)", x2m)
+    latency_row(log, "ferry", "xmpp-to-matrix", x2m)
     syncer.stop = True
 
-    # ---------------------------------------------------------------- 20 sessions
+    # ---------------------------------------------------------------- USERS sessions
     clients = [first_client]
-    marks = []
-    for i in range(2, USERS + 1):
-        c = xmpp(f"load{i:02d}", password=load_pw)
-        u, _ = user_with_rooms()
-        marks.append((c, register_load(c, domain, peers, u)))
-        clients.append(c)
-    for c, since in marks:
-        logged_in(c, domain, since)
-    many = settle(pid, 8.0)
+    n = 1
+    for checkpoint in CHECKPOINTS:
+        marks = []
+        for i in range(n + 1, checkpoint + 1):
+            c = xmpp(f"load{i:02d}", password=load_pw)
+            u, _ = user_with_rooms()
+            marks.append((c, register_load(c, domain, peers, u)))
+            clients.append(c)
+        for c, since in marks:
+            logged_in(c, domain, since)
+        n = checkpoint
+        many = settle(pid, 8.0)
+        log.row(gateway="ferry", scenario="sessions", users=n,
+                per_session_kib=f"{(many - one) / max(1, n - 1):.0f}", **memory_row([pid]))
     print(f"[bench] ferry RSS with {USERS} Matrix sessions: {many / 1024:.1f} MiB; "
           f"{(many - idle) / USERS / 1024:.2f} MiB per session, "
           f"{(many - one) / max(1, USERS - 1) / 1024:.2f} MiB per session after the first "

@@ -203,3 +203,21 @@ def test_own_messages_from_another_matrix_client(alice, domain, peers):
     alice.send_message(bob_jid, "through ferry")
     bob.wait_text(room, "through ferry")
     alice.expect_no(message() & has("{urn:xmpp:carbons:2}sent"), within=3, since=m)
+
+
+def test_writing_right_after_ferry_joins_a_direct_chat_uses_it(alice, domain, peers):
+    # Bob opens a direct chat; Ferry joins it. Writing to Bob the moment it
+    # has (before the homeserver's m.direct update comes back to Ferry) must
+    # use that chat, not start a second one.
+    me = register(alice, domain, peers)
+    bob = MatrixUser.register(peers.matrix_url, "bob")
+    bob_jid = contact_jid(bob.user_id, domain)
+    room = bob.create_room(preset="trusted_private_chat", is_direct=True, invite=[me.user_id])
+    bob.wait(room, lambda e: e.get("type") == "m.room.member" and e.get("state_key") == me.user_id
+             and e["content"].get("membership") == "join", "ferry joined", timeout=30)
+    alice.send_message(bob_jid, "right away", type="chat")
+    bob.wait_text(room, "right away")
+    alice.send_message(bob_jid, "and again", type="chat")
+    bob.wait_text(room, "and again")
+    bob.sync(timeout=2000)
+    assert not bob.invites, f"a second direct chat was started: {bob.invites}"

@@ -9,6 +9,7 @@
 //! [`BridgeError`]: crate::BridgeError
 //! [`ErrorKind::Unsupported`]: crate::ErrorKind::Unsupported
 
+use crate::capability::Feature;
 use crate::command::{CommandCall, CommandReply};
 use crate::form::FormValues;
 use crate::id::{Address, ContactId, MessageId, RoomId, ServiceId};
@@ -168,6 +169,69 @@ pub enum Action {
     Command(CommandCall),
     /// The user changed their preferences.
     PreferencesChanged(FormValues),
+    /// Open a group conversation with a set of people (a group mail
+    /// thread, a group SMS): answer [`Outcome::Room`] with the room's id
+    /// (an existing one when the network has a conversation with exactly
+    /// these members), then report [`Event::RoomJoined`] for it, with
+    /// [`RoomInfo::members`] set, as for any room. Needs
+    /// [`Feature::Groups`].
+    ///
+    /// [`Event::RoomJoined`]: crate::Event::RoomJoined
+    /// [`RoomInfo::members`]: crate::RoomInfo::members
+    OpenGroup {
+        /// The other members (the user is implied).
+        members: Vec<ContactId>,
+        /// The conversation's subject, when the user gave one.
+        subject: Option<String>,
+    },
+}
+
+impl Action {
+    /// The feature a network must declare for this action; None for what
+    /// every network handles (messages, rooms when it has rooms, presence,
+    /// contacts, commands, preferences). The core refuses an action whose
+    /// feature is not declared before it reaches the session.
+    pub fn feature(&self) -> Option<Feature> {
+        Some(match self {
+            Action::SendMessage(m) => return message_feature(m),
+            Action::Edit { .. } => Feature::Corrections,
+            Action::Retract {
+                moderate: Some(_), ..
+            } => Feature::Moderation,
+            Action::Retract { .. } => Feature::Retractions,
+            Action::React { .. } => Feature::Reactions,
+            Action::ChatState { .. } => Feature::ChatStates,
+            Action::Displayed { .. } => Feature::DisplayedMarkers,
+            Action::JoinRoom { .. } | Action::LeaveRoom { .. } => Feature::Rooms,
+            Action::SetSubject { .. } => Feature::SubjectChange,
+            Action::ChangeNick { .. } => Feature::NickChange,
+            Action::Kick { .. } | Action::SetRole { .. } | Action::SetAffiliation { .. } => {
+                Feature::ModerationRoles
+            }
+            Action::Invite { .. } => Feature::Invites,
+            Action::FetchHistory { .. } => Feature::History,
+            Action::ListRooms { .. } => Feature::RoomList,
+            Action::QueryVersion(_) => Feature::VersionQuery,
+            Action::Ping(_) => Feature::Ping,
+            Action::OpenGroup { .. } => Feature::Groups,
+            Action::SetPresence(_)
+            | Action::AddContact(_)
+            | Action::RemoveContact(_)
+            | Action::Command(_)
+            | Action::PreferencesChanged(_) => return None,
+        })
+    }
+}
+
+/// The feature a message needs by where it goes (a private message to an
+/// occupant, a room). Attachments, formatting, replies and threads are
+/// adapted by the core rather than refused.
+fn message_feature(m: &OutgoingMessage) -> Option<Feature> {
+    match &m.to {
+        Address::Occupant { .. } => Some(Feature::PrivateMessages),
+        Address::Room(_) => Some(Feature::Rooms),
+        Address::Contact(_) | Address::Service(_) => None,
+    }
 }
 
 /// The result of an action.
@@ -175,8 +239,14 @@ pub enum Action {
 pub enum Outcome {
     /// Done; nothing to report.
     Done,
-    /// A message went out; its network id, when the network gives one.
-    Sent(Option<MessageId>),
+    /// A message went out, with the network's ids of it: none when the
+    /// network gives none, several when it was split (a long SMS). Delivery
+    /// is confirmed to the user once every part is [`Event::Delivered`].
+    ///
+    /// [`Event::Delivered`]: crate::Event::Delivered
+    Sent(Vec<MessageId>),
+    /// The group conversation [`Action::OpenGroup`] opened.
+    Room(RoomId),
     /// Older messages, newest first.
     History(Vec<IncomingMessage>),
     /// A room listing.
@@ -192,4 +262,78 @@ pub enum Outcome {
     },
     /// The next step of a command.
     Command(CommandReply),
+}
+
+impl Outcome {
+    /// [`Outcome::Sent`] with one id.
+    pub fn sent(id: MessageId) -> Outcome {
+        Outcome::Sent(vec![id])
+    }
+
+    /// [`Outcome::Sent`] with no id (the network gives none).
+    pub fn sent_none() -> Outcome {
+        Outcome::Sent(Vec::new())
+    }
+
+    /// The first network id of a sent message (None for any other
+    /// outcome).
+    pub fn sent_id(self) -> Option<MessageId> {
+        match self {
+            Outcome::Sent(ids) => ids.into_iter().next(),
+            _ => None,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::id::ContactId;
+
+    #[test]
+    fn every_action_names_the_feature_it_needs() {
+        let contact = Address::Contact(ContactId::new("c"));
+        let room = RoomId::new("#r");
+        let msg = |to: Address| Action::SendMessage(OutgoingMessage::text(to, "i", "b"));
+        assert_eq!(msg(contact.clone()).feature(), None);
+        assert_eq!(
+            msg(Address::Room(room.clone())).feature(),
+            Some(Feature::Rooms)
+        );
+        assert_eq!(
+            msg(Address::Occupant {
+                room: room.clone(),
+                nick: "n".into()
+            })
+            .feature(),
+            Some(Feature::PrivateMessages)
+        );
+        let retract = |moderate| Action::Retract {
+            chat: contact.clone(),
+            target: MessageId::new("m"),
+            moderate,
+        };
+        assert_eq!(retract(None).feature(), Some(Feature::Retractions));
+        assert_eq!(retract(Some(None)).feature(), Some(Feature::Moderation));
+        assert_eq!(
+            Action::OpenGroup {
+                members: vec![ContactId::new("a")],
+                subject: None
+            }
+            .feature(),
+            Some(Feature::Groups)
+        );
+        assert_eq!(Action::Ping(contact).feature(), Some(Feature::Ping));
+        assert_eq!(Action::AddContact(ContactId::new("a")).feature(), None);
+    }
+
+    #[test]
+    fn sent_ids() {
+        assert_eq!(
+            Outcome::sent(MessageId::new("a")).sent_id(),
+            Some(MessageId::new("a"))
+        );
+        assert_eq!(Outcome::sent_none().sent_id(), None);
+        assert_eq!(Outcome::Done.sent_id(), None);
+    }
 }

@@ -8,7 +8,31 @@
 //! a case-sensitive network must encode case in its own reversible way and
 //! document it.
 
-use crate::id::Address;
+use crate::form::FormValues;
+use crate::id::{Address, UserId};
+
+/// Who is asking, for rules that depend on the user: a national phone
+/// number completed with the user's country, say.
+#[derive(Clone, Copy, Debug)]
+pub struct AddressContext<'a> {
+    /// The user whose stanza or request it is; None when there is no user
+    /// (an address the gateway itself writes, a test).
+    pub user: Option<&'a UserId>,
+    /// That user's preferences, defaults filled in (empty without a user).
+    pub preferences: &'a FormValues,
+}
+
+static NO_PREFERENCES: std::sync::LazyLock<FormValues> = std::sync::LazyLock::new(FormValues::new);
+
+impl AddressContext<'static> {
+    /// No user, no preferences.
+    pub fn none() -> AddressContext<'static> {
+        AddressContext {
+            user: None,
+            preferences: &NO_PREFERENCES,
+        }
+    }
+}
 
 /// The mapping between a network's addresses and JID local parts.
 pub trait AddressRules: Send + Sync {
@@ -19,8 +43,14 @@ pub trait AddressRules: Send + Sync {
     ///
     /// `local` is never empty: the bare gateway domain is handled by the
     /// core. Returns an error that the user can read when the local part
-    /// names nothing on the network.
-    fn parse(&self, local: &str, resource: Option<&str>) -> Result<Address, AddressError>;
+    /// names nothing on the network. `ctx` tells whose request it is (a
+    /// national number is read with that user's region).
+    fn parse(
+        &self,
+        local: &str,
+        resource: Option<&str>,
+        ctx: &AddressContext<'_>,
+    ) -> Result<Address, AddressError>;
 
     /// Writes an address as an unescaped local part and optional resource:
     /// the inverse of [`AddressRules::parse`].
@@ -33,7 +63,7 @@ pub trait AddressRules: Send + Sync {
     /// then writes as a JID).
     // "address from prompt": a conversion that needs the rules, hence &self.
     #[allow(clippy::wrong_self_convention)]
-    fn from_prompt(&self, input: &str) -> Result<Address, AddressError>;
+    fn from_prompt(&self, input: &str, ctx: &AddressContext<'_>) -> Result<Address, AddressError>;
 }
 
 /// Description and label of the address prompt (XEP-0100).

@@ -7,8 +7,12 @@
 //! result. `stage` is the session's own bookmark between steps: the core
 //! hands back whatever string the previous [`CommandReply::Form`] carried.
 //!
+//! A command marked [`CommandSpec::bridge_wide`] is run by the bridge
+//! itself ([`Network::command`]) instead, without a session of the caller.
+//!
 //! [`Session`]: crate::Session
 //! [`Action::Command`]: crate::Action::Command
+//! [`Network::command`]: crate::Network::command
 
 use crate::form::{Form, FormValues};
 use crate::id::Address;
@@ -38,6 +42,12 @@ pub struct CommandSpec {
     pub scope: CommandScope,
     /// Only for the gateway's administrators.
     pub admin_only: bool,
+    /// Run by the bridge as a whole ([`Network::command`]) rather than by
+    /// the caller's session: for commands that need no session of the
+    /// caller (an administrator assigning a phone number to another user).
+    ///
+    /// [`Network::command`]: crate::Network::command
+    pub bridge_wide: bool,
 }
 
 impl CommandSpec {
@@ -48,7 +58,14 @@ impl CommandSpec {
             name: name.into(),
             scope,
             admin_only: false,
+            bridge_wide: false,
         }
+    }
+
+    /// Runs it in the bridge as a whole ([`CommandSpec::bridge_wide`]).
+    pub fn bridge_wide(mut self) -> Self {
+        self.bridge_wide = true;
+        self
     }
 
     /// Restricts it to administrators.

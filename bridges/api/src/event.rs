@@ -50,12 +50,29 @@ pub enum Event {
         /// The state.
         state: ChatState,
     },
-    /// A message of the user reached the recipient.
+    /// A message of the user reached the recipient. For a message sent in
+    /// several parts, every part is reported; the core confirms delivery to
+    /// the user when the last one is.
     Delivered {
         /// The conversation.
         chat: Address,
         /// The message.
         id: MessageId,
+    },
+    /// A message of the user could not be delivered. The core answers the
+    /// user's original message with an error (type `cancel` when
+    /// `permanent`, `wait` otherwise) carrying `error`'s text. Also after a
+    /// restart: the core keeps what it needs in its database.
+    DeliveryFailed {
+        /// The conversation.
+        chat: Address,
+        /// The message (one of its ids when it was split).
+        id: MessageId,
+        /// Why, for the user.
+        error: BridgeError,
+        /// Whether trying again cannot help (an invalid number) rather
+        /// than later might (the phone is off).
+        permanent: bool,
     },
     /// Someone has seen every message up to this one.
     Displayed {

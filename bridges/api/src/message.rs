@@ -29,6 +29,11 @@ pub struct OutgoingMessage {
     pub client_id: String,
     /// The text, without formatting markup, without a `/me ` prefix.
     pub body: String,
+    /// The subject the user gave (only with [`Feature::Subjects`]; the
+    /// core puts it into the body for other networks).
+    ///
+    /// [`Feature::Subjects`]: crate::Feature::Subjects
+    pub subject: Option<String>,
     /// The formatted text, when the user sent formatting.
     pub rich: Option<Rich>,
     /// Normal, notice or emote.
@@ -48,6 +53,7 @@ impl OutgoingMessage {
             to,
             client_id: client_id.into(),
             body: body.into(),
+            subject: None,
             rich: None,
             kind: MessageKind::Normal,
             reply_to: None,
@@ -84,6 +90,8 @@ pub struct IncomingMessage {
     pub id: Option<MessageId>,
     /// The text without formatting.
     pub body: String,
+    /// The subject (an email's), shown as the XMPP message's subject.
+    pub subject: Option<String>,
     /// The formatted text, when the network sent formatting.
     pub rich: Option<Rich>,
     /// Normal, notice or emote.
@@ -111,6 +119,7 @@ impl IncomingMessage {
             from,
             id: None,
             body: body.into(),
+            subject: None,
             rich: None,
             kind: MessageKind::Normal,
             timestamp: None,

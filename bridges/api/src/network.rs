@@ -13,11 +13,14 @@ use tokio::task::{AbortHandle, JoinHandle};
 
 use crate::action::{Action, Outcome};
 use crate::address::AddressRules;
+use crate::capability::Capabilities;
 use crate::command::CommandSpec;
 use crate::error::{BridgeError, LoginError};
 use crate::event::EventSink;
 use crate::form::{Form, FormValues};
+use crate::hosts::HostPolicy;
 use crate::id::UserId;
+use crate::users::UserRouter;
 
 /// What the core tells a bridge when it builds it, besides the bridge's own
 /// configuration section (which each bridge crate deserialises into its
@@ -28,7 +31,18 @@ pub struct BridgeSetup {
     pub domain: String,
     /// A directory for the bridge's files (created by the core).
     pub data_dir: PathBuf,
+    /// The hosts the bridge may connect to when a user's input names one
+    /// (the section's `allowed_hosts` and `denied_hosts`).
+    pub hosts: HostPolicy,
 }
+
+/// The key a session writes in its user's [`KeyValue`] space while it has
+/// something to restore after the gateway restarts or crashes (an IRC
+/// connection carrying a private conversation): when the gateway starts,
+/// the core starts the sessions of the users who have it, as it starts
+/// [`SessionPolicy::AlwaysOn`] sessions. The value is the bridge's own;
+/// delete the key when there is nothing to restore any more.
+pub const RESUME_KEY: &str = "ferry.resume";
 
 /// A network bridge: one per bridged network, shared by all users.
 #[async_trait::async_trait]
@@ -75,6 +89,40 @@ pub trait Network: Send + Sync + 'static {
         Ok(())
     }
 
+    /// Starts the bridge-wide part (a shared connection, an identd, a
+    /// poller): called once before the gateway serves anything, with what
+    /// the core gives the bridge as a whole. Tasks spawned through
+    /// `ctx.spawner` run until [`Network::stop`]; a panic in one stops the
+    /// bridge-wide part and the core starts it again (after a backoff), as
+    /// it does when this returns an error.
+    async fn start(&self, ctx: BridgeContext) -> Result<(), BridgeError> {
+        let _ = ctx;
+        Ok(())
+    }
+
+    /// Stops the bridge-wide part: on shutdown after every session was
+    /// closed, and before a restart after a failure. The tasks of the
+    /// context's spawner are aborted afterwards.
+    async fn stop(&self) {}
+
+    /// One step of a command marked [`CommandSpec::bridge_wide`], run for
+    /// `user` (who need not have a session, nor be registered) with the
+    /// bridge's context. `call.admin` says whether the user is an
+    /// administrator; the core has already refused admin-only commands to
+    /// others.
+    async fn command(
+        &self,
+        ctx: &BridgeContext,
+        user: &UserId,
+        call: crate::command::CommandCall,
+    ) -> Result<crate::command::CommandReply, BridgeError> {
+        let _ = (ctx, user);
+        Err(BridgeError::unsupported(format!(
+            "the bridge has no bridge-wide command {}",
+            call.node
+        )))
+    }
+
     /// An HTTP request to `/bridge/<name>/…` on the gateway's HTTP
     /// listener (`path` is the part after that prefix).
     async fn webhook(&self, request: WebhookRequest) -> WebhookResponse {
@@ -111,6 +159,8 @@ pub enum CloseReason {
     Disconnected(Option<String>),
     /// The session is restarted after a failure.
     Restart,
+    /// The user is offline and the session had nothing to do for a while.
+    Idle,
 }
 
 impl fmt::Display for CloseReason {
@@ -121,6 +171,7 @@ impl fmt::Display for CloseReason {
             CloseReason::Disconnected(Some(m)) => f.write_str(m),
             CloseReason::Disconnected(None) => f.write_str("Disconnected by an administrator"),
             CloseReason::Restart => f.write_str("Restarting"),
+            CloseReason::Idle => f.write_str("Idle"),
         }
     }
 }
@@ -138,6 +189,8 @@ pub struct NetworkInfo {
     pub sessions: SessionPolicy,
     /// What the network can do.
     pub capabilities: Capabilities,
+    /// What sizes and kinds of content it takes.
+    pub limits: Limits,
 }
 
 /// Whether a user must register before using the bridge.
@@ -160,59 +213,44 @@ pub enum SessionPolicy {
     OnDemand,
 }
 
-/// What a network supports. Everything the core cannot map to a capability
-/// is answered with a clear error to the user.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
-pub struct Capabilities {
-    /// Group conversations (the core hosts them as rooms).
-    pub rooms: bool,
-    /// Private messages to room occupants.
-    pub private_messages: bool,
-    /// Editing sent messages.
-    pub corrections: bool,
-    /// Deleting sent messages.
-    pub retractions: bool,
-    /// Deleting others' messages as a moderator.
-    pub moderation: bool,
-    /// Reactions.
-    pub reactions: bool,
-    /// Replies.
-    pub replies: bool,
-    /// Threads.
-    pub threads: bool,
-    /// Typing notifications.
-    pub chat_states: bool,
-    /// The network confirms delivery ([`Event::Delivered`]); without it the
-    /// core confirms delivery when the session has sent the message.
-    ///
-    /// [`Event::Delivered`]: crate::Event::Delivered
-    pub delivery_receipts: bool,
-    /// Read markers.
-    pub displayed_markers: bool,
-    /// Files.
-    pub attachments: bool,
-    /// Formatted text.
-    pub formatting: bool,
-    /// Setting a room's subject.
-    pub subject_change: bool,
-    /// Changing nickname in rooms.
-    pub nick_change: bool,
-    /// Inviting people to rooms.
-    pub invites: bool,
-    /// Kicking, bans, roles and affiliations.
-    pub moderation_roles: bool,
-    /// Fetching older messages ([`Action::FetchHistory`]).
-    pub history: bool,
-    /// Listing rooms ([`Action::ListRooms`]).
-    pub room_list: bool,
-    /// Contacts have presence.
-    pub contact_presence: bool,
-    /// A contact list to put in the roster.
-    pub contact_list: bool,
-    /// Software version of contacts ([`Action::QueryVersion`]).
-    pub version_query: bool,
-    /// Pinging contacts ([`Action::Ping`]).
-    pub ping: bool,
+/// Sizes and kinds of content a network takes, declared by the bridge and
+/// enforced by the core before an action reaches the session: a message
+/// or file over a limit is refused to the user with an error that names the
+/// limit.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Limits {
+    /// Largest message text, in bytes of UTF-8 (the body, and the subject
+    /// where the network carries one). None: only the core's own
+    /// `[limits] max_message_bytes` applies.
+    pub message_bytes: Option<usize>,
+    /// Largest attachment, in bytes (checked when the size is known: the
+    /// core asks the file's server before sending).
+    pub attachment_bytes: Option<u64>,
+    /// MIME types of attachments the network takes (`image/jpeg`, or
+    /// `image/*` for a whole family); empty: any.
+    pub attachment_types: Vec<String>,
+}
+
+impl Limits {
+    /// Whether a MIME type is one the network takes.
+    pub fn accepts_type(&self, mime: &str) -> bool {
+        if self.attachment_types.is_empty() {
+            return true;
+        }
+        let mime = mime
+            .split(';')
+            .next()
+            .unwrap_or_default()
+            .trim()
+            .to_ascii_lowercase();
+        self.attachment_types.iter().any(|t| {
+            let t = t.trim().to_ascii_lowercase();
+            match t.strip_suffix("/*") {
+                Some(family) => mime.split_once('/').is_some_and(|(f, _)| f == family),
+                None => t == mime,
+            }
+        })
+    }
 }
 
 /// A registered user's account on the network.
@@ -261,6 +299,67 @@ impl fmt::Debug for SessionContext {
             .field("user", &self.user)
             .field("account", &self.account)
             .field("data_dir", &self.data_dir)
+            .finish_non_exhaustive()
+    }
+}
+
+/// What the core gives a bridge as a whole ([`Network::start`]).
+#[derive(Clone)]
+pub struct BridgeContext {
+    /// The bridge's name (its configuration section: `sms`).
+    pub name: String,
+    /// The component's domain.
+    pub domain: String,
+    /// Starts bridge-wide background tasks, supervised by the core.
+    pub spawner: Spawner,
+    /// The bridge's own key/value space in its database (not any user's),
+    /// sealed values included.
+    pub store: Arc<dyn KeyValue>,
+    /// The public base URL of the bridge's webhooks:
+    /// `<[http] public_url, else http://<[http] listen>>/bridge/<name>`;
+    /// None without an HTTP listener. A request to `<public_url>/x` reaches
+    /// [`Network::webhook`] with the path `/x`.
+    pub public_url: Option<String>,
+    /// Hands events to users' sessions and knows who owns which network
+    /// address.
+    pub users: UserRouter,
+}
+
+impl BridgeContext {
+    /// A context outside the core, for a bridge's tests and tools: an
+    /// in-memory store, [`MemoryUsers`] (returned, to see what was
+    /// delivered), no public URL, and the failures of the spawner's tasks
+    /// on the returned receiver.
+    ///
+    /// [`MemoryUsers`]: crate::MemoryUsers
+    pub fn standalone(
+        name: &str,
+        domain: &str,
+    ) -> (
+        BridgeContext,
+        crate::users::MemoryUsers,
+        mpsc::UnboundedReceiver<TaskFailure>,
+    ) {
+        let (tx, rx) = mpsc::unbounded_channel();
+        let (memory, users) = crate::users::MemoryUsers::new();
+        let ctx = BridgeContext {
+            name: name.to_owned(),
+            domain: domain.to_owned(),
+            spawner: Spawner::bridge(tx),
+            store: Arc::new(crate::memory::MemoryKeyValue::new()),
+            public_url: None,
+            users,
+        };
+        (ctx, memory, rx)
+    }
+}
+
+impl fmt::Debug for BridgeContext {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("BridgeContext")
+            .field("name", &self.name)
+            .field("domain", &self.domain)
+            .field("public_url", &self.public_url)
             .finish_non_exhaustive()
     }
 }
@@ -321,8 +420,8 @@ impl From<StoreError> for BridgeError {
 /// A background task of a session failed.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct TaskFailure {
-    /// Whose session.
-    pub user: UserId,
+    /// Whose session; None for a bridge-wide task.
+    pub user: Option<UserId>,
     /// The task's name.
     pub task: &'static str,
     /// The panic message.
@@ -334,7 +433,7 @@ pub struct TaskFailure {
 /// restarts the session.
 #[derive(Clone)]
 pub struct Spawner {
-    user: UserId,
+    user: Option<UserId>,
     failures: mpsc::UnboundedSender<TaskFailure>,
     tasks: Arc<Mutex<Vec<AbortHandle>>>,
 }
@@ -350,7 +449,17 @@ impl Spawner {
     /// core, and by tests).
     pub fn new(user: UserId, failures: mpsc::UnboundedSender<TaskFailure>) -> Self {
         Self {
-            user,
+            user: Some(user),
+            failures,
+            tasks: Arc::new(Mutex::new(Vec::new())),
+        }
+    }
+
+    /// Creates a spawner for bridge-wide tasks (used by the core, and by
+    /// tests).
+    pub fn bridge(failures: mpsc::UnboundedSender<TaskFailure>) -> Self {
+        Self {
+            user: None,
             failures,
             tasks: Arc::new(Mutex::new(Vec::new())),
         }

@@ -173,6 +173,12 @@ pub struct RoomInfo {
     pub occupant_count: Option<u32>,
     /// History settings.
     pub history: HistoryPolicy,
+    /// For a group conversation with a fixed set of people (a mail thread,
+    /// a group SMS, [`Action::OpenGroup`]): the other members. None for an
+    /// ordinary room.
+    ///
+    /// [`Action::OpenGroup`]: crate::Action::OpenGroup
+    pub members: Option<Vec<ContactId>>,
 }
 
 impl RoomInfo {

@@ -6,9 +6,8 @@
 //! `quote > 0` is a quotation, spans marked `pre` are a preformatted block.
 //! The core turns this into XMPP (XEP-0393 styling in the body, XHTML-IM);
 //! bridges turn it into their network's markup (IRC control codes, Matrix
-//! HTML).
-
-use std::fmt::Write as _;
+//! HTML, email HTML). HTML in every dialect is written and read here, by
+//! [`Rich::to_html`] and [`Rich::from_html`] with a [`Dialect`].
 
 /// Formatted text.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
@@ -147,86 +146,40 @@ impl Rich {
         self.spans.iter().any(|s| !s.style.is_plain())
     }
 
-    /// Renders as a fragment of HTML that is also valid XHTML-IM body
-    /// content: `<strong>`, `<em>`, `<span style>`, `<code>`, `<pre>`,
-    /// `<blockquote>`, `<a href>` and `<br/>`, with every text and attribute
-    /// escaped.
-    pub fn to_html(&self) -> String {
-        let mut out = String::new();
-        let mut quote = 0u8;
-        let mut in_pre = false;
-        for span in &self.spans {
-            let st = &span.style;
-            if st.pre != in_pre || st.quote != quote {
-                if in_pre {
-                    out.push_str("</pre>");
-                }
-                while quote > st.quote {
-                    out.push_str("</blockquote>");
-                    quote -= 1;
-                }
-                while quote < st.quote {
-                    out.push_str("<blockquote>");
-                    quote += 1;
-                }
-                if st.pre {
-                    out.push_str("<pre>");
-                }
-                in_pre = st.pre;
-            }
-            let mut close = Vec::new();
-            if let Some(link) = &st.link {
-                let _ = write!(out, "<a href=\"{}\">", escape_html(link));
-                close.push("</a>");
-            }
-            if st.bold {
-                out.push_str("<strong>");
-                close.push("</strong>");
-            }
-            if st.italic {
-                out.push_str("<em>");
-                close.push("</em>");
-            }
-            if st.code && !st.pre {
-                out.push_str("<code>");
-                close.push("</code>");
-            }
-            let mut css = String::new();
-            if st.underline && st.strike {
-                css.push_str("text-decoration: underline line-through;");
-            } else if st.underline {
-                css.push_str("text-decoration: underline;");
-            } else if st.strike {
-                css.push_str("text-decoration: line-through;");
-            }
-            if let Some(fg) = st.fg {
-                let _ = write!(css, "color: {};", fg.to_hex());
-            }
-            if let Some(bg) = st.bg {
-                let _ = write!(css, "background-color: {};", bg.to_hex());
-            }
-            if !css.is_empty() {
-                let _ = write!(out, "<span style=\"{}\">", css);
-                close.push("</span>");
-            }
-            let escaped = escape_html(&span.text);
-            if in_pre {
-                out.push_str(&escaped);
-            } else {
-                out.push_str(&escaped.replace('\n', "<br/>"));
-            }
-            for c in close.iter().rev() {
-                out.push_str(c);
-            }
-        }
-        if in_pre {
-            out.push_str("</pre>");
-        }
-        for _ in 0..quote {
-            out.push_str("</blockquote>");
-        }
-        out
+    /// Renders as a fragment of HTML in a dialect (see [`Dialect`]), every
+    /// text and attribute escaped.
+    pub fn to_html(&self, dialect: Dialect) -> String {
+        crate::html::render(self, dialect)
     }
+
+    /// Reads HTML of a dialect: the text and the styles [`Style`] can say,
+    /// nothing else (no markup of the input survives as markup, links are
+    /// kept only for http(s), mailto, xmpp and matrix URIs). The result is
+    /// unstyled when the HTML had no formatting ([`Rich::is_styled`]).
+    pub fn from_html(html: &str, dialect: Dialect) -> Rich {
+        crate::html::parse(html, dialect)
+    }
+}
+
+/// The HTML a network speaks. Rendering and parsing share the walker and
+/// differ only where the dialects do.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum Dialect {
+    /// XEP-0071 XHTML-IM body content: `<strong>`, `<em>`, `<code>`,
+    /// `<pre>`, `<blockquote>`, `<a href>`, `<br/>`, and CSS in `style`
+    /// attributes for underline, strike-through and colours. Paragraphs
+    /// are single lines.
+    XhtmlIm,
+    /// Matrix `org.matrix.custom.html`: `<u>`, `<del>`, `<font color>`,
+    /// `data-mx-bg-color`, `data-mx-spoiler`, `<pre><code>`; rich-reply
+    /// fallbacks (`<mx-reply>`) are not content; no CSS. Paragraphs are
+    /// separated by an empty line.
+    Matrix,
+    /// The HTML part of an email: whole documents with `<head>` and
+    /// `<style>` are read (their content is not text), CSS in `style`
+    /// attributes counts; written as a fragment with inline styles only.
+    /// Paragraphs are separated by an empty line.
+    Email,
 }
 
 /// Escapes `&`, `<`, `>`, `"` and `'` for HTML text and attribute values.
@@ -263,7 +216,7 @@ mod tests {
         );
         r.push("\nnext", &Style::default());
         assert_eq!(
-            r.to_html(),
+            r.to_html(Dialect::XhtmlIm),
             "a&lt;b <strong><span style=\"color: #ff0000;\">bold</span></strong><br/>next"
         );
         assert_eq!(r.to_plain(), "a<b bold\nnext");
@@ -286,7 +239,10 @@ mod tests {
                 ..Style::default()
             },
         );
-        assert_eq!(r.to_html(), "<blockquote>q</blockquote><pre>x&lt;y</pre>");
+        assert_eq!(
+            r.to_html(Dialect::XhtmlIm),
+            "<blockquote>q</blockquote><pre>x&lt;y</pre>"
+        );
     }
 
     #[test]

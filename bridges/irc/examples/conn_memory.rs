@@ -53,6 +53,8 @@ async fn main() {
         ferry_bridge::BridgeSetup {
             domain: "irc.localhost".into(),
             data_dir: std::env::temp_dir(),
+            hosts: ferry_bridge::HostPolicy::new(["127.0.0.1", "127.0.0.2"], [""; 0])
+                .expect("test host policy"),
         },
     ) {
         Ok(n) => n,
@@ -67,10 +69,11 @@ async fn main() {
     let before = rss_kib();
     let t0 = Instant::now();
     let mut sessions = Vec::new();
-    let room = match net
-        .address()
-        .parse(&format!("#mem{}%127.0.0.2", std::process::id()), None)
-    {
+    let room = match net.address().parse(
+        &format!("#mem{}%127.0.0.2", std::process::id()),
+        None,
+        &ferry_bridge::AddressContext::none(),
+    ) {
         Ok(Address::Room(r)) => r,
         other => panic!("{other:?}"),
     };

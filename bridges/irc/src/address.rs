@@ -17,10 +17,19 @@
 //! Canonical ids always carry the server (`#chan%server`, `nick%server`,
 //! `server`), whatever the mode, so the core's stored ids do not depend
 //! on it. The core handles XEP-0106: this module sees unescaped parts.
+//!
+//! A room id keeps the channel name as the user wrote it except for the
+//! case of letters, which XMPP ignores too: folding `[]\~` as the server's
+//! `CASEMAPPING` does would make the room speak from another JID than the
+//! one joined (`#a` from `#a|b`). The connection compares channel names
+//! with the server's folding, and refuses a second spelling of a channel
+//! it is already in.
 
-use ferry_bridge::{Address, AddressError, AddressRules, ContactId, Prompt, RoomId, ServiceId};
+use ferry_bridge::{
+    Address, AddressContext, AddressError, AddressRules, ContactId, Prompt, RoomId, ServiceId,
+};
 
-use crate::casemap::TraitsRegistry;
+use crate::casemap::{CaseMapping, TraitsRegistry};
 
 /// The address rules of the IRC bridge.
 #[derive(Clone, Debug)]
@@ -43,10 +52,11 @@ impl IrcAddresses {
         self.fixed_server.as_deref()
     }
 
-    /// The canonical room id of a channel on a server.
+    /// The canonical room id of a channel on a server: the name with
+    /// its letters in lower case, nothing else changed (see the module
+    /// documentation).
     pub fn room_id(&self, server: &str, channel: &str) -> RoomId {
-        let t = self.traits.get(server);
-        RoomId::new(format!("{}%{}", t.casemapping.fold(channel), server))
+        RoomId::new(format!("{}%{}", CaseMapping::Ascii.fold(channel), server))
     }
 
     /// The canonical contact id of a nickname on a server.
@@ -115,7 +125,12 @@ pub fn valid_nick(nick: &str) -> Result<(), AddressError> {
 }
 
 impl AddressRules for IrcAddresses {
-    fn parse(&self, local: &str, resource: Option<&str>) -> Result<Address, AddressError> {
+    fn parse(
+        &self,
+        local: &str,
+        resource: Option<&str>,
+        _ctx: &AddressContext<'_>,
+    ) -> Result<Address, AddressError> {
         let resource = resource.filter(|r| !r.is_empty());
         let (name, server) = match &self.fixed_server {
             Some(fixed) => {
@@ -192,19 +207,19 @@ impl AddressRules for IrcAddresses {
         }
     }
 
-    fn from_prompt(&self, input: &str) -> Result<Address, AddressError> {
+    fn from_prompt(&self, input: &str, ctx: &AddressContext<'_>) -> Result<Address, AddressError> {
         let input = input.trim();
         if input.is_empty() {
             return Err(AddressError::new("Enter a channel or a nickname"));
         }
-        self.parse(input, None)
+        self.parse(input, None, ctx)
     }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::casemap::{CaseMapping, ServerTraits};
+    use crate::casemap::ServerTraits;
 
     fn rules() -> IrcAddresses {
         IrcAddresses::new(None, TraitsRegistry::default())
@@ -214,34 +229,34 @@ mod tests {
     fn channels_contacts_servers() {
         let r = rules();
         assert_eq!(
-            r.parse("#Rust%irc.Libera.chat", None),
+            r.parse("#Rust%irc.Libera.chat", None, &AddressContext::none()),
             Ok(Address::Room(RoomId::new("#rust%irc.libera.chat")))
         );
         assert_eq!(
-            r.parse("&local%irc.x", None),
+            r.parse("&local%irc.x", None, &AddressContext::none()),
             Ok(Address::Room(RoomId::new("&local%irc.x")))
         );
         assert_eq!(
-            r.parse("#rust%irc.x", Some("Bob")),
+            r.parse("#rust%irc.x", Some("Bob"), &AddressContext::none()),
             Ok(Address::Occupant {
                 room: RoomId::new("#rust%irc.x"),
                 nick: "Bob".into()
             })
         );
         assert_eq!(
-            r.parse("Alice%irc.x", Some("whatever")),
+            r.parse("Alice%irc.x", Some("whatever"), &AddressContext::none()),
             Ok(Address::Contact(ContactId::new("alice%irc.x")))
         );
         assert_eq!(
-            r.parse("%irc.x", Some("[Odd]Nick")),
+            r.parse("%irc.x", Some("[Odd]Nick"), &AddressContext::none()),
             Ok(Address::Contact(ContactId::new("{odd}nick%irc.x")))
         );
         assert_eq!(
-            r.parse("irc.x", None),
+            r.parse("irc.x", None, &AddressContext::none()),
             Ok(Address::Service(ServiceId::new("irc.x")))
         );
         assert_eq!(
-            r.parse("%irc.x", None),
+            r.parse("%irc.x", None, &AddressContext::none()),
             Ok(Address::Service(ServiceId::new("irc.x")))
         );
     }
@@ -250,11 +265,11 @@ mod tests {
     fn channel_names_may_hold_percent_and_odd_characters() {
         let r = rules();
         assert_eq!(
-            r.parse("#50%off%irc.x", None),
+            r.parse("#50%off%irc.x", None, &AddressContext::none()),
             Ok(Address::Room(RoomId::new("#50%off%irc.x")))
         );
         assert_eq!(
-            r.parse("#b@byfoot%irc.example.com", None),
+            r.parse("#b@byfoot%irc.example.com", None, &AddressContext::none()),
             Ok(Address::Room(RoomId::new("#b@byfoot%irc.example.com")))
         );
     }
@@ -262,14 +277,31 @@ mod tests {
     #[test]
     fn bad_names_are_refused_with_a_reason() {
         let r = rules();
-        assert!(r.parse("#a b%irc.x", None).is_err());
-        assert!(r.parse("#a,b%irc.x", None).is_err());
-        assert!(r.parse("bad nick%irc.x", None).is_err());
-        assert!(r.parse("nick%bad server", None).is_err());
-        assert!(r.parse("nick%", None).is_err());
-        let e = r.parse("#x%irc\r\nQUIT", None).unwrap_err();
+        assert!(
+            r.parse("#a b%irc.x", None, &AddressContext::none())
+                .is_err()
+        );
+        assert!(
+            r.parse("#a,b%irc.x", None, &AddressContext::none())
+                .is_err()
+        );
+        assert!(
+            r.parse("bad nick%irc.x", None, &AddressContext::none())
+                .is_err()
+        );
+        assert!(
+            r.parse("nick%bad server", None, &AddressContext::none())
+                .is_err()
+        );
+        assert!(r.parse("nick%", None, &AddressContext::none()).is_err());
+        let e = r
+            .parse("#x%irc\r\nQUIT", None, &AddressContext::none())
+            .unwrap_err();
         assert!(e.0.contains("server"), "{e}");
-        assert!(r.parse("ni\rck%irc.x", None).is_err());
+        assert!(
+            r.parse("ni\rck%irc.x", None, &AddressContext::none())
+                .is_err()
+        );
     }
 
     #[test]
@@ -284,11 +316,32 @@ mod tests {
         );
         let r = IrcAddresses::new(None, traits);
         // '&' is not a channel type there: a nickname, and an invalid one.
-        assert!(r.parse("&foo%irc.x", None).is_err());
+        assert!(
+            r.parse("&foo%irc.x", None, &AddressContext::none())
+                .is_err()
+        );
         assert_eq!(
-            r.parse("#A[b]%irc.x", None),
+            r.parse("#A[b]%irc.x", None, &AddressContext::none()),
             Ok(Address::Room(RoomId::new("#a[b]%irc.x")))
         );
+    }
+
+    #[test]
+    fn room_ids_keep_what_xmpp_does_not_fold() {
+        // RFC 1459 folds [ ] \ ~ into { } | ^ on IRC; the room id keeps
+        // them, so the room's JID is the one joined.
+        let r = rules();
+        for (local, id) in [
+            ("#G\\0d%irc.x", "#g\\0d%irc.x"),
+            ("#h\\00x%irc.x", "#h\\00x%irc.x"),
+            ("#[Odd]~%irc.x", "#[odd]~%irc.x"),
+            ("#k:key%irc.x", "#k:key%irc.x"),
+            ("#Ünï%irc.x", "#ünï%irc.x"),
+        ] {
+            let a = r.parse(local, None, &AddressContext::none()).unwrap();
+            assert_eq!(a, Address::Room(RoomId::new(id)), "{local}");
+            assert_eq!(r.format(&a).0, id, "{local}");
+        }
     }
 
     #[test]
@@ -300,7 +353,7 @@ mod tests {
             ("alice%irc.x", None),
             ("irc.x", None),
         ] {
-            let a = r.parse(local, res).unwrap();
+            let a = r.parse(local, res, &AddressContext::none()).unwrap();
             let (l, rr) = r.format(&a);
             assert_eq!((l.as_str(), rr.as_deref()), (local, res));
         }
@@ -309,17 +362,19 @@ mod tests {
     #[test]
     fn fixed_server_drops_the_server_part() {
         let r = IrcAddresses::new(Some("IRC.X".into()), TraitsRegistry::default());
-        let room = r.parse("#Rust", None).unwrap();
+        let room = r.parse("#Rust", None, &AddressContext::none()).unwrap();
         assert_eq!(room, Address::Room(RoomId::new("#rust%irc.x")));
         assert_eq!(r.format(&room), ("#rust".into(), None));
-        let c = r.parse("Alice", None).unwrap();
+        let c = r.parse("Alice", None, &AddressContext::none()).unwrap();
         assert_eq!(c, Address::Contact(ContactId::new("alice%irc.x")));
         assert_eq!(r.format(&c), ("alice".into(), None));
         assert_eq!(
-            r.parse("irc.x", None),
+            r.parse("irc.x", None, &AddressContext::none()),
             Ok(Address::Service(ServiceId::new("irc.x")))
         );
-        let o = r.parse("#rust", Some("Bob")).unwrap();
+        let o = r
+            .parse("#rust", Some("Bob"), &AddressContext::none())
+            .unwrap();
         assert_eq!(r.format(&o), ("#rust".into(), Some("Bob".into())));
     }
 
@@ -327,9 +382,9 @@ mod tests {
     fn prompt_input() {
         let r = rules();
         assert_eq!(
-            r.from_prompt(" #rust%irc.x "),
+            r.from_prompt(" #rust%irc.x ", &AddressContext::none()),
             Ok(Address::Room(RoomId::new("#rust%irc.x")))
         );
-        assert!(r.from_prompt("").is_err());
+        assert!(r.from_prompt("", &AddressContext::none()).is_err());
     }
 }

@@ -11,15 +11,16 @@ use std::pin::Pin;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use ferry_bridge::EventSink;
+use ferry_bridge::{EventSink, HostPolicy};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::sync::mpsc;
 
 use crate::conn::{Conn, Down, Phase, Request};
 use crate::identd::IdentRegistry;
 use crate::proto::Line;
+use crate::resume::ResumeLog;
 use crate::throttle::TokenBucket;
-use crate::transport::{self, Connected, Io, TlsContext};
+use crate::transport::{self, ConnectError, Connected, Io, TlsContext};
 
 /// Longest line accepted from a server (tags included).
 const MAX_READ_LINE: usize = 16 * 1024;
@@ -120,10 +121,22 @@ pub struct DriverEnv {
     pub identd: Option<(IdentRegistry, String)>,
     /// The connection's slot.
     pub slot: Slot,
+    /// The servers the operator lets connections go to.
+    pub hosts: Arc<HostPolicy>,
+    /// Where private conversations to restore after a restart are noted
+    /// (None: not noted, as for a login probe).
+    pub resume: Option<ResumeLog>,
 }
 
 type Connecting = Pin<
-    Box<dyn Future<Output = (Result<Connected, String>, Option<(String, String, String)>)> + Send>,
+    Box<
+        dyn Future<
+                Output = (
+                    Result<Connected, ConnectError>,
+                    Option<(String, String, String)>,
+                ),
+            > + Send,
+    >,
 >;
 
 fn jitter(d: Duration) -> Duration {
@@ -162,6 +175,7 @@ pub async fn run(mut conn: Conn, mut rx: mpsc::Receiver<Request>, sink: EventSin
                 return;
             }
         }
+        note_resume(&mut conn, &env);
         let now = Instant::now();
         if conn.throttle_limit() != limit {
             limit = conn.throttle_limit();
@@ -345,7 +359,18 @@ pub async fn run(mut conn: Conn, mut rx: mpsc::Receiver<Request>, sink: EventSin
             req = rx.recv(), if rx_open => {
                 let now = Instant::now();
                 match req {
-                    Some(r) => conn.on_request(r, now),
+                    Some(r) => {
+                        // The user's own request does not wait for the
+                        // backoff of a connection that went down.
+                        if r.is_urgent()
+                            && io.is_none()
+                            && connecting.is_none()
+                            && reconnect_at.is_some_and(|t| t > now)
+                        {
+                            reconnect_at = Some(now);
+                        }
+                        conn.on_request(r, now);
+                    }
                     None => {
                         rx_open = false;
                         conn.on_request(Request::Quit { message: None, done: None, leave_rooms: false }, now);
@@ -368,9 +393,19 @@ pub async fn run(mut conn: Conn, mut rx: mpsc::Receiver<Request>, sink: EventSin
     }
     release_ident(&env, &mut ports);
     conn.on_closed();
+    note_resume(&mut conn, &env);
     for ev in conn.take_events() {
         if sink.send(ev).await.is_err() {
             return;
+        }
+    }
+}
+
+fn note_resume(conn: &mut Conn, env: &DriverEnv) {
+    let changes = conn.take_resume();
+    if let Some(log) = &env.resume {
+        for c in changes {
+            log.apply(c);
         }
     }
 }
@@ -394,6 +429,7 @@ fn requeue(conn: &mut Conn, queue: &mut VecDeque<Line>) {
 fn start_connect(conn: &Conn, env: &DriverEnv) -> Connecting {
     let settings = conn.settings.clone();
     let tls = env.tls.clone();
+    let hosts = env.hosts.clone();
     let bind = env.bind;
     let timeout = env.connect_timeout;
     let webirc = env
@@ -416,7 +452,7 @@ fn start_connect(conn: &Conn, env: &DriverEnv) -> Connecting {
             None => None,
         };
         (
-            transport::connect(&settings, &tls, bind, timeout).await,
+            transport::connect(&settings, &tls, bind, timeout, &hosts).await,
             webirc,
         )
     })

@@ -57,44 +57,45 @@ pub fn ident_of(bare_jid: &str) -> String {
     crate::transport::sha1_hex(bare_jid.as_bytes())
 }
 
-/// Listens on `addr` and serves identd until the task is aborted.
+/// Listens on `addr` and serves identd in a task of its own until that
+/// task is aborted (tests; the bridge serves from its supervised spawner,
+/// [`serve_on`]).
 pub async fn serve(
     addr: SocketAddr,
     registry: IdentRegistry,
 ) -> std::io::Result<(SocketAddr, tokio::task::JoinHandle<()>)> {
     let listener = TcpListener::bind(addr).await?;
     let local = listener.local_addr()?;
-    let task =
+    Ok((local, tokio::spawn(serve_on(listener, registry))))
+}
+
+/// Serves identd on a bound listener until the future is dropped.
+pub async fn serve_on(listener: TcpListener, registry: IdentRegistry) {
+    loop {
+        let Ok((stream, _)) = listener.accept().await else {
+            tokio::time::sleep(Duration::from_millis(100)).await;
+            continue;
+        };
+        let registry = registry.clone();
         tokio::spawn(async move {
-            loop {
-                let Ok((stream, _)) = listener.accept().await else {
-                    tokio::time::sleep(Duration::from_millis(100)).await;
-                    continue;
-                };
-                let registry = registry.clone();
-                tokio::spawn(async move {
-                    let (r, mut w) = stream.into_split();
-                    let mut lines = BufReader::new(r.take_limited()).lines();
-                    // One query per connection is the norm; serve a few.
-                    for _ in 0..4 {
-                        let line =
-                            match tokio::time::timeout(Duration::from_secs(10), lines.next_line())
-                                .await
-                            {
-                                Ok(Ok(Some(l))) => l,
-                                _ => break,
-                            };
-                        if w.write_all(registry.answer(&line).as_bytes())
-                            .await
-                            .is_err()
-                        {
-                            break;
-                        }
-                    }
-                });
+            let (r, mut w) = stream.into_split();
+            let mut lines = BufReader::new(r.take_limited()).lines();
+            // One query per connection is the norm; serve a few.
+            for _ in 0..4 {
+                let line =
+                    match tokio::time::timeout(Duration::from_secs(10), lines.next_line()).await {
+                        Ok(Ok(Some(l))) => l,
+                        _ => break,
+                    };
+                if w.write_all(registry.answer(&line).as_bytes())
+                    .await
+                    .is_err()
+                {
+                    break;
+                }
             }
         });
-    Ok((local, task))
+    }
 }
 
 trait TakeLimited: Sized {

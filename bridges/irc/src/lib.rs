@@ -13,6 +13,7 @@
 //! the wire), [`format`] (IRC formatting <-> rich text), [`ctcp`],
 //! [`throttle`] (flood control), [`transport`] (TCP/TLS), [`identd`],
 //! [`settings`] (per-user options), [`session`] (the bridge API session),
+//! [`resume`] (private conversations restored after a restart),
 //! [`commands`] (biboumi's ad-hoc commands).
 
 pub mod address;
@@ -25,6 +26,7 @@ pub mod driver;
 pub mod format;
 pub mod identd;
 pub mod proto;
+pub mod resume;
 pub mod session;
 pub mod settings;
 pub mod throttle;
@@ -35,9 +37,9 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use ferry_bridge::{
-    Account, AddressRules, BridgeError, BridgeSetup, Capabilities, CommandSpec, EventSink, Field,
-    Form, FormValues, LoginError, Network, NetworkInfo, Registration, Secret, Session,
-    SessionContext, SessionPolicy, UserId,
+    Account, AddressRules, BridgeContext, BridgeError, BridgeSetup, Capabilities, CommandSpec,
+    EventSink, Feature, Field, Form, FormValues, HostPolicy, LoginError, Network, NetworkInfo,
+    Registration, Secret, Session, SessionContext, SessionPolicy, UserId,
 };
 
 pub use config::Config;
@@ -63,12 +65,14 @@ pub struct Shared {
     pub limits: Arc<Limits>,
     /// TLS roots and provider.
     pub tls: Arc<TlsContext>,
-    /// identd, when enabled.
+    /// identd, when enabled (it runs in the bridge-wide part, see
+    /// [`Network::start`]).
     pub identd: Option<IdentRegistry>,
-    /// Set once the identd listens (or failed to).
-    pub identd_started: tokio::sync::OnceCell<()>,
     /// The CTCP VERSION answer.
     pub version: String,
+    /// The servers connections may go to (the operator's policy; the
+    /// `fixed_server` is always allowed).
+    pub hosts: Arc<HostPolicy>,
 }
 
 /// The IRC network bridge.
@@ -81,9 +85,17 @@ pub struct IrcNetwork {
 pub fn build(config: Config, setup: BridgeSetup) -> Result<Arc<dyn Network>, String> {
     config.validate()?;
     let traits = TraitsRegistry::default();
-    // The identd starts with the first session (build must not listen).
+    // The identd listens from `start` (build must not listen).
     let identd = (config.identd_port != 0).then(IdentRegistry::default);
+    let hosts = match &config.fixed_server {
+        Some(fixed) => setup
+            .hosts
+            .also_allowing(fixed)
+            .map_err(|e| format!("irc.fixed_server: {e}"))?,
+        None => setup.hosts,
+    };
     let shared = Shared {
+        hosts: Arc::new(hosts),
         addresses: IrcAddresses::new(config.fixed_server.clone(), traits.clone()),
         traits,
         limits: Arc::new(Limits::new(
@@ -92,7 +104,6 @@ pub fn build(config: Config, setup: BridgeSetup) -> Result<Arc<dyn Network>, Str
         )),
         tls: Arc::new(TlsContext::new(config.ca_file.as_deref())),
         identd,
-        identd_started: tokio::sync::OnceCell::new(),
         version: format!("Ferry {} (XMPP gateway)", env!("CARGO_PKG_VERSION")),
         domain: setup.domain,
         config,
@@ -108,31 +119,28 @@ impl IrcNetwork {
             gateway_type: "irc".into(),
             registration: Registration::Optional,
             sessions: SessionPolicy::OnDemand,
-            capabilities: Capabilities {
-                rooms: true,
-                private_messages: true,
-                corrections: true,
-                retractions: true,
-                moderation: true,
-                reactions: true,
-                replies: true,
-                threads: false,
-                chat_states: true,
-                delivery_receipts: false,
-                displayed_markers: false,
-                attachments: true,
-                formatting: true,
-                subject_change: true,
-                nick_change: true,
-                invites: true,
-                moderation_roles: true,
-                history: true,
-                room_list: true,
-                contact_presence: true,
-                contact_list: false,
-                version_query: true,
-                ping: true,
-            },
+            capabilities: Capabilities::of(&[
+                Feature::Rooms,
+                Feature::PrivateMessages,
+                Feature::Corrections,
+                Feature::Retractions,
+                Feature::Moderation,
+                Feature::Reactions,
+                Feature::Replies,
+                Feature::ChatStates,
+                Feature::Attachments,
+                Feature::Formatting,
+                Feature::SubjectChange,
+                Feature::NickChange,
+                Feature::Invites,
+                Feature::ModerationRoles,
+                Feature::History,
+                Feature::RoomList,
+                Feature::ContactPresence,
+                Feature::VersionQuery,
+                Feature::Ping,
+            ]),
+            limits: ferry_bridge::Limits::default(),
         };
         Self {
             info,
@@ -232,20 +240,26 @@ impl Network for IrcNetwork {
     }
 
     async fn connect(&self, ctx: SessionContext) -> Result<Box<dyn Session>, LoginError> {
-        if let Some(registry) = &self.shared.identd {
-            let config = &self.shared.config;
-            let addr = std::net::SocketAddr::new(config.identd_address, config.identd_port);
-            self.shared
-                .identd_started
-                .get_or_init(|| async {
-                    match identd::serve(addr, registry.clone()).await {
-                        Ok((local, _task)) => tracing::info!(%local, "identd listening"),
-                        Err(e) => tracing::error!(%addr, "identd cannot listen: {e}"),
-                    }
-                })
-                .await;
-        }
         Ok(Box::new(session::IrcSession::new(self.shared.clone(), ctx)))
+    }
+
+    /// The bridge-wide part is the identd (when `identd_port` is set): it
+    /// serves every user's connections, supervised by the core.
+    async fn start(&self, ctx: BridgeContext) -> Result<(), BridgeError> {
+        let Some(registry) = &self.shared.identd else {
+            return Ok(());
+        };
+        let config = &self.shared.config;
+        let addr = std::net::SocketAddr::new(config.identd_address, config.identd_port);
+        let listener = tokio::net::TcpListener::bind(addr).await.map_err(|e| {
+            BridgeError::unavailable(format!("identd cannot listen on {addr}: {e}"))
+        })?;
+        if let Ok(local) = listener.local_addr() {
+            tracing::info!(%local, "identd listening");
+        }
+        ctx.spawner
+            .spawn("identd", identd::serve_on(listener, registry.clone()));
+        Ok(())
     }
 }
 

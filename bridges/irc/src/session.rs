@@ -3,13 +3,14 @@
 //! rooms and private conversations on that server) and answers them.
 
 use std::collections::{BTreeSet, HashMap};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use ferry_bridge::{
     Action, Address, BridgeError, CloseReason, ErrorKind, Event, EventSink, HistoryPolicy,
-    KeyValue, LoginError, Outcome, OutgoingMessage, Presence, RoomId, Session, SessionContext,
-    Show, Spawner, UserId,
+    HostRefused, KeyValue, LoginError, Outcome, OutgoingMessage, Presence, RoomId, Session,
+    SessionContext, Show, Spawner, UserId,
 };
 use tokio::sync::{mpsc, oneshot};
 use tokio::task::JoinHandle;
@@ -17,6 +18,7 @@ use tokio::task::JoinHandle;
 use crate::address::split_id;
 use crate::conn::{Conn, ConnEnv, ConnInfo, CtcpQuery, Request, Target};
 use crate::driver::{self, DriverEnv};
+use crate::resume::{self, ResumeLog};
 use crate::settings::{ConnSettings, Defaults, SettingsStore};
 use crate::{Shared, secs, unavailable};
 
@@ -30,11 +32,17 @@ use crate::{Shared, secs, unavailable};
 pub(crate) struct ConnHandle {
     pub(crate) tx: mpsc::Sender<Request>,
     task: JoinHandle<()>,
+    closing: Arc<AtomicBool>,
 }
 
 impl ConnHandle {
     fn alive(&self) -> bool {
         !self.tx.is_closed() && !self.task.is_finished()
+    }
+
+    /// It sent QUIT (idle, closed by the user) and is about to end.
+    fn closing(&self) -> bool {
+        self.closing.load(Ordering::Relaxed)
     }
 }
 
@@ -64,14 +72,15 @@ pub fn away_text(p: &Presence) -> Option<String> {
 }
 
 impl IrcSession {
-    /// A session; connects nothing until the user does something.
+    /// A session; connects nothing until the user does something, except
+    /// the private conversations a restart interrupted ([`resume`]).
     pub fn new(shared: Arc<Shared>, ctx: SessionContext) -> Self {
         let defaults = ctx
             .account
             .as_ref()
             .map(|a| Defaults::from_secret(&a.secret.0))
             .unwrap_or_default();
-        Self {
+        let mut session = Self {
             shared,
             user: ctx.user,
             events: ctx.events,
@@ -81,6 +90,31 @@ impl IrcSession {
             conns: HashMap::new(),
             away: None,
             down: Arc::new(Mutex::new(BTreeSet::new())),
+        };
+        session.resume_conversations();
+        session
+    }
+
+    /// Reconnects the servers whose private conversation was active within
+    /// `idle_timeout` when the gateway (or this session) last stopped.
+    fn resume_conversations(&mut self) {
+        let idle = secs(self.shared.config.idle_timeout);
+        let (now, wall) = (Instant::now(), std::time::SystemTime::now());
+        for (server, note) in resume::pending(self.store.as_ref(), idle, wall) {
+            let age = wall.duration_since(note.time()).unwrap_or_default();
+            let at = now.checked_sub(age).unwrap_or(now);
+            match self.connection(&server, Some(&note.nick)) {
+                Ok(tx) => {
+                    tracing::info!(user = %self.user, %server, "IRC connection restored for a private conversation");
+                    let _ = tx.try_send(Request::Resume {
+                        at,
+                        wall: note.time(),
+                    });
+                }
+                Err(e) => {
+                    tracing::info!(user = %self.user, %server, "IRC connection not restored: {e}");
+                }
+            }
         }
     }
 
@@ -140,6 +174,7 @@ impl IrcSession {
             .limits
             .acquire(server)
             .map_err(|e| BridgeError::new(ErrorKind::ResourceConstraint, e))?;
+        let closing = Arc::new(AtomicBool::new(false));
         let config = &self.shared.config;
         let nick = nick
             .map(str::to_owned)
@@ -152,6 +187,8 @@ impl IrcSession {
             ping_interval: secs(config.ping_interval),
             version: self.shared.version.clone(),
             down: self.down.clone(),
+            user: self.user.as_str().to_owned(),
+            closing: closing.clone(),
         };
         let now = Instant::now();
         let mut conn = Conn::new(settings, env, &nick, now);
@@ -180,6 +217,8 @@ impl IrcSession {
                 .clone()
                 .map(|r| (r, crate::identd::ident_of(self.user.as_str()))),
             slot,
+            hosts: self.shared.hosts.clone(),
+            resume: Some(ResumeLog::new(self.store.clone(), server)),
         };
         let (tx, rx) = mpsc::channel(256);
         let task = tokio::spawn(driver::run(conn, rx, self.events.clone(), denv));
@@ -205,9 +244,48 @@ impl IrcSession {
             ConnHandle {
                 tx: tx.clone(),
                 task,
+                closing,
             },
         );
         Ok(tx)
+    }
+
+    /// The connection to `server`, started if needed once the operator's
+    /// host policy allows what it would connect to (the connection checks
+    /// again the addresses it connects to; this gives the user a clear
+    /// error for the request that started it).
+    pub(crate) async fn open(
+        &mut self,
+        server: &str,
+        nick: Option<&str>,
+    ) -> Result<mpsc::Sender<Request>, BridgeError> {
+        // A connection that is quitting (idle a moment ago, when the user
+        // left the last room) would drop the request: it ends first (its
+        // nickname is free again), then a new one opens.
+        if self.conns.get(server).is_some_and(ConnHandle::closing)
+            && let Some(old) = self.conns.remove(server)
+        {
+            let _ = tokio::time::timeout(Duration::from_secs(3), old.task).await;
+        }
+        if self.running(server).is_none() {
+            let settings = self.conn_settings(server)?;
+            let host = settings
+                .address
+                .trim_start_matches('[')
+                .trim_end_matches(']')
+                .to_owned();
+            let port = settings.ports.first().map_or(0, |(p, _)| *p);
+            let timeout = secs(self.shared.config.connect_timeout);
+            // Name errors and the rest are reported by the connection.
+            if let Ok(Err(refused @ (HostRefused::Denied { .. } | HostRefused::Internal { .. }))) =
+                tokio::time::timeout(timeout, self.shared.hosts.check(&host, port)).await
+            {
+                let msg = crate::conn::capitalized(&refused.to_string());
+                tracing::info!(user = %self.user, %server, "IRC connection refused: {msg}");
+                return Err(BridgeError::new(ErrorKind::NotAllowed, msg));
+            }
+        }
+        self.connection(server, nick)
     }
 
     /// Sends a request and waits for its answer.
@@ -218,7 +296,7 @@ impl IrcSession {
         make: impl FnOnce(oneshot::Sender<Result<Outcome, BridgeError>>) -> Request,
     ) -> Result<Outcome, BridgeError> {
         let tx = match start {
-            Some(nick) => self.connection(server, nick)?,
+            Some(nick) => self.open(server, nick).await?,
             None => self.running(server).ok_or_else(|| unavailable(server))?,
         };
         let (reply, wait) = oneshot::channel();
@@ -466,7 +544,7 @@ impl Session for IrcSession {
                     history,
                     persistent,
                 };
-                let sent = match self.connection(&server, Some(&nick)) {
+                let sent = match self.open(&server, Some(&nick)).await {
                     Ok(tx) => tx.send(req).await.map_err(|_| unavailable(&server)),
                     Err(e) => Err(e),
                 };
@@ -642,10 +720,20 @@ impl Session for IrcSession {
             }
             Action::Command(call) => crate::commands::run(self, call).await,
             Action::PreferencesChanged(_) => Ok(Outcome::Done),
+            // Not declared (Feature::Groups): the core never sends it.
+            Action::OpenGroup { .. } => Err(BridgeError::unsupported(
+                "IRC has no group conversations: join a channel",
+            )),
         }
     }
 
     async fn close(&mut self, reason: CloseReason) {
+        if matches!(
+            reason,
+            CloseReason::Unregistered | CloseReason::Disconnected(_) | CloseReason::Idle
+        ) {
+            resume::clear_all(self.store.as_ref());
+        }
         let message = match &reason {
             CloseReason::Disconnected(Some(m)) => Some(m.clone()),
             other => Some(other.to_string()),
@@ -712,6 +800,19 @@ pub async fn probe_login(
 ) -> Result<(), LoginError> {
     let settings =
         ConnSettings::resolve(&shared.config, user, server, defaults, &Default::default());
+    let port = settings.ports.first().map_or(0, |(p, _)| *p);
+    if let Ok(Err(refused @ (HostRefused::Denied { .. } | HostRefused::Internal { .. }))) =
+        tokio::time::timeout(
+            secs(shared.config.connect_timeout),
+            shared.hosts.check(&settings.address, port),
+        )
+        .await
+    {
+        return Err(LoginError::InvalidField {
+            field: "server".into(),
+            message: crate::conn::capitalized(&refused.to_string()),
+        });
+    }
     let slot = shared
         .limits
         .acquire(server)
@@ -724,6 +825,8 @@ pub async fn probe_login(
         ping_interval: secs(shared.config.ping_interval),
         version: shared.version.clone(),
         down: Arc::new(Mutex::new(BTreeSet::new())),
+        user: user.as_str().to_owned(),
+        closing: Default::default(),
     };
     let nick = defaults
         .nick
@@ -744,6 +847,8 @@ pub async fn probe_login(
             .to_owned(),
         identd: None,
         slot,
+        hosts: shared.hosts.clone(),
+        resume: None,
     };
     let (tx, req_rx) = mpsc::channel(4);
     let task = tokio::spawn(driver::run(conn, req_rx, sink, denv));
@@ -762,7 +867,10 @@ pub async fn probe_login(
                 result = Err(LoginError::BadCredentials(m.body));
                 break;
             }
-            Event::Message(m) if m.body.starts_with("Could not connect") => {
+            Event::Message(m)
+                if m.body.starts_with("Could not connect")
+                    || m.body.starts_with("This gateway does not connect") =>
+            {
                 result = Err(LoginError::Unreachable(m.body));
                 break;
             }

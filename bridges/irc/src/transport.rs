@@ -22,7 +22,26 @@ use tokio_rustls::rustls::{
     pki_types,
 };
 
+use ferry_bridge::{HostPolicy, HostRefused};
+
 use crate::settings::ConnSettings;
+
+/// Why no connection could be opened.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+pub enum ConnectError {
+    /// The operator's policy refuses the server (or what it resolves to).
+    #[error("{0}")]
+    Refused(#[from] HostRefused),
+    /// Every attempt failed; the text lists them.
+    #[error("{0}")]
+    Failed(String),
+}
+
+impl From<String> for ConnectError {
+    fn from(e: String) -> Self {
+        ConnectError::Failed(e)
+    }
+}
 
 /// A byte stream to a server, plain or TLS.
 pub trait Io: AsyncRead + AsyncWrite + Unpin + Send {}
@@ -239,13 +258,15 @@ impl ServerCertVerifier for Pinned {
 }
 
 /// Connects to the server: every TLS port, then every plain port, each
-/// resolved address in turn. The error lists every attempt.
+/// address it resolves to that the operator's `hosts` policy allows, in
+/// turn. The error lists every attempt.
 pub async fn connect(
     settings: &ConnSettings,
     tls: &TlsContext,
     bind: Option<IpAddr>,
     timeout: Duration,
-) -> Result<Connected, String> {
+    hosts: &HostPolicy,
+) -> Result<Connected, ConnectError> {
     let mut errors = Vec::new();
     let host = settings
         .address
@@ -259,14 +280,13 @@ pub async fn connect(
             port.to_string()
         };
         let addrs: Vec<SocketAddr> =
-            match tokio::time::timeout(timeout, tokio::net::lookup_host((host.as_str(), port)))
-                .await
-            {
-                Ok(Ok(a)) => a.collect(),
-                Ok(Err(e)) => {
-                    errors.push(format!("{host}: {e}"));
+            match tokio::time::timeout(timeout, hosts.check(&host, port)).await {
+                Ok(Ok(a)) => a,
+                Ok(Err(HostRefused::Unresolved { reason, .. })) => {
+                    errors.push(format!("{host}: {reason}"));
                     break;
                 }
+                Ok(Err(refused)) => return Err(ConnectError::Refused(refused)),
                 Err(_) => {
                     errors.push(format!("{host}: name resolution timed out"));
                     break;
@@ -325,7 +345,7 @@ pub async fn connect(
     if errors.is_empty() {
         errors.push("no port to try".into());
     }
-    Err(errors.join("; "))
+    Err(ConnectError::Failed(errors.join("; ")))
 }
 
 async fn tcp(

@@ -134,6 +134,8 @@ async fn connection_caps_refuse_with_a_reason() {
         ferry_bridge::BridgeSetup {
             domain: "irc.localhost".into(),
             data_dir: std::env::temp_dir(),
+            hosts: ferry_bridge::HostPolicy::new(["127.0.0.1", "127.0.0.2"], [""; 0])
+                .expect("test host policy"),
         },
     )
     .unwrap();
@@ -562,4 +564,21 @@ async fn disconnecting_from_a_server_leaves_its_rooms() {
         matches!(&left, Event::RoomLeft { exit: RoomExit::Left(Some(why)), .. } if why.contains("see you")),
         "{left:?}"
     );
+}
+
+#[tokio::test]
+async fn a_join_right_after_leaving_the_last_room_is_not_lost() {
+    // Leaving the last room closes the connection (QUIT); a join at once
+    // must not go to the connection that is ending.
+    let local = unique("rj");
+    let mut gw = Gw::new(config(), &format!("{local}@localhost")).await;
+    let room = gw.room(&format!("#{}", unique("rj")), INSP);
+    gw.join(&room, &local).await;
+    gw.act(Action::LeaveRoom {
+        room: room.clone(),
+        reason: None,
+    })
+    .await
+    .unwrap();
+    gw.join(&room, &local).await;
 }

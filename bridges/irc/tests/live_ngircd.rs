@@ -41,7 +41,7 @@ async fn cold_join_and_chat_without_ircv3() {
         .say(Address::Room(room.clone()), "hello ngircd")
         .await
         .unwrap();
-    assert_eq!(out, Outcome::Sent(None));
+    assert_eq!(out, Outcome::sent_none());
     raw.expect(|m| m.command == "PRIVMSG" && m.trailing() == "hello ngircd")
         .await;
     raw.send(&format!("PRIVMSG {chan} :hello gateway")).await;

@@ -22,7 +22,9 @@
 //! folding would have made of it), so `^` followed by anything else is the
 //! only malformed input.
 
-use ferry_bridge::{Address, AddressError, AddressRules, ContactId, Prompt, RoomId};
+use ferry_bridge::{
+    Address, AddressContext, AddressError, AddressRules, ContactId, Prompt, RoomId,
+};
 use matrix_sdk::ruma::matrix_uri::MatrixId;
 use matrix_sdk::ruma::{MatrixToUri, MatrixUri, RoomAliasId, RoomId as MxRoomId, UserId};
 
@@ -151,7 +153,12 @@ impl MatrixAddressRules {
 }
 
 impl AddressRules for MatrixAddressRules {
-    fn parse(&self, local: &str, resource: Option<&str>) -> Result<Address, AddressError> {
+    fn parse(
+        &self,
+        local: &str,
+        resource: Option<&str>,
+        _ctx: &AddressContext<'_>,
+    ) -> Result<Address, AddressError> {
         let id = decode_case(local)?;
         if id.starts_with('@') {
             return Err(AddressError::new(format!(
@@ -189,7 +196,7 @@ impl AddressRules for MatrixAddressRules {
         }
     }
 
-    fn from_prompt(&self, input: &str) -> Result<Address, AddressError> {
+    fn from_prompt(&self, input: &str, _ctx: &AddressContext<'_>) -> Result<Address, AddressError> {
         let input = input.trim();
         if input.is_empty() {
             return Err(AddressError::new("empty Matrix address"));
@@ -282,7 +289,9 @@ mod tests {
             ),
         ];
         for (local, res, want) in cases {
-            let got = r.parse(local, res).expect("parses");
+            let got = r
+                .parse(local, res, &AddressContext::none())
+                .expect("parses");
             assert_eq!(got, want);
             let (l, rs) = r.format(&got);
             assert_eq!(l, local);
@@ -290,7 +299,8 @@ mod tests {
         }
         // A contact's resource is ignored.
         assert_eq!(
-            r.parse("bob:hs", Some("phone")).expect("parses"),
+            r.parse("bob:hs", Some("phone"), &AddressContext::none())
+                .expect("parses"),
             Address::Contact("@bob:hs".into())
         );
     }
@@ -299,7 +309,7 @@ mod tests {
     fn bad_local_parts_get_readable_errors() {
         let r = MatrixAddressRules;
         for bad in ["alice", "#noserver", "#", "!", "@alice:hs", "a^"] {
-            let e = r.parse(bad, None).expect_err(bad);
+            let e = r.parse(bad, None, &AddressContext::none()).expect_err(bad);
             assert!(!e.0.is_empty());
         }
     }
@@ -308,27 +318,37 @@ mod tests {
     fn prompt_accepts_ids_and_links() {
         let r = MatrixAddressRules;
         assert_eq!(
-            r.from_prompt(" @alice:example.org ").expect("id"),
+            r.from_prompt(" @alice:example.org ", &AddressContext::none())
+                .expect("id"),
             Address::Contact("@alice:example.org".into())
         );
         assert_eq!(
-            r.from_prompt("alice:example.org").expect("bare"),
+            r.from_prompt("alice:example.org", &AddressContext::none())
+                .expect("bare"),
             Address::Contact("@alice:example.org".into())
         );
         assert_eq!(
-            r.from_prompt("https://matrix.to/#/%23rust:example.org")
-                .expect("link"),
+            r.from_prompt(
+                "https://matrix.to/#/%23rust:example.org",
+                &AddressContext::none()
+            )
+            .expect("link"),
             Address::Room("#rust:example.org".into())
         );
         assert_eq!(
-            r.from_prompt("matrix:u/bob:example.org").expect("uri"),
+            r.from_prompt("matrix:u/bob:example.org", &AddressContext::none())
+                .expect("uri"),
             Address::Contact("@bob:example.org".into())
         );
         assert_eq!(
-            r.from_prompt("!Room:hs").expect("room"),
+            r.from_prompt("!Room:hs", &AddressContext::none())
+                .expect("room"),
             Address::Room("!Room:hs".into())
         );
-        assert!(r.from_prompt("").is_err());
-        assert!(r.from_prompt("https://matrix.to/#/nothing").is_err());
+        assert!(r.from_prompt("", &AddressContext::none()).is_err());
+        assert!(
+            r.from_prompt("https://matrix.to/#/nothing", &AddressContext::none())
+                .is_err()
+        );
     }
 }

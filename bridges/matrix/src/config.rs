@@ -2,8 +2,10 @@
 //! strips `enabled`, `domain`, `secret` and `secret_file` before handing the
 //! section over).
 
+use std::sync::Arc;
 use std::time::Duration;
 
+use ferry_bridge::HostPolicy;
 use serde::Deserialize;
 
 /// Settings of the Matrix bridge.
@@ -38,6 +40,11 @@ pub struct Config {
     /// Page cache of each SQLite database of a user's Matrix store, in KiB
     /// (memory per session against disk reads).
     pub store_cache_kib: u32,
+    /// The hosts the bridge may connect to (the section's `allowed_hosts`
+    /// and `denied_hosts`, which belong to the core): not a key of its
+    /// own, [`crate::build`] sets it.
+    #[serde(skip)]
+    pub hosts: Arc<HostPolicy>,
 }
 
 impl Default for Config {
@@ -52,6 +59,7 @@ impl Default for Config {
             allow_insecure_http: false,
             max_media_bytes: 50 * 1024 * 1024,
             store_cache_kib: 256,
+            hosts: Arc::default(),
         }
     }
 }

@@ -13,6 +13,7 @@ use matrix_sdk::ruma::{
     OwnedEventId, OwnedRoomId, OwnedServerName, OwnedUserId, UserId as MxUserId,
 };
 use matrix_sdk::{Client, Room, RoomState};
+use tokio::sync::watch;
 
 use crate::account::StoredSession;
 use crate::address::{RoomRef, parse_user};
@@ -24,6 +25,10 @@ use crate::rooms::NickTable;
 /// How many event ids of messages ferry sent are remembered for echo
 /// suppression.
 const SENT_MEMORY: usize = 4096;
+
+/// How long a message to someone waits for ferry to join the direct chat
+/// they started.
+const JOIN_WAIT: std::time::Duration = std::time::Duration::from_secs(30);
 
 /// The parts of a session that do not change while it lives.
 pub struct Shared {
@@ -64,6 +69,13 @@ pub struct Memory {
     pub own_receipts: HashMap<OwnedRoomId, OwnedEventId>,
     /// Preference: join direct chats others start without asking.
     pub auto_accept_direct: bool,
+    /// Direct chats others started that ferry is joining: partner → the
+    /// room, and a channel that turns true once the join is over.
+    pub joining_direct: HashMap<OwnedUserId, (OwnedRoomId, watch::Receiver<bool>)>,
+    /// Direct chats ferry accepted in this session: room → partner (the
+    /// homeserver's m.direct update that marks them direct comes back
+    /// later, with a sync).
+    pub accepted_direct: HashMap<OwnedRoomId, OwnedUserId>,
 }
 
 impl Memory {
@@ -209,14 +221,22 @@ impl Ctx {
 
     /// The partner of a direct chat, or None for a group room.
     pub async fn dm_partner(&self, room: &Room) -> Option<OwnedUserId> {
-        if !room.is_direct().await.unwrap_or(false) {
-            return None;
-        }
-        let targets = room.direct_targets();
-        if targets.len() != 1 {
-            return None;
-        }
-        let partner = targets.iter().next()?.as_user_id()?.to_owned();
+        let accepted = self
+            .shared
+            .mem()
+            .accepted_direct
+            .get(room.room_id())
+            .cloned();
+        let partner = if room.is_direct().await.unwrap_or(false) {
+            let targets = room.direct_targets();
+            if targets.len() != 1 {
+                return None;
+            }
+            targets.iter().next()?.as_user_id()?.to_owned()
+        } else {
+            // Accepted a moment ago: not marked direct yet.
+            accepted?
+        };
         if partner == *self.own() {
             return None;
         }
@@ -326,10 +346,56 @@ impl Ctx {
         }
     }
 
+    /// Accepts a direct chat `partner` started: joins it, and meanwhile
+    /// makes a message to `partner` wait for the join instead of starting
+    /// another direct chat.
+    pub async fn accept_direct(&self, room: &Room, partner: &MxUserId) -> matrix_sdk::Result<()> {
+        let (done, wait) = watch::channel(false);
+        self.shared
+            .mem()
+            .joining_direct
+            .insert(partner.to_owned(), (room.room_id().to_owned(), wait));
+        let joined = room.join().await;
+        if joined.is_ok() {
+            self.shared
+                .mem()
+                .accepted_direct
+                .insert(room.room_id().to_owned(), partner.to_owned());
+            self.note_dm(partner, room.room_id()).await;
+        }
+        {
+            let mut mem = self.shared.mem();
+            if mem
+                .joining_direct
+                .get(partner)
+                .is_some_and(|(r, _)| r == room.room_id())
+            {
+                mem.joining_direct.remove(partner);
+            }
+        }
+        let _ = done.send(true);
+        joined
+    }
+
+    /// Waits (a while at most) for ferry to finish joining a direct chat
+    /// `user` started, if it is joining one.
+    async fn joined_direct_from(&self, user: &MxUserId) {
+        let wait = self
+            .shared
+            .mem()
+            .joining_direct
+            .get(user)
+            .map(|(_, w)| w.clone());
+        if let Some(mut wait) = wait {
+            let _ = tokio::time::timeout(JOIN_WAIT, wait.wait_for(|done| *done)).await;
+        }
+    }
+
     /// The direct chat with a user, created (with an invitation) when there
     /// is none yet.
     pub async fn dm_room_or_create(&self, contact: &ContactId) -> Result<Room, BridgeError> {
         let user = parse_user(contact).map_err(|e| BridgeError::bad_request(e.0))?;
+        self.joined_direct_from(&user).await;
         if let Some(room) = self.dm_room(&user).await {
             return Ok(room);
         }

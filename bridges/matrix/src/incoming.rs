@@ -226,6 +226,7 @@ impl<'a> Converter<'a> {
             from: self.sender(sender).await,
             id: Some(MessageId::new(id.as_str())),
             body: String::new(),
+            subject: None,
             rich: None,
             kind: MessageKind::Normal,
             timestamp,

@@ -36,9 +36,9 @@ pub mod sync;
 use std::sync::Arc;
 
 use ferry_bridge::{
-    Account, AddressRules, BridgeError, BridgeSetup, Capabilities, CommandSpec, Field, Form,
-    FormValues, LoginError, Network, NetworkInfo, Registration, Session, SessionContext,
-    SessionPolicy, UserId,
+    Account, AddressRules, BridgeError, BridgeSetup, Capabilities, CommandSpec, Feature, Field,
+    Form, FormValues, Limits, LoginError, Network, NetworkInfo, Registration, Session,
+    SessionContext, SessionPolicy, UserId,
 };
 
 pub use config::Config;
@@ -56,7 +56,10 @@ pub struct MatrixNetwork {
 
 /// Builds the Matrix bridge from its configuration section.
 pub fn build(config: Config, setup: BridgeSetup) -> Result<Arc<dyn Network>, String> {
-    let _ = setup;
+    let config = Config {
+        hosts: Arc::new(setup.hosts),
+        ..config
+    };
     Ok(Arc::new(MatrixNetwork::new(config)?))
 }
 
@@ -73,31 +76,28 @@ impl MatrixNetwork {
                 gateway_type: "matrix".into(),
                 registration: Registration::Required,
                 sessions: SessionPolicy::AlwaysOn,
-                capabilities: Capabilities {
-                    rooms: true,
-                    private_messages: false,
-                    corrections: true,
-                    retractions: true,
-                    moderation: true,
-                    reactions: true,
-                    replies: true,
-                    threads: true,
-                    chat_states: true,
-                    delivery_receipts: false,
-                    displayed_markers: true,
-                    attachments: true,
-                    formatting: true,
-                    subject_change: true,
-                    nick_change: true,
-                    invites: true,
-                    moderation_roles: true,
-                    history: true,
-                    room_list: true,
-                    contact_presence: true,
-                    contact_list: true,
-                    version_query: false,
-                    ping: false,
-                },
+                capabilities: Capabilities::of(&[
+                    Feature::Rooms,
+                    Feature::Corrections,
+                    Feature::Retractions,
+                    Feature::Moderation,
+                    Feature::Reactions,
+                    Feature::Replies,
+                    Feature::Threads,
+                    Feature::ChatStates,
+                    Feature::DisplayedMarkers,
+                    Feature::Attachments,
+                    Feature::Formatting,
+                    Feature::SubjectChange,
+                    Feature::NickChange,
+                    Feature::Invites,
+                    Feature::ModerationRoles,
+                    Feature::History,
+                    Feature::RoomList,
+                    Feature::ContactPresence,
+                    Feature::ContactList,
+                ]),
+                limits: Limits::default(),
             },
             rules: MatrixAddressRules,
         })

@@ -115,13 +115,17 @@ pub async fn password_login(
         .send(request)
         .await
         .map_err(|e| login_error(&creds.homeserver, e))?;
-    // The homeserver may advertise a different base URL after login.
-    let homeserver = response
+    // The homeserver may advertise a different base URL after login (used
+    // when the operator's host policy allows it).
+    let advertised = response
         .well_known
         .as_ref()
         .map(|w| w.homeserver.base_url.clone())
-        .filter(|u| u.starts_with("https://") || config.allow_insecure_http)
-        .unwrap_or_else(|| client.homeserver().to_string());
+        .filter(|u| u.starts_with("https://") || config.allow_insecure_http);
+    let homeserver = match advertised {
+        Some(u) if client::check_url(&config.hosts, &u).await.is_ok() => u,
+        _ => client.homeserver().to_string(),
+    };
     Ok(StoredSession {
         version: 1,
         homeserver,
@@ -141,7 +145,7 @@ pub async fn logout(
     http: &matrix_sdk::reqwest::Client,
     session: &StoredSession,
 ) -> Result<(), BridgeError> {
-    client::check_homeserver(config, &session.homeserver)?;
+    client::check_homeserver(config, &session.homeserver).await?;
     let url = format!(
         "{}/_matrix/client/v3/logout",
         session.homeserver.trim_end_matches('/')

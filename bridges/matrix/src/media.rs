@@ -91,10 +91,11 @@ pub struct Fetched {
     pub name: String,
 }
 
-/// Downloads an attachment's URL (http or https only), refusing more than
-/// `max` bytes.
+/// Downloads an attachment's URL (http or https only, to a host the
+/// operator's policy allows), refusing more than `max` bytes.
 pub async fn fetch(
     http: &matrix_sdk::reqwest::Client,
+    hosts: &ferry_bridge::HostPolicy,
     attachment: &Attachment,
     max: u64,
     timeout: std::time::Duration,
@@ -116,6 +117,9 @@ pub async fn fetch(
             "attachment URL {url_text:?} is not http(s)"
         )));
     }
+    crate::client::check_url(hosts, url.as_str())
+        .await
+        .map_err(|e| BridgeError::new(ErrorKind::NotAllowed, format!("Not sent to Matrix: {e}")))?;
     let response = http
         .get(url.clone())
         .timeout(timeout)

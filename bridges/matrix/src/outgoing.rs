@@ -111,6 +111,7 @@ pub async fn send_message(ctx: &Ctx, msg: OutgoingMessage) -> Result<Outcome, Br
     for (i, attachment) in msg.attachments.iter().enumerate() {
         let fetched = media::fetch(
             ctx.client.http_client(),
+            &ctx.shared.config.hosts,
             attachment,
             max,
             ctx.shared.config.request_timeout(),
@@ -150,7 +151,11 @@ pub async fn send_message(ctx: &Ctx, msg: OutgoingMessage) -> Result<Outcome, Br
     if !msg.attachments.is_empty()
         && (caption_used || body_sent_as_file || msg.body.trim().is_empty())
     {
-        return Ok(Outcome::Sent(last.map(|e| MessageId::new(e.as_str()))));
+        return Ok(Outcome::Sent(
+            last.map(|e| MessageId::new(e.as_str()))
+                .into_iter()
+                .collect(),
+        ));
     }
     let mut content = content(&msg);
     content.relates_to = match (thread, reply_to) {
@@ -166,7 +171,7 @@ pub async fn send_message(ctx: &Ctx, msg: OutgoingMessage) -> Result<Outcome, Br
         .map_err(|e| action_error("sending the message", e))?;
     let id = sent.response.event_id;
     ctx.shared.mem().remember_sent(id.clone());
-    Ok(Outcome::Sent(Some(MessageId::new(id.as_str()))))
+    Ok(Outcome::sent(MessageId::new(id.as_str())))
 }
 
 /// Replaces the text of an earlier message.
@@ -185,7 +190,7 @@ pub async fn edit(
         .map_err(|e| action_error("editing the message", e))?;
     let id = sent.response.event_id;
     ctx.shared.mem().remember_sent(id.clone());
-    Ok(Outcome::Sent(Some(MessageId::new(id.as_str()))))
+    Ok(Outcome::sent(MessageId::new(id.as_str())))
 }
 
 /// Redacts a message.

@@ -214,6 +214,7 @@ pub async fn room_info(room: &Room, id: RoomId) -> RoomInfo {
         password_protected: false,
         occupant_count: u32::try_from(room.joined_members_count()).ok(),
         history: HistoryPolicy::default(),
+        members: None,
     }
 }
 

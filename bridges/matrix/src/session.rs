@@ -10,7 +10,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 
 use ferry_bridge::{
     Action, BridgeError, CloseReason, CommandCall, CommandReply, ErrorKind, Event, Field, Form,
-    FormValues, LoginError, Outcome, Presence, Session, SessionContext, Spawner,
+    FormValues, LoginError, Outcome, Presence, Session, SessionContext, Spawner, UserId,
 };
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
@@ -103,6 +103,42 @@ pub async fn connect(
     Ok(Box::new(session))
 }
 
+/// Logs what the account's secret storage means, once it is known.
+/// matrix-sdk asks the homeserver for `m.secret_storage.default_key` at
+/// every start and logs the 404 of an account that has none as an ERROR
+/// (the core's logging holds that back): it is normal for a fresh account.
+async fn say_recovery_state(user: &UserId, client: &matrix_sdk::Client) {
+    use futures::StreamExt as _;
+    use matrix_sdk::encryption::recovery::RecoveryState;
+    let recovery = client.encryption().recovery();
+    let states = recovery.state_stream();
+    futures::pin_mut!(states);
+    let known = tokio::time::timeout(std::time::Duration::from_secs(120), async {
+        while let Some(s) = states.next().await {
+            if s != RecoveryState::Unknown {
+                return Some(s);
+            }
+        }
+        None
+    })
+    .await;
+    match known {
+        Ok(Some(RecoveryState::Disabled)) => tracing::info!(
+            user = %user,
+            "the Matrix account has no secret storage (no m.secret_storage.default_key): \
+             normal until one of its clients sets up recovery; then the \"recovery-key\" \
+             command lets ferry read older encrypted messages"
+        ),
+        Ok(Some(RecoveryState::Incomplete)) => tracing::info!(
+            user = %user,
+            "the Matrix account has secret storage but ferry lacks its secrets: the \
+             \"recovery-key\" or \"verify\" command gives them"
+        ),
+        Ok(Some(s)) => tracing::debug!(user = %user, state = ?s, "Matrix secret storage"),
+        _ => tracing::debug!(user = %user, "the state of the Matrix secret storage is not known"),
+    }
+}
+
 fn store_dir(data_dir: &Path, device: &str) -> PathBuf {
     let safe: String = device
         .chars()
@@ -151,6 +187,10 @@ impl MatrixSession {
             }
         });
         self.sync = Some((task, stop_tx));
+        let (user, client) = (self.shared.user.clone(), ctx.client.clone());
+        self.spawner.spawn("matrix-recovery-state", async move {
+            say_recovery_state(&user, &client).await;
+        });
         self.ctx = Some(ctx);
         Ok(())
     }
@@ -340,6 +380,10 @@ impl Session for MatrixSession {
             Action::Ping(_) => Err(BridgeError::unsupported("Matrix users cannot be pinged")),
             Action::Command(call) => commands::run(&ctx, call).await.map(Outcome::Command),
             Action::PreferencesChanged(_) => Ok(Outcome::Done),
+            // Not declared (Feature::Groups): the core never sends it.
+            Action::OpenGroup { .. } => Err(BridgeError::unsupported(
+                "Matrix group conversations are rooms: join or create one",
+            )),
         }
     }
 

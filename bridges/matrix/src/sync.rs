@@ -463,7 +463,11 @@ async fn invitation(ctx: &Ctx, room: &Room) {
         .unwrap_or(false);
     if is_direct && ctx.shared.auto_accept_direct() {
         // A direct chat is a 1:1 conversation, not a room to accept.
-        if let Err(e) = room.join().await {
+        let joined = match inviter.as_deref() {
+            Some(partner) => ctx.accept_direct(room, partner).await,
+            None => room.join().await,
+        };
+        if let Err(e) = joined {
             ctx.shared
                 .emit(Event::Notice(format!(
                     "Matrix: could not accept the direct chat from {}: {e}",

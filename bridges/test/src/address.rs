@@ -4,7 +4,9 @@
 //! digits, `.`, `_` and `-`; upper case is folded (the XMPP server folds it
 //! too).
 
-use ferry_bridge::{Address, AddressError, AddressRules, ContactId, Prompt, RoomId, ServiceId};
+use ferry_bridge::{
+    Address, AddressContext, AddressError, AddressRules, ContactId, Prompt, RoomId, ServiceId,
+};
 
 use crate::config::valid_name;
 
@@ -28,7 +30,12 @@ fn name(raw: &str, what: &str) -> Result<String, AddressError> {
 }
 
 impl AddressRules for TestAddressRules {
-    fn parse(&self, local: &str, resource: Option<&str>) -> Result<Address, AddressError> {
+    fn parse(
+        &self,
+        local: &str,
+        resource: Option<&str>,
+        _ctx: &AddressContext<'_>,
+    ) -> Result<Address, AddressError> {
         if let Some(room) = local.strip_prefix('#') {
             let room = RoomId::new(format!("#{}", name(room, "room name")?));
             return Ok(match resource {
@@ -67,7 +74,7 @@ impl AddressRules for TestAddressRules {
         }
     }
 
-    fn from_prompt(&self, input: &str) -> Result<Address, AddressError> {
+    fn from_prompt(&self, input: &str, _ctx: &AddressContext<'_>) -> Result<Address, AddressError> {
         let input = input.trim();
         if input.starts_with('#') {
             return Err(AddressError::new(format!(
@@ -98,23 +105,24 @@ mod tests {
             (("server", None), Address::Service("server".into())),
         ];
         for ((local, res), want) in cases {
-            let got = r.parse(local, res).unwrap();
+            let got = r.parse(local, res, &AddressContext::none()).unwrap();
             assert_eq!(got, want);
             let (l, rs) = r.format(&got);
             assert_eq!((l.as_str(), rs.as_deref()), (local, res));
         }
         // a resource on a contact names a client, not something else
         assert_eq!(
-            r.parse("bob", Some("phone")).unwrap(),
+            r.parse("bob", Some("phone"), &AddressContext::none())
+                .unwrap(),
             Address::Contact("bob".into())
         );
         // case is folded
         assert_eq!(
-            r.parse("Bob", None).unwrap(),
+            r.parse("Bob", None, &AddressContext::none()).unwrap(),
             Address::Contact("bob".into())
         );
         assert_eq!(
-            r.parse("#Lounge", None).unwrap(),
+            r.parse("#Lounge", None, &AddressContext::none()).unwrap(),
             Address::Room("#lounge".into())
         );
     }
@@ -123,7 +131,7 @@ mod tests {
     fn anything_else_is_a_readable_error() {
         let r = TestAddressRules;
         for bad in ["#", "a b", "bob@x", "##x", "b/c", "é", "#lo unge"] {
-            let err = r.parse(bad, None).unwrap_err();
+            let err = r.parse(bad, None, &AddressContext::none()).unwrap_err();
             assert!(err.0.contains("test network"), "{bad:?}: {err}");
         }
     }
@@ -136,10 +144,10 @@ mod tests {
             "Enter a username of the test network"
         );
         assert_eq!(
-            r.from_prompt(" Carol ").unwrap(),
+            r.from_prompt(" Carol ", &AddressContext::none()).unwrap(),
             Address::Contact("carol".into())
         );
-        assert!(r.from_prompt("#lounge").is_err());
-        assert!(r.from_prompt("").is_err());
+        assert!(r.from_prompt("#lounge", &AddressContext::none()).is_err());
+        assert!(r.from_prompt("", &AddressContext::none()).is_err());
     }
 }

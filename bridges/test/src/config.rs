@@ -3,7 +3,7 @@
 
 use std::collections::BTreeMap;
 
-use ferry_bridge::Capabilities;
+use ferry_bridge::{Capabilities, Feature};
 use serde::Deserialize;
 
 /// The test network's own keys of its configuration section.
@@ -17,7 +17,7 @@ pub struct Config {
     /// Sessions run while the user is offline (`SessionPolicy::AlwaysOn`);
     /// false: started on demand.
     pub always_on: bool,
-    /// Capabilities to switch off (names of [`CAPABILITY_NAMES`]), to test
+    /// Capabilities to switch off (names of [`Feature`]s: `reactions`, `rooms` …), to test
     /// how the core handles a network that lacks them. The session refuses
     /// the matching actions with an `Unsupported` error.
     pub disable: Vec<String>,
@@ -26,6 +26,9 @@ pub struct Config {
     pub delivery_receipts: bool,
     /// The bot waits this long before answering (0: at once).
     pub echo_delay_ms: u64,
+    /// The network's limit of message length in bytes (`Limits`), which
+    /// the core enforces; none by default.
+    pub max_message_bytes: Option<usize>,
 }
 
 impl Default for Config {
@@ -45,36 +48,10 @@ impl Default for Config {
             disable: Vec::new(),
             delivery_receipts: true,
             echo_delay_ms: 0,
+            max_message_bytes: None,
         }
     }
 }
-
-/// The names `disable` accepts: the fields of [`Capabilities`].
-pub const CAPABILITY_NAMES: &[&str] = &[
-    "rooms",
-    "private_messages",
-    "corrections",
-    "retractions",
-    "moderation",
-    "reactions",
-    "replies",
-    "threads",
-    "chat_states",
-    "delivery_receipts",
-    "displayed_markers",
-    "attachments",
-    "formatting",
-    "subject_change",
-    "nick_change",
-    "invites",
-    "moderation_roles",
-    "history",
-    "room_list",
-    "contact_presence",
-    "contact_list",
-    "version_query",
-    "ping",
-];
 
 /// Whether a name is a valid account or room name of the test network.
 pub(crate) fn valid_name(name: &str) -> bool {
@@ -101,64 +78,19 @@ impl Config {
                 ));
             }
         }
-        let mut caps = Capabilities {
-            rooms: true,
-            private_messages: true,
-            corrections: true,
-            retractions: true,
-            moderation: true,
-            reactions: true,
-            replies: true,
-            threads: true,
-            chat_states: true,
-            delivery_receipts: self.delivery_receipts,
-            displayed_markers: true,
-            attachments: true,
-            formatting: true,
-            subject_change: true,
-            nick_change: true,
-            invites: true,
-            moderation_roles: true,
-            history: true,
-            room_list: true,
-            contact_presence: true,
-            contact_list: true,
-            version_query: true,
-            ping: true,
-        };
+        let mut caps = Capabilities::all().set(Feature::DeliveryReceipts, self.delivery_receipts);
         for name in &self.disable {
-            let flag = match name.as_str() {
-                "rooms" => &mut caps.rooms,
-                "private_messages" => &mut caps.private_messages,
-                "corrections" => &mut caps.corrections,
-                "retractions" => &mut caps.retractions,
-                "moderation" => &mut caps.moderation,
-                "reactions" => &mut caps.reactions,
-                "replies" => &mut caps.replies,
-                "threads" => &mut caps.threads,
-                "chat_states" => &mut caps.chat_states,
-                "delivery_receipts" => &mut caps.delivery_receipts,
-                "displayed_markers" => &mut caps.displayed_markers,
-                "attachments" => &mut caps.attachments,
-                "formatting" => &mut caps.formatting,
-                "subject_change" => &mut caps.subject_change,
-                "nick_change" => &mut caps.nick_change,
-                "invites" => &mut caps.invites,
-                "moderation_roles" => &mut caps.moderation_roles,
-                "history" => &mut caps.history,
-                "room_list" => &mut caps.room_list,
-                "contact_presence" => &mut caps.contact_presence,
-                "contact_list" => &mut caps.contact_list,
-                "version_query" => &mut caps.version_query,
-                "ping" => &mut caps.ping,
-                other => {
-                    return Err(format!(
-                        "[test] disable: unknown capability {other:?} (known: {})",
-                        CAPABILITY_NAMES.join(", ")
-                    ));
-                }
+            let Some(feature) = Feature::from_name(name) else {
+                return Err(format!(
+                    "[test] disable: unknown capability {name:?} (known: {})",
+                    Feature::ALL
+                        .iter()
+                        .map(|f| f.name())
+                        .collect::<Vec<_>>()
+                        .join(", ")
+                ));
             };
-            *flag = false;
+            caps = caps.without(feature);
         }
         Ok(caps)
     }
@@ -174,7 +106,7 @@ mod tests {
         assert_eq!(c.accounts.get("alice").map(String::as_str), Some("alicepw"));
         assert_eq!(c.accounts.len(), 4);
         let caps = c.capabilities().unwrap();
-        assert!(caps.rooms && caps.delivery_receipts && caps.ping);
+        assert_eq!(caps, Capabilities::all());
     }
 
     #[test]
@@ -184,7 +116,11 @@ mod tests {
             ..Config::default()
         };
         let caps = c.capabilities().unwrap();
-        assert!(!caps.corrections && !caps.rooms && caps.reactions);
+        assert!(
+            !caps.has(Feature::Corrections)
+                && !caps.has(Feature::Rooms)
+                && caps.has(Feature::Reactions)
+        );
         let bad = Config {
             disable: vec!["teleport".into()],
             ..Config::default()
@@ -207,9 +143,10 @@ mod tests {
 
     #[test]
     fn every_capability_name_is_known() {
-        for name in CAPABILITY_NAMES {
+        for feature in Feature::ALL {
+            let name = feature.name();
             let c = Config {
-                disable: vec![(*name).to_owned()],
+                disable: vec![name.to_owned()],
                 ..Config::default()
             };
             assert!(c.capabilities().is_ok(), "{name}");

@@ -28,8 +28,9 @@
 //! | `help` | lists these |
 
 use ferry_bridge::{
-    Address, Attachment, AttachmentSource, ChatState, Color, ContactId, Event, IncomingMessage,
-    MessageId, MessageKind, OutgoingMessage, Presence, ReplyTo, Rich, Sender, Show, Style,
+    Address, Attachment, AttachmentSource, ChatState, Color, ContactId, Event, Feature,
+    IncomingMessage, MessageId, MessageKind, OutgoingMessage, Presence, ReplyTo, Rich, Sender,
+    Show, Style,
 };
 
 use crate::session::{TestSession, contact_info};
@@ -169,7 +170,7 @@ pub(crate) fn answer(s: &TestSession, st: &mut NetState, msg: &OutgoingMessage, 
     let caps = s.shared.caps;
     let prefix = s.echo_prefix();
     let mut out = Vec::new();
-    if caps.delivery_receipts {
+    if caps.has(Feature::DeliveryReceipts) {
         out.push(Event::Delivered {
             chat: chat(),
             id: id.clone(),
@@ -202,7 +203,7 @@ pub(crate) fn answer(s: &TestSession, st: &mut NetState, msg: &OutgoingMessage, 
                         last_active: None,
                     };
                     st.echo_presence = presence.clone();
-                    if caps.contact_presence {
+                    if caps.has(Feature::ContactPresence) {
                         // everyone has the bot as a contact
                         let event = Event::ContactPresence {
                             contact: echo_id(),
@@ -279,7 +280,7 @@ pub(crate) fn answer(s: &TestSession, st: &mut NetState, msg: &OutgoingMessage, 
         "formatted" => {
             let rich = formatted();
             let mut m = say(s, st, rich.to_plain(), MessageKind::Normal);
-            if caps.formatting {
+            if caps.has(Feature::Formatting) {
                 m.rich = Some(rich);
             }
             out.push(Event::Message(m));
@@ -299,7 +300,7 @@ pub(crate) fn answer(s: &TestSession, st: &mut NetState, msg: &OutgoingMessage, 
         }
         _ => {
             let mut m = say(s, st, format!("{prefix}{}", msg.body), msg.kind);
-            if caps.formatting {
+            if caps.has(Feature::Formatting) {
                 m.rich = msg.rich.clone().map(|r| {
                     let mut with = Rich::default();
                     with.push(&prefix, &Style::default());
@@ -309,11 +310,11 @@ pub(crate) fn answer(s: &TestSession, st: &mut NetState, msg: &OutgoingMessage, 
                     with
                 });
             }
-            if caps.threads {
+            if caps.has(Feature::Threads) {
                 m.thread = msg.thread.clone();
             }
             m.attachments = msg.attachments.clone();
-            if caps.replies && msg.reply_to.is_some() {
+            if caps.has(Feature::Replies) && msg.reply_to.is_some() {
                 m.reply_to = Some(ReplyTo {
                     id: id.clone(),
                     author: Some(Sender::Own),
@@ -327,7 +328,7 @@ pub(crate) fn answer(s: &TestSession, st: &mut NetState, msg: &OutgoingMessage, 
             out.push(Event::Message(m));
         }
     }
-    if caps.displayed_markers {
+    if caps.has(Feature::DisplayedMarkers) {
         out.push(Event::Displayed {
             chat: chat(),
             by: from(),

@@ -42,7 +42,7 @@ mod tests;
 use std::sync::Arc;
 
 pub use address::TestAddressRules;
-pub use config::{CAPABILITY_NAMES, Config};
+pub use config::Config;
 pub use network::TestNetwork;
 
 /// Builds the test network from its configuration section.

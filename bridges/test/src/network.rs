@@ -6,9 +6,9 @@ use std::time::Duration;
 
 use async_trait::async_trait;
 use ferry_bridge::{
-    Account, AddressRules, BridgeError, BridgeSetup, CommandSpec, ErrorKind, Field, Form,
-    FormValues, LoginError, Network, NetworkInfo, Registration, Secret, Session, SessionContext,
-    SessionPolicy, UserId, WebhookRequest, WebhookResponse,
+    Account, AddressRules, BridgeContext, BridgeError, BridgeSetup, CommandSpec, ErrorKind, Field,
+    Form, FormValues, Limits, LoginError, Network, NetworkInfo, Registration, Secret, Session,
+    SessionContext, SessionPolicy, UserId, WebhookRequest, WebhookResponse,
 };
 
 use crate::address::TestAddressRules;
@@ -46,6 +46,10 @@ impl TestNetwork {
                     SessionPolicy::OnDemand
                 },
                 capabilities,
+                limits: Limits {
+                    message_bytes: config.max_message_bytes,
+                    ..Limits::default()
+                },
             },
             rules: TestAddressRules,
         })
@@ -85,7 +89,7 @@ impl Network for TestNetwork {
         crate::commands::specs()
     }
 
-    async fn login(&self, _user: &UserId, values: &FormValues) -> Result<Account, LoginError> {
+    async fn login(&self, user: &UserId, values: &FormValues) -> Result<Account, LoginError> {
         let username = values
             .get("username")
             .ok_or_else(|| LoginError::InvalidField {
@@ -102,10 +106,18 @@ impl Network for TestNetwork {
             })?;
         let known = self.shared.lock().accounts.get(&username).cloned();
         match known {
-            Some(p) if p == password => Ok(Account {
-                name: username,
-                secret: Secret(password.as_bytes().to_vec()),
-            }),
+            Some(p) if p == password => {
+                // The bridge-wide part finds the user by account name.
+                if let Some(ctx) = self.shared.bridge()
+                    && let Err(e) = ctx.users.set_owner(&username, Some(user)).await
+                {
+                    tracing::warn!(error = %e, "cannot record the owner of {username}");
+                }
+                Ok(Account {
+                    name: username,
+                    secret: Secret(password.as_bytes().to_vec()),
+                })
+            }
             _ => Err(LoginError::BadCredentials(
                 "unknown user name or wrong password".into(),
             )),
@@ -143,7 +155,19 @@ impl Network for TestNetwork {
     }
 
     async fn webhook(&self, request: WebhookRequest) -> WebhookResponse {
-        crate::webhook::handle(&self.shared, request)
+        match request.path.as_str() {
+            "/deliver" | "/fail" => crate::webhook::route(&self.shared, request).await,
+            _ => crate::webhook::handle(&self.shared, request),
+        }
+    }
+
+    /// The bridge-wide part: the context the `/deliver` and `/fail`
+    /// endpoints route through.
+    async fn start(&self, ctx: BridgeContext) -> Result<(), BridgeError> {
+        if let Ok(mut b) = self.shared.bridge.lock() {
+            *b = Some(ctx);
+        }
+        Ok(())
     }
 }
 
@@ -151,6 +175,7 @@ impl Network for TestNetwork {
 mod tests {
     use super::*;
     use crate::testkit::network;
+    use ferry_bridge::Feature;
 
     #[tokio::test]
     async fn login_checks_the_network_accounts() {
@@ -206,8 +231,8 @@ mod tests {
         });
         assert_eq!(net.info().sessions, SessionPolicy::OnDemand);
         assert_eq!(net.info().registration, Registration::Required);
-        assert!(!net.info().capabilities.reactions);
-        assert!(net.info().capabilities.corrections);
+        assert!(!net.info().capabilities.has(Feature::Reactions));
+        assert!(net.info().capabilities.has(Feature::Corrections));
         assert_eq!(net.info().gateway_type, "test");
         let bad = TestNetwork::new(
             Config {

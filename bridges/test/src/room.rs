@@ -21,13 +21,18 @@
 //!   (it reports `RoomJoined` by itself).
 //! * History: 50 old messages "history N" (N = 1 … 50) per conversation,
 //!   newest first, ids `hist:<chat>:<N>`, paged with `before`.
+//! * Group conversations (`Action::OpenGroup`) are rooms `#group-N` with a
+//!   fixed set of members (the opener included); opening one with exactly
+//!   the members of an existing group gives that group again. The opener
+//!   joins at once (nickname = account name); the members appear as
+//!   occupants, and those with a session join it too.
 
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use ferry_bridge::{
-    Address, Affiliation, BridgeError, ContactId, ErrorKind, Event, HistoryPolicy, IncomingMessage,
-    MessageId, Occupant, Outcome, OutgoingMessage, Presence, Role, RoomExit, RoomId, RoomInfo,
-    RoomListing, Sender, Subject,
+    Address, Affiliation, BridgeError, ContactId, ErrorKind, Event, Feature, HistoryPolicy,
+    IncomingMessage, MessageId, Occupant, Outcome, OutgoingMessage, Presence, Role, RoomExit,
+    RoomId, RoomInfo, RoomListing, Sender, Subject,
 };
 
 use crate::echo::ECHO;
@@ -149,6 +154,12 @@ impl TestSession {
                 record: settings.record_history,
                 on_join: 20,
             },
+            members: r.group.as_ref().map(|g| {
+                g.iter()
+                    .filter(|a| **a != self.account)
+                    .map(|a| ContactId::new(a.clone()))
+                    .collect()
+            }),
         }
     }
 
@@ -296,6 +307,18 @@ fn joined_event(s: &TestSession, r: &Room, nick: &str) -> Event {
             .filter(|m| m.session != s.id)
             .map(|m| m.occupant(false)),
     );
+    // A group's members are in it even without a session.
+    for account in r.group.iter().flatten() {
+        if *account != s.account
+            && account != ECHO
+            && !r.members.iter().any(|m| m.account == *account)
+        {
+            let mut o = Occupant::new(account.clone());
+            o.contact = Some(ContactId::new(account.clone()));
+            o.stable_id = Some(account.clone());
+            occupants.push(o);
+        }
+    }
     if let Some(me) = r.member(s.id) {
         occupants.push(me.occupant(true));
     }
@@ -376,7 +399,7 @@ pub(crate) fn send(
         Sender::Occupant(nick),
         &id,
     );
-    if s.shared.caps.replies {
+    if s.shared.caps.has(Feature::Replies) {
         m.reply_to = msg.reply_to.clone();
     }
     st.to_room(room, &Event::Message(m), Some(s.id));
@@ -399,7 +422,7 @@ pub(crate) fn send(
         answer.id = Some(eid);
         st.to_room(room, &Event::Message(answer), None);
     }
-    Ok(Outcome::Sent(Some(id)))
+    Ok(Outcome::sent(id))
 }
 
 /// A private message to an occupant.
@@ -460,7 +483,7 @@ pub(crate) fn send_private(
                 Sender::Occupant(mine),
                 &id,
             );
-            let receipt = s.shared.caps.delivery_receipts.then(|| {
+            let receipt = s.shared.caps.has(Feature::DeliveryReceipts).then(|| {
                 Box::new(crate::state::Receipt {
                     tx: s.tx.clone(),
                     event: Event::Delivered {
@@ -481,7 +504,7 @@ pub(crate) fn send_private(
             );
         }
     }
-    Ok(Outcome::Sent(Some(id)))
+    Ok(Outcome::sent(id))
 }
 
 /// Changes the subject (everyone may).
@@ -945,4 +968,143 @@ pub(crate) fn list(s: &TestSession) -> Outcome {
             })
             .collect(),
     )
+}
+
+/// Opens a group conversation with `members` (answers its room id; the
+/// user joins it at once).
+pub(crate) fn open_group(
+    s: &TestSession,
+    members: &[ContactId],
+    subject: Option<String>,
+) -> Result<Outcome, BridgeError> {
+    if members.is_empty() {
+        return Err(BridgeError::bad_request(
+            "a group conversation needs at least one other member",
+        ));
+    }
+    let mut st = s.shared.lock();
+    let mut group = std::collections::BTreeSet::new();
+    group.insert(s.account.clone());
+    for c in members {
+        group.insert(s.contact(&st, c)?);
+    }
+    let existing = st
+        .rooms
+        .values()
+        .find(|r| r.group.as_ref() == Some(&group))
+        .map(|r| r.id.clone());
+    let room = match existing {
+        Some(room) => room,
+        None => {
+            let others: Vec<String> = group
+                .iter()
+                .filter(|a| **a != s.account && *a != ECHO)
+                .cloned()
+                .collect();
+            let room = create_group(s, &mut st, group, subject);
+            // The other members' sessions are in it too, unasked.
+            for account in others {
+                for session in st.sessions_of(&account) {
+                    add_group_member(&mut st, &room, &account, session);
+                }
+            }
+            room
+        }
+    };
+    join_locked(s, &mut st, &room, &s.account.clone(), None)?;
+    Ok(Outcome::Room(room))
+}
+
+fn create_group(
+    s: &TestSession,
+    st: &mut NetState,
+    group: std::collections::BTreeSet<String>,
+    subject: Option<String>,
+) -> RoomId {
+    let n = st
+        .rooms
+        .keys()
+        .filter(|r| r.as_str().starts_with("#group-"))
+        .count()
+        + 1;
+    let room = RoomId::new(format!("#group-{n}"));
+    let mut r = Room::new(room.clone());
+    r.group = Some(group);
+    if let Some(subject) = subject.filter(|t| !t.trim().is_empty()) {
+        r.subject = Subject {
+            text: subject,
+            by: Some(s.account.clone()),
+            at: Some(SystemTime::now()),
+        };
+    }
+    st.rooms.insert(room.clone(), r);
+    room
+}
+
+/// Puts another member's session in a group it did not open, and tells it
+/// (`RoomJoined`, as the network does for a group mail) and the others.
+fn add_group_member(st: &mut NetState, room: &RoomId, account: &str, session: u64) {
+    let member = Member {
+        session,
+        account: account.to_owned(),
+        nick: account.to_owned(),
+        role: Role::Participant,
+        affiliation: Affiliation::Member,
+        presence: st.presence.get(account).cloned().unwrap_or_default(),
+    };
+    let Some(r) = st.rooms.get_mut(room) else {
+        return;
+    };
+    if r.member(session).is_some() {
+        return;
+    }
+    r.members.push(member.clone());
+    let mut occupants = vec![Room::echo_occupant()];
+    occupants.extend(
+        r.members
+            .iter()
+            .filter(|m| m.session != session)
+            .map(|m| m.occupant(false)),
+    );
+    for a in r.group.iter().flatten() {
+        if a != account && a != ECHO && !r.members.iter().any(|m| m.account == *a) {
+            let mut o = Occupant::new(a.clone());
+            o.contact = Some(ContactId::new(a.clone()));
+            o.stable_id = Some(a.clone());
+            occupants.push(o);
+        }
+    }
+    occupants.push(member.occupant(true));
+    let info = RoomInfo {
+        room: room.clone(),
+        name: Some(room_name(room)),
+        description: None,
+        public: false,
+        encrypted: false,
+        non_anonymous: true,
+        password_protected: false,
+        occupant_count: Some(r.members.len() as u32 + 1),
+        history: HistoryPolicy::default(),
+        members: r.group.as_ref().map(|g| {
+            g.iter()
+                .filter(|a| *a != account)
+                .map(|a| ContactId::new(a.clone()))
+                .collect()
+        }),
+    };
+    let joined = Event::RoomJoined {
+        info,
+        nick: account.to_owned(),
+        occupants,
+        subject: r.subject.clone(),
+    };
+    st.event_to_session(session, joined);
+    st.to_room(
+        room,
+        &Event::Occupant {
+            room: room.clone(),
+            occupant: member.occupant(false),
+        },
+        Some(session),
+    );
 }

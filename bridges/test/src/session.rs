@@ -14,9 +14,10 @@ use std::sync::Arc;
 
 use async_trait::async_trait;
 use ferry_bridge::{
-    Action, Address, Avatar, BridgeError, CloseReason, ConnectionState, ContactId, ContactInfo,
-    ErrorKind, Event, FormValues, IncomingMessage, KeyValue, MessageId, Outcome, OutgoingMessage,
-    Presence, ReplyTo, RoomId, Sender, ServiceId, Session, SessionContext, Spawner, UserId,
+    Action, Address, Avatar, BridgeError, Capabilities, CloseReason, ConnectionState, ContactId,
+    ContactInfo, ErrorKind, Event, Feature, FormValues, IncomingMessage, KeyValue, MessageId,
+    Outcome, OutgoingMessage, Presence, ReplyTo, RoomId, Sender, ServiceId, Session,
+    SessionContext, Spawner, UserId,
 };
 use tokio::sync::mpsc;
 
@@ -85,13 +86,14 @@ async fn pump(mut rx: mpsc::UnboundedReceiver<Queued>, sink: ferry_bridge::Event
     }
 }
 
-/// The error for an action whose capability is switched off.
-pub(crate) fn need(on: bool, what: &str) -> Result<(), BridgeError> {
-    if on {
+/// The error for something whose feature is switched off.
+pub(crate) fn need(caps: Capabilities, feature: Feature) -> Result<(), BridgeError> {
+    if caps.has(feature) {
         Ok(())
     } else {
         Err(BridgeError::unsupported(format!(
-            "the test network does not support {what} (switched off by [test] disable)"
+            "the test network does not support {} (switched off by [test] disable)",
+            feature.describe()
         )))
     }
 }
@@ -135,12 +137,12 @@ impl TestSession {
         let contacts: Vec<String> = std::iter::once(ECHO.to_owned())
             .chain(st.accounts.keys().filter(|a| **a != account).cloned())
             .collect();
-        if caps.contact_list {
+        if caps.has(Feature::ContactList) {
             for c in &contacts {
                 send(Event::Contact(contact_info(c)));
             }
         }
-        if caps.contact_presence {
+        if caps.has(Feature::ContactPresence) {
             for c in &contacts {
                 send(Event::ContactPresence {
                     contact: ContactId::new(c.clone()),
@@ -152,7 +154,7 @@ impl TestSession {
             service: ServiceId::new(SERVER),
             presence: Presence::available().with_status("Test network server"),
         });
-        if caps.rooms {
+        if caps.has(Feature::Rooms) {
             send(Event::RoomAvailable {
                 room: RoomId::new("#lounge"),
                 name: Some("Lounge".into()),
@@ -160,7 +162,7 @@ impl TestSession {
             });
         }
         // the others see this account come online
-        if first && caps.contact_presence {
+        if first && caps.has(Feature::ContactPresence) {
             let presence = st.presence_of(&account);
             broadcast_presence(&st, &account, presence);
         }
@@ -169,7 +171,7 @@ impl TestSession {
             let _ = tx.send(item);
         }
         drop(st);
-        if caps.rooms {
+        if caps.has(Feature::Rooms) {
             session.rejoin_persistent_rooms();
         }
         session
@@ -203,13 +205,19 @@ impl TestSession {
                 ferry_bridge::RoomExit::Quit(Some(why.to_owned())),
             );
         }
-        if st.sessions_of(&self.account).is_empty() && self.shared.caps.contact_presence {
+        if st.sessions_of(&self.account).is_empty()
+            && self.shared.caps.has(Feature::ContactPresence)
+        {
             broadcast_presence(&st, &self.account, Presence::offline());
         }
     }
 
     /// Checks a contact exists and is not the user.
-    fn contact(&self, st: &NetState, contact: &ContactId) -> Result<String, BridgeError> {
+    pub(crate) fn contact(
+        &self,
+        st: &NetState,
+        contact: &ContactId,
+    ) -> Result<String, BridgeError> {
         let name = contact.as_str();
         if name == self.account {
             return Err(BridgeError::bad_request(
@@ -231,7 +239,7 @@ impl TestSession {
         reply: &Option<ReplyTo>,
         recipient: &str,
     ) -> Option<ReplyTo> {
-        if !self.shared.caps.replies {
+        if !self.shared.caps.has(Feature::Replies) {
             return None;
         }
         reply.as_ref().map(|r| ReplyTo {
@@ -262,12 +270,13 @@ impl TestSession {
             from,
             id: Some(id.clone()),
             body: msg.body.clone(),
-            rich: msg.rich.clone().filter(|_| caps.formatting),
+            subject: msg.subject.clone().filter(|_| caps.has(Feature::Subjects)),
+            rich: msg.rich.clone().filter(|_| caps.has(Feature::Formatting)),
             kind: msg.kind,
             timestamp: None,
             replaces: None,
             reply_to: None,
-            thread: msg.thread.clone().filter(|_| caps.threads),
+            thread: msg.thread.clone().filter(|_| caps.has(Feature::Threads)),
             attachments: msg.attachments.clone(),
             archive_only: false,
         }
@@ -276,21 +285,15 @@ impl TestSession {
     fn send_message(&mut self, msg: OutgoingMessage) -> Result<Outcome, BridgeError> {
         let caps = self.shared.caps;
         if !msg.attachments.is_empty() {
-            need(caps.attachments, "attachments")?;
+            need(caps, Feature::Attachments)?;
         }
         if msg.body.is_empty() && msg.attachments.is_empty() {
             return Err(BridgeError::bad_request("an empty message cannot be sent"));
         }
         match msg.to.clone() {
             Address::Contact(c) => self.send_direct(&c, msg),
-            Address::Room(room) => {
-                need(caps.rooms, "rooms")?;
-                crate::room::send(self, &room, msg)
-            }
-            Address::Occupant { room, nick } => {
-                need(caps.private_messages, "private messages")?;
-                crate::room::send_private(self, &room, &nick, msg)
-            }
+            Address::Room(room) => crate::room::send(self, &room, msg),
+            Address::Occupant { room, nick } => crate::room::send_private(self, &room, &nick, msg),
             Address::Service(s) => self.send_service(&s, &msg),
         }
     }
@@ -305,6 +308,11 @@ impl TestSession {
             panic!("test network: the echo bot was asked to panic");
         }
         let id = self.shared.new_id();
+        if let Some(ctx) = self.shared.bridge() {
+            // For the /fail endpoint, also after a restart.
+            let key = crate::state::Shared::last_key(&self.account, to.as_str());
+            ctx.store.put(&key, id.as_str().as_bytes())?;
+        }
         let mut st = self.shared.lock();
         let to = self.contact(&st, to)?;
         st.carried.insert(
@@ -322,7 +330,10 @@ impl TestSession {
             Sender::Own,
             &id,
         );
-        own.reply_to = msg.reply_to.clone().filter(|_| self.shared.caps.replies);
+        own.reply_to = msg
+            .reply_to
+            .clone()
+            .filter(|_| self.shared.caps.has(Feature::Replies));
         for s in st.sessions_of(&self.account) {
             if s != self.id {
                 st.event_to_session(s, Event::Message(own.clone()));
@@ -330,7 +341,7 @@ impl TestSession {
         }
         if to == ECHO {
             echo::answer(self, &mut st, &msg, &id);
-            return Ok(Outcome::Sent(Some(id)));
+            return Ok(Outcome::sent(id));
         }
         let mut incoming = self.incoming(
             &msg,
@@ -339,7 +350,7 @@ impl TestSession {
             &id,
         );
         incoming.reply_to = self.reply_for(&st, &msg.reply_to, &to);
-        let receipt = self.shared.caps.delivery_receipts.then(|| {
+        let receipt = self.shared.caps.has(Feature::DeliveryReceipts).then(|| {
             Box::new(Receipt {
                 tx: self.tx.clone(),
                 event: Event::Delivered {
@@ -349,7 +360,7 @@ impl TestSession {
             })
         });
         st.message_to_account(&to, Event::Message(incoming), receipt);
-        Ok(Outcome::Sent(Some(id)))
+        Ok(Outcome::sent(id))
     }
 
     fn send_service(
@@ -374,7 +385,7 @@ impl TestSession {
         answer.kind = ferry_bridge::MessageKind::Notice;
         answer.id = Some(self.shared.new_id());
         self.emit(Event::Message(answer));
-        Ok(Outcome::Sent(Some(id)))
+        Ok(Outcome::sent(id))
     }
 
     /// Finds a message the user may edit or retract, checking it was theirs
@@ -398,7 +409,6 @@ impl TestSession {
     }
 
     fn edit(&mut self, msg: OutgoingMessage, replaces: MessageId) -> Result<Outcome, BridgeError> {
-        need(self.shared.caps.corrections, "corrections")?;
         if msg.body.is_empty() {
             return Err(BridgeError::bad_request("a correction needs a text"));
         }
@@ -468,7 +478,7 @@ impl TestSession {
                 ));
             }
         }
-        Ok(Outcome::Sent(Some(id)))
+        Ok(Outcome::sent(id))
     }
 
     fn retract(
@@ -478,10 +488,8 @@ impl TestSession {
         moderate: Option<Option<String>>,
     ) -> Result<Outcome, BridgeError> {
         if let Some(reason) = moderate {
-            need(self.shared.caps.moderation, "moderation")?;
             return crate::room::moderate(self, &chat, &target, reason);
         }
-        need(self.shared.caps.retractions, "retractions")?;
         let mut st = self.shared.lock();
         let original = self.own_message(&st, &target, "retract")?;
         let me = ContactId::new(self.account.clone());
@@ -549,7 +557,6 @@ impl TestSession {
         target: MessageId,
         emojis: Vec<String>,
     ) -> Result<Outcome, BridgeError> {
-        need(self.shared.caps.reactions, "reactions")?;
         if let Some(bad) = emojis.iter().find(|e| e.is_empty() || e.len() > 64) {
             return Err(BridgeError::bad_request(format!(
                 "{bad:?} is not a reaction the test network accepts"
@@ -620,7 +627,6 @@ impl TestSession {
         chat: Address,
         state: ferry_bridge::ChatState,
     ) -> Result<Outcome, BridgeError> {
-        need(self.shared.caps.chat_states, "typing notifications")?;
         let st = self.shared.lock();
         let me = ContactId::new(self.account.clone());
         match &chat {
@@ -670,7 +676,6 @@ impl TestSession {
     }
 
     fn displayed(&mut self, chat: Address, up_to: MessageId) -> Result<Outcome, BridgeError> {
-        need(self.shared.caps.displayed_markers, "read markers")?;
         let st = self.shared.lock();
         let me = ContactId::new(self.account.clone());
         // the user's other sessions learn it was read elsewhere
@@ -719,7 +724,7 @@ impl TestSession {
     fn set_presence(&mut self, presence: Presence) -> Result<Outcome, BridgeError> {
         let mut st = self.shared.lock();
         st.presence.insert(self.account.clone(), presence.clone());
-        if self.shared.caps.contact_presence {
+        if self.shared.caps.has(Feature::ContactPresence) {
             broadcast_presence(&st, &self.account, presence.clone());
         }
         crate::room::presence_changed(&mut st, self.id, &presence);
@@ -729,10 +734,10 @@ impl TestSession {
     fn add_contact(&mut self, contact: ContactId) -> Result<Outcome, BridgeError> {
         let st = self.shared.lock();
         let name = self.contact(&st, &contact)?;
-        if self.shared.caps.contact_list {
+        if self.shared.caps.has(Feature::ContactList) {
             self.emit(Event::Contact(contact_info(&name)));
         }
-        if self.shared.caps.contact_presence {
+        if self.shared.caps.has(Feature::ContactPresence) {
             self.emit(Event::ContactPresence {
                 contact: ContactId::new(name.clone()),
                 presence: st.presence_of(&name),
@@ -742,7 +747,6 @@ impl TestSession {
     }
 
     fn query_version(&self, address: &Address) -> Result<Outcome, BridgeError> {
-        need(self.shared.caps.version_query, "software version queries")?;
         match self.reachable(address)? {
             Reach::Bot => Ok(Outcome::Version {
                 name: "TestNet bot".into(),
@@ -824,7 +828,11 @@ pub(crate) fn broadcast_presence(st: &NetState, account: &str, presence: Presenc
 #[async_trait]
 impl Session for TestSession {
     async fn act(&mut self, action: Action) -> Result<Outcome, BridgeError> {
-        let caps = self.shared.caps;
+        // The core never sends an action whose feature is not declared;
+        // sessions driven without it (the tests) are held to the same rule.
+        if let Some(feature) = action.feature() {
+            need(self.shared.caps, feature)?;
+        }
         match action {
             Action::SendMessage(msg) => self.send_message(msg),
             Action::Edit { message, replaces } => self.edit(message, replaces),
@@ -844,24 +852,11 @@ impl Session for TestSession {
                 room,
                 nick,
                 password,
-            } => {
-                need(caps.rooms, "rooms")?;
-                crate::room::join(self, &room, &nick, password.as_deref())
-            }
-            Action::LeaveRoom { room, reason } => {
-                need(caps.rooms, "rooms")?;
-                crate::room::leave(self, &room, reason)
-            }
-            Action::SetSubject { room, subject } => {
-                need(caps.subject_change, "changing the subject")?;
-                crate::room::set_subject(self, &room, subject)
-            }
-            Action::ChangeNick { room, nick } => {
-                need(caps.nick_change, "nickname changes")?;
-                crate::room::change_nick(self, &room, &nick)
-            }
+            } => crate::room::join(self, &room, &nick, password.as_deref()),
+            Action::LeaveRoom { room, reason } => crate::room::leave(self, &room, reason),
+            Action::SetSubject { room, subject } => crate::room::set_subject(self, &room, subject),
+            Action::ChangeNick { room, nick } => crate::room::change_nick(self, &room, &nick),
             Action::Kick { room, nick, reason } => {
-                need(caps.moderation_roles, "kicking")?;
                 crate::room::set_role(self, &room, &nick, ferry_bridge::Role::None, reason)
             }
             Action::SetRole {
@@ -869,27 +864,18 @@ impl Session for TestSession {
                 nick,
                 role,
                 reason,
-            } => {
-                need(caps.moderation_roles, "roles")?;
-                crate::room::set_role(self, &room, &nick, role, reason)
-            }
+            } => crate::room::set_role(self, &room, &nick, role, reason),
             Action::SetAffiliation {
                 room,
                 target,
                 affiliation,
                 reason,
-            } => {
-                need(caps.moderation_roles, "affiliations")?;
-                crate::room::set_affiliation(self, &room, &target, affiliation, reason)
-            }
+            } => crate::room::set_affiliation(self, &room, &target, affiliation, reason),
             Action::Invite {
                 room,
                 invitee,
                 reason,
-            } => {
-                need(caps.invites, "invitations")?;
-                crate::room::invite(self, &room, &invitee, reason)
-            }
+            } => crate::room::invite(self, &room, &invitee, reason),
             Action::SetPresence(p) => self.set_presence(p),
             Action::AddContact(c) => self.add_contact(c),
             Action::RemoveContact(c) => {
@@ -901,12 +887,8 @@ impl Session for TestSession {
                 chat,
                 before,
                 limit,
-            } => {
-                need(caps.history, "history")?;
-                crate::room::history(self, &chat, before.as_ref(), limit)
-            }
+            } => crate::room::history(self, &chat, before.as_ref(), limit),
             Action::ListRooms { service } => {
-                need(caps.room_list, "room lists")?;
                 if let Some(s) = service.filter(|s| s.as_str() != SERVER) {
                     return Err(BridgeError::not_found(format!(
                         "the test network has no service {s}"
@@ -915,11 +897,11 @@ impl Session for TestSession {
                 Ok(crate::room::list(self))
             }
             Action::QueryVersion(a) => self.query_version(&a),
-            Action::Ping(a) => {
-                need(caps.ping, "pings")?;
-                self.reachable(&a).map(|_| Outcome::Done)
-            }
+            Action::Ping(a) => self.reachable(&a).map(|_| Outcome::Done),
             Action::Command(call) => crate::commands::run(self, call),
+            Action::OpenGroup { members, subject } => {
+                crate::room::open_group(self, &members, subject)
+            }
             Action::PreferencesChanged(values) => {
                 self.prefs = values;
                 Ok(Outcome::Done)

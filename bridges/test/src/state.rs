@@ -128,6 +128,9 @@ pub(crate) struct Room {
     pub members: Vec<Member>,
     /// Banned accounts.
     pub banned: BTreeSet<String>,
+    /// A group conversation (`Action::OpenGroup`): its members, the bot
+    /// included when it was asked for.
+    pub group: Option<BTreeSet<String>>,
 }
 
 impl Room {
@@ -138,6 +141,7 @@ impl Room {
             password: None,
             members: Vec::new(),
             banned: BTreeSet::new(),
+            group: None,
         }
     }
 
@@ -204,6 +208,8 @@ pub(crate) struct Shared {
     id_prefix: String,
     next_id: AtomicU64,
     next_session: AtomicU64,
+    /// The bridge's context, once started (`Network::start`).
+    pub bridge: Mutex<Option<ferry_bridge::BridgeContext>>,
 }
 
 impl Shared {
@@ -246,7 +252,19 @@ impl Shared {
             id_prefix,
             next_id: AtomicU64::new(1),
             next_session: AtomicU64::new(1),
+            bridge: Mutex::new(None),
         }
+    }
+
+    /// The bridge's context, when the bridge-wide part runs.
+    pub fn bridge(&self) -> Option<ferry_bridge::BridgeContext> {
+        self.bridge.lock().ok().and_then(|b| b.clone())
+    }
+
+    /// The key under which the bridge remembers the last message `author`
+    /// sent to `to` (in its own store, which outlives a restart).
+    pub fn last_key(author: &str, to: &str) -> String {
+        format!("last/{author}/{to}")
     }
 
     /// The state. A panic elsewhere never leaves it unusable.

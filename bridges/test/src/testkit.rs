@@ -17,6 +17,7 @@ pub(crate) fn setup() -> BridgeSetup {
     BridgeSetup {
         domain: "test.localhost".into(),
         data_dir: PathBuf::from("/nonexistent"),
+        hosts: Default::default(),
     }
 }
 
@@ -105,7 +106,7 @@ impl Client {
             .await
             .expect("send")
         {
-            Outcome::Sent(Some(id)) => id,
+            Outcome::Sent(mut ids) if ids.len() == 1 => ids.remove(0),
             other => panic!("unexpected outcome {other:?}"),
         }
     }

@@ -283,7 +283,7 @@ async fn edits_retractions_reactions_states_markers_travel_between_users() {
         message: OutgoingMessage::text(contact("bob"), "c2", "hello"),
         replaces: id.clone(),
     };
-    let Outcome::Sent(Some(edit_id)) = alice.act(edit).await.unwrap() else {
+    let Some(edit_id) = alice.act(edit).await.unwrap().sent_id() else {
         panic!("no id for the edit")
     };
     match bob.next().await {
@@ -592,7 +592,7 @@ async fn the_bot_replies_to_replies_and_keeps_threads_formatting_files() {
         size: None,
         caption: None,
     });
-    let Outcome::Sent(Some(id)) = alice.act(Action::SendMessage(m)).await.unwrap() else {
+    let Some(id) = alice.act(Action::SendMessage(m)).await.unwrap().sent_id() else {
         panic!()
     };
     let answer = match alice
@@ -1819,4 +1819,50 @@ async fn without_receipts_contact_list_or_formatting_nothing_of_them_is_reported
             |e| matches!(e, Event::Message(m) if m.rich.is_none() && m.body.starts_with("bold"))
         )
     );
+}
+
+#[tokio::test]
+async fn a_group_is_a_room_with_fixed_members_and_opens_once() {
+    let net = network(Config::default());
+    let mut alice = connected(&net, "alice").await;
+    let open = |members: &[&str]| Action::OpenGroup {
+        members: members.iter().map(|m| ContactId::new(*m)).collect(),
+        subject: Some("Plans".into()),
+    };
+    let Outcome::Room(group) = alice.act(open(&["bob", "carol"])).await.expect("opens") else {
+        panic!("a room")
+    };
+    let joined = alice
+        .wait_for("RoomJoined", |e| matches!(e, Event::RoomJoined { .. }))
+        .await;
+    let Event::RoomJoined {
+        info,
+        nick,
+        occupants,
+        subject,
+    } = joined
+    else {
+        unreachable!()
+    };
+    assert_eq!(info.room, group);
+    assert_eq!(
+        info.members,
+        Some(vec![ContactId::new("bob"), ContactId::new("carol")])
+    );
+    assert_eq!(nick, "alice");
+    assert_eq!(subject.text, "Plans");
+    let mut nicks: Vec<&str> = occupants.iter().map(|o| o.nick.as_str()).collect();
+    nicks.sort_unstable();
+    assert_eq!(nicks, ["alice", "bob", "carol", "echo"]);
+    // The same members (in another order): the same conversation.
+    let again = alice.act(open(&["carol", "bob"])).await.expect("opens");
+    assert_eq!(again, Outcome::Room(group));
+    // Nobody of that name on the network.
+    let e = alice
+        .act(open(&["bob", "mallory"]))
+        .await
+        .expect_err("unknown member");
+    assert_eq!(kind(&e), ErrorKind::NotFound);
+    let e = alice.act(open(&[])).await.expect_err("nobody");
+    assert_eq!(kind(&e), ErrorKind::BadRequest);
 }

@@ -1,5 +1,6 @@
 # peers.d/ngircd.sh — ngIRCd 26 (Debian), the second IRC server of the tests.
 #
+# $NGIRCD_MAX_CONNECTIONS connections at most (0 = no limit, the default);
 # $NGIRCD_PORT on every address of $NGIRCD_LISTEN (127.0.0.1 and 127.0.0.2 by
 # default, so a gateway can address it by a second IP-literal server name); no
 # DNS/ident; WEBIRC with $NGIRCD_WEBIRC_PASSWORD (ngIRCd takes its second
@@ -15,7 +16,7 @@ ngircd_launch() {
   mkdir -p "$N"
   cat >"$N/ngircd.conf" <<CONF
 [Global]
-	Name = irc2.localhost
+	Name = ngircd.test
 	Info = test ircd
 	AdminInfo1 = test
 	AdminInfo2 = test
@@ -26,8 +27,8 @@ ngircd_launch() {
 	ServerUID = nobody
 	ServerGID = nogroup
 [Limits]
-	MaxConnections = 0
-	MaxConnectionsIP = 0
+	MaxConnections = $NGIRCD_MAX_CONNECTIONS
+	MaxConnectionsIP = $NGIRCD_MAX_CONNECTIONS
 	MaxJoins = 0
 	MaxNickLength = 31
 	PingTimeout = 120
@@ -49,7 +50,7 @@ ngircd_wait() { wait_port "$NGIRCD_PORT" 30 ngircd; }
 ngircd_ready() { ngircd_wait; }
 
 ngircd_env() {
-  echo "export NGIRCD_PORT=$NGIRCD_PORT NGIRCD_LISTEN=$NGIRCD_LISTEN NGIRCD_MAX_PENALTY=$NGIRCD_MAX_PENALTY NGIRCD_SERVER_NAME=irc2.localhost"
+  echo "export NGIRCD_PORT=$NGIRCD_PORT NGIRCD_LISTEN=$NGIRCD_LISTEN NGIRCD_MAX_PENALTY=$NGIRCD_MAX_PENALTY NGIRCD_SERVER_NAME=ngircd.test"
   echo "export NGIRCD_WEBIRC_PASSWORD=$NGIRCD_WEBIRC_PASSWORD"
   echo "export IRC_OPER_NAME=$IRC_OPER_NAME IRC_OPER_PASSWORD=$IRC_OPER_PASSWORD"
 }

@@ -91,6 +91,9 @@ LUA
       local v=${c^^}_COMPONENT_SECRET
       printf 'Component "%s.localhost"\n  component_secret = "%s"\n' "$c" "${!v}"
     done
+    for c in $XMPP_EXTRA_COMPONENTS; do
+      printf 'Component "%s.localhost"\n  component_secret = "%s"\n' "${c%%:*}" "${c#*:}"
+    done
     echo
     printf '%s\n' 'Component "conference.localhost" "muc"' \
       '  -- a new room is usable at once (Prosody locks it until configured by default)' \
@@ -110,9 +113,17 @@ LUA
     prosodyctl --config "$X/prosody.cfg.lua" register "${u%%:*}" localhost "${u#*:}" >/dev/null 2>&1 ||
       die "prosodyctl register ${u%%:*} failed"
   done
-  if [ "$XMPP_LOAD_USERS" -gt 0 ]; then   # ~0.1 s per prosodyctl call: 4 in parallel
-    for i in $(seq 1 "$XMPP_LOAD_USERS"); do printf 'load%02d\n' "$i"; done |
-      xargs -P 4 -I{} prosodyctl --config "$X/prosody.cfg.lua" register {} localhost "$XMPP_LOAD_PASSWORD" >/dev/null 2>&1
+  if [ "$XMPP_LOAD_USERS" -gt 0 ]; then
+    # The load users' account files written directly in the internal_plain
+    # format `prosodyctl register` writes (what it does for alice above), with
+    # the server not yet running: 1,000 accounts in a blink instead of ~100 s.
+    local acc=$X/data/localhost/accounts u pw=${XMPP_LOAD_PASSWORD//\\/\\\\}
+    pw=${pw//\"/\\\"}
+    mkdir -p "$acc"
+    for i in $(seq 1 "$XMPP_LOAD_USERS"); do
+      printf -v u 'load%02d' "$i"
+      printf 'return {\n\t["password"] = "%s";\n};\n' "$pw" >"$acc/$u.dat"
+    done
   fi
   launch prosody prosody -F --config "$X/prosody.cfg.lua"
 }
@@ -131,6 +142,7 @@ prosody_env() {
   echo "export XMPP_C2S_PORT=$XMPP_C2S_PORT XMPP_COMPONENT_PORT=$XMPP_COMPONENT_PORT XMPP_MUC=conference.localhost"
   echo "export XMPP_USERS=\"$XMPP_USERS\""
   echo "export XMPP_LOAD_USERS=$XMPP_LOAD_USERS XMPP_LOAD_PASSWORD=$XMPP_LOAD_PASSWORD   # load01..loadNN@localhost"
+  echo "export XMPP_EXTRA_COMPONENTS=\"$XMPP_EXTRA_COMPONENTS\""
   echo "export XMPP_PRIVILEGED_COMPONENTS=\"$(for c in $PRIVILEGED_COMPONENTS; do printf '%s.localhost ' "$c"; done | sed 's/ $//')\""
   echo "export XMPP_UNPRIVILEGED_COMPONENTS=\"$(for c in $UNPRIVILEGED_COMPONENTS; do printf '%s.localhost ' "$c"; done | sed 's/ $//')\""
   for c in $PRIVILEGED_COMPONENTS $UNPRIVILEGED_COMPONENTS; do

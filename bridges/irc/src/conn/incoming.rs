@@ -123,6 +123,7 @@ impl Conn {
             "375" | "372" => self.on_motd(&msg),
             "376" | "422" => self.on_ready(),
             "ERROR" => self.server_error = Some(msg.trailing().to_owned()),
+            "KILL" => self.on_kill(&msg),
             "BATCH" => self.on_batch(msg, now),
             "JOIN" => self.on_join(&msg),
             "PART" => self.on_part(&msg),
@@ -498,6 +499,7 @@ impl Conn {
             password_protected: ch.key.is_some(),
             occupant_count: Some(ch.members.len() as u32),
             history: ch.history,
+            members: None,
         })
     }
 
@@ -598,6 +600,14 @@ impl Conn {
         let key = self.fold(name);
         let reason = msg.params.get(1).cloned().filter(|r| !r.is_empty());
         if self.is_me(&nick) {
+            if self
+                .channels
+                .get(&key)
+                .is_some_and(|c| matches!(c.state, ChanState::Wanted | ChanState::Joining))
+            {
+                // The echo of an earlier leave: the user joins it again.
+                return;
+            }
             if let Some(ch) = self.channels.remove(&key)
                 && !ch.leaving
                 && ch.xmpp
@@ -707,6 +717,24 @@ impl Conn {
         }
     }
 
+    /// `KILL nick :reason`: an operator (or the server) ends a connection.
+    /// Ours is recorded for the operator's log and the reason shown when
+    /// the connection drops right after.
+    fn on_kill(&mut self, msg: &Message) {
+        if !self.is_me(msg.param(0)) {
+            return;
+        }
+        let by = msg.nick();
+        let reason = msg.trailing();
+        let text = if by.is_empty() {
+            format!("killed: {reason}")
+        } else {
+            format!("killed by {by}: {reason}")
+        };
+        self.log_info("KILLed", &text);
+        self.killed = Some(text);
+    }
+
     fn on_nick(&mut self, msg: &Message) {
         let mut old = msg.nick().to_owned();
         let new = msg.param(0).to_owned();
@@ -723,6 +751,7 @@ impl Conn {
         let me = self.is_me(&old);
         if me {
             self.nick = new.clone();
+            self.renote_nick();
             if let Some(src) = self.me.as_mut() {
                 src.nick = new.clone();
             }
@@ -1186,7 +1215,7 @@ impl Conn {
             && self.take_echo(&target, self.label_of(&msg).as_deref(), msgid.as_deref())
         {
             if !matches!(chat, Address::Room(_)) {
-                self.last_activity = now;
+                self.private_activity(now);
             }
             if let Some(id) = &msgid {
                 let me = self.nick.clone();
@@ -1195,7 +1224,13 @@ impl Conn {
             return;
         }
         if !matches!(chat, Address::Room(_)) {
-            self.last_activity = now;
+            // Notices (services, bots) keep an open connection a while but
+            // are no conversation to reconnect for.
+            if is_notice {
+                self.last_activity = now;
+            } else {
+                self.private_activity(now);
+            }
         }
         let rich = crate::format::parse(&body);
         let mut m = IncomingMessage::text(chat, from, rich.to_plain());
@@ -1267,7 +1302,9 @@ impl Conn {
             return false;
         };
         if let Some(r) = e.reply.take() {
-            let _ = r.send(Ok(Outcome::Sent(msgid.map(MessageId::new))));
+            let _ = r.send(Ok(Outcome::Sent(
+                msgid.map(MessageId::new).into_iter().collect(),
+            )));
         }
         e.remaining = e.remaining.saturating_sub(1);
         if e.remaining == 0 {

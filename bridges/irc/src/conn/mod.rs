@@ -17,6 +17,7 @@ mod registration;
 mod requests;
 
 use std::collections::{BTreeMap, BTreeSet, HashMap, VecDeque};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant, SystemTime};
 
@@ -32,6 +33,7 @@ use crate::address::IrcAddresses;
 use crate::casemap::{ServerTraits, TraitsRegistry};
 use crate::proto::{Line, Source};
 use crate::settings::ConnSettings;
+use crate::transport::ConnectError;
 
 pub use channel::{ChanState, Channel, Member};
 pub use isupport::Isupport;
@@ -240,6 +242,15 @@ pub enum Request {
     /// Settings changed (applied from the next connection on, and the
     /// flood limit at once).
     Settings(Box<ConnSettings>),
+    /// A private conversation was active at `at` (`wall` on the clock)
+    /// before the gateway restarted: keep the connection as long as it
+    /// would have stayed.
+    Resume {
+        /// When, on the monotonic clock.
+        at: Instant,
+        /// When, on the wall clock.
+        wall: SystemTime,
+    },
     /// Disconnect with a QUIT message.
     Quit {
         /// The message.
@@ -251,6 +262,30 @@ pub enum Request {
         /// (When the session itself closes, the core ends its rooms.)
         leave_rooms: bool,
     },
+}
+
+impl Request {
+    /// Whether the user asked for something that needs the server now (a
+    /// join, a message, a query): a connection waiting to reconnect tries
+    /// at once instead of after its backoff.
+    pub fn is_urgent(&self) -> bool {
+        matches!(
+            self,
+            Request::Join { .. }
+                | Request::Send { .. }
+                | Request::React { .. }
+                | Request::Redact { .. }
+                | Request::Topic { .. }
+                | Request::Nick { .. }
+                | Request::Kick { .. }
+                | Request::Role { .. }
+                | Request::Affiliation { .. }
+                | Request::Invite { .. }
+                | Request::Ctcp { .. }
+                | Request::List { .. }
+                | Request::History { .. }
+        )
+    }
 }
 
 /// What `get-irc-connection-info` shows.
@@ -302,6 +337,11 @@ pub struct ConnEnv {
     pub version: String,
     /// Servers of this user that are down (for the gateway's presence).
     pub down: Arc<Mutex<BTreeSet<String>>>,
+    /// The user's bare JID, for the operator's log.
+    pub user: String,
+    /// Set once the connection quits: the session opens a new one (after
+    /// this one is gone) for what needs the server.
+    pub closing: Arc<AtomicBool>,
 }
 
 /// A reply waiting for the server.
@@ -363,6 +403,22 @@ struct Split {
     deadline: Instant,
 }
 
+/// What a restarted gateway needs to restore a private conversation on
+/// this server (see [`crate::resume`]).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum ResumeChange {
+    /// A private conversation was active at `at`; our nickname was `nick`.
+    Active {
+        /// When.
+        at: SystemTime,
+        /// Our nickname then.
+        nick: String,
+    },
+    /// Nothing to restore any more (idle, disconnected by the user,
+    /// refused for good).
+    Clear,
+}
+
 /// Connection phase.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Phase {
@@ -381,6 +437,9 @@ const SPLIT_GRACE: Duration = Duration::from_secs(60);
 const RECENT_MESSAGES: usize = 512;
 /// Reconnections refused by the server in a row before giving up.
 const MAX_REFUSALS: u32 = 3;
+/// How often, at most, an ongoing private conversation is noted for
+/// [`ResumeChange`] (each note is a write to the store).
+const RESUME_NOTE_EVERY: Duration = Duration::from_secs(30);
 
 /// The connection state machine.
 pub struct Conn {
@@ -406,7 +465,6 @@ pub struct Conn {
     isupport: Isupport,
     caps_available: BTreeMap<String, String>,
     caps: BTreeSet<String>,
-    echo_expected: bool,
     caps_ls_done: bool,
     caps_outstanding: usize,
     cap_ended: bool,
@@ -427,6 +485,8 @@ pub struct Conn {
     own_reactions: HashMap<String, Vec<String>>,
     typing_sent: HashMap<String, Instant>,
     last_activity: Instant,
+    /// The last private message (PRIVMSG to or from a nick).
+    last_private: Instant,
     last_read: Instant,
     ping_sent: Option<Instant>,
     ctcp_answered: Option<Instant>,
@@ -442,6 +502,11 @@ pub struct Conn {
     lost: Option<String>,
     quitting: bool,
     quit_waiters: Vec<oneshot::Sender<()>>,
+    /// Who KILLed us and why, until the connection drops.
+    killed: Option<String>,
+    /// The last private conversation noted: (when noted, its time, nick).
+    noted: Option<(Instant, SystemTime, String)>,
+    resume: Vec<ResumeChange>,
 }
 
 impl Conn {
@@ -473,7 +538,6 @@ impl Conn {
             isupport: Isupport::default(),
             caps_available: BTreeMap::new(),
             caps: BTreeSet::new(),
-            echo_expected: false,
             caps_ls_done: false,
             caps_outstanding: 0,
             cap_ended: false,
@@ -495,6 +559,7 @@ impl Conn {
             typing_sent: HashMap::new(),
             // No private conversation yet.
             last_activity: now.checked_sub(env_idle).unwrap_or(now),
+            last_private: now.checked_sub(env_idle).unwrap_or(now),
             last_read: now,
             ping_sent: None,
             ctcp_answered: None,
@@ -510,6 +575,9 @@ impl Conn {
             lost: None,
             quitting: false,
             quit_waiters: Vec::new(),
+            killed: None,
+            noted: None,
+            resume: Vec::new(),
         }
     }
 
@@ -523,6 +591,11 @@ impl Conn {
     /// Events for the core, in order.
     pub fn take_events(&mut self) -> Vec<Event> {
         std::mem::take(&mut self.events)
+    }
+
+    /// Changes to what a restarted gateway should restore, in order.
+    pub fn take_resume(&mut self) -> Vec<ResumeChange> {
+        std::mem::take(&mut self.resume)
     }
 
     /// Set once the connection must end (and why).
@@ -556,18 +629,84 @@ impl Conn {
     }
 
     /// Whether a reconnection is worth it: channels to be in, messages
-    /// waiting, or a private conversation still active.
+    /// waiting, or a private conversation still active (a raw command or a
+    /// channel list keeps a connection open for a while, but does not
+    /// bring it back once it is gone).
     pub fn wants_connection(&self, now: Instant) -> bool {
         !self.quitting
             && (!self.channels.is_empty()
                 || !self.deferred.is_empty()
                 || !self.pending.is_empty()
-                || now < self.last_activity + self.env.idle_timeout)
+                || now < self.last_private + self.env.idle_timeout)
     }
 
     /// Whether the connection has ever completed registration.
     pub fn registered_once(&self) -> bool {
         self.registered_once
+    }
+
+    /// A private conversation is going on (a message to or from a nick):
+    /// the connection stays for `idle_timeout`, and a restarted gateway
+    /// restores it within that time.
+    pub(crate) fn private_activity(&mut self, now: Instant) {
+        self.last_activity = now;
+        self.last_private = now;
+        let due = match &self.noted {
+            None => true,
+            Some((at, _, nick)) => {
+                now.saturating_duration_since(*at) >= RESUME_NOTE_EVERY || *nick != self.nick
+            }
+        };
+        if due {
+            let wall = SystemTime::now();
+            self.noted = Some((now, wall, self.nick.clone()));
+            self.resume.push(ResumeChange::Active {
+                at: wall,
+                nick: self.nick.clone(),
+            });
+        }
+    }
+
+    /// Our nickname changed: a conversation to restore goes on under it.
+    pub(crate) fn renote_nick(&mut self) {
+        if let Some((_, wall, nick)) = &mut self.noted
+            && *nick != self.nick
+        {
+            *nick = self.nick.clone();
+            let at = *wall;
+            self.resume.push(ResumeChange::Active {
+                at,
+                nick: self.nick.clone(),
+            });
+        }
+    }
+
+    /// A private conversation that was active at `at` (restored after a
+    /// restart): the connection stays as long as it would have.
+    pub(crate) fn resume_at(&mut self, at: Instant, wall: SystemTime) {
+        if at > self.last_activity {
+            self.last_activity = at;
+        }
+        if at > self.last_private {
+            self.last_private = at;
+        }
+        self.noted = Some((at, wall, self.nick.clone()));
+    }
+
+    fn forget_resume(&mut self) {
+        if self.noted.take().is_some() {
+            self.resume.push(ResumeChange::Clear);
+        }
+    }
+
+    /// One line of the operator's log about this connection.
+    fn log_info(&self, what: &str, detail: &str) {
+        tracing::info!(
+            user = %self.env.user,
+            server = %self.settings.server,
+            "IRC connection {what}{}{detail}",
+            if detail.is_empty() { "" } else { ": " }
+        );
     }
 
     fn send(&mut self, line: Line) {
@@ -747,15 +886,27 @@ impl Conn {
     }
 
     /// A connection attempt failed (no transport at all).
-    pub fn on_connect_failed(&mut self, error: &str, now: Instant) {
-        if !self.registered_once {
+    pub fn on_connect_failed(&mut self, error: &ConnectError, now: Instant) {
+        let _ = now;
+        if let ConnectError::Refused(refused) = error {
+            // The operator's policy: no retry, whatever was connected before.
+            let msg = capitalized(&refused.to_string());
+            self.log_info("refused", &msg);
+            self.fail_everything(ErrorKind::NotAllowed, &msg);
+            self.service_message(msg.clone());
+            self.set_down(false);
+            self.forget_resume();
+            self.finished = Some(Down::Fatal(msg));
+        } else if !self.registered_once {
             let msg = format!("Could not connect to {}: {error}", self.settings.server);
+            self.log_info("refused", &error.to_string());
             self.fail_everything(ErrorKind::Unavailable, &msg);
             self.service_message(msg.clone());
+            self.forget_resume();
             self.finished = Some(Down::Fatal(msg));
         } else {
+            self.log_info("failed again, retrying", &error.to_string());
             self.status = Some(format!("Reconnecting: {error}"));
-            let _ = now;
         }
     }
 
@@ -766,16 +917,16 @@ impl Conn {
         self.connected_since = None;
         self.batches.clear();
         self.caps.clear();
-        let _ = now;
         if self.quitting {
             self.finish(Down::Quit);
             return;
         }
         let refused = !self.welcomed && self.server_error.is_some();
-        let reason = self
-            .server_error
-            .take()
-            .unwrap_or_else(|| reason.to_owned());
+        let reason = match (self.killed.take(), self.server_error.take()) {
+            (Some(kill), _) => kill,
+            (None, Some(error)) => error,
+            (None, None) => reason.to_owned(),
+        };
         let reason_text = format!("Connection to {} lost: {reason}", self.settings.server);
         if refused && self.registered_once {
             self.refusals += 1;
@@ -811,9 +962,23 @@ impl Conn {
             service: self.service.clone(),
             presence: Presence::offline().with_status(reason_text.clone()),
         });
+        if self.registered_once && !self.wants_connection(now) {
+            // No room, no conversation going on (a KILL of an unused
+            // connection): nothing to come back for.
+            self.log_info("dropped, not reconnecting (nothing uses it)", &reason);
+            self.forget_resume();
+            self.set_down(false);
+            for w in self.quit_waiters.drain(..) {
+                let _ = w.send(());
+            }
+            self.finished = Some(Down::Lost(reason));
+            return;
+        }
         if !self.registered_once {
             // Never got in: tell whoever waits, and stop.
+            self.log_info("refused", &reason);
             self.fail_everything(ErrorKind::Unavailable, &reason_text);
+            self.forget_resume();
             if self.finished.is_none() {
                 self.finished = Some(Down::Fatal(reason_text));
             }
@@ -827,11 +992,18 @@ impl Conn {
                 "{} refused the connection {} times in a row, giving up: {reason}",
                 self.settings.server, self.refusals
             );
+            self.log_info("refused", &msg);
             self.fail_everything(ErrorKind::Unavailable, &msg);
             self.service_message(msg.clone());
             self.set_down(false);
+            self.forget_resume();
             self.finished = Some(Down::Fatal(msg));
             return;
+        }
+        if refused {
+            self.log_info("refused, retrying", &reason);
+        } else {
+            self.log_info("dropped, reconnecting", &reason);
         }
         if was_ready || self.finished.is_none() {
             self.status = Some(format!("Reconnecting ({reason})"));
@@ -914,10 +1086,13 @@ impl Conn {
 
     /// A fatal registration error: stop for good.
     fn fatal(&mut self, kind: ErrorKind, msg: String) {
+        self.log_info("refused", &msg);
+        self.forget_resume();
         self.fail_everything(kind, &msg);
         self.service_message(msg.clone());
         self.line_urgent("QUIT", &[&msg]);
         self.quitting = true;
+        self.env.closing.store(true, Ordering::Relaxed);
         self.finished = Some(Down::Fatal(msg));
     }
 
@@ -976,7 +1151,7 @@ impl Conn {
             if let Some(e) = self.echoes.pop_front()
                 && let Some(r) = e.reply
             {
-                let _ = r.send(Ok(Outcome::Sent(None)));
+                let _ = r.send(Ok(Outcome::sent_none()));
             }
         }
         // Netsplit departures nobody came back from.
@@ -1012,7 +1187,10 @@ impl Conn {
         if self.phase == Phase::Ready
             && self.idle()
             && now >= self.last_activity + self.env.idle_timeout
+            && !self.quitting
         {
+            self.log_info("closed", "idle (no room, no conversation)");
+            self.forget_resume();
             self.quit(Some("Idle".into()), false);
         }
     }
@@ -1035,6 +1213,10 @@ impl Conn {
     }
 
     fn quit(&mut self, message: Option<String>, leave_rooms: bool) {
+        if leave_rooms {
+            // The user closed it: nothing to restore.
+            self.forget_resume();
+        }
         if leave_rooms && self.leave_rooms.is_none() {
             self.leave_rooms = Some(format!(
                 "Disconnected from {}{}",
@@ -1050,6 +1232,7 @@ impl Conn {
             return;
         }
         self.quitting = true;
+        self.env.closing.store(true, Ordering::Relaxed);
         let msg = message.unwrap_or_else(|| "Leaving".into());
         let msg = msg.replace(['\r', '\n', '\0'], " ");
         if self.phase == Phase::Offline {
@@ -1075,6 +1258,15 @@ impl Conn {
     /// Whether the connection should be dropped (ping timeout).
     pub fn take_lost(&mut self) -> Option<String> {
         self.lost.take()
+    }
+}
+
+/// `text` with a capital first letter (an error text used as a sentence).
+pub(crate) fn capitalized(text: &str) -> String {
+    let mut c = text.chars();
+    match c.next() {
+        Some(f) => f.to_uppercase().chain(c).collect(),
+        None => String::new(),
     }
 }
 

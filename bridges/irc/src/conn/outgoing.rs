@@ -230,8 +230,11 @@ impl Conn {
             });
         } else {
             // Not connected right now: the lines wait for the connection.
-            // Their echo, if the server sends one, must not show twice.
-            if self.phase != super::Phase::Ready && self.echo_expected {
+            // Their echo, if the server sends one, must not come back as
+            // the user's message from another client. Whether it will is
+            // only known once the capabilities are negotiated (on the first
+            // connection): the wait is dropped then if it will not.
+            if self.phase != super::Phase::Ready {
                 self.echoes.push_back(EchoWait {
                     target: self.fold(target),
                     label: None,
@@ -240,7 +243,7 @@ impl Conn {
                     deadline: now + DEFERRED_ECHO_TIMEOUT,
                 });
             }
-            let _ = reply.send(Ok(Outcome::Sent(None)));
+            let _ = reply.send(Ok(Outcome::sent_none()));
         }
     }
 

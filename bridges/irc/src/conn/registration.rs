@@ -137,9 +137,6 @@ impl Conn {
                             self.caps.remove(off);
                         }
                         None => {
-                            if tok == "echo-message" {
-                                self.echo_expected = true;
-                            }
                             self.caps.insert(tok.to_owned());
                         }
                     }
@@ -333,7 +330,28 @@ impl Conn {
         }
         self.end_cap();
         self.phase = Phase::Ready;
+        let endpoint = match &self.endpoint {
+            Some((h, p, tls)) => format!(
+                "{h}:{p}{} as {}",
+                if *tls { " (TLS)" } else { "" },
+                self.nick
+            ),
+            None => format!("as {}", self.nick),
+        };
+        self.log_info(
+            if self.registered_once {
+                "back"
+            } else {
+                "opened"
+            },
+            &endpoint,
+        );
+        self.renote_nick();
         self.registered_once = true;
+        if !self.has_cap("echo-message") {
+            // No echo will come for the lines written before the connection.
+            self.echoes.retain(|e| e.reply.is_some());
+        }
         self.connected_since = Some(SystemTime::now());
         self.status = None;
         self.publish_traits();

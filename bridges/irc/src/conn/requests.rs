@@ -34,7 +34,24 @@ impl Conn {
                 }
                 let k = self.fold(&channel);
                 match self.channels.get_mut(&k) {
+                    Some(ch) if ch.xmpp && ch.room != room => {
+                        // The same IRC channel under another spelling
+                        // (`\` and `|` are one on most servers).
+                        let error = BridgeError::new(
+                            ErrorKind::Conflict,
+                            format!(
+                                "{} on {} is the channel you are already in as {}: IRC does not \
+                                 tell the two names apart; use that room",
+                                channel, self.settings.server, ch.name
+                            ),
+                        );
+                        self.emit(ferry_bridge::Event::RoomJoinFailed { room, error });
+                    }
                     Some(ch) => {
+                        // A channel joined without the user's client (a
+                        // server-side join, a persistent one) takes the
+                        // room the user joins it as.
+                        ch.room = room;
                         ch.xmpp = true;
                         ch.history = history;
                         ch.persistent = persistent;
@@ -109,7 +126,7 @@ impl Conn {
                             self.pm_routes.remove(&key);
                         }
                     }
-                    self.last_activity = now;
+                    self.private_activity(now);
                     self.send_message(&nick, &msg, reply, now);
                 }
                 Target::Server => {
@@ -139,7 +156,7 @@ impl Conn {
                     for l in lines {
                         self.send_when_ready(l);
                     }
-                    let _ = reply.send(Ok(Outcome::Sent(None)));
+                    let _ = reply.send(Ok(Outcome::sent_none()));
                 }
             },
             Request::Typing { to, state } => {
@@ -437,6 +454,7 @@ impl Conn {
             Request::Info { reply } => {
                 let _ = reply.send(self.info());
             }
+            Request::Resume { at, wall } => self.resume_at(at, wall),
             Request::Settings(s) => {
                 self.fallback = crate::proto::encoding_for(&s.encoding_in).unwrap_or(self.fallback);
                 self.out_encoding = s

@@ -45,6 +45,8 @@ impl Sm {
             ping_interval: Duration::from_secs(120),
             version: "Ferry test".into(),
             down: Arc::new(Mutex::new(BTreeSet::new())),
+            user: "alice@localhost".into(),
+            closing: Default::default(),
         };
         let now = Instant::now();
         Sm {
@@ -333,7 +335,7 @@ fn echoes_answer_sends_and_are_not_reported() {
     sm.feed("@msgid=abc :me!~u@host.x PRIVMSG #c :hi");
     assert_eq!(
         rx.try_recv().unwrap(),
-        Ok(Outcome::Sent(Some(ferry_bridge::MessageId::new("abc"))))
+        Ok(Outcome::sent(ferry_bridge::MessageId::new("abc")))
     );
     assert!(sm.take_events().is_empty());
     // A message of ours not sent through the session (raw command): shown as own.
@@ -386,7 +388,7 @@ fn multiline_batches_both_ways() {
     sm.feed(":irc.x BATCH -e1");
     assert_eq!(
         rx.try_recv().unwrap(),
-        Ok(Outcome::Sent(Some(ferry_bridge::MessageId::new("m1"))))
+        Ok(Outcome::sent(ferry_bridge::MessageId::new("m1")))
     );
     // Someone else's multiline message is one message.
     sm.feed("@msgid=m2 :op!o@h BATCH +e2 draft/multiline #c");
@@ -623,7 +625,10 @@ fn refusals_are_counted_in_a_row_only() {
             sm.feed("ERROR :Trying to reconnect too fast");
             sm.conn.on_disconnected("closed", sm.now);
         }
-        sm.conn.on_connect_failed("connection refused", sm.now);
+        sm.conn.on_connect_failed(
+            &crate::transport::ConnectError::Failed("connection refused".into()),
+            sm.now,
+        );
         sm.register("");
         sm.conn.on_disconnected("reset", sm.now);
         sm.pump();
@@ -853,5 +858,111 @@ fn a_client_certificate_alone_does_not_require_sasl() {
         sm.events
             .iter()
             .any(|e| matches!(e, Event::Message(m) if m.body.contains("continuing without")))
+    );
+}
+
+#[test]
+fn a_kill_is_the_reason_and_an_unused_connection_stays_down() {
+    // Used for a raw command only: no room, no private message.
+    let mut sm = Sm::new(ServerOptions::default());
+    sm.register("");
+    let (reply, _wait) = oneshot::channel();
+    sm.req(Request::Send {
+        to: Target::Server,
+        msg: Box::new(text(Address::Service(ServiceId::new("irc.x")), "WHOIS x")),
+        reply,
+    });
+    sm.feed(":op!o@h KILL me :Killed (op (go away))");
+    sm.conn.on_disconnected("closed", sm.now);
+    sm.pump();
+    assert!(matches!(sm.conn.finished(), Some(Down::Lost(why)) if why.contains("killed by op")));
+    let offline = sm.take_events().into_iter().find_map(|e| match e {
+        Event::ServicePresence { presence, .. } => presence.status,
+        _ => None,
+    });
+    assert!(offline.is_some_and(|s| s.contains("go away")));
+}
+
+#[test]
+fn a_private_conversation_brings_the_connection_back_but_notices_do_not() {
+    let mut sm = Sm::new(ServerOptions::default());
+    sm.register("");
+    sm.feed(":NickServ!s@services NOTICE me :This nickname is registered");
+    sm.conn.on_disconnected("closed", sm.now);
+    sm.pump();
+    assert!(sm.conn.finished().is_some(), "a notice is no conversation");
+
+    let mut sm = Sm::new(ServerOptions::default());
+    sm.register("");
+    sm.feed(":bob!b@h PRIVMSG me :hi");
+    assert!(matches!(
+        sm.conn.take_resume().as_slice(),
+        [ResumeChange::Active { nick, .. }] if nick == "me"
+    ));
+    sm.conn.on_disconnected("closed", sm.now);
+    sm.pump();
+    assert!(
+        sm.conn.finished().is_none(),
+        "reconnects for the conversation"
+    );
+    assert!(sm.conn.wants_connection(sm.now));
+    assert!(!sm.conn.wants_connection(sm.now + Duration::from_secs(61)));
+}
+
+#[test]
+fn idle_close_forgets_the_conversation_to_restore() {
+    let mut sm = Sm::new(ServerOptions::default());
+    sm.register("");
+    sm.feed(":bob!b@h PRIVMSG me :hi");
+    sm.feed(":bob!b@h PRIVMSG me :again");
+    // One note, not one per message.
+    assert_eq!(sm.conn.take_resume().len(), 1);
+    sm.advance(Duration::from_secs(61));
+    assert_eq!(sm.conn.take_resume(), vec![ResumeChange::Clear]);
+    assert!(sm.take_lines().iter().any(|l| l.starts_with("QUIT")));
+}
+
+#[test]
+fn a_second_spelling_of_a_joined_channel_is_refused() {
+    let mut sm = Sm::new(ServerOptions::default());
+    sm.register("");
+    let room = sm.join("#a\\b");
+    sm.take_events();
+    let other = RoomId::new("#a|b%irc.x");
+    sm.req(Request::Join {
+        channel: "#a|b".into(),
+        room: other.clone(),
+        nick: "me".into(),
+        key: None,
+        history: HistoryPolicy::default(),
+        persistent: false,
+    });
+    let failed = join_failed(&sm.take_events());
+    assert_eq!(failed.len(), 1);
+    assert_eq!(failed[0].0, other);
+    assert!(failed[0].1.contains("already in as #a\\b"), "{failed:?}");
+    // The same room again is fine (a second client).
+    sm.req(Request::Join {
+        channel: "#a\\b".into(),
+        room: room.clone(),
+        nick: "me".into(),
+        key: None,
+        history: HistoryPolicy::default(),
+        persistent: false,
+    });
+    assert!(join_failed(&sm.take_events()).is_empty());
+}
+
+#[test]
+fn the_users_requests_are_urgent_housekeeping_is_not() {
+    let (reply, _w) = oneshot::channel();
+    assert!(
+        Request::List { reply }.is_urgent()
+            && !Request::Away(None).is_urgent()
+            && !Request::Monitor {
+                nick: "x".into(),
+                add: true
+            }
+            .is_urgent()
     );
 }

@@ -243,9 +243,14 @@ impl Gw {
             ferry_bridge::BridgeSetup {
                 domain: "irc.localhost".into(),
                 data_dir: std::env::temp_dir(),
+                hosts: ferry_bridge::HostPolicy::new(["127.0.0.1", "127.0.0.2"], [""; 0])
+                    .expect("test host policy"),
             },
         )
         .expect("bridge builds");
+        // The bridge-wide part (identd); its tasks end with the test.
+        let (ctx, _, _) = ferry_bridge::BridgeContext::standalone("irc", "irc.localhost");
+        net.start(ctx).await.expect("bridge starts");
         Self::on(net, user).await
     }
 
@@ -300,7 +305,11 @@ impl Gw {
 
     /// A room id through the address rules, as the core would get it.
     pub fn room(&self, chan: &str, server: &str) -> RoomId {
-        match self.net.address().parse(&format!("{chan}%{server}"), None) {
+        match self.net.address().parse(
+            &format!("{chan}%{server}"),
+            None,
+            &ferry_bridge::AddressContext::none(),
+        ) {
             Ok(Address::Room(r)) => r,
             other => panic!("not a room: {other:?}"),
         }
@@ -308,7 +317,11 @@ impl Gw {
 
     /// A contact id.
     pub fn contact(&self, nick: &str, server: &str) -> ContactId {
-        match self.net.address().parse(&format!("{nick}%{server}"), None) {
+        match self.net.address().parse(
+            &format!("{nick}%{server}"),
+            None,
+            &ferry_bridge::AddressContext::none(),
+        ) {
             Ok(Address::Contact(c)) => c,
             other => panic!("not a contact: {other:?}"),
         }

@@ -78,6 +78,11 @@ pub fn config() -> Config {
         allow_insecure_http: true,
         sync_timeout_secs: 5,
         request_timeout_secs: 20,
+        // Synapse and the tests' web servers listen on loopback.
+        hosts: Arc::new(
+            ferry_bridge::HostPolicy::new(["127.0.0.1", "127.0.0.2"], [""; 0])
+                .expect("test host policy"),
+        ),
         ..Config::default()
     }
 }

@@ -1,6 +1,6 @@
 //! Direct chats: 1:1 conversations with a contact, encrypted both ways.
 
-use ferry_bridge::{Action, Address, ContactId, Event, Outcome, OutgoingMessage, Sender};
+use ferry_bridge::{Action, Address, ContactId, Event, OutgoingMessage, Sender};
 use matrix_sdk::RoomState;
 
 use crate::common::{self, Ferry, Peer};
@@ -54,7 +54,7 @@ async fn encrypted_direct_chat_both_ways() {
         )))
         .await
         .expect("sent");
-    let Outcome::Sent(Some(id)) = out else {
+    let Some(id) = out.clone().sent_id() else {
         panic!("no event id: {out:?}")
     };
     let got = bob

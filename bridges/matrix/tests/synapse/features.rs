@@ -202,7 +202,7 @@ async fn edits_reactions_redactions_replies_from_matrix() {
             )
         })
         .await;
-    let Outcome::Sent(Some(mine)) = alice
+    let Some(mine) = alice
         .act(Action::SendMessage(OutgoingMessage::text(
             chat.clone(),
             "r1",
@@ -210,6 +210,7 @@ async fn edits_reactions_redactions_replies_from_matrix() {
         )))
         .await
         .expect("send")
+        .sent_id()
     else {
         panic!("no id")
     };
@@ -257,7 +258,12 @@ async fn features_from_xmpp_reach_matrix() {
         author: None,
         quote: None,
     });
-    let Outcome::Sent(Some(a1)) = alice.act(Action::SendMessage(msg)).await.expect("send") else {
+    let Some(a1) = alice
+        .act(Action::SendMessage(msg))
+        .await
+        .expect("send")
+        .sent_id()
+    else {
         panic!("id")
     };
     let v = bob
@@ -546,7 +552,7 @@ async fn moderation_in_a_group_room() {
         .await;
     assert_eq!(v["content"]["reason"], "no spam");
     // Bob moderates Alice's message: reported as moderation.
-    let Outcome::Sent(Some(mine)) = alice
+    let Some(mine) = alice
         .act(Action::SendMessage(OutgoingMessage::text(
             Address::Room(rid.clone()),
             "m1",
@@ -554,6 +560,7 @@ async fn moderation_in_a_group_room() {
         )))
         .await
         .expect("send")
+        .sent_id()
     else {
         panic!("id")
     };

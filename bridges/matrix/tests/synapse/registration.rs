@@ -202,3 +202,55 @@ async fn server_name_is_resolved_through_well_known() {
     assert!(matches!(err, LoginError::Unreachable(_)), "{err:?}");
     assert!(err.to_string().contains(&dead), "{err}");
 }
+
+/// A listener on 127.0.0.3 (an address the test policy does not allow)
+/// that counts the connections it gets.
+async fn trap() -> (
+    std::net::SocketAddr,
+    std::sync::Arc<std::sync::atomic::AtomicUsize>,
+) {
+    let listener = tokio::net::TcpListener::bind("127.0.0.3:0")
+        .await
+        .expect("bind 127.0.0.3");
+    let addr = listener.local_addr().expect("addr");
+    let hits = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    let counter = hits.clone();
+    tokio::spawn(async move {
+        while let Ok((_sock, _)) = listener.accept().await {
+            counter.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+        }
+    });
+    (addr, hits)
+}
+
+#[tokio::test]
+async fn homeservers_the_host_policy_refuses_are_never_contacted() {
+    // The operator allows 127.0.0.1 and 127.0.0.2 only: a homeserver on
+    // 127.0.0.3, typed by the user, named by .well-known, or written as a
+    // number the resolver reads as 127.0.0.3, is refused with a clear error
+    // and never contacted.
+    let (addr, hits) = trap().await;
+    let net = MatrixNetwork::new(common::config()).expect("valid config");
+    let (named, _) = well_known_server(format!("http://{addr}")).await;
+    for typed in [
+        format!("http://{addr}"),
+        format!("http://{named}"),
+        format!("http://2130706435:{}", addr.port()),
+    ] {
+        let err = net
+            .login(&UserId::new("u@x"), &values(&typed, "a", "b"))
+            .await
+            .expect_err("refused");
+        match &err {
+            LoginError::InvalidField { field, message } => {
+                assert_eq!(field, "homeserver");
+                assert!(
+                    message.contains("127.0.0.3") && message.contains("loopback"),
+                    "{typed}: {message}"
+                );
+            }
+            other => panic!("{typed}: {other:?}"),
+        }
+    }
+    assert_eq!(hits.load(std::sync::atomic::Ordering::SeqCst), 0);
+}

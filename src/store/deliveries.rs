@@ -1,0 +1,306 @@
+//! Messages of users waiting for the network's delivery report, kept in
+//! the database so that a report that arrives after a restart still finds
+//! the XMPP message it is about (to send its XEP-0184 receipt, or an error
+//! on its stanza id).
+//!
+//! A message sent in several parts (a long SMS) has one row per part; it
+//! counts as delivered when the last part is, and as failed as soon as one
+//! part fails.
+
+use std::time::{Duration, SystemTime};
+
+use ferry_bridge::{StoreError, UserId};
+use rusqlite::OptionalExtension as _;
+
+use super::Store;
+
+/// A message waiting for its delivery report.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Pending {
+    /// The stanza id of the user's message.
+    pub xmpp_id: String,
+    /// The JID the user wrote to (receipts and errors come from it).
+    pub peer: String,
+    /// The full JID of the user's client that sent it (errors go to it).
+    pub client: String,
+    /// Whether the user asked for a receipt.
+    pub receipt: bool,
+    /// Whether this report settles the message: its last part delivered,
+    /// or a part failed.
+    pub settled: bool,
+}
+
+/// How long an unanswered message is remembered.
+pub const KEEP: Duration = Duration::from_secs(14 * 24 * 3600);
+
+fn unix(t: SystemTime) -> i64 {
+    t.duration_since(SystemTime::UNIX_EPOCH)
+        .map(|d| d.as_secs() as i64)
+        .unwrap_or(0)
+}
+
+impl Store {
+    /// Records a sent message's network ids (batched write).
+    pub fn deliveries_add(
+        &self,
+        user: &UserId,
+        chat: &str,
+        sent: &Pending,
+        foreign_ids: &[String],
+    ) {
+        let (jid, chat, xmpp_id, peer, client, receipt, ids) = (
+            user.as_str().to_owned(),
+            chat.to_owned(),
+            sent.xmpp_id.clone(),
+            sent.peer.clone(),
+            sent.client.clone(),
+            sent.receipt,
+            foreign_ids.to_vec(),
+        );
+        let now = unix(SystemTime::now());
+        self.write(
+            "recording a message awaiting delivery",
+            Box::new(move |c| {
+                let mut st = c.prepare_cached(
+                    "INSERT OR REPLACE INTO deliveries
+                     (jid, chat, foreign_id, xmpp_id, peer, client, receipt, created)
+                     VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
+                )?;
+                for id in &ids {
+                    st.execute(rusqlite::params![
+                        jid, chat, id, xmpp_id, peer, client, receipt, now
+                    ])?;
+                }
+                Ok(())
+            }),
+        );
+    }
+
+    /// One part of a message was delivered: forgets it and tells whether
+    /// the whole message now is. None when no message waits for this id.
+    pub fn delivery_done(
+        &self,
+        user: &UserId,
+        chat: &str,
+        foreign_id: &str,
+    ) -> Result<Option<Pending>, StoreError> {
+        self.delivery_settle(user, chat, foreign_id, false)
+    }
+
+    /// One part of a message failed: forgets every part of it. None when
+    /// no message waits for this id.
+    pub fn delivery_failed(
+        &self,
+        user: &UserId,
+        chat: &str,
+        foreign_id: &str,
+    ) -> Result<Option<Pending>, StoreError> {
+        self.delivery_settle(user, chat, foreign_id, true)
+    }
+
+    fn delivery_settle(
+        &self,
+        user: &UserId,
+        chat: &str,
+        foreign_id: &str,
+        failed: bool,
+    ) -> Result<Option<Pending>, StoreError> {
+        let (jid, chat, fid) = (
+            user.as_str().to_owned(),
+            chat.to_owned(),
+            foreign_id.to_owned(),
+        );
+        let (j, c, f) = (jid, chat.clone(), fid.clone());
+        type Row = (String, String, String, bool, i64);
+        let found: Option<Row> =
+            self.read("looking up a message awaiting delivery", move |conn| {
+                conn.prepare_cached(
+                    "SELECT d.xmpp_id, d.peer, d.client, d.receipt,
+                            (SELECT COUNT(*) FROM deliveries o
+                             WHERE o.jid = d.jid AND o.chat = d.chat AND o.xmpp_id = d.xmpp_id)
+                     FROM deliveries d WHERE d.jid = ?1 AND d.chat = ?2 AND d.foreign_id = ?3",
+                )?
+                .query_row(rusqlite::params![j, c, f], |r| {
+                    Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?, r.get(4)?))
+                })
+                .optional()
+            })?;
+        let Some((xmpp_id, peer, client, receipt, parts)) = found else {
+            return Ok(None);
+        };
+        if failed {
+            self.delivery_forget_message(user, &chat, &xmpp_id);
+        } else {
+            self.delivery_forget(user, &chat, &fid);
+        }
+        Ok(Some(Pending {
+            xmpp_id,
+            peer,
+            client,
+            receipt,
+            settled: failed || parts <= 1,
+        }))
+    }
+
+    /// Forgets one part of a message (batched write: for a report the
+    /// core settled from memory).
+    pub fn delivery_forget(&self, user: &UserId, chat: &str, foreign_id: &str) {
+        let (jid, chat, fid) = (
+            user.as_str().to_owned(),
+            chat.to_owned(),
+            foreign_id.to_owned(),
+        );
+        self.write(
+            "forgetting a delivered message",
+            Box::new(move |conn| {
+                conn.prepare_cached(
+                    "DELETE FROM deliveries WHERE jid = ?1 AND chat = ?2 AND foreign_id = ?3",
+                )?
+                .execute(rusqlite::params![jid, chat, fid])
+                .map(drop)
+            }),
+        );
+    }
+
+    /// Forgets every part of a message (batched write).
+    pub fn delivery_forget_message(&self, user: &UserId, chat: &str, xmpp_id: &str) {
+        let (jid, chat, x) = (
+            user.as_str().to_owned(),
+            chat.to_owned(),
+            xmpp_id.to_owned(),
+        );
+        self.write(
+            "forgetting a failed message",
+            Box::new(move |conn| {
+                conn.prepare_cached(
+                    "DELETE FROM deliveries WHERE jid = ?1 AND chat = ?2 AND xmpp_id = ?3",
+                )?
+                .execute(rusqlite::params![jid, chat, x])
+                .map(drop)
+            }),
+        );
+    }
+
+    /// Forgets messages that waited longer than [`KEEP`] (batched write).
+    pub fn deliveries_expire(&self) {
+        let before = unix(SystemTime::now()) - KEEP.as_secs() as i64;
+        self.write(
+            "forgetting old messages awaiting delivery",
+            Box::new(move |c| {
+                c.execute("DELETE FROM deliveries WHERE created < ?1", [before])
+                    .map(drop)
+            }),
+        );
+    }
+
+    /// Who owns a network address.
+    pub fn owner(&self, address: &str) -> Result<Option<UserId>, StoreError> {
+        let address = address.to_owned();
+        self.read("looking up an address owner", move |c| {
+            c.prepare_cached("SELECT jid FROM owners WHERE address = ?1")?
+                .query_row([address], |r| r.get::<_, String>(0))
+                .optional()
+        })
+        .map(|o| o.map(UserId::new))
+    }
+
+    /// Records (or forgets, with None) who owns a network address. Durable
+    /// on return.
+    pub fn set_owner(&self, address: &str, owner: Option<&UserId>) -> Result<(), StoreError> {
+        let address = address.to_owned();
+        let owner = owner.map(|u| u.as_str().to_owned());
+        self.write_wait(
+            "recording an address owner",
+            Box::new(move |c| match owner {
+                Some(jid) => c
+                    .prepare_cached("INSERT OR REPLACE INTO owners (address, jid) VALUES (?1, ?2)")?
+                    .execute(rusqlite::params![address, jid])
+                    .map(drop),
+                None => c
+                    .prepare_cached("DELETE FROM owners WHERE address = ?1")?
+                    .execute([address])
+                    .map(drop),
+            }),
+        )
+    }
+
+    /// The addresses a user owns, sorted.
+    pub fn owned_by(&self, user: &UserId) -> Result<Vec<String>, StoreError> {
+        let jid = user.as_str().to_owned();
+        self.read("listing a user's addresses", move |c| {
+            c.prepare_cached("SELECT address FROM owners WHERE jid = ?1 ORDER BY address")?
+                .query_map([jid], |r| r.get(0))?
+                .collect()
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::Arc;
+
+    use super::*;
+    use crate::store::Key;
+
+    fn sent(receipt: bool) -> Pending {
+        Pending {
+            xmpp_id: "x1".into(),
+            peer: "bob@gw".into(),
+            client: "u@example.org/phone".into(),
+            receipt,
+            settled: false,
+        }
+    }
+
+    fn store() -> (tempfile::TempDir, Store) {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let key = Arc::new(Key::load_or_create(&dir.path().join("key")).expect("key"));
+        let store = Store::open(&dir.path().join("t.db"), key).expect("store");
+        (dir, store)
+    }
+
+    #[test]
+    fn a_split_message_is_delivered_with_its_last_part_and_survives_a_reopen() {
+        let (dir, store) = store();
+        let u = UserId::new("u@example.org");
+        store.deliveries_add(&u, "c/bob", &sent(true), &["p1".into(), "p2".into()]);
+        drop(store);
+        let key = Arc::new(Key::load_or_create(&dir.path().join("key")).expect("key"));
+        let store = Store::open(&dir.path().join("t.db"), key).expect("reopen");
+        let first = store.delivery_done(&u, "c/bob", "p1").expect("read");
+        assert_eq!(
+            first,
+            Some(Pending {
+                settled: false,
+                ..sent(true)
+            })
+        );
+        let last = store.delivery_done(&u, "c/bob", "p2").expect("read");
+        assert!(last.is_some_and(|p| p.settled));
+        assert_eq!(store.delivery_done(&u, "c/bob", "p2").expect("read"), None);
+    }
+
+    #[test]
+    fn a_failed_part_settles_the_whole_message() {
+        let (_dir, store) = store();
+        let u = UserId::new("u@example.org");
+        store.deliveries_add(&u, "c/bob", &sent(false), &["p1".into(), "p2".into()]);
+        let failed = store.delivery_failed(&u, "c/bob", "p2").expect("read");
+        assert!(failed.is_some_and(|p| p.settled && !p.receipt));
+        assert_eq!(store.delivery_done(&u, "c/bob", "p1").expect("read"), None);
+    }
+
+    #[test]
+    fn owners_are_one_per_address() {
+        let (_dir, store) = store();
+        let (a, b) = (UserId::new("a@x"), UserId::new("b@x"));
+        store.set_owner("+1555", Some(&a)).expect("set");
+        store.set_owner("+1666", Some(&a)).expect("set");
+        assert_eq!(store.owned_by(&a).expect("list"), vec!["+1555", "+1666"]);
+        store.set_owner("+1555", Some(&b)).expect("set");
+        assert_eq!(store.owner("+1555").expect("get"), Some(b.clone()));
+        assert_eq!(store.owned_by(&a).expect("list"), vec!["+1666"]);
+        store.set_owner("+1666", None).expect("unset");
+        assert_eq!(store.owner("+1666").expect("get"), None);
+    }
+}
