@@ -45,8 +45,8 @@ pub struct Sent {
     pub user: String,
     /// The conversation.
     pub chat: String,
-    /// Parts it went out as.
-    pub parts: usize,
+    /// Delivery reports that make it delivered (one per backend id).
+    pub reports: usize,
     /// Backend ids of parts reported delivered so far.
     pub delivered: Vec<String>,
 }
@@ -213,7 +213,9 @@ impl Outbox {
                 let sent = Sent {
                     user: q.user.clone(),
                     chat: q.chat.clone(),
-                    parts: accepted.parts,
+                    // Reports come per backend id (SMPP: per part), or
+                    // once for the whole text (Kannel, with Ferry's id).
+                    reports: accepted.backend_ids.len().max(1),
                     delivered: Vec::new(),
                 };
                 let stored = self
@@ -287,7 +289,7 @@ impl Outbox {
                 if !sent.delivered.contains(&part) {
                     sent.delivered.push(part);
                 }
-                if sent.delivered.len() < sent.parts {
+                if sent.delivered.len() < sent.reports {
                     self.kv.put(&key, &json(&sent))?;
                     return Ok(None);
                 }

@@ -214,7 +214,16 @@ pub fn parse_mo(query: &str) -> Result<IncomingText, String> {
     let text = match charset.as_str() {
         "UTF-16BE" | "UCS-2" | "UCS-2BE" => segment::decode(0x08, raw),
         "ISO-8859-1" | "LATIN1" | "WINDOWS-1252" => segment::decode(0x03, raw),
-        _ => String::from_utf8_lossy(raw).into_owned(),
+        _ => String::from_utf8(raw.to_vec()).map_err(|_| {
+            format!(
+                "the text is not {} as announced",
+                if charset.is_empty() {
+                    "UTF-8"
+                } else {
+                    charset.as_str()
+                }
+            )
+        })?,
     };
     Ok(IncomingText {
         from: Party::from_backend(&from),
