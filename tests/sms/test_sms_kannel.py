@@ -17,7 +17,7 @@ POOL = [phone(), phone()]
 
 @pytest.fixture(scope="module")
 def gw(ferry_module_factory, peers):
-    return ferry_module_factory(bridges={"sms": kannel_section(peers, number_pool=POOL[:1])},
+    return ferry_module_factory(bridges={"sms": kannel_section(peers, number_pool=POOL[:1], retry_secs=1)},
                                 config={"http": kannel_http(peers)})
 
 
@@ -61,6 +61,19 @@ def test_a_text_out_and_its_receipt(peers, alice):
     lines = fakesmsc_lines(peers, to)
     assert len(lines) == 1 and POOL[0].lstrip("+") in lines[0], lines
     assert "Hello-from-ferry" in urllib.parse.unquote_plus(lines[0]), lines
+
+
+def test_a_text_waits_while_kannel_is_down_and_goes_out_once(peers, alice):
+    to = phone()
+    peers.stop("smsbox")
+    try:
+        m = alice.mark()
+        mid = alice.send_message(f"{to}@{DOMAIN}", "patience", extra="<request xmlns='urn:xmpp:receipts'/>")
+        alice.expect_no(has("receipts:received", id=mid) | message(type="error", id=mid), within=2.0, since=m)
+    finally:
+        peers.start("smsbox")
+    alice.wait_for(message(frm=f"{to}@{DOMAIN}") & has("receipts:received", id=mid), since=m, timeout=30)
+    assert len(fakesmsc_lines(peers, to)) == 1, fakesmsc_lines(peers, to)
 
 
 def test_long_texts_gsm7_and_ucs2_are_split_and_confirmed_once(peers, alice):
