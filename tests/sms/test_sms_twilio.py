@@ -79,3 +79,4 @@ def test_mms_in_as_oob_and_forged_webhooks(gw, peers, alice, own):
     assert r["status"] == 403, r
     gw.wait_for_log(r"bad X-Twilio-Signature", since=since, timeout=5)
     alice.expect_no(message(frm=f"{frm}@{DOMAIN}", body="forged"), within=1.0, since=m)
+
