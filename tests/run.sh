@@ -57,7 +57,7 @@ WANT_PYTEST=1
 
 # which servers the selected suites need
 if [ -z "${PEERS_FOR_TESTS:-}" ]; then
-  if [ ${#SUITES[@]} -eq 0 ]; then PEERS_FOR_TESTS="xmpp irc matrix mail"
+  if [ ${#SUITES[@]} -eq 0 ]; then PEERS_FOR_TESTS="xmpp irc matrix mail sms"
   else
     PEERS_FOR_TESTS=""
     for s in "${SUITES[@]}"; do
@@ -66,7 +66,8 @@ if [ -z "${PEERS_FOR_TESTS:-}" ]; then
         smoke|irc) PEERS_FOR_TESTS+=" xmpp irc" ;;
         matrix) PEERS_FOR_TESTS+=" xmpp matrix" ;;
         email) PEERS_FOR_TESTS+=" xmpp mail" ;;
-        *) PEERS_FOR_TESTS+=" xmpp irc matrix mail" ;;
+        sms) PEERS_FOR_TESTS+=" xmpp sms" ;;
+        *) PEERS_FOR_TESTS+=" xmpp irc matrix mail sms" ;;
       esac
     done
   fi
