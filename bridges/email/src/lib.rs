@@ -115,6 +115,7 @@ impl EmailNetwork {
                     Feature::Replies,
                     Feature::Threads,
                     Feature::Subjects,
+                    Feature::DeliveryReceipts,
                     Feature::DisplayedMarkers,
                     Feature::Attachments,
                     Feature::Formatting,

@@ -243,6 +243,7 @@ impl Session for EmailSession {
                 let Some(transport) = &self.transport else {
                     return Err(BridgeError::internal("no SMTP transport"));
                 };
+                let chat = msg.to.clone();
                 let sent = Outbox {
                     shared: &self.shared,
                     account: &self.account,
@@ -264,6 +265,21 @@ impl Session for EmailSession {
                             groups: vec!["Email".into()],
                         }))
                         .await;
+                }
+                // The submission server accepted the mail: that is the
+                // delivery mail can confirm (the XEP-0184 receipt). The
+                // core keeps the message, so that a bounce arriving later
+                // is an error on it (see the watcher).
+                if let Ok(Outcome::Sent(ids)) = &sent {
+                    for id in ids {
+                        let _ = self
+                            .events
+                            .send(Event::Delivered {
+                                chat: chat.clone(),
+                                id: id.clone(),
+                            })
+                            .await;
+                    }
                 }
                 sent
             }
