@@ -28,6 +28,7 @@ pub mod hosts;
 pub mod html;
 pub mod imap;
 pub mod incoming;
+pub mod lists;
 pub mod login;
 pub mod outgoing;
 pub mod parse;

@@ -308,6 +308,23 @@ impl Session for EmailSession {
                 Ok(Outcome::Done)
             }
             Action::OpenGroup { members, subject } => self.open_group(members, subject).await,
+            Action::JoinRoom { room, .. } if crate::lists::is_list_id(room.as_str()) => {
+                let l = self
+                    .state
+                    .list(room.as_str())
+                    .map_err(|e| BridgeError::internal(e.to_string()))?
+                    .ok_or_else(|| {
+                        BridgeError::not_found(
+                            "There is no such mailing list: a list's room opens when its \
+                             first mail arrives.",
+                        )
+                    })?;
+                let _ = self
+                    .events
+                    .send(crate::lists::joined(room.as_str(), &l, &self.account.email))
+                    .await;
+                Ok(Outcome::Done)
+            }
             Action::JoinRoom { room, .. } => {
                 let g = self
                     .state

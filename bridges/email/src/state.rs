@@ -14,6 +14,7 @@ use ferry_bridge::{KeyValue, StoreError};
 use serde::{Deserialize, Serialize};
 
 use crate::groups::Group;
+use crate::lists::List;
 
 /// Where the inbox was left.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
@@ -136,6 +137,19 @@ impl State {
     /// Saves a group conversation.
     pub fn put_group(&self, id: &str, g: &Group) -> Result<(), StoreError> {
         self.kv.put(&format!("group/{id}"), &encode(g))
+    }
+
+    /// A mailing list's room, by id.
+    pub fn list(&self, id: &str) -> Result<Option<List>, StoreError> {
+        Ok(self
+            .kv
+            .get(&format!("list/{id}"))?
+            .and_then(|b| serde_json::from_slice(&b).ok()))
+    }
+
+    /// Saves a mailing list's room.
+    pub fn put_list(&self, id: &str, l: &List) -> Result<(), StoreError> {
+        self.kv.put(&format!("list/{id}"), &encode(l))
     }
 
     /// Saves the conversation with a correspondent.
