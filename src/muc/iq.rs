@@ -309,7 +309,7 @@ impl Gateway {
                 continue;
             }
             m.archive_only = true;
-            let nick = self.sender_nick(&r, &m.from).unwrap_or_default();
+            let nick = r.sender_nick(&m.from).unwrap_or_default();
             let from = if nick.is_empty() {
                 room_jid.clone()
             } else {

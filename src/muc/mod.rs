@@ -123,6 +123,23 @@ impl Room {
         !self.joined && self.clients.values().any(|c| c.joined)
     }
 
+    /// The nickname a sender has in this room (None for the room itself).
+    pub fn sender_nick(&self, from: &ferry_bridge::Sender) -> Option<String> {
+        use ferry_bridge::Sender;
+        match from {
+            Sender::Occupant(n) => Some(n.clone()),
+            Sender::Own => Some(self.nick.clone()),
+            Sender::Contact(c) => Some(
+                self.occupants
+                    .values()
+                    .find(|o| o.contact.as_ref() == Some(c))
+                    .map(|o| o.nick.clone())
+                    .unwrap_or_else(|| c.to_string()),
+            ),
+            Sender::Service => None,
+        }
+    }
+
     fn joined_resources(&self) -> impl Iterator<Item = &String> {
         self.clients
             .iter()
