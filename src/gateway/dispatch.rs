@@ -9,9 +9,9 @@ use ferry_bridge::{Action, Address, Feature, UserId};
 use xmpp_parsers::jid::Jid;
 use xmpp_parsers::stanza_error::{DefinedCondition, ErrorType};
 
-use super::message::Inbound;
 use super::router::Gateway;
-use super::xml;
+use crate::xmpp::message::Inbound;
+use crate::xmpp::xml;
 
 impl Gateway {
     /// Handles a retraction or reactions in `p` (answering an error to the

@@ -5,9 +5,9 @@ use ferry_bridge::{Address, ConnectionState, Event, Presence, UserId};
 use xmpp_parsers::jid::Jid;
 use xmpp_parsers::presence::{Presence as XPresence, Type as PType};
 
-use super::message;
-use super::presence::xshow;
 use super::router::Gateway;
+use crate::xmpp::availability::xshow;
+use crate::xmpp::message;
 
 impl Gateway {
     /// Handles one event of a user's session.
@@ -166,7 +166,7 @@ impl Gateway {
         .with_to(Jid::from(to));
         x.show = xshow(p.show);
         if let Some(s) = &p.status {
-            x.set_status("", super::clean::clean(s).into_owned());
+            x.set_status("", crate::xmpp::clean::clean(s).into_owned());
         }
         self.send(x.into());
     }

@@ -11,30 +11,21 @@
 
 pub mod adhoc;
 pub mod chat;
-pub mod clean;
 pub mod commands;
 pub mod direct;
 pub mod disco;
 pub mod dispatch;
-pub mod escape;
 pub mod events;
-pub mod forms;
 pub mod groups;
 pub mod iq;
-pub mod jids;
 pub mod limits;
-pub mod message;
 pub mod presence;
 pub mod receipts;
 pub mod register;
 pub mod roster;
 pub mod router;
 pub mod session;
-pub mod styling;
-pub mod time;
 pub mod upload;
-pub mod xhtml;
-pub mod xml;
 
 use std::path::PathBuf;
 use std::sync::Arc;

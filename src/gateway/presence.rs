@@ -3,7 +3,6 @@
 //! gateway's presence; contacts' presence and subscriptions are bridged.
 
 use std::collections::BTreeMap;
-use std::sync::atomic::{AtomicU64, Ordering};
 
 use ferry_bridge::{
     Action, Address, ConnectionState, ContactId, ErrorKind, Feature, Presence as FPresence,
@@ -13,16 +12,11 @@ use xmpp_parsers::jid::Jid;
 use xmpp_parsers::minidom::Element;
 use xmpp_parsers::presence::{Presence, Show as XShow, Type as PType};
 
-use super::jids::Target;
-use super::router::{Gateway, Resource};
-use super::xml::{self, B, ns};
+use super::router::Gateway;
 use crate::store::RosterItem;
-
-/// The next number in the order presences arrive in ([`Resource::seq`]).
-pub fn next_presence_seq() -> u64 {
-    static SEQ: AtomicU64 = AtomicU64::new(0);
-    SEQ.fetch_add(1, Ordering::Relaxed) + 1
-}
+use crate::xmpp::availability::{Resource, next_presence_seq, xshow};
+use crate::xmpp::jids::Target;
+use crate::xmpp::xml::{self, B, ns};
 
 /// The gateway presence text of a connection state.
 pub fn connection_text(state: &ConnectionState) -> String {
@@ -54,17 +48,6 @@ fn rank(s: &Show) -> u8 {
         Show::DoNotDisturb => 2,
         Show::ExtendedAway => 1,
         Show::Offline => 0,
-    }
-}
-
-/// The XMPP `<show/>` of a network presence.
-pub fn xshow(s: Show) -> Option<XShow> {
-    match s {
-        Show::Chat => Some(XShow::Chat),
-        Show::Away => Some(XShow::Away),
-        Show::ExtendedAway => Some(XShow::Xa),
-        Show::DoNotDisturb => Some(XShow::Dnd),
-        Show::Available | Show::Offline => None,
     }
 }
 
@@ -405,7 +388,7 @@ impl Gateway {
         .with_to(to);
         p.show = xshow(pres.show);
         if let Some(s) = &pres.status {
-            p.set_status("", super::clean::clean(s).into_owned());
+            p.set_status("", crate::xmpp::clean::clean(s).into_owned());
         }
         if pres.show != Show::Offline {
             p.payloads.push(self.disco.contact_caps());
@@ -426,14 +409,17 @@ impl Gateway {
                         .build(),
                 );
                 if let Some(n) = &info.name {
-                    p.payloads
-                        .push(B::new("nick", ns::NICK).t(super::clean::clean(n)).build());
+                    p.payloads.push(
+                        B::new("nick", ns::NICK)
+                            .t(crate::xmpp::clean::clean(n))
+                            .build(),
+                    );
                 }
             }
             if let Some(t) = pres.last_active {
                 p.payloads.push(
                     B::new("idle", "urn:xmpp:idle:1")
-                        .a("since", super::time::format(t))
+                        .a("since", crate::xmpp::time::format(t))
                         .build(),
                 );
             }

@@ -21,10 +21,10 @@ use xmpp_parsers::message::MessageType;
 use xmpp_parsers::stanza_error::ErrorType;
 
 use super::direct::chat_key;
-use super::message;
 use super::router::Gateway;
-use super::xml;
 use crate::store::Pending;
+use crate::xmpp::message;
+use crate::xmpp::xml;
 
 /// How many early reports a user may have waiting.
 const EARLY_MAX: usize = 1000;

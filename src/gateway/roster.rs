@@ -15,8 +15,8 @@ use xmpp_parsers::minidom::Element;
 use xmpp_parsers::presence::{Presence, Type as PType};
 
 use super::router::Gateway;
-use super::xml::{self, B, ns};
 use crate::store::RosterItem;
+use crate::xmpp::xml::{self, B, ns};
 
 /// How contacts reach a user's roster.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -69,11 +69,14 @@ pub struct RosterState {
 fn roster_item(jid: &str, name: Option<&str>, groups: &[String], subscription: &str) -> Element {
     B::new("item", ns::ROSTER)
         .a("jid", jid)
-        .oa("name", name.map(|n| super::clean::clean(n).into_owned()))
+        .oa(
+            "name",
+            name.map(|n| crate::xmpp::clean::clean(n).into_owned()),
+        )
         .a("subscription", subscription)
         .cs(groups.iter().map(|g| {
             B::new("group", ns::ROSTER)
-                .t(super::clean::clean(g))
+                .t(crate::xmpp::clean::clean(g))
                 .build()
         }))
         .build()
@@ -347,8 +350,11 @@ impl Gateway {
                         .with_from(Jid::from(jid))
                         .with_to(to.clone());
                     if let Some(n) = &c.name {
-                        p.payloads
-                            .push(B::new("nick", ns::NICK).t(super::clean::clean(n)).build());
+                        p.payloads.push(
+                            B::new("nick", ns::NICK)
+                                .t(crate::xmpp::clean::clean(n))
+                                .build(),
+                        );
                     }
                     self.send(p.into());
                     let mut item = k.cloned().unwrap_or(RosterItem {

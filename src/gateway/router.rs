@@ -25,11 +25,12 @@ use xmpp_parsers::stanza::Stanza;
 use xmpp_parsers::stanza_error::{DefinedCondition, ErrorType, StanzaError};
 
 use super::session::{self, Job, Report};
-use super::xml;
 use super::{GatewayParts, GatewaySettings};
 use crate::component::{ComponentHandle, Inbound, InvalidStanza};
 use crate::metrics::BridgeMetrics;
 use crate::store::{KvScope, Store};
+use crate::xmpp::availability::Resource;
+use crate::xmpp::xml;
 
 /// A continuation run on the gateway's task.
 pub type Internal = Box<dyn FnOnce(&mut Gateway) + Send>;
@@ -37,22 +38,6 @@ pub type Internal = Box<dyn FnOnce(&mut Gateway) + Send>;
 /// How long a user's events may wait for an action in flight (so that an
 /// event caused by the action does not overtake its result).
 pub const HOLD_AT_MOST: Duration = Duration::from_millis(250);
-
-/// One available client (resource) of a user, as its presence says.
-#[derive(Clone, Debug, Default)]
-pub struct Resource {
-    /// `<show/>`, None for plain available.
-    pub show: Option<xmpp_parsers::presence::Show>,
-    /// Status text.
-    pub status: Option<String>,
-    /// Priority.
-    pub priority: i8,
-    /// XEP-0115 caps `node#ver`, when advertised.
-    pub caps: Option<String>,
-    /// Order of arrival ([`super::presence::next_presence_seq`]): a
-    /// client's latest presence, to the gateway or to a room, is its state.
-    pub seq: u64,
-}
 
 /// An IQ request to answer later: who asked, of whom, with which id.
 #[derive(Clone, Debug)]
@@ -130,7 +115,7 @@ pub struct Gateway {
     /// Counters.
     pub metrics: Arc<BridgeMetrics>,
     /// JID <-> address mapping.
-    pub jids: super::jids::Jids,
+    pub jids: crate::xmpp::jids::Jids,
     /// Users the gateway has state for.
     pub users: HashMap<UserId, User>,
     /// Registered users (cache of the store).
@@ -189,7 +174,7 @@ impl Gateway {
                 crate::redact::note_private(&f.var);
             }
         }
-        let jids = super::jids::Jids::new(&settings.domain, network.clone())?;
+        let jids = crate::xmpp::jids::Jids::new(&settings.domain, network.clone())?;
         let (internal_tx, mut internal_rx) = mpsc::unbounded_channel::<Internal>();
         let (events_tx, mut events_rx) = mpsc::channel::<Envelope>(1024);
         let (reports_tx, mut reports_rx) = mpsc::unbounded_channel::<Report>();
@@ -425,9 +410,9 @@ impl Gateway {
         &self,
         user: &UserId,
         jid: &Jid,
-    ) -> Result<super::jids::Target, ferry_bridge::AddressError> {
+    ) -> Result<crate::xmpp::jids::Target, ferry_bridge::AddressError> {
         if jid.node().is_none() {
-            return Ok(super::jids::Target::Gateway);
+            return Ok(crate::xmpp::jids::Target::Gateway);
         }
         let preferences = self.preferences_of(user);
         let ctx = ferry_bridge::AddressContext {
@@ -1084,5 +1069,5 @@ pub fn preferences_with_defaults(
 pub fn user_dir(data_dir: &std::path::Path, user: &UserId) -> std::path::PathBuf {
     data_dir
         .join("users")
-        .join(super::escape::escape(user.as_str()).replace('\0', "_"))
+        .join(crate::xmpp::escape::escape(user.as_str()).replace('\0', "_"))
 }

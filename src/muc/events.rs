@@ -11,10 +11,10 @@ use xmpp_parsers::jid::{BareJid, Jid};
 use xmpp_parsers::message::{Message, MessageType};
 use xmpp_parsers::minidom::Element;
 
-use crate::gateway::jids::with_resource;
-use crate::gateway::message::{self};
 use crate::gateway::router::Gateway;
-use crate::gateway::xml::{self, B, ns};
+use crate::xmpp::jids::with_resource;
+use crate::xmpp::message::{self};
+use crate::xmpp::xml::{self, B, ns};
 
 use super::join::occupant_presence;
 

@@ -15,11 +15,11 @@ use xmpp_parsers::minidom::Element;
 use xmpp_parsers::stanza_error::{DefinedCondition, ErrorType, StanzaError};
 
 use crate::gateway::direct::chat_key;
-use crate::gateway::jids::{Target, with_resource};
-use crate::gateway::message::{self, Inbound, Refs};
 use crate::gateway::router::Gateway;
-use crate::gateway::xml::{self, B, ns};
 use crate::store::ArchiveEntry;
+use crate::xmpp::jids::{Target, with_resource};
+use crate::xmpp::message::{self, Inbound, Refs};
+use crate::xmpp::xml::{self, B, ns};
 
 impl Gateway {
     /// A message to a room's bare JID.

@@ -38,7 +38,7 @@ use xmpp_parsers::minidom::Element;
 use xmpp_parsers::stanza_error::{DefinedCondition, ErrorType, StanzaError};
 
 use crate::gateway::router::Gateway;
-use crate::gateway::xml::{self, B, ns};
+use crate::xmpp::xml::{self, B, ns};
 
 use history::HistoryRequest;
 use join::{OccupantView, occupant_presence};
@@ -54,7 +54,7 @@ pub struct Client {
     pub history: HistoryRequest,
     /// Its presence in the room (show, status, priority): a client in a
     /// room is available even without presence to the gateway.
-    pub presence: crate::gateway::router::Resource,
+    pub presence: crate::xmpp::availability::Resource,
 }
 
 /// A user's view of one room.
