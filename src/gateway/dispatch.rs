@@ -3,7 +3,7 @@
 //! markers, each checked against the network's features and mapped to the
 //! network's message ids. Text (and files) differ — a room reflects it, a
 //! 1:1 conversation tracks its receipt — and stay with their callers
-//! ([`super::direct`], [`crate::muc`]).
+//! ([`super::direct`], [`super::rooms`]).
 
 use ferry_bridge::{Action, Address, Feature, UserId};
 use xmpp_parsers::jid::Jid;

@@ -6,8 +6,9 @@
 //! and capabilities, registration (XEP-0077, the `jabber:iq:register`
 //! command, the chat fallback), the ad-hoc command engine and the core's
 //! commands, XEP-0100 `jabber:iq:gateway`, access control, presence and
-//! roster management, and 1:1 messages with their extensions. Rooms are
-//! hosted by [`crate::muc`].
+//! roster management, 1:1 messages with their extensions ([`direct`]), and
+//! the rooms it hosts ([`rooms`], over the room model of [`crate::muc`]).
+//! The stanza vocabulary both use is [`crate::xmpp`].
 
 pub mod adhoc;
 pub mod chat;
@@ -22,6 +23,7 @@ pub mod limits;
 pub mod presence;
 pub mod receipts;
 pub mod register;
+pub mod rooms;
 pub mod roster;
 pub mod router;
 pub mod session;

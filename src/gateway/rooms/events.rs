@@ -246,9 +246,9 @@ impl Gateway {
             // The session could not get back in: the waiting clients leave.
             let why = format!("Could not join the room again: {}", error.message);
             self.muc_left_with(user, room, &RoomExit::Disconnected(why), Some(332));
-            self.rooms.map.remove(&(user.clone(), room.clone()));
+            self.rooms.remove(user, room);
         } else if remove {
-            self.rooms.map.remove(&(user.clone(), room.clone()));
+            self.rooms.remove(user, room);
         }
     }
 
@@ -592,7 +592,7 @@ impl Gateway {
 
     /// Shutdown: every joined client gets unavailable with status 332.
     pub fn rooms_shutdown(&mut self) {
-        let all: Vec<(UserId, RoomId)> = self.rooms.map.keys().cloned().collect();
+        let all: Vec<(UserId, RoomId)> = self.rooms.keys().cloned().collect();
         for (u, r) in all {
             self.muc_left_with(
                 &u,
@@ -608,7 +608,7 @@ impl Gateway {
         let rooms: Vec<RoomId> = self.rooms.of_user(user).map(|r| r.id.clone()).collect();
         for r in rooms {
             self.muc_left_with(user, &r, &RoomExit::Disconnected(why.to_owned()), Some(332));
-            self.rooms.map.remove(&(user.clone(), r));
+            self.rooms.remove(user, &r);
         }
     }
 }
