@@ -69,7 +69,8 @@ impl Gateway {
             }
             Event::ContactPresence { contact, presence } => {
                 self.user_mut(&user)
-                    .contact_presence
+                    .presence
+                    .of_contacts
                     .insert(contact.clone(), presence.clone());
                 self.send_contact_presence(&user, &contact, &presence);
             }
@@ -139,7 +140,7 @@ impl Gateway {
                 // After a login the network's view of the user's presence
                 // must be set again.
                 if let Some(u) = self.users.get_mut(user) {
-                    u.sent_presence = None;
+                    u.presence.sent = None;
                 }
                 self.user_presence_changed(user);
             }

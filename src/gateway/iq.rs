@@ -217,7 +217,10 @@ impl Gateway {
                 v = v.tc("FN", ns::VCARD, self.info.name.clone());
             }
             Some(c) => {
-                let info = self.users.get(&user).and_then(|u| u.contacts.get(&c));
+                let info = self
+                    .users
+                    .get(&user)
+                    .and_then(|u| u.roster.contacts.get(&c));
                 let name = info
                     .and_then(|i| i.name.clone())
                     .unwrap_or_else(|| c.to_string());

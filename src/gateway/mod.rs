@@ -28,6 +28,7 @@ pub mod roster;
 pub mod router;
 pub mod session;
 pub mod upload;
+pub mod users;
 
 use std::path::PathBuf;
 use std::sync::Arc;

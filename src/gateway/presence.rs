@@ -2,7 +2,7 @@
 //! mirrored on the network; the session's connection state is shown as the
 //! gateway's presence; contacts' presence and subscriptions are bridged.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap};
 
 use ferry_bridge::{
     Action, Address, ConnectionState, ContactId, ErrorKind, Feature, Presence as FPresence,
@@ -17,6 +17,18 @@ use crate::store::RosterItem;
 use crate::xmpp::availability::{Resource, next_presence_seq, xshow};
 use crate::xmpp::jids::Target;
 use crate::xmpp::xml::{self, B, ns};
+
+/// A user's presence as the gateway tracks it: their available clients, the
+/// presence last sent to the network, and their contacts' presence.
+#[derive(Default)]
+pub struct PresenceState {
+    /// Available resources that sent presence to the gateway or a contact.
+    pub resources: BTreeMap<String, Resource>,
+    /// Contacts' presence.
+    pub of_contacts: HashMap<ContactId, FPresence>,
+    /// The presence last sent to the network.
+    pub sent: Option<FPresence>,
+}
 
 /// The gateway presence text of a connection state.
 pub fn connection_text(state: &ConnectionState) -> String {
@@ -129,7 +141,7 @@ impl Gateway {
                     let pres = self
                         .users
                         .get(&user)
-                        .and_then(|u| u.contact_presence.get(c).cloned())
+                        .and_then(|u| u.presence.of_contacts.get(c).cloned())
                         .unwrap_or_else(FPresence::offline);
                     self.send_contact_presence(&user, c, &pres);
                 }
@@ -183,7 +195,7 @@ impl Gateway {
                     let pres = gw
                         .users
                         .get(&user2)
-                        .and_then(|u| u.contact_presence.get(&c).cloned());
+                        .and_then(|u| u.presence.of_contacts.get(&c).cloned());
                     if let Some(pres) = pres {
                         gw.send_contact_presence(&user2, &c, &pres);
                     }
@@ -255,9 +267,9 @@ impl Gateway {
         let was_empty;
         {
             let u = self.user_mut(user);
-            was_empty = u.resources.is_empty();
+            was_empty = u.presence.resources.is_empty();
             if available {
-                u.resources.insert(
+                u.presence.resources.insert(
                     resource,
                     Resource {
                         show: p.show.clone(),
@@ -272,7 +284,7 @@ impl Gateway {
                     },
                 );
             } else {
-                u.resources.remove(&resource);
+                u.presence.resources.remove(&resource);
             }
         }
         if available {
@@ -302,6 +314,7 @@ impl Gateway {
         // Every available client counts, with the latest presence it sent,
         // to the gateway or to a room (where it may be the only one).
         let mut latest: BTreeMap<&str, &Resource> = u
+            .presence
             .resources
             .iter()
             .map(|(name, r)| (name.as_str(), r))
@@ -323,17 +336,17 @@ impl Gateway {
         let Some(u) = self.users.get_mut(user) else {
             return;
         };
-        if u.sent_presence.as_ref() == Some(&pres) {
+        if u.presence.sent.as_ref() == Some(&pres) {
             return;
         }
         if !running && pres.show == Show::Offline {
-            u.sent_presence = Some(pres);
+            u.presence.sent = Some(pres);
             return;
         }
         if !running {
             return;
         }
-        u.sent_presence = Some(pres.clone());
+        u.presence.sent = Some(pres.clone());
         self.act_quiet(user, Action::SetPresence(pres));
     }
 
@@ -392,7 +405,10 @@ impl Gateway {
         }
         if pres.show != Show::Offline {
             p.payloads.push(self.disco.contact_caps());
-            let info = self.users.get(user).and_then(|u| u.contacts.get(contact));
+            let info = self
+                .users
+                .get(user)
+                .and_then(|u| u.roster.contacts.get(contact));
             if let Some(info) = info {
                 let hash = info
                     .avatar
@@ -440,7 +456,7 @@ impl Gateway {
         let Some(u) = self.users.get(user) else {
             return;
         };
-        for (c, p) in &u.contact_presence {
+        for (c, p) in &u.presence.of_contacts {
             self.send_contact_presence(user, c, p);
         }
     }
@@ -456,7 +472,7 @@ impl Gateway {
         p.set_status("", status);
         self.send(p.into());
         if let Some(u) = self.users.get(user) {
-            for c in u.contact_presence.keys() {
+            for c in u.presence.of_contacts.keys() {
                 if let Some(j) = self.jids.contact(c) {
                     let mut p = Presence::new(PType::Unavailable)
                         .with_from(Jid::from(j))

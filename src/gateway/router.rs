@@ -7,15 +7,14 @@
 //! continuation, so this task never blocks and handles one thing at a time
 //! in the order it arrived.
 
-use std::collections::{BTreeMap, HashMap, HashSet};
+use std::collections::{HashMap, HashSet};
 use std::future::Future;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use ferry_bridge::{
-    Action, BridgeError, CloseReason, ConnectionState, ContactId, ContactInfo, Envelope, ErrorKind,
-    Field, FormValues, Network, NetworkInfo, Outcome, Presence, Registration, SessionPolicy,
-    UserId,
+    Action, BridgeError, CloseReason, ConnectionState, Envelope, ErrorKind, Field, FormValues,
+    Network, NetworkInfo, Outcome, Registration, SessionPolicy, UserId,
 };
 use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
@@ -25,11 +24,11 @@ use xmpp_parsers::stanza::Stanza;
 use xmpp_parsers::stanza_error::{DefinedCondition, ErrorType, StanzaError};
 
 use super::session::{self, Job, Report};
+use super::users::User;
 use super::{GatewayParts, GatewaySettings};
 use crate::component::{ComponentHandle, Inbound, InvalidStanza};
 use crate::metrics::BridgeMetrics;
 use crate::store::{KvScope, Store};
-use crate::xmpp::availability::Resource;
 use crate::xmpp::xml;
 
 /// A continuation run on the gateway's task.
@@ -61,43 +60,6 @@ impl Asked {
     }
 }
 
-/// What the gateway keeps per user.
-#[derive(Default)]
-pub struct User {
-    /// Available resources that sent presence to the gateway or a contact.
-    pub resources: BTreeMap<String, Resource>,
-    /// The running session.
-    pub session: Option<session::Handle>,
-    /// The last connection state the session reported.
-    pub connection: Option<ConnectionState>,
-    /// The session is parked: the login must be renewed.
-    pub login_required: Option<String>,
-    /// Contacts the network told about.
-    pub contacts: HashMap<ContactId, ContactInfo>,
-    /// Contacts' presence.
-    pub contact_presence: HashMap<ContactId, Presence>,
-    /// The presence last sent to the network.
-    pub sent_presence: Option<Presence>,
-    /// The chat-fallback dialog in progress.
-    pub dialog: Option<super::chat::Dialog>,
-    /// Roster synchronisation state.
-    pub roster: super::roster::RosterState,
-    /// Delivery reports that came before their message's outcome, by
-    /// network id (see [`super::receipts`]).
-    pub early_reports: HashMap<String, super::receipts::Early>,
-    /// Messages awaiting the network's delivery report.
-    pub awaiting: super::receipts::Awaiting,
-    /// Actions sent to the session whose results have not come back.
-    pub in_flight: u32,
-    /// Events that arrived while actions were in flight.
-    pub held: std::collections::VecDeque<ferry_bridge::Event>,
-    /// Since when events are held.
-    pub held_since: Option<Instant>,
-    /// Since when the session has had nothing to do for a user who is
-    /// offline (see [`Gateway::close_idle_sessions`]).
-    pub idle_since: Option<Instant>,
-}
-
 /// The gateway of one bridge.
 pub struct Gateway {
     /// Settings.
@@ -126,10 +88,8 @@ pub struct Gateway {
     pub rooms: crate::muc::Rooms,
     /// Disco/caps of the gateway and its entities.
     pub disco: super::disco::Disco,
-    /// Whether clients with a caps `node#ver` support roster exchange.
-    pub client_caps: HashMap<String, bool>,
-    /// Caps queries under way.
-    pub caps_pending: HashSet<String>,
+    /// What clients' caps say about roster exchange.
+    pub caps: super::roster::ClientCaps,
     /// Continuations from background work.
     pub internal: mpsc::UnboundedSender<Internal>,
     /// Events channel handed to sessions.
@@ -210,8 +170,7 @@ impl Gateway {
             adhoc: super::adhoc::Sessions::default(),
             rooms: crate::muc::Rooms::default(),
             disco,
-            client_caps: HashMap::new(),
-            caps_pending: HashSet::new(),
+            caps: super::roster::ClientCaps::default(),
             internal: internal_tx,
             events: events_tx,
             reports: reports_tx,
@@ -939,10 +898,7 @@ impl Gateway {
     /// them (action, held event, receipt awaited, dialog, command).
     fn session_unneeded(&self, user: &UserId, u: &User) -> bool {
         u.session.is_some()
-            && u.resources.is_empty()
-            && u.in_flight == 0
-            && u.held.is_empty()
-            && u.awaiting.is_empty()
+            && u.quiet()
             && u.dialog.is_none()
             && !self.rooms.in_use_by(user)
             && !self.adhoc.has_user(user)
@@ -982,13 +938,10 @@ impl Gateway {
             tracing::debug!(user = %user, "closing the session of a user who is offline and idle");
             let u2 = user.clone();
             self.close_session(&user, CloseReason::Idle, move |gw| {
-                let gone = gw.users.get(&u2).is_some_and(|u| {
-                    u.session.is_none()
-                        && u.resources.is_empty()
-                        && u.in_flight == 0
-                        && u.held.is_empty()
-                        && u.awaiting.is_empty()
-                });
+                let gone = gw
+                    .users
+                    .get(&u2)
+                    .is_some_and(|u| u.session.is_none() && u.quiet());
                 if gone && !gw.rooms.in_use_by(&u2) {
                     gw.rooms.forget_left(&u2);
                     gw.users.remove(&u2);
