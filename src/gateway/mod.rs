@@ -27,6 +27,7 @@ pub mod rooms;
 pub mod roster;
 pub mod router;
 pub mod session;
+pub mod sessions;
 pub mod upload;
 pub mod users;
 
