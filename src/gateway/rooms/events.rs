@@ -146,9 +146,11 @@ impl Gateway {
         me.is_self = true;
         me.presence.show = ferry_bridge::Show::ExtendedAway;
         me.presence.status = Some(why.to_owned());
-        let r = r.clone();
+        let Some(r) = self.rooms.get(user, room) else {
+            return;
+        };
         for to in self.joined_clients(user, room) {
-            self.send(self.occupant_el(user, &r, &me, &to));
+            self.send(self.occupant_el(user, r, &me, &to));
         }
     }
 
@@ -314,9 +316,13 @@ impl Gateway {
             r.nick = occupant.nick.clone();
         }
         r.occupants.insert(occupant.nick.clone(), occupant.clone());
-        let r = r.clone();
+        // Read the room again through a shared borrow rather than copying
+        // it: every occupant of a join burst passes here for every user.
+        let Some(r) = self.rooms.get(user, room) else {
+            return;
+        };
         for to in self.joined_clients(user, room) {
-            self.send(self.occupant_el(user, &r, &occupant, &to));
+            self.send(self.occupant_el(user, r, &occupant, &to));
         }
     }
 
@@ -369,7 +375,9 @@ impl Gateway {
             r.nick = new.to_owned();
         }
         r.occupants.insert(new.to_owned(), occ.clone());
-        let r = r.clone();
+        let Some(r) = self.rooms.get(user, room) else {
+            return;
+        };
         for to in self.joined_clients(user, room) {
             let mut view = join::view_of(&r.jid, &occ, r.non_anonymous(), &self.contact_jid_fn());
             view.nick = Some(new.to_owned());
@@ -387,7 +395,7 @@ impl Gateway {
                 &view,
                 true,
             ));
-            self.send(self.occupant_el(user, &r, &occ, &to));
+            self.send(self.occupant_el(user, r, &occ, &to));
         }
     }
 
