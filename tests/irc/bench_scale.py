@@ -32,6 +32,8 @@ The clients are the lean load generator of harness/loadgen.py
 their CPU). Both gateways run with flood control off and their archive on
 (biboumi: record_history as shipped, BENCH_BIBOUMI_HISTORY=0 turns it off).
 BENCH_HEAPTRACK=DIR profiles ferry's heap (see FerryGw).
+BENCH_GATEWAYS="ferry-before ferry biboumi" with BENCH_FERRY_BEFORE=PATH also
+measures another ferry binary (the code before a change) in the same run.
 """
 import os
 import signal
@@ -97,6 +99,7 @@ class FerryGw:
     measurement, so that what heaptrack_print calls "leaked" is the live
     heap at that moment: DIR/ferry-<label>.gz (heaptrack_print -f …)."""
     name = "ferry"
+    binary = None  # FERRY_BIN
 
     def __init__(self, factory, peers):
         self.factory, self.peers = factory, peers
@@ -112,7 +115,10 @@ class FerryGw:
                    "DUMP_HEAPTRACK_OUTPUT": str(self.raw)}
             self.name = "ferry+heaptrack"
         self.f = self.factory(bridges={"irc": irc_config(self.peers, throttle_limit=-1)}, log_level="warn",
-                              timeout=60, env=env)
+                              timeout=60, env=env, start=False)
+        if self.binary:
+            self.f.binary = self.binary
+        self.f.start(timeout=60)
         self.domain = self.f.config.domain("irc")
         self.pid = self.f.proc.pid
 
@@ -209,10 +215,19 @@ def out():
     return CsvLog("scale", FIELDS)
 
 
+class FerryBeforeGw(FerryGw):
+    """Another ferry binary (BENCH_FERRY_BEFORE: a build of the code before
+    a change), measured in the same run as "ferry-before"."""
+    name = "ferry-before"
+    binary = os.environ.get("BENCH_FERRY_BEFORE")
+
+
 def gateways(peers, ferry_factory, tmp_path, n):
     for g in GATEWAYS:
         if g == "ferry":
             yield FerryGw(ferry_factory, peers)
+        elif g == "ferry-before" and FerryBeforeGw.binary:
+            yield FerryBeforeGw(ferry_factory, peers)
         elif g == "biboumi":
             yield BiboumiGw(peers, tmp_path / "biboumi", load_users(n))
         else:
