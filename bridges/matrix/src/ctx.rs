@@ -42,6 +42,8 @@ pub struct Shared {
     pub kv: Kv,
     /// The user's directory.
     pub data_dir: PathBuf,
+    /// How many sync responses this session has processed.
+    syncs: watch::Sender<u64>,
     /// In-memory indexes.
     mem: Mutex<Memory>,
 }
@@ -121,11 +123,24 @@ impl Shared {
             events,
             kv,
             data_dir,
+            syncs: watch::Sender::new(0),
             mem: Mutex::new(Memory {
                 auto_accept_direct: true,
                 ..Memory::default()
             }),
         }
+    }
+
+    /// Records that one more sync response was processed.
+    pub fn synced(&self) {
+        self.syncs.send_modify(|n| *n = n.wrapping_add(1));
+    }
+
+    /// Waits until a sync response is processed after this call (at most
+    /// `limit`).
+    pub async fn next_sync(&self, limit: std::time::Duration) {
+        let mut rx = self.syncs.subscribe();
+        let _ = tokio::time::timeout(limit, rx.changed()).await;
     }
 
     /// The in-memory indexes. Never held across an await.

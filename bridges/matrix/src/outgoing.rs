@@ -346,8 +346,15 @@ async fn join_inner(ctx: &Ctx, id: &RoomId) -> Result<Event, BridgeError> {
         }
     };
     // A room joined just now: let the sync bring its state (name, topic,
-    // members) before describing it.
-    let _ = tokio::time::timeout(std::time::Duration::from_secs(15), room.sync_up()).await;
+    // members) before describing it. `sync_up` alone can wait for nothing:
+    // when the sync that carried the join is processed before the join's own
+    // answer, the room stays "partially synced" until something else happens
+    // in it; the first sync processed after the join has its state either way.
+    let wait = std::time::Duration::from_secs(15);
+    tokio::select! {
+        _ = tokio::time::timeout(wait, room.sync_up()) => {}
+        _ = ctx.shared.next_sync(wait) => {}
+    }
     if ctx.dm_partner(&room).await.is_some() {
         return Err(BridgeError::bad_request(format!(
             "{id} is a direct chat: write to the person's own address instead"

@@ -125,6 +125,7 @@ pub async fn run(ctx: Ctx, fresh_store: bool, mut stop: watch::Receiver<bool>) -
                 let next = response.next_batch.clone();
                 let initial = token.is_none();
                 process(&ctx, response, token.as_deref(), initial).await;
+                shared.synced();
                 if first {
                     announce(&ctx).await;
                     shared
