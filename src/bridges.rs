@@ -153,7 +153,7 @@ impl Registry {
             "irc" => feature "irc", ferry_irc::build;
             "matrix" => feature "matrix", ferry_matrix::build;
             "email" => feature "email", none;
-            "sms" => feature "sms", none;
+            "sms" => feature "sms", ferry_sms::build;
             "test" => feature "test-bridge", ferry_testbridge::build;
         }
         registry

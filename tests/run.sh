@@ -57,7 +57,7 @@ WANT_PYTEST=1
 
 # which servers the selected suites need
 if [ -z "${PEERS_FOR_TESTS:-}" ]; then
-  if [ ${#SUITES[@]} -eq 0 ]; then PEERS_FOR_TESTS="xmpp irc matrix"
+  if [ ${#SUITES[@]} -eq 0 ]; then PEERS_FOR_TESTS="xmpp irc matrix sms"
   else
     PEERS_FOR_TESTS=""
     for s in "${SUITES[@]}"; do
@@ -65,7 +65,8 @@ if [ -z "${PEERS_FOR_TESTS:-}" ]; then
         core) PEERS_FOR_TESTS+=" xmpp" ;;
         smoke|irc) PEERS_FOR_TESTS+=" xmpp irc" ;;
         matrix) PEERS_FOR_TESTS+=" xmpp matrix" ;;
-        *) PEERS_FOR_TESTS+=" xmpp irc matrix" ;;
+        sms) PEERS_FOR_TESTS+=" xmpp sms" ;;
+        *) PEERS_FOR_TESTS+=" xmpp irc matrix sms" ;;
       esac
     done
   fi

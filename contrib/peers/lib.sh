@@ -11,21 +11,23 @@ TMPBASE=${TMPDIR:-/tmp}
 
 # ---------------------------------------------------------------- what to start
 # Groups: xmpp = Prosody (+ ejabberd with WITH_EJABBERD=1), irc = InspIRCd + ngIRCd,
-# matrix = Synapse. Add a group here and a peers.d/NAME.sh to support a new server.
+# matrix = Synapse, sms = Kannel + an SMPP SMSC + the Twilio mock. Add a group here and a peers.d/NAME.sh to support a new server.
 PEERS=${PEERS:-"xmpp irc matrix"}
 WITH_EJABBERD=${WITH_EJABBERD:-0}
 declare -A PEER_GROUPS=(
   [xmpp]="prosody"
   [irc]="inspircd ngircd"
   [matrix]="synapse"
+  [sms]="bearerbox smsbox fakesmsc smsc twiliomock"
 )
 [ "$WITH_EJABBERD" = 1 ] && PEER_GROUPS[xmpp]="prosody ejabberd"
 # Launch order: slow starters first, so their start-up overlaps the fast ones'.
-PEER_ORDER=(synapse ejabberd prosody inspircd ngircd)
+PEER_ORDER=(synapse ejabberd prosody inspircd ngircd bearerbox smsbox fakesmsc smsc twiliomock)
 
 # ---------------------------------------------------------------- versions
 SYNAPSE_VERSION=${SYNAPSE_VERSION:-1.163.2}
 SLIXMPP_VERSION=${SLIXMPP_VERSION:-1.17.0}
+SMPP34_VERSION=${SMPP34_VERSION:-1.5.0}      # the SMSC's SMPP engine (PyPI smpp34)
 
 # ---------------------------------------------------------------- ports
 XMPP_C2S_PORT=${XMPP_C2S_PORT:-15222}
@@ -39,6 +41,15 @@ IRC_TLS_PORT=${IRC_TLS_PORT:-16697}          # InspIRCd over TLS (self-signed ce
 NGIRCD_PORT=${NGIRCD_PORT:-16668}            # ngIRCd (flood penalty off)
 MATRIX_PORT=${MATRIX_PORT:-18008}            # Synapse client API
 MATRIX_AS_PORT=${MATRIX_AS_PORT:-18009}      # the gateway's appservice listener (not started here)
+KANNEL_ADMIN_PORT=${KANNEL_ADMIN_PORT:-23000}      # bearerbox admin/status
+KANNEL_BOX_PORT=${KANNEL_BOX_PORT:-23001}          # bearerbox <-> smsbox
+KANNEL_SMSC_PORT=${KANNEL_SMSC_PORT:-23010}        # fake SMSC "fake": fakesmsc receives MT here
+KANNEL_SMSC2_PORT=${KANNEL_SMSC2_PORT:-23011}      # fake SMSC "fake-mo": MO injection
+KANNEL_SENDSMS_PORT=${KANNEL_SENDSMS_PORT:-23013}  # smsbox sendsms HTTP
+SMPP_PORT=${SMPP_PORT:-22775}                      # the SMSC (smpp34)
+SMPP_CONTROL_PORT=${SMPP_CONTROL_PORT:-22776}      # its control HTTP (inject MO, receipts)
+TWILIO_MOCK_PORT=${TWILIO_MOCK_PORT:-22880}        # the Twilio mock
+SMS_WEBHOOK_PORT=${SMS_WEBHOOK_PORT:-22890}        # where Kannel sends MO: the gateway's HTTP (not started here)
 
 # ---------------------------------------------------------------- XMPP accounts and components
 XMPP_DOMAIN=localhost
@@ -82,6 +93,16 @@ MATRIX_USERS=${MATRIX_USERS:-"alice:alicepw bob:bobpw carol:carolpw"}
 MATRIX_REGISTRATION_SECRET=test-registration-secret
 MATRIX_AS_TOKEN=as-token-for-tests
 MATRIX_HS_TOKEN=hs-token-for-tests
+
+# ---------------------------------------------------------------- SMS
+KANNEL_ADMIN_PASSWORD=${KANNEL_ADMIN_PASSWORD:-adminpw}
+KANNEL_USER=${KANNEL_USER:-ferry}
+KANNEL_PASSWORD=${KANNEL_PASSWORD:-ferrypw}
+SMS_WEBHOOK_SECRET=${SMS_WEBHOOK_SECRET:-kannel-webhook-secret-for-tests}
+SMPP_SYSTEM_ID=${SMPP_SYSTEM_ID:-ferry}
+SMPP_PASSWORD=${SMPP_PASSWORD:-ferrypw}
+# SID:TOKEN:NUMBER… per account (the operator's, and one a user brings)
+TWILIO_MOCK_ACCOUNTS=${TWILIO_MOCK_ACCOUNTS:-"ACoperator00000000000000000000000:operatortoken:+15550001001:+15550001002:+15550001003 ACuser0000000000000000000000000000:usertoken:+15550002001"}
 
 # ---------------------------------------------------------------- helpers
 log() { printf '[%s %(%H:%M:%S)T] %s\n' "${LOG_TAG:-peers}" -1 "$*"; }
