@@ -17,6 +17,7 @@ mod muc;
 mod permissions;
 mod redact;
 mod store;
+mod xmpp;
 
 fn main() -> std::process::ExitCode {
     app::main()

@@ -68,6 +68,8 @@ def main():
         rss.append((f"{g}, channels of 100", pts))
     for g, pts in series(data, "one-channel", "rss_kib", mib).items():
         rss.append((f"{g}, one channel", pts))
+    for g, pts in series(data, "one-channel", "late_rss_kib", mib).items():
+        rss.append((f"{g}, one channel, 30 s later", pts))
     made = []
     if plot(out, "irc-rss", "IRC gateway RSS (every user has their own IRC connection)", "users", "RSS (MiB)", rss):
         made.append("irc-rss")

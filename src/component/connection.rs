@@ -74,7 +74,10 @@ enum Unconfirmed {
     /// Sent live (only in memory), serialized: a few hundred bytes where
     /// the element tree takes several kilobytes, and a burst (a big room
     /// joined by many users) stays unconfirmed until the next ping's answer.
-    Live(String),
+    /// Boxed to its exact length: the serializer's buffer grows by
+    /// doubling, a quarter of it unused on average, and a join burst keeps
+    /// tens of thousands of these until the server confirms them.
+    Live(Box<str>),
 }
 
 struct PingInFlight {
@@ -312,7 +315,7 @@ impl Task {
                     let mut next = Some(cmd);
                     while let Some(cmd) = next.take() {
                         match cmd {
-                            Command::Send(el) => batch.push(String::from(&el)),
+                            Command::Send(text) => batch.push(String::from(text)),
                             Command::Close { done, timeout } => {
                                 self.close_timeout = timeout;
                                 close = Some(done);
@@ -414,7 +417,7 @@ impl Task {
             .unconfirmed
             .drain(..)
             .filter_map(|u| match u {
-                Unconfirmed::Live(text) => Some(text),
+                Unconfirmed::Live(text) => Some(String::from(text)),
                 Unconfirmed::Outbox(_) => None,
             })
             .collect();
@@ -594,12 +597,13 @@ impl Task {
         let mut written = 0;
         while let Some(cmd) = next.take() {
             match cmd {
-                Command::Send(el) => {
-                    self.trace_stanza("out", &el);
-                    stream.feed(&el).await.map_err(write_error)?;
-                    BridgeMetrics::inc(&self.metrics.stanzas_out);
-                    self.unconfirmed
-                        .push_back(Unconfirmed::Live(String::from(&el)));
+                Command::Send(text) => {
+                    if let Some(el) = self.parse_queued(&text) {
+                        self.trace_stanza("out", &el);
+                        stream.feed(&el).await.map_err(write_error)?;
+                        BridgeMetrics::inc(&self.metrics.stanzas_out);
+                        self.unconfirmed.push_back(Unconfirmed::Live(text));
+                    }
                     written += 1;
                 }
                 Command::Close { done, timeout } => {
@@ -615,6 +619,21 @@ impl Task {
         }
         flush(&mut *stream).await.map_err(write_error)?;
         self.ping_if_needed(stream).await
+    }
+
+    /// The element of a queued stanza, serialized by
+    /// [`ComponentHandle::send`](super::ComponentHandle::send) from an
+    /// element: it parses (an error would be a serializer bug, logged and
+    /// the stanza dropped, as for an outbox entry).
+    fn parse_queued(&self, text: &str) -> Option<Element> {
+        match text.parse::<Element>() {
+            Ok(el) => Some(el),
+            Err(e) => {
+                BridgeMetrics::inc(&self.metrics.errors);
+                tracing::error!(domain = %self.domain(), "dropping a queued stanza that does not parse ({e}, {} bytes)", text.len());
+                None
+            }
+        }
     }
 
     /// Sends the next batch of the outbox.
@@ -908,15 +927,16 @@ impl Task {
         // Whatever is still in the queue.
         while let Ok(cmd) = self.commands.try_recv() {
             match cmd {
-                Command::Send(el) => {
+                Command::Send(text) => {
+                    let Some(el) = self.parse_queued(&text) else {
+                        continue;
+                    };
                     if stream.feed(&el).await.is_err() {
-                        self.unconfirmed
-                            .push_back(Unconfirmed::Live(String::from(&el)));
+                        self.unconfirmed.push_back(Unconfirmed::Live(text));
                         return Ended::Dead("the connection failed while closing".into());
                     }
                     BridgeMetrics::inc(&self.metrics.stanzas_out);
-                    self.unconfirmed
-                        .push_back(Unconfirmed::Live(String::from(&el)));
+                    self.unconfirmed.push_back(Unconfirmed::Live(text));
                 }
                 Command::Close { done, .. } => self.close_waiters.push(done),
             }

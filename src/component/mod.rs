@@ -277,8 +277,12 @@ impl fmt::Debug for ComponentHandle {
 
 /// What the handle asks of the connection task.
 enum Command {
-    /// Send a stanza (in order).
-    Send(Element),
+    /// Send a stanza (in order), serialized: a join burst queues tens of
+    /// thousands of stanzas while the server reads them (the component
+    /// stream is the slower side then), and an element tree takes several
+    /// kilobytes where its text takes a few hundred bytes. The text is what
+    /// is kept until the server confirms it, too.
+    Send(Box<str>),
     /// Send what is queued, close the stream, stop.
     Close {
         timeout: Duration,
@@ -363,11 +367,12 @@ impl ComponentHandle {
             );
             return;
         }
-        if let Err(mpsc::error::SendError(Command::Send(stanza))) =
-            self.shared.commands.send(Command::Send(stanza))
+        let text = String::from(&stanza).into_boxed_str();
+        drop(stanza);
+        if let Err(mpsc::error::SendError(Command::Send(text))) =
+            self.shared.commands.send(Command::Send(text))
         {
-            let text = String::from(&stanza);
-            match self.shared.store.outbox_push(&[text]) {
+            match self.shared.store.outbox_push(&[String::from(text)]) {
                 Ok(()) => {
                     self.shared
                         .metrics

@@ -16,10 +16,10 @@ use xmpp_parsers::minidom::Element;
 use xmpp_parsers::stanza_error::{DefinedCondition, ErrorType};
 
 use super::commands::{CoreCommand, Runner};
-use super::forms::{self, Secrets, Submitted};
-use super::jids::Target;
 use super::router::Gateway;
-use super::xml::{self, B, ns};
+use crate::xmpp::forms::{self, Secrets, Submitted};
+use crate::xmpp::jids::Target;
+use crate::xmpp::xml::{self, B, ns};
 
 /// A command offered somewhere.
 #[derive(Clone, Debug)]

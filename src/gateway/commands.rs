@@ -317,7 +317,7 @@ impl Gateway {
                 let online = self
                     .users
                     .values()
-                    .filter(|u| !u.resources.is_empty())
+                    .filter(|u| !u.presence.resources.is_empty())
                     .count();
                 let rows = vec![
                     (

@@ -15,11 +15,11 @@ use xmpp_parsers::message::{Message, MessageType};
 use xmpp_parsers::minidom::Element;
 use xmpp_parsers::stanza_error::{DefinedCondition, ErrorType, StanzaError};
 
-use super::jids::Target;
-use super::message::{self, Inbound, Refs};
 use super::receipts::Sent;
 use super::router::Gateway;
-use super::xml::{self, B, ns};
+use crate::xmpp::jids::Target;
+use crate::xmpp::message::{self, Inbound, Refs};
+use crate::xmpp::xml::{self, B, ns};
 
 /// The key of a conversation in the message map.
 pub fn chat_key(a: &Address) -> String {

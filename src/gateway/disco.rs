@@ -17,7 +17,7 @@ use xmpp_parsers::jid::Jid;
 use xmpp_parsers::minidom::Element;
 
 use super::router::Gateway;
-use super::xml::{self, B, ns};
+use crate::xmpp::xml::{self, B, ns};
 
 /// The XEP-0115 node naming Ferry (a URI naming the software).
 pub const CAPS_NODE: &str = "urn:ferry:caps";
@@ -299,14 +299,14 @@ impl Gateway {
         let user = UserId::new(from.to_bare().to_string());
         let reply = |r: DiscoInfoResult| {
             let mut el: Element = r.into();
-            super::forms::type_fields(&mut el);
+            crate::xmpp::forms::type_fields(&mut el);
             if let Some(n) = &node {
                 xml::set_attr(&mut el, "node", n.clone());
             }
             el
         };
         match self.target_of(&Self::user_id(from), to) {
-            Ok(super::jids::Target::Gateway) => {
+            Ok(crate::xmpp::jids::Target::Gateway) => {
                 let r = match node.as_deref() {
                     None => self.disco.gateway.clone(),
                     Some(n) if n == format!("{CAPS_NODE}#{}", self.disco.gateway_ver) => {
@@ -328,7 +328,7 @@ impl Gateway {
                 };
                 self.send(xml::iq_result(to, from, id, Some(reply(r))));
             }
-            Ok(super::jids::Target::Address(addr)) => {
+            Ok(crate::xmpp::jids::Target::Address(addr)) => {
                 if let Some(n) = node.as_deref() {
                     let is_caps = n == format!("{CAPS_NODE}#{}", self.disco.contact_ver);
                     if !is_caps {
@@ -448,9 +448,9 @@ impl Gateway {
         }
         let target = self.target_of(&Self::user_id(from), to);
         let service = match target {
-            Ok(super::jids::Target::Gateway) => None,
-            Ok(super::jids::Target::Address(Address::Service(s))) => Some(s),
-            Ok(super::jids::Target::Address(_)) => {
+            Ok(crate::xmpp::jids::Target::Gateway) => None,
+            Ok(crate::xmpp::jids::Target::Address(Address::Service(s))) => Some(s),
+            Ok(crate::xmpp::jids::Target::Address(_)) => {
                 // Contacts and rooms have no items.
                 let r = DiscoItemsResult {
                     node: None,

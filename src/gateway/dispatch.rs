@@ -3,15 +3,15 @@
 //! markers, each checked against the network's features and mapped to the
 //! network's message ids. Text (and files) differ — a room reflects it, a
 //! 1:1 conversation tracks its receipt — and stay with their callers
-//! ([`super::direct`], [`crate::muc`]).
+//! ([`super::direct`], [`super::rooms`]).
 
 use ferry_bridge::{Action, Address, Feature, UserId};
 use xmpp_parsers::jid::Jid;
 use xmpp_parsers::stanza_error::{DefinedCondition, ErrorType};
 
-use super::message::Inbound;
 use super::router::Gateway;
-use super::xml;
+use crate::xmpp::message::Inbound;
+use crate::xmpp::xml;
 
 impl Gateway {
     /// Handles a retraction or reactions in `p` (answering an error to the

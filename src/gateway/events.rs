@@ -5,9 +5,9 @@ use ferry_bridge::{Address, ConnectionState, Event, Presence, UserId};
 use xmpp_parsers::jid::Jid;
 use xmpp_parsers::presence::{Presence as XPresence, Type as PType};
 
-use super::message;
-use super::presence::xshow;
 use super::router::Gateway;
+use crate::xmpp::availability::xshow;
+use crate::xmpp::message;
 
 impl Gateway {
     /// Handles one event of a user's session.
@@ -69,7 +69,8 @@ impl Gateway {
             }
             Event::ContactPresence { contact, presence } => {
                 self.user_mut(&user)
-                    .contact_presence
+                    .presence
+                    .of_contacts
                     .insert(contact.clone(), presence.clone());
                 self.send_contact_presence(&user, &contact, &presence);
             }
@@ -139,7 +140,7 @@ impl Gateway {
                 // After a login the network's view of the user's presence
                 // must be set again.
                 if let Some(u) = self.users.get_mut(user) {
-                    u.sent_presence = None;
+                    u.presence.sent = None;
                 }
                 self.user_presence_changed(user);
             }
@@ -166,7 +167,7 @@ impl Gateway {
         .with_to(Jid::from(to));
         x.show = xshow(p.show);
         if let Some(s) = &p.status {
-            x.set_status("", super::clean::clean(s).into_owned());
+            x.set_status("", crate::xmpp::clean::clean(s).into_owned());
         }
         self.send(x.into());
     }

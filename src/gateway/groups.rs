@@ -22,10 +22,10 @@ use xmpp_parsers::message::Message;
 use xmpp_parsers::minidom::Element;
 use xmpp_parsers::stanza_error::{DefinedCondition, ErrorType};
 
-use super::jids::Target;
-use super::message::Inbound;
 use super::router::Gateway;
-use super::xml;
+use crate::xmpp::jids::Target;
+use crate::xmpp::message::Inbound;
+use crate::xmpp::xml;
 
 /// XEP-0033 Extended Stanza Addressing.
 pub const NS_ADDRESS: &str = "http://jabber.org/protocol/address";

@@ -8,10 +8,10 @@ use xmpp_parsers::jid::Jid;
 use xmpp_parsers::minidom::Element;
 use xmpp_parsers::stanza_error::{DefinedCondition, ErrorType};
 
-use super::escape;
-use super::jids::Target;
 use super::router::{Asked, Gateway};
-use super::xml::{self, B, ns};
+use crate::xmpp::escape;
+use crate::xmpp::jids::Target;
+use crate::xmpp::xml::{self, B, ns};
 
 /// Base64 without line breaks (vCard photos).
 pub fn base64(data: &[u8]) -> String {
@@ -217,7 +217,10 @@ impl Gateway {
                 v = v.tc("FN", ns::VCARD, self.info.name.clone());
             }
             Some(c) => {
-                let info = self.users.get(&user).and_then(|u| u.contacts.get(&c));
+                let info = self
+                    .users
+                    .get(&user)
+                    .and_then(|u| u.roster.contacts.get(&c));
                 let name = info
                     .and_then(|i| i.name.clone())
                     .unwrap_or_else(|| c.to_string());

@@ -6,35 +6,30 @@
 //! and capabilities, registration (XEP-0077, the `jabber:iq:register`
 //! command, the chat fallback), the ad-hoc command engine and the core's
 //! commands, XEP-0100 `jabber:iq:gateway`, access control, presence and
-//! roster management, and 1:1 messages with their extensions. Rooms are
-//! hosted by [`crate::muc`].
+//! roster management, 1:1 messages with their extensions ([`direct`]), and
+//! the rooms it hosts ([`rooms`], over the room model of [`crate::muc`]).
+//! The stanza vocabulary both use is [`crate::xmpp`].
 
 pub mod adhoc;
 pub mod chat;
-pub mod clean;
 pub mod commands;
 pub mod direct;
 pub mod disco;
 pub mod dispatch;
-pub mod escape;
 pub mod events;
-pub mod forms;
 pub mod groups;
 pub mod iq;
-pub mod jids;
 pub mod limits;
-pub mod message;
 pub mod presence;
 pub mod receipts;
 pub mod register;
+pub mod rooms;
 pub mod roster;
 pub mod router;
 pub mod session;
-pub mod styling;
-pub mod time;
+pub mod sessions;
 pub mod upload;
-pub mod xhtml;
-pub mod xml;
+pub mod users;
 
 use std::path::PathBuf;
 use std::sync::Arc;

@@ -2,8 +2,7 @@
 //! mirrored on the network; the session's connection state is shown as the
 //! gateway's presence; contacts' presence and subscriptions are bridged.
 
-use std::collections::BTreeMap;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::collections::{BTreeMap, HashMap};
 
 use ferry_bridge::{
     Action, Address, ConnectionState, ContactId, ErrorKind, Feature, Presence as FPresence,
@@ -13,15 +12,22 @@ use xmpp_parsers::jid::Jid;
 use xmpp_parsers::minidom::Element;
 use xmpp_parsers::presence::{Presence, Show as XShow, Type as PType};
 
-use super::jids::Target;
-use super::router::{Gateway, Resource};
-use super::xml::{self, B, ns};
+use super::router::Gateway;
 use crate::store::RosterItem;
+use crate::xmpp::availability::{Resource, next_presence_seq, xshow};
+use crate::xmpp::jids::Target;
+use crate::xmpp::xml::{self, B, ns};
 
-/// The next number in the order presences arrive in ([`Resource::seq`]).
-pub fn next_presence_seq() -> u64 {
-    static SEQ: AtomicU64 = AtomicU64::new(0);
-    SEQ.fetch_add(1, Ordering::Relaxed) + 1
+/// A user's presence as the gateway tracks it: their available clients, the
+/// presence last sent to the network, and their contacts' presence.
+#[derive(Default)]
+pub struct PresenceState {
+    /// Available resources that sent presence to the gateway or a contact.
+    pub resources: BTreeMap<String, Resource>,
+    /// Contacts' presence.
+    pub of_contacts: HashMap<ContactId, FPresence>,
+    /// The presence last sent to the network.
+    pub sent: Option<FPresence>,
 }
 
 /// The gateway presence text of a connection state.
@@ -54,17 +60,6 @@ fn rank(s: &Show) -> u8 {
         Show::DoNotDisturb => 2,
         Show::ExtendedAway => 1,
         Show::Offline => 0,
-    }
-}
-
-/// The XMPP `<show/>` of a network presence.
-pub fn xshow(s: Show) -> Option<XShow> {
-    match s {
-        Show::Chat => Some(XShow::Chat),
-        Show::Away => Some(XShow::Away),
-        Show::ExtendedAway => Some(XShow::Xa),
-        Show::DoNotDisturb => Some(XShow::Dnd),
-        Show::Available | Show::Offline => None,
     }
 }
 
@@ -146,7 +141,7 @@ impl Gateway {
                     let pres = self
                         .users
                         .get(&user)
-                        .and_then(|u| u.contact_presence.get(c).cloned())
+                        .and_then(|u| u.presence.of_contacts.get(c).cloned())
                         .unwrap_or_else(FPresence::offline);
                     self.send_contact_presence(&user, c, &pres);
                 }
@@ -200,7 +195,7 @@ impl Gateway {
                     let pres = gw
                         .users
                         .get(&user2)
-                        .and_then(|u| u.contact_presence.get(&c).cloned());
+                        .and_then(|u| u.presence.of_contacts.get(&c).cloned());
                     if let Some(pres) = pres {
                         gw.send_contact_presence(&user2, &c, &pres);
                     }
@@ -272,9 +267,9 @@ impl Gateway {
         let was_empty;
         {
             let u = self.user_mut(user);
-            was_empty = u.resources.is_empty();
+            was_empty = u.presence.resources.is_empty();
             if available {
-                u.resources.insert(
+                u.presence.resources.insert(
                     resource,
                     Resource {
                         show: p.show.clone(),
@@ -289,7 +284,7 @@ impl Gateway {
                     },
                 );
             } else {
-                u.resources.remove(&resource);
+                u.presence.resources.remove(&resource);
             }
         }
         if available {
@@ -319,6 +314,7 @@ impl Gateway {
         // Every available client counts, with the latest presence it sent,
         // to the gateway or to a room (where it may be the only one).
         let mut latest: BTreeMap<&str, &Resource> = u
+            .presence
             .resources
             .iter()
             .map(|(name, r)| (name.as_str(), r))
@@ -340,17 +336,17 @@ impl Gateway {
         let Some(u) = self.users.get_mut(user) else {
             return;
         };
-        if u.sent_presence.as_ref() == Some(&pres) {
+        if u.presence.sent.as_ref() == Some(&pres) {
             return;
         }
         if !running && pres.show == Show::Offline {
-            u.sent_presence = Some(pres);
+            u.presence.sent = Some(pres);
             return;
         }
         if !running {
             return;
         }
-        u.sent_presence = Some(pres.clone());
+        u.presence.sent = Some(pres.clone());
         self.act_quiet(user, Action::SetPresence(pres));
     }
 
@@ -405,11 +401,14 @@ impl Gateway {
         .with_to(to);
         p.show = xshow(pres.show);
         if let Some(s) = &pres.status {
-            p.set_status("", super::clean::clean(s).into_owned());
+            p.set_status("", crate::xmpp::clean::clean(s).into_owned());
         }
         if pres.show != Show::Offline {
             p.payloads.push(self.disco.contact_caps());
-            let info = self.users.get(user).and_then(|u| u.contacts.get(contact));
+            let info = self
+                .users
+                .get(user)
+                .and_then(|u| u.roster.contacts.get(contact));
             if let Some(info) = info {
                 let hash = info
                     .avatar
@@ -426,14 +425,17 @@ impl Gateway {
                         .build(),
                 );
                 if let Some(n) = &info.name {
-                    p.payloads
-                        .push(B::new("nick", ns::NICK).t(super::clean::clean(n)).build());
+                    p.payloads.push(
+                        B::new("nick", ns::NICK)
+                            .t(crate::xmpp::clean::clean(n))
+                            .build(),
+                    );
                 }
             }
             if let Some(t) = pres.last_active {
                 p.payloads.push(
                     B::new("idle", "urn:xmpp:idle:1")
-                        .a("since", super::time::format(t))
+                        .a("since", crate::xmpp::time::format(t))
                         .build(),
                 );
             }
@@ -454,7 +456,7 @@ impl Gateway {
         let Some(u) = self.users.get(user) else {
             return;
         };
-        for (c, p) in &u.contact_presence {
+        for (c, p) in &u.presence.of_contacts {
             self.send_contact_presence(user, c, p);
         }
     }
@@ -470,7 +472,7 @@ impl Gateway {
         p.set_status("", status);
         self.send(p.into());
         if let Some(u) = self.users.get(user) {
-            for c in u.contact_presence.keys() {
+            for c in u.presence.of_contacts.keys() {
                 if let Some(j) = self.jids.contact(c) {
                     let mut p = Presence::new(PType::Unavailable)
                         .with_from(Jid::from(j))

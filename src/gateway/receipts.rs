@@ -25,10 +25,10 @@ use xmpp_parsers::message::MessageType;
 use xmpp_parsers::stanza_error::ErrorType;
 
 use super::direct::chat_key;
-use super::message;
 use super::router::Gateway;
-use super::xml;
 use crate::store::Pending;
+use crate::xmpp::message;
+use crate::xmpp::xml;
 
 /// How many early reports a user may have waiting.
 const EARLY_MAX: usize = 1000;
@@ -52,6 +52,28 @@ pub struct Sent<'a> {
     pub client: &'a Jid,
     /// Whether the user asked for a receipt.
     pub receipt: bool,
+}
+
+/// A user's messages awaiting the network's delivery report, and reports
+/// that came before their message's outcome.
+#[derive(Default)]
+pub struct Receipts {
+    /// Messages awaiting the network's delivery report.
+    pub awaiting: Awaiting,
+    /// Delivery reports that came before their message's outcome, by
+    /// network id.
+    pub early: HashMap<String, Early>,
+}
+
+impl Receipts {
+    /// Keeps a report that came before its message's outcome (a bounded
+    /// number: beyond, the oldest are of messages that will never come).
+    fn keep_early(&mut self, id: &MessageId, report: Early) {
+        if self.early.len() > EARLY_MAX {
+            self.early.clear();
+        }
+        self.early.insert(id.to_string(), report);
+    }
 }
 
 /// What a user's gateway state keeps of their messages awaiting a report
@@ -100,7 +122,7 @@ impl Gateway {
             let early = self
                 .users
                 .get_mut(user)
-                .and_then(|u| u.early_reports.remove(id.as_str()));
+                .and_then(|u| u.receipts.early.remove(id.as_str()));
             match early {
                 Some(Early::Failed(error, permanent)) => {
                     return self.send_delivery_error(
@@ -133,7 +155,7 @@ impl Gateway {
             }
             return;
         }
-        let awaiting = &mut self.user_mut(user).awaiting;
+        let awaiting = &mut self.user_mut(user).receipts.awaiting;
         if awaiting.parts.len() > AWAITING_MAX {
             awaiting.parts.clear();
             awaiting.left.clear();
@@ -153,7 +175,7 @@ impl Gateway {
         id: &MessageId,
         failed: bool,
     ) -> Option<Pending> {
-        let awaiting = &mut self.users.get_mut(user)?.awaiting;
+        let awaiting = &mut self.users.get_mut(user)?.receipts.awaiting;
         if awaiting
             .parts
             .get(id.as_str())
@@ -272,10 +294,6 @@ impl Gateway {
         if matches!(report, Early::Delivered) && self.xmpp_of(user, chat, id).is_some() {
             return;
         }
-        let u = self.user_mut(user);
-        if u.early_reports.len() > EARLY_MAX {
-            u.early_reports.clear();
-        }
-        u.early_reports.insert(id.to_string(), report);
+        self.user_mut(user).receipts.keep_early(id, report);
     }
 }

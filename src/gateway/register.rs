@@ -20,10 +20,10 @@ use xmpp_parsers::minidom::Element;
 use xmpp_parsers::presence::{Presence, Type as PresenceType};
 use xmpp_parsers::stanza_error::{DefinedCondition, ErrorType, StanzaError};
 
-use super::forms::{self, Submitted};
 use super::router::Gateway;
-use super::xml::{self, ns};
 use crate::store::KvScope;
+use crate::xmpp::forms::{self, Submitted};
+use crate::xmpp::xml::{self, ns};
 
 /// Key of the user's registration values (without secrets) in their
 /// key/value space.

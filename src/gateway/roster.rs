@@ -5,7 +5,7 @@
 //! advertise it in their capabilities, else a `subscribe` presence from each
 //! contact. The user is told once which applies and why.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::time::Duration;
 
 use ferry_bridge::{ContactId, ContactInfo, UserId};
@@ -15,8 +15,8 @@ use xmpp_parsers::minidom::Element;
 use xmpp_parsers::presence::{Presence, Type as PType};
 
 use super::router::Gateway;
-use super::xml::{self, B, ns};
 use crate::store::RosterItem;
+use crate::xmpp::xml::{self, B, ns};
 
 /// How contacts reach a user's roster.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -51,9 +51,22 @@ pub struct ServerItem {
     pub subscription: String,
 }
 
-/// Per-user roster synchronisation state.
+/// Whether clients with a caps `node#ver` support roster exchange
+/// (XEP-0144), learnt once per `node#ver` for every user.
+#[derive(Default)]
+pub struct ClientCaps {
+    /// What each known `node#ver` supports.
+    pub known: HashMap<String, bool>,
+    /// Caps queries under way.
+    pub pending: HashSet<String>,
+}
+
+/// A user's contacts as the network told them, and the synchronisation of
+/// the roster with their server.
 #[derive(Default)]
 pub struct RosterState {
+    /// Contacts the network told about.
+    pub contacts: HashMap<ContactId, ContactInfo>,
     /// The roster the server has (privileged get), once fetched.
     pub server: Option<HashMap<String, ServerItem>>,
     /// A privileged get is under way.
@@ -69,11 +82,14 @@ pub struct RosterState {
 fn roster_item(jid: &str, name: Option<&str>, groups: &[String], subscription: &str) -> Element {
     B::new("item", ns::ROSTER)
         .a("jid", jid)
-        .oa("name", name.map(|n| super::clean::clean(n).into_owned()))
+        .oa(
+            "name",
+            name.map(|n| crate::xmpp::clean::clean(n).into_owned()),
+        )
         .a("subscription", subscription)
         .cs(groups.iter().map(|g| {
             B::new("group", ns::ROSTER)
-                .t(super::clean::clean(g))
+                .t(crate::xmpp::clean::clean(g))
                 .build()
         }))
         .build()
@@ -130,12 +146,13 @@ impl Gateway {
         let Some(bare) = Self::user_jid(user) else {
             return Vec::new();
         };
-        u.resources
+        u.presence
+            .resources
             .iter()
             .filter(|(_, r)| {
                 r.caps
                     .as_ref()
-                    .is_some_and(|c| self.client_caps.get(c).copied().unwrap_or(false))
+                    .is_some_and(|c| self.caps.known.get(c).copied().unwrap_or(false))
             })
             .filter_map(|(res, _)| bare.with_resource_str(res).ok().map(Jid::from))
             .collect()
@@ -143,7 +160,7 @@ impl Gateway {
 
     /// Learns whether a client (by caps) supports roster exchange.
     pub fn learn_client_caps(&mut self, user: &UserId, from: &Jid, caps: &str) {
-        if self.client_caps.contains_key(caps) || !self.caps_pending.insert(caps.to_owned()) {
+        if self.caps.known.contains_key(caps) || !self.caps.pending.insert(caps.to_owned()) {
             return;
         }
         let iq = Iq::Get {
@@ -158,7 +175,7 @@ impl Gateway {
         self.spawn_then(
             async move { comp.request(iq, Duration::from_secs(20)).await },
             move |gw: &mut Gateway, r| {
-                gw.caps_pending.remove(&caps);
+                gw.caps.pending.remove(&caps);
                 let supports = match r {
                     Ok(Iq::Result {
                         payload: Some(q), ..
@@ -167,7 +184,7 @@ impl Gateway {
                     }),
                     _ => false,
                 };
-                gw.client_caps.insert(caps, supports);
+                gw.caps.known.insert(caps, supports);
                 if supports {
                     gw.schedule_roster_sync(&user);
                 }
@@ -179,14 +196,14 @@ impl Gateway {
     pub fn on_contact_info(&mut self, user: &UserId, info: ContactInfo) {
         let c = info.contact.clone();
         let u = self.user_mut(user);
-        let changed = u.contacts.get(&c) != Some(&info);
-        u.contacts.insert(c.clone(), info);
+        let changed = u.roster.contacts.get(&c) != Some(&info);
+        u.roster.contacts.insert(c.clone(), info);
         if changed {
             // Presence carries the avatar hash and nickname.
             let pres = self
                 .users
                 .get(user)
-                .and_then(|u| u.contact_presence.get(&c).cloned());
+                .and_then(|u| u.presence.of_contacts.get(&c).cloned());
             if let Some(p) = pres {
                 self.send_contact_presence(user, &c, &p);
             }
@@ -259,6 +276,7 @@ impl Gateway {
             return;
         };
         let wanted: Vec<ContactInfo> = u
+            .roster
             .contacts
             .values()
             .filter(|c| c.in_roster)
@@ -347,8 +365,11 @@ impl Gateway {
                         .with_from(Jid::from(jid))
                         .with_to(to.clone());
                     if let Some(n) = &c.name {
-                        p.payloads
-                            .push(B::new("nick", ns::NICK).t(super::clean::clean(n)).build());
+                        p.payloads.push(
+                            B::new("nick", ns::NICK)
+                                .t(crate::xmpp::clean::clean(n))
+                                .build(),
+                        );
                     }
                     self.send(p.into());
                     let mut item = k.cloned().unwrap_or(RosterItem {
@@ -511,8 +532,8 @@ impl Gateway {
     /// A contact left the user's contact list on the network.
     pub fn on_contact_removed(&mut self, user: &UserId, contact: &ContactId) {
         if let Some(u) = self.users.get_mut(user) {
-            u.contacts.remove(contact);
-            u.contact_presence.remove(contact);
+            u.roster.contacts.remove(contact);
+            u.presence.of_contacts.remove(contact);
         }
         let Some(jid) = self.jids.contact(contact) else {
             return;

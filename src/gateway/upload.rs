@@ -14,9 +14,9 @@ use xmpp_parsers::iq::Iq;
 use xmpp_parsers::jid::Jid;
 use xmpp_parsers::minidom::Element;
 
-use super::xml::{self, B, ns};
 use crate::component::ComponentHandle;
 use crate::http::Media;
+use crate::xmpp::xml::{self, B, ns};
 
 /// How long a discovery result is trusted.
 const CACHE_FOR: Duration = Duration::from_secs(3600);

@@ -6,7 +6,7 @@ use std::time::{Duration, SystemTime};
 
 use xmpp_parsers::minidom::Element;
 
-use crate::gateway::xml::ns;
+use crate::xmpp::xml::ns;
 
 /// What a joining client asked for.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
@@ -32,7 +32,7 @@ impl HistoryRequest {
             maxstanzas: num("maxstanzas"),
             maxchars: num("maxchars"),
             seconds: num("seconds"),
-            since: h.attr("since").and_then(crate::gateway::time::parse),
+            since: h.attr("since").and_then(crate::xmpp::time::parse),
         }
     }
 

@@ -9,10 +9,10 @@ use xmpp_parsers::message::{Message, MessageType};
 use xmpp_parsers::minidom::Element;
 use xmpp_parsers::presence::{Presence, Type as PType};
 
-use crate::gateway::clean::clean;
-use crate::gateway::jids::with_resource;
-use crate::gateway::presence::xshow;
-use crate::gateway::xml::{B, ns};
+use crate::xmpp::availability::xshow;
+use crate::xmpp::clean::clean;
+use crate::xmpp::jids::with_resource;
+use crate::xmpp::xml::{B, ns};
 
 /// The attribute value of a role.
 pub fn role_str(r: Role) -> &'static str {
@@ -155,14 +155,14 @@ pub fn subject_message(room: &BareJid, to: &Jid, subject: Option<&Subject>) -> E
     let mut m = Message::new(Some(to.clone()));
     m.from = Some(from);
     m.type_ = MessageType::Groupchat;
-    m.id = Some(xmpp_parsers::message::Id(crate::gateway::xml::new_id()));
+    m.id = Some(xmpp_parsers::message::Id(crate::xmpp::xml::new_id()));
     let mut el: Element = m.into();
     let text = subject
         .map(|s| clean(&s.text).into_owned())
         .unwrap_or_default();
     el.append_child(B::new("subject", ns::STREAM).t(text).build());
     if let Some(at) = subject.and_then(|s| s.at) {
-        el.append_child(crate::gateway::message::delay(at, &Jid::from(room.clone())));
+        el.append_child(crate::xmpp::message::delay(at, &Jid::from(room.clone())));
     }
     el
 }
@@ -273,7 +273,7 @@ pub fn join_sequence(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::gateway::xml::child;
+    use crate::xmpp::xml::child;
     use ferry_bridge::ContactId;
 
     fn codes(el: &Element) -> Vec<String> {

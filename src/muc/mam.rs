@@ -8,8 +8,8 @@ use ferry_bridge::UserId;
 use xmpp_parsers::jid::{BareJid, Jid};
 use xmpp_parsers::minidom::Element;
 
-use crate::gateway::xml::{self, B, ns};
 use crate::store::{ArchiveEntry, ArchivePage, ArchiveQuery};
+use crate::xmpp::xml::{self, B, ns};
 
 /// Largest page served.
 pub const MAX_PAGE: usize = 250;
@@ -81,13 +81,13 @@ pub fn parse_query(q: &Element, room: &BareJid) -> Result<MamQuery, String> {
                 }
                 "start" => {
                     out.start = Some(
-                        crate::gateway::time::parse(value)
+                        crate::xmpp::time::parse(value)
                             .ok_or_else(|| format!("invalid start {value:?}"))?,
                     )
                 }
                 "end" => {
                     out.end = Some(
-                        crate::gateway::time::parse(value)
+                        crate::xmpp::time::parse(value)
                             .ok_or_else(|| format!("invalid end {value:?}"))?,
                     )
                 }
@@ -162,7 +162,7 @@ pub fn result_message(
     let inner = stored_message(e)?;
     let inner = xml::renamespace(&inner, ns::STREAM, ns::CLIENT);
     let forwarded = B::new("forwarded", ns::FORWARD)
-        .c(B::new("delay", ns::DELAY).a("stamp", crate::gateway::time::format(e.timestamp)))
+        .c(B::new("delay", ns::DELAY).a("stamp", crate::xmpp::time::format(e.timestamp)))
         .c(inner);
     let result = B::new("result", ns::MAM)
         .oa("queryid", queryid)
@@ -198,7 +198,7 @@ pub fn metadata(first: Option<&ArchiveEntry>, last: Option<&ArchiveEntry>) -> El
         if let Some(e) = e {
             b = b
                 .a("id", e.id.clone())
-                .a("timestamp", crate::gateway::time::format(e.timestamp));
+                .a("timestamp", crate::xmpp::time::format(e.timestamp));
         }
         b.build()
     };

@@ -1,31 +1,16 @@
-//! Rooms hosted by the gateway for bridges that have group conversations
-//! (XEP-0045), with their archive (XEP-0313).
+//! The rooms the gateway hosts (XEP-0045) as data: each user's view of a
+//! room ([`Room`]: occupants, subject, the user's clients in it), every
+//! user's views ([`Rooms`]), and the stanzas of the protocol — join
+//! sequences and occupant presence ([`join`]), history requests
+//! ([`history`]) and the archive's queries and results (XEP-0313, [`mam`]).
 //!
-//! Each user has their own view of a room: the occupants, subject and
-//! history as their own network session sees them. Several clients
-//! (resources) of one user share one presence in the room behind one
-//! nickname: the first join asks the network, later ones are served from
-//! the gateway's state, and the network is left when the last client
-//! leaves. Messages the user sends are reflected to every joined client
-//! with the client's id and a `stanza-id` (the archive id) once the network
-//! took them; the network's messages are delivered to every joined client
-//! and archived, also while no client is joined.
-//!
-//! When the session loses the room because its connection to the network
-//! dropped (`RoomExit::Disconnected`) or the session restarts, the clients
-//! stay in the room: they see their own presence turn `xa` with the reason,
-//! and when the session is back in the room (`RoomJoined` again) the
-//! occupant list, nickname and subject are brought up to date. Only when the
-//! session cannot get back in (`RoomJoinFailed`, a login that needs the
-//! user, the session ending) do the clients leave, with status 332.
-
-mod events;
+//! This module knows no session and sends nothing: the gateway's room
+//! handling ([`crate::gateway::rooms`]) owns a [`Rooms`], acts on the
+//! network and sends what is built here. It depends only on the shared
+//! XMPP vocabulary ([`crate::xmpp`]) and the store's archive types.
 pub mod history;
-mod iq;
 pub mod join;
 pub mod mam;
-mod messages;
-mod presence;
 
 use std::collections::BTreeMap;
 
@@ -33,15 +18,14 @@ use ferry_bridge::{
     Affiliation, BridgeError, ErrorKind, Occupant, Role, RoomExit, RoomId, RoomInfo, Subject,
     UserId,
 };
-use xmpp_parsers::jid::{BareJid, Jid};
+use xmpp_parsers::jid::BareJid;
 use xmpp_parsers::minidom::Element;
 use xmpp_parsers::stanza_error::{DefinedCondition, ErrorType, StanzaError};
 
-use crate::gateway::router::Gateway;
-use crate::gateway::xml::{self, B, ns};
+use crate::xmpp::xml::{self, B, ns};
 
 use history::HistoryRequest;
-use join::{OccupantView, occupant_presence};
+use join::OccupantView;
 
 /// One client of the user in a room.
 #[derive(Clone, Debug)]
@@ -54,7 +38,7 @@ pub struct Client {
     pub history: HistoryRequest,
     /// Its presence in the room (show, status, priority): a client in a
     /// room is available even without presence to the gateway.
-    pub presence: crate::gateway::router::Resource,
+    pub presence: crate::xmpp::availability::Resource,
 }
 
 /// A user's view of one room.
@@ -90,7 +74,8 @@ pub struct Room {
 }
 
 impl Room {
-    fn new(id: RoomId, jid: BareJid) -> Room {
+    /// A view of a room the user is not in yet.
+    pub fn new(id: RoomId, jid: BareJid) -> Room {
         Room {
             id,
             jid,
@@ -113,7 +98,8 @@ impl Room {
         self.info.as_ref().is_none_or(|i| i.history.record)
     }
 
-    fn non_anonymous(&self) -> bool {
+    /// Whether occupants see each other's real JIDs.
+    pub fn non_anonymous(&self) -> bool {
         self.info.as_ref().is_some_and(|i| i.non_anonymous)
     }
 
@@ -123,7 +109,25 @@ impl Room {
         !self.joined && self.clients.values().any(|c| c.joined)
     }
 
-    fn joined_resources(&self) -> impl Iterator<Item = &String> {
+    /// The nickname a sender has in this room (None for the room itself).
+    pub fn sender_nick(&self, from: &ferry_bridge::Sender) -> Option<String> {
+        use ferry_bridge::Sender;
+        match from {
+            Sender::Occupant(n) => Some(n.clone()),
+            Sender::Own => Some(self.nick.clone()),
+            Sender::Contact(c) => Some(
+                self.occupants
+                    .values()
+                    .find(|o| o.contact.as_ref() == Some(c))
+                    .map(|o| o.nick.clone())
+                    .unwrap_or_else(|| c.to_string()),
+            ),
+            Sender::Service => None,
+        }
+    }
+
+    /// The resources of the user's clients that are joined.
+    pub fn joined_resources(&self) -> impl Iterator<Item = &String> {
         self.clients
             .iter()
             .filter(|(_, c)| c.joined)
@@ -143,8 +147,35 @@ impl Rooms {
         self.map.get(&(user.clone(), room.clone()))
     }
 
-    fn get_mut(&mut self, user: &UserId, room: &RoomId) -> Option<&mut Room> {
+    /// A user's view of a room, to change.
+    pub fn get_mut(&mut self, user: &UserId, room: &RoomId) -> Option<&mut Room> {
         self.map.get_mut(&(user.clone(), room.clone()))
+    }
+
+    /// A user's view of a room, made with the room's JID (from `jid`) when
+    /// there is none yet; None when the room has no JID.
+    pub fn entry(
+        &mut self,
+        user: &UserId,
+        room: &RoomId,
+        jid: impl FnOnce() -> Option<BareJid>,
+    ) -> Option<&mut Room> {
+        let key = (user.clone(), room.clone());
+        if !self.map.contains_key(&key) {
+            let jid = jid()?;
+            self.map.insert(key.clone(), Room::new(room.clone(), jid));
+        }
+        self.map.get_mut(&key)
+    }
+
+    /// Forgets a user's view of a room.
+    pub fn remove(&mut self, user: &UserId, room: &RoomId) -> Option<Room> {
+        self.map.remove(&(user.clone(), room.clone()))
+    }
+
+    /// Every (user, room) with a view.
+    pub fn keys(&self) -> impl Iterator<Item = &(UserId, RoomId)> {
+        self.map.keys()
     }
 
     /// A user's rooms.
@@ -176,7 +207,8 @@ impl Rooms {
     }
 }
 
-fn join_error(e: &BridgeError) -> StanzaError {
+/// The stanza error for a join the network refused.
+pub fn join_error(e: &BridgeError) -> StanzaError {
     let (t, c) = match e.kind {
         ErrorKind::Conflict => (ErrorType::Cancel, DefinedCondition::Conflict),
         ErrorKind::NotAuthorized => (ErrorType::Auth, DefinedCondition::NotAuthorized),
@@ -187,7 +219,9 @@ fn join_error(e: &BridgeError) -> StanzaError {
     xml::error(t, c, &e.message)
 }
 
-fn exit_view(exit: &RoomExit, me: bool) -> (OccupantView, Option<String>, Option<Element>) {
+/// How an occupant's exit is shown: its view (codes, actor, reason), the
+/// status text, and the `<destroy/>` of a destroyed room.
+pub fn exit_view(exit: &RoomExit, me: bool) -> (OccupantView, Option<String>, Option<Element>) {
     let mut v = OccupantView {
         role: Some(Role::None),
         affiliation: Some(Affiliation::None),
@@ -228,66 +262,4 @@ fn exit_view(exit: &RoomExit, me: bool) -> (OccupantView, Option<String>, Option
         v.codes.insert(0, 110);
     }
     (v, status, destroy)
-}
-
-impl Gateway {
-    pub(super) fn room_entry(&mut self, user: &UserId, room: &RoomId) -> Option<&mut Room> {
-        let key = (user.clone(), room.clone());
-        if !self.rooms.map.contains_key(&key) {
-            let jid = self.jids.room(room)?;
-            self.rooms
-                .map
-                .insert(key.clone(), Room::new(room.clone(), jid));
-        }
-        self.rooms.map.get_mut(&key)
-    }
-
-    pub(super) fn client_jid(user: &UserId, resource: &str) -> Option<Jid> {
-        Gateway::user_jid(user)?
-            .with_resource_str(resource)
-            .ok()
-            .map(Jid::from)
-    }
-
-    /// Full JIDs of the user's clients joined to a room.
-    pub(super) fn joined_clients(&self, user: &UserId, room: &RoomId) -> Vec<Jid> {
-        self.rooms
-            .get(user, room)
-            .map(|r| {
-                r.joined_resources()
-                    .filter_map(|res| Self::client_jid(user, res))
-                    .collect()
-            })
-            .unwrap_or_default()
-    }
-
-    pub(super) fn contact_jid_fn(&self) -> impl Fn(&Occupant) -> Option<Jid> + '_ {
-        move |o: &Occupant| {
-            o.contact
-                .as_ref()
-                .and_then(|c| self.jids.contact(c))
-                .map(Jid::from)
-        }
-    }
-
-    // ----- presence -----
-
-    pub(super) fn occupant_el(&self, user: &UserId, r: &Room, o: &Occupant, to: &Jid) -> Element {
-        let me = o.is_self || o.nick == r.nick;
-        let mut view = join::view_of(&r.jid, o, r.non_anonymous(), &self.contact_jid_fn());
-        if me {
-            view.codes.push(110);
-            view.jid = r.non_anonymous().then(|| to.clone());
-            view.occupant_id = Some(join::occupant_id(&r.jid, &format!("self:{user}")));
-        }
-        occupant_presence(
-            &r.jid,
-            &o.nick,
-            to,
-            o.presence.show,
-            o.presence.status.as_deref(),
-            &view,
-            false,
-        )
-    }
 }

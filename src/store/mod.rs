@@ -168,6 +168,20 @@ fn open_connection(path: &Path) -> Result<Connection, StoreError> {
     Ok(conn)
 }
 
+/// The writer's connection applies every write (10,000 archive rows a
+/// second with 1,000 users in busy rooms): a page cache that holds a whole
+/// batch's dirty pages (so a batch does not spill pages into the WAL before
+/// its commit, to write them again at the commit), checkpoints of the WAL
+/// every ~16 MiB instead of 4 (a page written by many batches is copied
+/// into the database once per checkpoint), and room for every statement
+/// the writes use in the prepared statement cache.
+fn configure_writer(conn: &Connection) -> rusqlite::Result<()> {
+    conn.pragma_update(None, "cache_size", -8192)?;
+    conn.pragma_update(None, "wal_autocheckpoint", 4000)?;
+    conn.set_prepared_statement_cache_capacity(64);
+    Ok(())
+}
+
 /// Nanoseconds since the epoch (negative before it).
 fn to_nanos(t: SystemTime) -> i64 {
     match t.duration_since(SystemTime::UNIX_EPOCH) {
@@ -234,6 +248,7 @@ impl Store {
             .file_stem()
             .map(|s| s.to_string_lossy().into_owned())
             .unwrap_or_default();
+        configure_writer(&conn).map_err(sql_err("configuring the database writer"))?;
         let writer = Writer::start(conn, name)
             .map_err(|e| StoreError(format!("cannot start the database writer: {e}")))?;
         Ok(Store {

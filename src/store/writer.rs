@@ -232,6 +232,26 @@ fn run(mut conn: Connection, rx: mpsc::Receiver<Queued>, shared: &std::sync::Wea
     }
 }
 
+/// Runs one write inside its own savepoint of the batch's transaction, so
+/// that a failing write is undone alone. The savepoint statements are
+/// prepared once and cached (`Connection::savepoint` parses two statements
+/// for every write).
+fn savepointed(conn: &Connection, op: Op) -> rusqlite::Result<()> {
+    conn.prepare_cached("SAVEPOINT w")?.execute([])?;
+    match op(conn) {
+        Ok(()) => conn.prepare_cached("RELEASE w")?.execute([]).map(drop),
+        Err(e) => {
+            let _ = conn
+                .prepare_cached("ROLLBACK TO w")
+                .and_then(|mut st| st.execute([]));
+            let _ = conn
+                .prepare_cached("RELEASE w")
+                .and_then(|mut st| st.execute([]));
+            Err(e)
+        }
+    }
+}
+
 /// Applies a batch in one transaction; returns each write's reply and
 /// outcome.
 fn apply(
@@ -239,7 +259,7 @@ fn apply(
     batch: &mut Vec<Queued>,
 ) -> Vec<(Option<Reply>, Result<(), StoreError>)> {
     let mut outcomes = Vec::with_capacity(batch.len());
-    let mut tx = match conn.transaction_with_behavior(TransactionBehavior::Immediate) {
+    let tx = match conn.transaction_with_behavior(TransactionBehavior::Immediate) {
         Ok(tx) => tx,
         Err(e) => {
             tracing::error!("database: cannot begin a transaction: {e}");
@@ -253,19 +273,7 @@ fn apply(
         }
     };
     for q in batch.drain(..) {
-        let result = match tx.savepoint() {
-            Ok(mut sp) => {
-                let r = (q.op)(&sp);
-                match r {
-                    Ok(()) => sp.commit(),
-                    Err(e) => {
-                        let _ = sp.rollback();
-                        Err(e)
-                    }
-                }
-            }
-            Err(e) => Err(e),
-        };
+        let result = savepointed(&tx, q.op);
         let result = result.map_err(|e| {
             tracing::error!("database: {} failed: {e}", q.what);
             StoreError(format!("{} failed: {e}", q.what))

@@ -18,7 +18,9 @@ started gateway:
 - rtt: XMPP -> IRC -> XMPP round trip through an IRC echo bot, idle
   gateway, BENCH_SAMPLES (200) samples BENCH_SPACING (0.02) s apart;
 - users: RSS with N users (BENCH_ONE_CHANNEL, default "50 200") in one
-  channel, each with its own IRC connection; per user = (RSS - idle) / N;
+  channel, each with its own IRC connection; per user = (RSS - idle) / N,
+  and again BENCH_LATE_SECONDS (30) later (late_per_user_kib: what stays
+  once the join burst has drained and freed memory was given back);
 - scale: N users (BENCH_SCALE_USERS, default "250 500 1000") in channels of
   100 members, every one joined; RSS; once a round trip comes back (the
   join burst has drained: quiesce_s), IRC senders write
@@ -32,6 +34,8 @@ The clients are the lean load generator of harness/loadgen.py
 their CPU). Both gateways run with flood control off and their archive on
 (biboumi: record_history as shipped, BENCH_BIBOUMI_HISTORY=0 turns it off).
 BENCH_HEAPTRACK=DIR profiles ferry's heap (see FerryGw).
+BENCH_GATEWAYS="ferry-before ferry biboumi" with BENCH_FERRY_BEFORE=PATH also
+measures another ferry binary (the code before a change) in the same run.
 """
 import os
 import signal
@@ -61,11 +65,12 @@ DRAIN = float(os.environ.get("BENCH_DRAIN_SECONDS", "120"))  # most to wait for 
 MEMBERS = 100
 pytestmark = pytest.mark.timeout(7200)
 BIBOUMI_HISTORY = os.environ.get("BENCH_BIBOUMI_HISTORY", "1") == "1"
+LATE = float(os.environ.get("BENCH_LATE_SECONDS", "30"))  # RSS again this long after the joins
 
 FIELDS = ["channels", "rss_kib", "anon_kib", "file_kib", "idle_kib", "per_user_kib", "join_s", "quiesce_s",
           "rtt_n", "rtt_lost", "rtt_median_ms", "rtt_p95_ms", "rate", "load_s", "expected", "delivered",
           "drain_s", "fanout_median_ms", "fanout_p95_ms", "gen_processes", "gen_clients_per_process",
-          "gen_cpu_max_pct", "gateway_cpu_pct", "prosody_cpu_pct"]
+          "gen_cpu_max_pct", "gateway_cpu_pct", "prosody_cpu_pct", "late_rss_kib", "late_per_user_kib"]
 
 
 def cpu_seconds(pid):
@@ -97,6 +102,7 @@ class FerryGw:
     measurement, so that what heaptrack_print calls "leaked" is the live
     heap at that moment: DIR/ferry-<label>.gz (heaptrack_print -f …)."""
     name = "ferry"
+    binary = None  # FERRY_BIN
 
     def __init__(self, factory, peers):
         self.factory, self.peers = factory, peers
@@ -112,7 +118,10 @@ class FerryGw:
                    "DUMP_HEAPTRACK_OUTPUT": str(self.raw)}
             self.name = "ferry+heaptrack"
         self.f = self.factory(bridges={"irc": irc_config(self.peers, throttle_limit=-1)}, log_level="warn",
-                              timeout=60, env=env)
+                              timeout=60, env=env, start=False)
+        if self.binary:
+            self.f.binary = self.binary
+        self.f.start(timeout=60)
         self.domain = self.f.config.domain("irc")
         self.pid = self.f.proc.pid
 
@@ -209,10 +218,19 @@ def out():
     return CsvLog("scale", FIELDS)
 
 
+class FerryBeforeGw(FerryGw):
+    """Another ferry binary (BENCH_FERRY_BEFORE: a build of the code before
+    a change), measured in the same run as "ferry-before"."""
+    name = "ferry-before"
+    binary = os.environ.get("BENCH_FERRY_BEFORE")
+
+
 def gateways(peers, ferry_factory, tmp_path, n):
     for g in GATEWAYS:
         if g == "ferry":
             yield FerryGw(ferry_factory, peers)
+        elif g == "ferry-before" and FerryBeforeGw.binary:
+            yield FerryBeforeGw(ferry_factory, peers)
         elif g == "biboumi":
             yield BiboumiGw(peers, tmp_path / "biboumi", load_users(n))
         else:
@@ -271,10 +289,15 @@ def test_users_in_one_channel(peers, ferry_factory, tmp_path, out, n):
             j = pool.join(180)
             assert j["joined"] == n, j
             s = settle(gw.pid)
+            late = {}
+            if LATE and not HEAPTRACK:
+                time.sleep(LATE)
+                late = status(gw.pid)
             out.row(gateway=gw.name, scenario="one-channel", users=n, channels=1, rss_kib=s["VmRSS"],
                     anon_kib=s["RssAnon"], file_kib=s.get("RssFile", 0) + s.get("RssShmem", 0),
                     idle_kib=idle["VmRSS"], per_user_kib=f"{(s['VmRSS'] - idle['VmRSS']) / n:.1f}",
-                    join_s=f"{j['seconds']:.2f}")
+                    join_s=f"{j['seconds']:.2f}", late_rss_kib=late.get("VmRSS", ""),
+                    late_per_user_kib=f"{(late['VmRSS'] - idle['VmRSS']) / n:.1f}" if late else "")
         finally:
             if pool:
                 pool.close()

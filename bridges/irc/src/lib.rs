@@ -25,6 +25,7 @@ pub mod ctcp;
 pub mod driver;
 pub mod format;
 pub mod identd;
+pub mod intern;
 pub mod proto;
 pub mod resume;
 pub mod session;

@@ -11,27 +11,48 @@
 //! | none         | none        | participant |
 
 use std::collections::HashMap;
+use std::sync::Arc;
 
 use ferry_bridge::{Affiliation, HistoryPolicy, Role, RoomId, Subject};
 
 use super::isupport::Isupport;
+use crate::intern::{intern, intern_opt};
 
-/// A channel member.
+/// A channel member. Every connection to a server sees the same members:
+/// the strings are shared between them ([`crate::intern`]).
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct Member {
     /// Nickname as the server spells it.
-    pub nick: String,
+    pub nick: Arc<str>,
     /// Status modes held (`o`, `v` …).
-    pub modes: String,
+    pub modes: Arc<str>,
     /// Away message, when away.
-    pub away: Option<String>,
+    pub away: Option<Arc<str>>,
     /// Services account, when known.
-    pub account: Option<String>,
+    pub account: Option<Arc<str>>,
     /// Ident.
-    pub user: Option<String>,
+    pub user: Option<Arc<str>>,
     /// Host.
-    pub host: Option<String>,
+    pub host: Option<Arc<str>>,
 }
+
+impl Member {
+    /// Gives or takes a status mode.
+    pub fn set_mode(&mut self, mode: char, held: bool) {
+        if self.modes.contains(mode) == held {
+            return;
+        }
+        let modes: String = if held {
+            self.modes.chars().chain([mode]).collect()
+        } else {
+            self.modes.chars().filter(|c| *c != mode).collect()
+        };
+        self.modes = intern(&modes);
+    }
+}
+
+/// Members by folded nickname (the keys shared like the members' strings).
+pub type Members = HashMap<Arc<str>, Member>;
 
 /// Where we are with a channel.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -64,9 +85,9 @@ pub struct Channel {
     /// Archive settings.
     pub history: HistoryPolicy,
     /// Members by folded nickname.
-    pub members: HashMap<String, Member>,
+    pub members: Members,
     /// NAMES being received (replaces `members` at 366).
-    pub names: Option<HashMap<String, Member>>,
+    pub names: Option<Members>,
     /// Topic.
     pub topic: Subject,
     /// We sent PART ourselves.
@@ -133,10 +154,10 @@ pub fn parse_names_entry(entry: &str, isupport: &Isupport) -> Option<Member> {
     }
     let src = crate::proto::Source::parse(rest);
     Some(Member {
-        nick: src.nick,
-        modes,
-        user: src.user,
-        host: src.host,
+        nick: intern(&src.nick),
+        modes: intern(&modes),
+        user: intern_opt(src.user.as_deref()),
+        host: intern_opt(src.host.as_deref()),
         ..Member::default()
     })
 }
@@ -282,11 +303,11 @@ mod tests {
     fn names_entries_with_every_prefix_and_host() {
         let i = isupport("PREFIX=(qaohv)~&@%+");
         let m = parse_names_entry("@+bob!b@host", &i).unwrap();
-        assert_eq!(m.nick, "bob");
-        assert_eq!(m.modes, "ov");
+        assert_eq!(&*m.nick, "bob");
+        assert_eq!(&*m.modes, "ov");
         assert_eq!(m.host.as_deref(), Some("host"));
         let m = parse_names_entry("~carol", &i).unwrap();
-        assert_eq!((m.nick.as_str(), m.modes.as_str()), ("carol", "q"));
+        assert_eq!((&*m.nick, &*m.modes), ("carol", "q"));
         assert!(parse_names_entry("@", &i).is_none());
     }
 

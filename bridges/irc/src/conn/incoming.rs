@@ -5,6 +5,7 @@
 //! changes, MONITOR, and error numerics matched to the request they
 //! answer.
 
+use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use ferry_bridge::{
@@ -15,6 +16,7 @@ use ferry_bridge::{
 use super::channel::{ChanState, Channel, Member, muc_standing, parse_modes, parse_names_entry};
 use super::{Batch, Conn, PendingKind, Phase, SPLIT_GRACE, Split};
 use crate::ctcp;
+use crate::intern::{intern, intern_opt};
 use crate::proto::Message;
 
 /// Messages older than this (by server-time) are shown with their date.
@@ -455,18 +457,18 @@ impl Conn {
         let presence = match &m.away {
             Some(text) => Presence {
                 show: Show::Away,
-                status: (!text.is_empty()).then(|| text.clone()),
+                status: (!text.is_empty()).then(|| text.to_string()),
                 last_active: None,
             },
             None => Presence::available(),
         };
         Occupant {
-            nick: m.nick.clone(),
+            nick: m.nick.to_string(),
             role,
             affiliation,
             presence,
             contact: Some(self.contact(&m.nick)),
-            stable_id: m.account.clone(),
+            stable_id: m.account.as_deref().map(str::to_owned),
             is_self: self.is_me(&m.nick),
         }
     }
@@ -578,17 +580,18 @@ impl Conn {
             return;
         };
         let member = Member {
-            nick: src.nick.clone(),
-            modes: String::new(),
+            nick: intern(&src.nick),
+            modes: Arc::default(),
             away: None,
-            account,
-            user: src.user.clone(),
-            host: src.host.clone(),
+            account: intern_opt(account.as_deref()),
+            user: intern_opt(src.user.as_deref()),
+            host: intern_opt(src.host.as_deref()),
         };
+        let shared_key = intern(&nick_key);
         if let Some(names) = ch.names.as_mut() {
-            names.insert(nick_key.clone(), member.clone());
+            names.insert(Arc::clone(&shared_key), member.clone());
         }
-        ch.members.insert(nick_key.clone(), member);
+        ch.members.insert(shared_key, member);
         if !silent {
             self.emit_occupant(&key, &nick_key);
         }
@@ -624,7 +627,7 @@ impl Conn {
         let Some(ch) = self.channels.get_mut(&key) else {
             return;
         };
-        if ch.members.remove(&nick_key).is_some() && ch.synced {
+        if ch.members.remove(nick_key.as_str()).is_some() && ch.synced {
             let room = ch.room.clone();
             self.emit(Event::OccupantLeft {
                 room,
@@ -647,7 +650,7 @@ impl Conn {
         };
         let mut gone_from = Vec::new();
         for (key, ch) in self.channels.iter_mut() {
-            if ch.members.remove(&nick_key).is_some() && ch.synced {
+            if ch.members.remove(nick_key.as_str()).is_some() && ch.synced {
                 gone_from.push((key.clone(), ch.room.clone()));
             }
         }
@@ -702,13 +705,13 @@ impl Conn {
         let Some(ch) = self.channels.get_mut(&key) else {
             return;
         };
-        if let Some(m) = ch.members.remove(&victim_key)
+        if let Some(m) = ch.members.remove(victim_key.as_str())
             && ch.synced
         {
             let room = ch.room.clone();
             self.emit(Event::OccupantLeft {
                 room,
-                nick: m.nick,
+                nick: m.nick.to_string(),
                 exit: RoomExit::Kicked {
                     by: Some(by),
                     reason,
@@ -767,10 +770,11 @@ impl Conn {
             }
         }
         let mut changed = Vec::new();
+        let (new_shared, new_key_shared) = (intern(&new), intern(&new_key));
         for ch in self.channels.values_mut() {
-            if let Some(mut m) = ch.members.remove(&old_key) {
-                m.nick = new.clone();
-                ch.members.insert(new_key.clone(), m);
+            if let Some(mut m) = ch.members.remove(old_key.as_str()) {
+                m.nick = Arc::clone(&new_shared);
+                ch.members.insert(Arc::clone(&new_key_shared), m);
                 if ch.synced {
                     changed.push(ch.room.clone());
                 }
@@ -815,14 +819,8 @@ impl Conn {
             }
             let Some(p) = param else { continue };
             let pk = fold.fold(p);
-            if let Some(m) = ch.members.get_mut(&pk) {
-                if *adding {
-                    if !m.modes.contains(*mode) {
-                        m.modes.push(*mode);
-                    }
-                } else {
-                    m.modes.retain(|c| c != *mode);
-                }
+            if let Some(m) = ch.members.get_mut(pk.as_str()) {
+                m.set_mode(*mode, *adding);
                 if !touched.contains(&pk) {
                     touched.push(pk);
                 }
@@ -904,7 +902,7 @@ impl Conn {
         for entry in msg.trailing().split(' ').filter(|e| !e.is_empty()) {
             if let Some(m) = parse_names_entry(entry, &isupport) {
                 let k = fold.fold(&m.nick);
-                match names.get_mut(&k) {
+                match names.get_mut(k.as_str()) {
                     Some(existing) => {
                         existing.modes = m.modes;
                         if m.host.is_some() {
@@ -913,7 +911,7 @@ impl Conn {
                         }
                     }
                     None => {
-                        names.insert(k, m);
+                        names.insert(intern(&k), m);
                     }
                 }
             }
@@ -944,9 +942,9 @@ impl Conn {
         }
         ch.synced = true;
         let me = self.isupport.casemapping.fold(&self.nick);
-        if let std::collections::hash_map::Entry::Vacant(e) = ch.members.entry(me) {
+        if let std::collections::hash_map::Entry::Vacant(e) = ch.members.entry(intern(&me)) {
             e.insert(Member {
-                nick: self.nick.clone(),
+                nick: intern(&self.nick),
                 ..Member::default()
             });
         }
@@ -988,13 +986,14 @@ impl Conn {
     fn on_away(&mut self, msg: &Message) {
         let nick = msg.nick().to_owned();
         let away = msg.params.first().cloned();
+        let away_shared = intern_opt(away.as_deref());
         let nick_key = self.fold(&nick);
         let mut touched = Vec::new();
         for (key, ch) in self.channels.iter_mut() {
-            if let Some(m) = ch.members.get_mut(&nick_key)
-                && m.away != away
+            if let Some(m) = ch.members.get_mut(nick_key.as_str())
+                && m.away != away_shared
             {
-                m.away = away.clone();
+                m.away = away_shared.clone();
                 touched.push(key.clone());
             }
         }
@@ -1017,10 +1016,14 @@ impl Conn {
 
     fn on_account(&mut self, msg: &Message) {
         let nick_key = self.fold(msg.nick());
-        let account = msg.params.first().filter(|a| a.as_str() != "*").cloned();
+        let account = msg
+            .params
+            .first()
+            .filter(|a| a.as_str() != "*")
+            .map(|a| intern(a));
         let mut touched = Vec::new();
         for (key, ch) in self.channels.iter_mut() {
-            if let Some(m) = ch.members.get_mut(&nick_key) {
+            if let Some(m) = ch.members.get_mut(nick_key.as_str()) {
                 m.account = account.clone();
                 touched.push(key.clone());
             }
@@ -1035,9 +1038,9 @@ impl Conn {
         let (user, host) = (msg.param(0).to_owned(), msg.param(1).to_owned());
         let nick_key = self.fold(&nick);
         for ch in self.channels.values_mut() {
-            if let Some(m) = ch.members.get_mut(&nick_key) {
-                m.user = Some(user.clone());
-                m.host = Some(host.clone());
+            if let Some(m) = ch.members.get_mut(nick_key.as_str()) {
+                m.user = Some(intern(&user));
+                m.host = Some(intern(&host));
             }
         }
         if self.is_me(&nick)
@@ -1124,7 +1127,7 @@ impl Conn {
                 let still_there = self
                     .channels
                     .values()
-                    .any(|c| c.room == *room && c.members.contains_key(&peer_key));
+                    .any(|c| c.room == *room && c.members.contains_key(peer_key.as_str()));
                 if still_there {
                     Address::Occupant {
                         room: room.clone(),

@@ -315,7 +315,7 @@ impl Conn {
                     let host = self
                         .channels
                         .get(&self.fold(&wire))
-                        .and_then(|c| c.members.get(&self.fold(&nick)))
+                        .and_then(|c| c.members.get(self.fold(&nick).as_str()))
                         .and_then(|m| m.host.clone());
                     let mask = match host {
                         Some(h) => format!("*!*@{h}"),

@@ -10,10 +10,10 @@ use xmpp_parsers::minidom::Element;
 use xmpp_parsers::presence::{Presence, Type as PType};
 use xmpp_parsers::stanza_error::{DefinedCondition, ErrorType};
 
-use crate::gateway::message::{self};
 use crate::gateway::router::Gateway;
-use crate::gateway::xml::{self, ns};
 use crate::store::ArchiveQuery;
+use crate::xmpp::message::{self};
+use crate::xmpp::xml::{self, ns};
 
 use super::history::HistoryRequest;
 use super::join::{JoinView, OccupantView, occupant_presence};
@@ -21,8 +21,8 @@ use super::join::{JoinView, OccupantView, occupant_presence};
 use super::*;
 
 /// A client's presence in a room, as the gateway tracks resources.
-fn client_presence(p: &Presence) -> crate::gateway::router::Resource {
-    crate::gateway::router::Resource {
+fn client_presence(p: &Presence) -> crate::xmpp::availability::Resource {
+    crate::xmpp::availability::Resource {
         show: p.show.clone(),
         status: p
             .statuses
@@ -31,7 +31,7 @@ fn client_presence(p: &Presence) -> crate::gateway::router::Resource {
             .cloned(),
         priority: p.priority.0,
         caps: None,
-        seq: crate::gateway::presence::next_presence_seq(),
+        seq: crate::xmpp::availability::next_presence_seq(),
     }
 }
 

@@ -11,10 +11,10 @@ use xmpp_parsers::jid::{BareJid, Jid};
 use xmpp_parsers::message::{Message, MessageType};
 use xmpp_parsers::minidom::Element;
 
-use crate::gateway::jids::with_resource;
-use crate::gateway::message::{self};
 use crate::gateway::router::Gateway;
-use crate::gateway::xml::{self, B, ns};
+use crate::xmpp::jids::with_resource;
+use crate::xmpp::message::{self};
+use crate::xmpp::xml::{self, B, ns};
 
 use super::join::occupant_presence;
 
@@ -146,9 +146,11 @@ impl Gateway {
         me.is_self = true;
         me.presence.show = ferry_bridge::Show::ExtendedAway;
         me.presence.status = Some(why.to_owned());
-        let r = r.clone();
+        let Some(r) = self.rooms.get(user, room) else {
+            return;
+        };
         for to in self.joined_clients(user, room) {
-            self.send(self.occupant_el(user, &r, &me, &to));
+            self.send(self.occupant_el(user, r, &me, &to));
         }
     }
 
@@ -246,9 +248,9 @@ impl Gateway {
             // The session could not get back in: the waiting clients leave.
             let why = format!("Could not join the room again: {}", error.message);
             self.muc_left_with(user, room, &RoomExit::Disconnected(why), Some(332));
-            self.rooms.map.remove(&(user.clone(), room.clone()));
+            self.rooms.remove(user, room);
         } else if remove {
-            self.rooms.map.remove(&(user.clone(), room.clone()));
+            self.rooms.remove(user, room);
         }
     }
 
@@ -314,9 +316,13 @@ impl Gateway {
             r.nick = occupant.nick.clone();
         }
         r.occupants.insert(occupant.nick.clone(), occupant.clone());
-        let r = r.clone();
+        // Read the room again through a shared borrow rather than copying
+        // it: every occupant of a join burst passes here for every user.
+        let Some(r) = self.rooms.get(user, room) else {
+            return;
+        };
         for to in self.joined_clients(user, room) {
-            self.send(self.occupant_el(user, &r, &occupant, &to));
+            self.send(self.occupant_el(user, r, &occupant, &to));
         }
     }
 
@@ -369,7 +375,9 @@ impl Gateway {
             r.nick = new.to_owned();
         }
         r.occupants.insert(new.to_owned(), occ.clone());
-        let r = r.clone();
+        let Some(r) = self.rooms.get(user, room) else {
+            return;
+        };
         for to in self.joined_clients(user, room) {
             let mut view = join::view_of(&r.jid, &occ, r.non_anonymous(), &self.contact_jid_fn());
             view.nick = Some(new.to_owned());
@@ -387,7 +395,7 @@ impl Gateway {
                 &view,
                 true,
             ));
-            self.send(self.occupant_el(user, &r, &occ, &to));
+            self.send(self.occupant_el(user, r, &occ, &to));
         }
     }
 
@@ -592,7 +600,7 @@ impl Gateway {
 
     /// Shutdown: every joined client gets unavailable with status 332.
     pub fn rooms_shutdown(&mut self) {
-        let all: Vec<(UserId, RoomId)> = self.rooms.map.keys().cloned().collect();
+        let all: Vec<(UserId, RoomId)> = self.rooms.keys().cloned().collect();
         for (u, r) in all {
             self.muc_left_with(
                 &u,
@@ -608,7 +616,7 @@ impl Gateway {
         let rooms: Vec<RoomId> = self.rooms.of_user(user).map(|r| r.id.clone()).collect();
         for r in rooms {
             self.muc_left_with(user, &r, &RoomExit::Disconnected(why.to_owned()), Some(332));
-            self.rooms.map.remove(&(user.clone(), r));
+            self.rooms.remove(user, &r);
         }
     }
 }

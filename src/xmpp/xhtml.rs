@@ -13,7 +13,7 @@
 use ferry_bridge::{Dialect, Rich};
 use xmpp_parsers::minidom::Element;
 
-use crate::gateway::xml::ns;
+use crate::xmpp::xml::ns;
 
 /// Reads the XHTML-IM payload of a message (the `<html/>` element), if it
 /// has a body.

@@ -14,9 +14,9 @@ use xmpp_parsers::jid::Jid;
 use xmpp_parsers::message::{Lang, Message, MessageType};
 use xmpp_parsers::minidom::Element;
 
-use crate::gateway::clean::{clean, truncate};
-use crate::gateway::xml::{B, ns};
-use crate::gateway::{styling, time, xhtml};
+use crate::xmpp::clean::{clean, truncate};
+use crate::xmpp::xml::{B, ns};
+use crate::xmpp::{styling, time, xhtml};
 
 /// A reply reference (XEP-0461).
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -467,7 +467,7 @@ pub fn delay(ts: SystemTime, from: &Jid) -> Element {
 /// A message carrying only a payload (chat state, receipt, marker,
 /// reactions, retraction).
 pub fn signal(from: &Jid, to: &Jid, type_: MessageType, payloads: Vec<Element>) -> Element {
-    let mut el = base(from, to, type_, &crate::gateway::xml::new_id());
+    let mut el = base(from, to, type_, &crate::xmpp::xml::new_id());
     for p in payloads {
         el.append_child(p);
     }

@@ -12,8 +12,8 @@ use std::sync::Arc;
 use ferry_bridge::{Address, AddressContext, AddressError, ContactId, Network, RoomId, ServiceId};
 use xmpp_parsers::jid::{BareJid, FullJid, Jid};
 
-use crate::gateway::clean::clean;
-use crate::gateway::escape::{escape, unescape};
+use crate::xmpp::clean::clean;
+use crate::xmpp::escape::{escape, unescape};
 
 /// What a JID of the gateway's domain names.
 #[derive(Clone, Debug, PartialEq, Eq)]

@@ -7,8 +7,8 @@ use xmpp_parsers::data_forms::{
 };
 use xmpp_parsers::minidom::Element;
 
-use crate::gateway::clean::{clean, clean_opt};
-use crate::gateway::xml::{B, ns, set_attr};
+use crate::xmpp::clean::{clean, clean_opt};
+use crate::xmpp::xml::{B, ns, set_attr};
 
 /// The field names XEP-0077 defines as child elements of its query.
 pub const LEGACY_FIELDS: &[&str] = &[

@@ -15,12 +15,12 @@ use xmpp_parsers::minidom::Element;
 use xmpp_parsers::stanza_error::{DefinedCondition, ErrorType, StanzaError};
 
 use crate::gateway::direct::chat_key;
-use crate::gateway::forms::{self, Secrets, Submitted};
-use crate::gateway::jids::{Target, with_resource};
-use crate::gateway::message::{self, Refs};
 use crate::gateway::router::{Asked, Gateway};
-use crate::gateway::xml::{self, B, ns};
 use crate::store::{ArchiveEntry, ArchiveQuery};
+use crate::xmpp::forms::{self, Secrets, Submitted};
+use crate::xmpp::jids::{Target, with_resource};
+use crate::xmpp::message::{self, Refs};
+use crate::xmpp::xml::{self, B, ns};
 
 use super::*;
 
@@ -309,7 +309,7 @@ impl Gateway {
                 continue;
             }
             m.archive_only = true;
-            let nick = self.sender_nick(&r, &m.from).unwrap_or_default();
+            let nick = r.sender_nick(&m.from).unwrap_or_default();
             let from = if nick.is_empty() {
                 room_jid.clone()
             } else {

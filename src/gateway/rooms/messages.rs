@@ -15,13 +15,11 @@ use xmpp_parsers::minidom::Element;
 use xmpp_parsers::stanza_error::{DefinedCondition, ErrorType, StanzaError};
 
 use crate::gateway::direct::chat_key;
-use crate::gateway::jids::{Target, with_resource};
-use crate::gateway::message::{self, Inbound, Refs};
 use crate::gateway::router::Gateway;
-use crate::gateway::xml::{self, B, ns};
 use crate::store::ArchiveEntry;
-
-use super::*;
+use crate::xmpp::jids::{Target, with_resource};
+use crate::xmpp::message::{self, Inbound, Refs};
+use crate::xmpp::xml::{self, B, ns};
 
 impl Gateway {
     /// A message to a room's bare JID.
@@ -277,21 +275,6 @@ impl Gateway {
         }
     }
 
-    pub(super) fn sender_nick(&self, r: &Room, from: &Sender) -> Option<String> {
-        match from {
-            Sender::Occupant(n) => Some(n.clone()),
-            Sender::Own => Some(r.nick.clone()),
-            Sender::Contact(c) => Some(
-                r.occupants
-                    .values()
-                    .find(|o| o.contact.as_ref() == Some(c))
-                    .map(|o| o.nick.clone())
-                    .unwrap_or_else(|| c.to_string()),
-            ),
-            Sender::Service => None,
-        }
-    }
-
     /// A message of the network in a room: delivered to joined clients and
     /// archived (also when no client is joined).
     pub fn muc_incoming(&mut self, user: &UserId, msg: IncomingMessage) {
@@ -309,8 +292,16 @@ impl Gateway {
         let Some(r) = self.room_entry(user, &room) else {
             return;
         };
-        let r = r.clone();
-        let nick = self.sender_nick(&r, &msg.from);
+        // Only these facts of the room are needed: borrowing them keeps
+        // the user's view of the room (occupants, clients) uncopied.
+        let nick = r.sender_nick(&msg.from);
+        let reply_author = msg
+            .reply_to
+            .as_ref()
+            .and_then(|rt| rt.author.as_ref())
+            .and_then(|a| r.sender_nick(a))
+            .map(|n| Jid::from(with_resource(&r.jid, &n)));
+        let records = r.records();
         let room_jid = Jid::from(r.jid.clone());
         let from = match &nick {
             Some(n) => Jid::from(with_resource(&r.jid, n)),
@@ -327,12 +318,7 @@ impl Gateway {
             .and_then(|x| self.xmpp_of(user, &chat, x));
         let reply = msg.reply_to.as_ref().and_then(|rt| {
             let xid = self.xmpp_of(user, &chat, &rt.id)?;
-            let author = rt
-                .author
-                .as_ref()
-                .and_then(|a| self.sender_nick(&r, a))
-                .map(|n| Jid::from(with_resource(&r.jid, &n)));
-            Some((xid, author))
+            Some((xid, reply_author))
         });
         let refs = Refs {
             replaces,
@@ -344,7 +330,6 @@ impl Gateway {
         };
         let max = self.settings.max_message_bytes;
         let user2 = user.clone();
-        let records = r.records();
         let nick_s = nick.unwrap_or_default();
         let timestamp = msg.timestamp.unwrap_or_else(SystemTime::now);
         let archive_only = msg.archive_only;
@@ -409,17 +394,18 @@ impl Gateway {
         payloads: Vec<Element>,
         archive: bool,
     ) {
-        let Some(r) = self.rooms.get(user, room).cloned() else {
+        let Some(r) = self.rooms.get(user, room) else {
             return;
         };
-        let nick = from.and_then(|f| self.sender_nick(&r, f));
+        let nick = from.and_then(|f| r.sender_nick(f));
         let sender = match &nick {
             Some(n) => Jid::from(with_resource(&r.jid, n)),
             None => Jid::from(r.jid.clone()),
         };
+        let records = r.records();
         let room_jid = Jid::from(r.jid.clone());
         let mut base = message::signal(&sender, &room_jid, MessageType::Groupchat, payloads);
-        let archive_id = if archive && r.records() {
+        let archive_id = if archive && records {
             let id = self.store.new_archive_id();
             base.append_child(
                 B::new("stanza-id", ns::SID)
@@ -469,11 +455,11 @@ impl Gateway {
                 self.room_signal(user, room, Some(by), payloads, true);
             }
             Some(reason) => {
-                let Some(r) = self.rooms.get(user, room).cloned() else {
+                let Some(r) = self.rooms.get(user, room) else {
                     return;
                 };
-                let by_jid = self
-                    .sender_nick(&r, by)
+                let by_jid = r
+                    .sender_nick(by)
                     .map(|n| with_resource(&r.jid, &n).to_string())
                     .unwrap_or_else(|| r.jid.to_string());
                 let retract = B::new("retract", ns::RETRACT1)

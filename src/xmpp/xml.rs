@@ -239,7 +239,7 @@ pub fn condition_of(kind: ErrorKind) -> (ErrorType, DefinedCondition) {
 
 /// A stanza error with a condition and a text.
 pub fn error(type_: ErrorType, condition: DefinedCondition, text: &str) -> StanzaError {
-    StanzaError::new(type_, condition, "en", crate::gateway::clean::clean(text))
+    StanzaError::new(type_, condition, "en", crate::xmpp::clean::clean(text))
 }
 
 /// The stanza error for a bridge's error.
@@ -306,7 +306,7 @@ pub fn chat(from: &Jid, to: &Jid, body: &str) -> Element {
     m.id = Some(xmpp_parsers::message::Id(new_id()));
     m.bodies.insert(
         xmpp_parsers::message::Lang::default(),
-        crate::gateway::clean::clean(body).into_owned(),
+        crate::xmpp::clean::clean(body).into_owned(),
     );
     m.into()
 }
@@ -327,17 +327,17 @@ pub fn new_id() -> String {
 }
 
 /// Makes every text node and attribute value of an element valid XML 1.0
-/// (see [`crate::gateway::clean`]). Run on every stanza the gateway sends,
+/// (see [`crate::xmpp::clean`]). Run on every stanza the gateway sends,
 /// so that nothing a network sent can break the component stream.
 pub fn sanitize(el: &mut Element) {
     for (_, value) in el.attrs_mut().iter_mut() {
-        if let std::borrow::Cow::Owned(c) = crate::gateway::clean::clean(value) {
+        if let std::borrow::Cow::Owned(c) = crate::xmpp::clean::clean(value) {
             *value = c;
         }
     }
     for node in el.nodes_mut() {
         if let Some(text) = node.as_text_mut() {
-            if let std::borrow::Cow::Owned(c) = crate::gateway::clean::clean(text) {
+            if let std::borrow::Cow::Owned(c) = crate::xmpp::clean::clean(text) {
                 *text = c;
             }
         } else if let Some(child) = node.as_element_mut() {
