@@ -142,3 +142,26 @@ def test_a_mailing_list_is_one_room_and_posts_go_to_its_address(me_groups, domai
     assert err.get("id") == mid
     reason = text(err, "error/{urn:ietf:params:xml:ns:xmpp-stanzas}text") or ""
     assert "List-Post" in reason and "not sent" in reason, reason
+
+
+def test_a_bounce_in_a_group_is_an_error_on_the_room_message(me_groups, domain, peers):
+    """A group mail one of whose addresses does not exist: the mail server's
+    bounce comes back as an error on the groupchat message's id, from the
+    room, not as a notice and not lost."""
+    alice, mb = me_groups
+    kim = Mailbox.create(peers, "kim")
+    m = alice.mark()
+    members = [jid(kim.address, domain), jid("nobody@nowhere.invalid", domain)]
+    addresses = "".join(f"<address type='to' jid='{j}'/>" for j in members)
+    alice.send_message(domain, "Lunch?",
+                       extra=f"<subject>Lunch</subject><addresses xmlns='{ADDRESS_NS}'>{addresses}</addresses>")
+    invite = alice.wait_for(message(frm=domain) & has("conference:x"), since=m, timeout=30)
+    room = attr(invite, "conference:x", "jid")
+    kim.wait_folder(1)
+    alice.join_muc(room, mb.address)
+    m = alice.mark()
+    mid = alice.send_message(room, "Or dinner?", type="groupchat")
+    err = alice.wait_for(message(frm=room, type="error", id=mid), since=m, timeout=45)
+    reason = text(err, "error/{urn:ietf:params:xml:ns:xmpp-stanzas}text") or ""
+    assert "the mail server reported" in reason, reason
+    alice.expect_no(message(frm=domain, body_contains="not delivered"), within=0.5, since=m)

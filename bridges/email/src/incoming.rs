@@ -174,6 +174,7 @@ pub fn deliver(
                 references: mail.references.clone(),
                 subject: mail.subject.clone(),
                 peer: peer.clone(),
+                room: None,
             },
         ));
     }

@@ -224,6 +224,7 @@ impl Outbox<'_> {
                     references: references.clone(),
                     subject: Some(draft.subject.clone()),
                     peer: peer.to_owned(),
+                    room: None,
                 },
             )
             .map_err(store_err)?;
@@ -295,6 +296,7 @@ impl Outbox<'_> {
                     references: references.clone(),
                     subject: Some(draft.subject.clone()),
                     peer: post,
+                    room: Some(id.to_owned()),
                 },
             )
             .map_err(store_err)?;
@@ -345,6 +347,7 @@ impl Outbox<'_> {
                     references: g.references.clone(),
                     subject: Some(draft.subject.clone()),
                     peer: g.members.first().cloned().unwrap_or_default(),
+                    room: Some(id.to_owned()),
                 },
             )
             .map_err(store_err)?;

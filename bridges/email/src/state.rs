@@ -43,6 +43,10 @@ pub struct MailRecord {
     /// The correspondent (author of an incoming mail, first recipient of
     /// a sent one).
     pub peer: String,
+    /// The group or list room a sent mail was written in (None: a 1:1
+    /// conversation with `peer`), so that its bounce finds the message.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub room: Option<String>,
 }
 
 /// The conversation with one correspondent, as far as replies need it.

@@ -19,6 +19,7 @@ use std::time::{Duration, SystemTime};
 
 use ferry_bridge::{
     Address, BridgeError, ConnectionState, ContactId, ErrorKind, Event, EventSink, MessageId,
+    RoomId,
 };
 use tokio::sync::{Notify, oneshot, watch};
 
@@ -540,8 +541,13 @@ impl Watcher {
                 } else {
                     format!("delayed; the mail server reported: {}", b.reason)
                 };
+                // A mail written in a group or list room fails there.
+                let chat = match r.room {
+                    Some(room) => Address::Room(RoomId::new(room)),
+                    None => Address::Contact(ContactId::new(r.peer)),
+                };
                 self.emit(Event::DeliveryFailed {
-                    chat: Address::Contact(ContactId::new(r.peer)),
+                    chat,
                     id: MessageId::new(id),
                     error: BridgeError::new(kind, reason),
                     permanent: b.permanent,
