@@ -63,7 +63,7 @@ def test_a_text_out_and_its_receipt(peers, alice):
     assert "Hello-from-ferry" in urllib.parse.unquote_plus(lines[0]), lines
 
 
-def test_a_text_waits_while_kannel_is_down_and_goes_out_once(peers, alice):
+def test_a_text_waits_while_kannel_is_down_and_goes_out_once(gw, peers, alice):
     to = phone()
     peers.stop("smsbox")
     try:
@@ -74,6 +74,11 @@ def test_a_text_waits_while_kannel_is_down_and_goes_out_once(peers, alice):
         peers.start("smsbox")
     alice.wait_for(message(frm=f"{to}@{DOMAIN}") & has("receipts:received", id=mid), since=m, timeout=30)
     assert len(fakesmsc_lines(peers, to)) == 1, fakesmsc_lines(peers, to)
+    # The failed attempts were logged without smsbox's password (it is in
+    # the sendsms URL).
+    log = gw.log()
+    assert "will try again" in log
+    assert f"password={peers.env['KANNEL_PASSWORD']}" not in log
 
 
 def test_long_texts_gsm7_and_ucs2_are_split_and_confirmed_once(peers, alice):

@@ -35,7 +35,7 @@ pub(crate) async fn handle(rt: &Runtime, inbound: Inbound) -> Result<(), Refused
             let update = rt
                 .outbox
                 .report(&r)
-                .map_err(|e| Refused::Later(format!("the queue is unreadable: {e}")))?;
+                .map_err(|e| Refused::Later(e.to_string()))?;
             match update {
                 Some(u) => deliver_update(rt, u).await,
                 // An unknown text (already final), or a step on the way.

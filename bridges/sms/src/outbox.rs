@@ -263,13 +263,34 @@ impl Outbox {
 
     /// Matches a delivery report with its text. None: unknown text, or a
     /// report that changes nothing yet (en route, one part of several).
-    pub fn report(&self, report: &Report) -> Result<Option<Update>, StoreError> {
+    pub fn report(&self, report: &Report) -> Result<Option<Update>, ReportError> {
+        // A report can overtake the answer to its own submission (Kannel
+        // reports as soon as the SMSC takes the text). While the text is
+        // still being submitted, its record does not exist yet: the backend
+        // must send the report again rather than have it dropped. The
+        // queue is read first: an attempt records the text before it
+        // leaves the queue, so no report falls between the two.
+        let in_flight = |id: Option<&str>| -> Result<bool, StoreError> {
+            Ok(self
+                .queued()?
+                .iter()
+                .any(|(_, q)| q.in_flight && id.is_none_or(|id| q.text.id == id)))
+        };
         let id = match (&report.id, &report.backend_id) {
-            (Some(id), _) => id.clone(),
-            (None, Some(bid)) => match self.kv.get(&format!("bid/{bid}"))? {
-                Some(id) => String::from_utf8_lossy(&id).into_owned(),
-                None => return Ok(None),
-            },
+            (Some(id), _) => {
+                if in_flight(Some(id))? {
+                    return Err(ReportError::Early);
+                }
+                id.clone()
+            }
+            (None, Some(bid)) => {
+                let submitting = in_flight(None)?;
+                match self.kv.get(&format!("bid/{bid}"))? {
+                    Some(id) => String::from_utf8_lossy(&id).into_owned(),
+                    None if submitting => return Err(ReportError::Early),
+                    None => return Ok(None),
+                }
+            }
             (None, None) => return Ok(None),
         };
         let key = format!("sent/{id}");
@@ -320,6 +341,17 @@ impl Outbox {
         }
         Ok(())
     }
+}
+
+/// Why a delivery report could not be matched now.
+#[derive(Debug, thiserror::Error)]
+pub enum ReportError {
+    /// Its text is still being submitted: the backend should report again.
+    #[error("the text this report is about is still being submitted")]
+    Early,
+    /// The queue could not be read.
+    #[error("the queue is unreadable: {0}")]
+    Store(#[from] StoreError),
 }
 
 fn now_micros() -> u128 {
@@ -526,5 +558,46 @@ mod tests {
             }
         );
         task.abort();
+    }
+
+    #[test]
+    fn a_report_that_overtakes_its_submission_is_asked_again() {
+        let kv: Arc<dyn KeyValue> = Arc::new(MemoryKeyValue::new());
+        let backend = Arc::new(Scripted {
+            answers: Mutex::new(Vec::new()),
+            seen: Mutex::new(Vec::new()),
+        });
+        let outbox = Outbox::new(
+            kv,
+            backend,
+            Arc::new(|_| None),
+            Duration::from_millis(20),
+            1,
+        );
+        let t = text("+15551230005");
+        outbox.enqueue("a@x", "+1", t.clone()).expect("q");
+        // The attempt is under way: the backend has the text, Ferry has not
+        // recorded it yet.
+        let (key, mut q) = outbox.queued().expect("read").remove(0);
+        q.in_flight = true;
+        outbox.kv.put(&key, &json(&q)).expect("put");
+        let ours = Report {
+            id: Some(t.id.clone()),
+            backend_id: None,
+            state: DeliveryState::Delivered,
+        };
+        assert!(matches!(outbox.report(&ours), Err(ReportError::Early)));
+        let by_backend_id = Report {
+            id: None,
+            backend_id: Some("smsc-1".into()),
+            state: DeliveryState::Delivered,
+        };
+        assert!(matches!(
+            outbox.report(&by_backend_id),
+            Err(ReportError::Early)
+        ));
+        // Once nothing is in flight, an unknown report changes nothing.
+        outbox.kv.delete(&key).expect("delete");
+        assert!(matches!(outbox.report(&by_backend_id), Ok(None)));
     }
 }

@@ -120,6 +120,9 @@ impl Backend for Kannel {
             .send()
             .await
             .map_err(|e| {
+                // The sendsms URL carries smsbox's password: never in a
+                // log line or an error a user reads.
+                let e = e.without_url();
                 if e.is_connect() || e.is_builder() {
                     SubmitError::not_sent(format!("Kannel is not reachable: {e}"))
                 } else {
