@@ -7,7 +7,11 @@
 //! Messages waiting for their report are kept in memory for the common
 //! case and in the database ([`Pending`]) for the rest, so a report that
 //! comes after a restart still finds them (and a report in the running
-//! process costs no read of the database);
+//! process costs no read of the database). A delivered message stays in
+//! the database (marked) until it expires, so that a failure the network
+//! reports after confirming it (an email bounce after the submission
+//! server accepted the mail) is still an error on the original stanza id,
+//! sent from the contact to the client that wrote it;
 //! a message sent in several parts is delivered with its last part and
 //! failed with its first failed part. A report may also come before the
 //! core has seen the action's outcome (the network is fast): such reports
@@ -113,6 +117,7 @@ impl Gateway {
             return;
         }
         let mut waiting = Vec::new();
+        let mut parts = Vec::new();
         for id in sent.ids {
             let early = self
                 .users
@@ -128,15 +133,12 @@ impl Gateway {
                         permanent,
                     );
                 }
-                Some(Early::Delivered) => {}
-                None => waiting.push(id.to_string()),
+                Some(Early::Delivered) => parts.push((id.to_string(), true)),
+                None => {
+                    waiting.push(id.to_string());
+                    parts.push((id.to_string(), false));
+                }
             }
-        }
-        if waiting.is_empty() {
-            if sent.receipt {
-                self.send_receipt(sent.peer, sent.client, stanza_id);
-            }
-            return;
         }
         let pending = Pending {
             xmpp_id: stanza_id.to_owned(),
@@ -146,7 +148,13 @@ impl Gateway {
             settled: false,
         };
         let key = chat_key(sent.chat);
-        self.store.deliveries_add(user, &key, &pending, &waiting);
+        self.store.deliveries_add(user, &key, &pending, &parts);
+        if waiting.is_empty() {
+            if sent.receipt {
+                self.send_receipt(sent.peer, sent.client, stanza_id);
+            }
+            return;
+        }
         let awaiting = &mut self.user_mut(user).receipts.awaiting;
         if awaiting.parts.len() > AWAITING_MAX {
             awaiting.parts.clear();
@@ -188,7 +196,7 @@ impl Gateway {
             self.store
                 .delivery_forget_message(user, chat, &pending.xmpp_id);
         } else {
-            self.store.delivery_forget(user, chat, id.as_str());
+            self.store.delivery_mark_delivered(user, chat, id.as_str());
         }
         Some(pending)
     }

@@ -1,11 +1,14 @@
-//! Messages of users waiting for the network's delivery report, kept in
-//! the database so that a report that arrives after a restart still finds
-//! the XMPP message it is about (to send its XEP-0184 receipt, or an error
-//! on its stanza id).
+//! Messages of users the network reported on, or will: kept in the
+//! database so that a report that arrives after a restart still finds the
+//! XMPP message it is about (to send its XEP-0184 receipt, or an error on
+//! its stanza id).
 //!
 //! A message sent in several parts (a long SMS) has one row per part; it
 //! counts as delivered when the last part is, and as failed as soon as one
-//! part fails.
+//! part fails. A delivered part stays, marked, until it expires ([`KEEP`]):
+//! some networks report a failure after they confirmed the message (an
+//! email bounce comes after the submission server accepted the mail), and
+//! that failure still becomes an error on the original stanza id.
 
 use std::time::{Duration, SystemTime};
 
@@ -30,7 +33,7 @@ pub struct Pending {
     pub settled: bool,
 }
 
-/// How long an unanswered message is remembered.
+/// How long a sent message is remembered (answered or not).
 pub const KEEP: Duration = Duration::from_secs(14 * 24 * 3600);
 
 fn unix(t: SystemTime) -> i64 {
@@ -40,13 +43,14 @@ fn unix(t: SystemTime) -> i64 {
 }
 
 impl Store {
-    /// Records a sent message's network ids (batched write).
+    /// Records a sent message's network ids, each with whether the network
+    /// already confirmed it (batched write).
     pub fn deliveries_add(
         &self,
         user: &UserId,
         chat: &str,
         sent: &Pending,
-        foreign_ids: &[String],
+        parts: &[(String, bool)],
     ) {
         let (jid, chat, xmpp_id, peer, client, receipt, ids) = (
             user.as_str().to_owned(),
@@ -55,7 +59,7 @@ impl Store {
             sent.peer.clone(),
             sent.client.clone(),
             sent.receipt,
-            foreign_ids.to_vec(),
+            parts.to_vec(),
         );
         let now = unix(SystemTime::now());
         self.write(
@@ -63,12 +67,12 @@ impl Store {
             Box::new(move |c| {
                 let mut st = c.prepare_cached(
                     "INSERT OR REPLACE INTO deliveries
-                     (jid, chat, foreign_id, xmpp_id, peer, client, receipt, created)
-                     VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
+                     (jid, chat, foreign_id, xmpp_id, peer, client, receipt, created, delivered)
+                     VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)",
                 )?;
-                for id in &ids {
+                for (id, delivered) in &ids {
                     st.execute(rusqlite::params![
-                        jid, chat, id, xmpp_id, peer, client, receipt, now
+                        jid, chat, id, xmpp_id, peer, client, receipt, now, delivered
                     ])?;
                 }
                 Ok(())
@@ -76,8 +80,9 @@ impl Store {
         );
     }
 
-    /// One part of a message was delivered: forgets it and tells whether
-    /// the whole message now is. None when no message waits for this id.
+    /// One part of a message was delivered: marks it and tells whether the
+    /// whole message now is. None when no message waits for this id (or
+    /// the part was already reported delivered).
     pub fn delivery_done(
         &self,
         user: &UserId,
@@ -87,8 +92,9 @@ impl Store {
         self.delivery_settle(user, chat, foreign_id, false)
     }
 
-    /// One part of a message failed: forgets every part of it. None when
-    /// no message waits for this id.
+    /// One part of a message failed (even after it was reported
+    /// delivered): forgets every part of it. None when no message has this
+    /// id.
     pub fn delivery_failed(
         &self,
         user: &UserId,
@@ -117,10 +123,12 @@ impl Store {
                 conn.prepare_cached(
                     "SELECT d.xmpp_id, d.peer, d.client, d.receipt,
                             (SELECT COUNT(*) FROM deliveries o
-                             WHERE o.jid = d.jid AND o.chat = d.chat AND o.xmpp_id = d.xmpp_id)
-                     FROM deliveries d WHERE d.jid = ?1 AND d.chat = ?2 AND d.foreign_id = ?3",
+                             WHERE o.jid = d.jid AND o.chat = d.chat AND o.xmpp_id = d.xmpp_id
+                               AND o.delivered = 0)
+                     FROM deliveries d WHERE d.jid = ?1 AND d.chat = ?2 AND d.foreign_id = ?3
+                       AND (?4 OR d.delivered = 0)",
                 )?
-                .query_row(rusqlite::params![j, c, f], |r| {
+                .query_row(rusqlite::params![j, c, f, failed], |r| {
                     Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?, r.get(4)?))
                 })
                 .optional()
@@ -131,7 +139,7 @@ impl Store {
         if failed {
             self.delivery_forget_message(user, &chat, &xmpp_id);
         } else {
-            self.delivery_forget(user, &chat, &fid);
+            self.delivery_mark_delivered(user, &chat, &fid);
         }
         Ok(Some(Pending {
             xmpp_id,
@@ -142,19 +150,21 @@ impl Store {
         }))
     }
 
-    /// Forgets one part of a message (batched write: for a report the
-    /// core settled from memory).
-    pub fn delivery_forget(&self, user: &UserId, chat: &str, foreign_id: &str) {
+    /// Marks one part of a message delivered (batched write; also for a
+    /// report the core settled from memory). The row stays until it
+    /// expires, for a failure reported later.
+    pub fn delivery_mark_delivered(&self, user: &UserId, chat: &str, foreign_id: &str) {
         let (jid, chat, fid) = (
             user.as_str().to_owned(),
             chat.to_owned(),
             foreign_id.to_owned(),
         );
         self.write(
-            "forgetting a delivered message",
+            "marking a message delivered",
             Box::new(move |conn| {
                 conn.prepare_cached(
-                    "DELETE FROM deliveries WHERE jid = ?1 AND chat = ?2 AND foreign_id = ?3",
+                    "UPDATE deliveries SET delivered = 1
+                     WHERE jid = ?1 AND chat = ?2 AND foreign_id = ?3",
                 )?
                 .execute(rusqlite::params![jid, chat, fid])
                 .map(drop)
@@ -181,11 +191,11 @@ impl Store {
         );
     }
 
-    /// Forgets messages that waited longer than [`KEEP`] (batched write).
+    /// Forgets messages sent longer than [`KEEP`] ago (batched write).
     pub fn deliveries_expire(&self) {
         let before = unix(SystemTime::now()) - KEEP.as_secs() as i64;
         self.write(
-            "forgetting old messages awaiting delivery",
+            "forgetting old sent messages",
             Box::new(move |c| {
                 c.execute("DELETE FROM deliveries WHERE created < ?1", [before])
                     .map(drop)
@@ -252,6 +262,10 @@ mod tests {
         }
     }
 
+    fn parts(ids: &[&str]) -> Vec<(String, bool)> {
+        ids.iter().map(|i| (i.to_string(), false)).collect()
+    }
+
     fn store() -> (tempfile::TempDir, Store) {
         let dir = tempfile::tempdir().expect("tempdir");
         let key = Arc::new(Key::load_or_create(&dir.path().join("key")).expect("key"));
@@ -263,7 +277,7 @@ mod tests {
     fn a_split_message_is_delivered_with_its_last_part_and_survives_a_reopen() {
         let (dir, store) = store();
         let u = UserId::new("u@example.org");
-        store.deliveries_add(&u, "c/bob", &sent(true), &["p1".into(), "p2".into()]);
+        store.deliveries_add(&u, "c/bob", &sent(true), &parts(&["p1", "p2"]));
         drop(store);
         let key = Arc::new(Key::load_or_create(&dir.path().join("key")).expect("key"));
         let store = Store::open(&dir.path().join("t.db"), key).expect("reopen");
@@ -284,10 +298,48 @@ mod tests {
     fn a_failed_part_settles_the_whole_message() {
         let (_dir, store) = store();
         let u = UserId::new("u@example.org");
-        store.deliveries_add(&u, "c/bob", &sent(false), &["p1".into(), "p2".into()]);
+        store.deliveries_add(&u, "c/bob", &sent(false), &parts(&["p1", "p2"]));
         let failed = store.delivery_failed(&u, "c/bob", "p2").expect("read");
         assert!(failed.is_some_and(|p| p.settled && !p.receipt));
         assert_eq!(store.delivery_done(&u, "c/bob", "p1").expect("read"), None);
+    }
+
+    #[test]
+    fn a_failure_after_delivery_still_finds_the_message_once() {
+        let (_dir, store) = store();
+        let u = UserId::new("u@example.org");
+        store.deliveries_add(&u, "c/bob", &sent(true), &[("m1".into(), true)]);
+        store.deliveries_add(&u, "c/bob", &sent(true), &[("m2".into(), false)]);
+        assert!(
+            store
+                .delivery_done(&u, "c/bob", "m1")
+                .expect("read")
+                .is_none()
+        );
+        assert!(
+            store
+                .delivery_done(&u, "c/bob", "m2")
+                .expect("read")
+                .is_some()
+        );
+        assert!(
+            store
+                .delivery_done(&u, "c/bob", "m2")
+                .expect("read")
+                .is_none()
+        );
+        let failed = store.delivery_failed(&u, "c/bob", "m2").expect("read");
+        assert_eq!(
+            failed,
+            Some(Pending {
+                settled: true,
+                ..sent(true)
+            })
+        );
+        assert_eq!(
+            store.delivery_failed(&u, "c/bob", "m2").expect("read"),
+            None
+        );
     }
 
     #[test]

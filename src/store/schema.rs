@@ -77,6 +77,9 @@ pub(crate) const MIGRATIONS: &[&str] = &[
         jid TEXT NOT NULL
     ) WITHOUT ROWID;
     CREATE INDEX owners_jid ON owners (jid);",
+    // 5: a delivered message stays (marked) until it expires, so that a
+    // failure the network reports later (an email bounce) still finds it.
+    "ALTER TABLE deliveries ADD COLUMN delivered INTEGER NOT NULL DEFAULT 0;",
 ];
 
 /// The version a fully migrated database has.

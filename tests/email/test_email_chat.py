@@ -135,13 +135,21 @@ def test_corrections_and_retractions_are_refused_with_a_reason(me, domain, peers
     assert len(eve.folder()) == 1, "the correction was not sent"
 
 
-def test_a_bounce_comes_back_as_an_error(me, domain, peers):
+def test_a_bounce_comes_back_as_an_error_on_the_original_message(me, domain, peers):
+    """The submission server accepts the mail (the receipt), the bounce comes
+    later: it is an error on the stanza id of the message, from the contact,
+    to the client that wrote it; not a notice, not a chat from MAILER-DAEMON."""
     alice, mb = me
     m = alice.mark()
-    alice.send_message(jid("nobody@nowhere.invalid", domain), "anyone there?")
-    n = alice.wait_for(message(frm=domain, body_contains="not delivered"), since=m, timeout=30)
-    assert "nobody@nowhere.invalid" in text(n, "body")
-    assert "the mail server reported" in text(n, "body"), text(n, "body")
+    to = jid("nobody@nowhere.invalid", domain)
+    mid = alice.send_message(to, "anyone there?", extra="<request xmlns='urn:xmpp:receipts'/>")
+    alice.wait_for(message(frm=to) & has("receipts:received", id=mid), since=m, timeout=30)
+    err = alice.wait_for(message(frm=to, type="error"), since=m, timeout=30)
+    assert err.get("id") == mid
+    assert err.get("to") == alice.jid, err.get("to")
+    reason = text(err, "error/{urn:ietf:params:xml:ns:xmpp-stanzas}text") or ""
+    assert "the mail server reported" in reason, reason
+    alice.expect_no(message(frm=domain, body_contains="not delivered"), within=0.5, since=m)
     alice.expect_no(message(frm=jid("mailer-daemon@localhost", domain)), within=0.5, since=m)
 
 

@@ -99,7 +99,7 @@ impl AddressRules for EmailAddresses {
         resource: Option<&str>,
         _ctx: &AddressContext<'_>,
     ) -> Result<Address, AddressError> {
-        if crate::groups::is_group_id(local) {
+        if crate::groups::is_group_id(local) || crate::lists::is_list_id(local) {
             let room = RoomId::new(local.to_ascii_lowercase());
             return Ok(match resource {
                 Some(nick) => Address::Occupant {

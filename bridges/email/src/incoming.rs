@@ -57,7 +57,7 @@ pub fn deliver(
     now: SystemTime,
 ) -> Delivery {
     let mut out = Delivery::default();
-    if prefs.mute_lists && mail.list_id.is_some() {
+    if prefs.lists == crate::prefs::Lists::Mute && mail.list_id.is_some() {
         return out;
     }
     let Some(from) = &mail.from else {
@@ -174,6 +174,7 @@ pub fn deliver(
                 references: mail.references.clone(),
                 subject: mail.subject.clone(),
                 peer: peer.clone(),
+                room: None,
             },
         ));
     }
@@ -268,7 +269,7 @@ mod tests {
             "From: list@example.org\nTo: me@example.com\nList-Id: <dev.example.org>\nSubject: x\n\nhi",
         );
         let muted = Prefs {
-            mute_lists: true,
+            lists: crate::prefs::Lists::Mute,
             ..Prefs::default()
         };
         assert!(

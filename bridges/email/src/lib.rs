@@ -28,6 +28,7 @@ pub mod hosts;
 pub mod html;
 pub mod imap;
 pub mod incoming;
+pub mod lists;
 pub mod login;
 pub mod outgoing;
 pub mod parse;
@@ -115,6 +116,7 @@ impl EmailNetwork {
                     Feature::Replies,
                     Feature::Threads,
                     Feature::Subjects,
+                    Feature::DeliveryReceipts,
                     Feature::DisplayedMarkers,
                     Feature::Attachments,
                     Feature::Formatting,

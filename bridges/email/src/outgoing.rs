@@ -151,6 +151,9 @@ impl Outbox<'_> {
                     .map_err(|e| BridgeError::bad_request(e.0))?;
                 self.send_to(&msg, &peer).await
             }
+            Address::Room(room) if crate::lists::is_list_id(room.as_str()) => {
+                self.send_to_list(&msg, room.as_str()).await
+            }
             Address::Room(room) => self.send_to_group(&msg, room.as_str()).await,
             _ => Err(BridgeError::bad_request(
                 "mail can only be written to an address (alice\\40example.com@this gateway) \
@@ -221,6 +224,7 @@ impl Outbox<'_> {
                     references: references.clone(),
                     subject: Some(draft.subject.clone()),
                     peer: peer.to_owned(),
+                    room: None,
                 },
             )
             .map_err(store_err)?;
@@ -233,6 +237,73 @@ impl Outbox<'_> {
         self.state
             .put_conversation(peer, &conv)
             .map_err(store_err)?;
+        Ok(Outcome::sent(MessageId::new(message_id)))
+    }
+
+    /// A post to a mailing list: to its posting address (List-Post), as a
+    /// reply to the thread the user answers (XEP-0461) or to the list's
+    /// last post.
+    async fn send_to_list(&self, msg: &OutgoingMessage, id: &str) -> Result<Outcome, BridgeError> {
+        let mut l = self
+            .state
+            .list(id)
+            .map_err(store_err)?
+            .ok_or_else(|| BridgeError::not_found(format!("there is no mailing list {id}")))?;
+        let Some(post) = l.post.clone() else {
+            return Err(BridgeError::unsupported(format!(
+                "The mailing list {} takes no posts (its mails have no List-Post address): \
+                 your message was not sent.",
+                l.name
+            )));
+        };
+        let replied = match &msg.reply_to {
+            Some(r) => self
+                .state
+                .mail(r.id.as_str())
+                .map_err(store_err)?
+                .map(|rec| (r.id.as_str().to_owned(), rec.references, rec.subject)),
+            None => None,
+        };
+        let (in_reply_to, references, base) = match replied {
+            Some((id, refs, subject)) => (Some(id.clone()), chain(&refs, &id), subject),
+            None => (l.last.clone(), l.references.clone(), l.subject.clone()),
+        };
+        let subject = match (Self::own_subject(msg), &base) {
+            (Some(s), _) => s,
+            (None, Some(b)) => compose::reply_subject(b),
+            (None, None) => first_line_subject(&msg.body),
+        };
+        let message_id = compose::new_message_id(&self.account.email);
+        let draft = self
+            .draft(msg, vec![post.clone()], subject, message_id.clone())
+            .await?;
+        let draft = Draft {
+            in_reply_to: in_reply_to.clone(),
+            references: references.clone(),
+            ..draft
+        };
+        self.submit(&draft).await?;
+        let thread = references
+            .first()
+            .cloned()
+            .unwrap_or_else(|| message_id.clone());
+        self.state
+            .put_mail(
+                &message_id,
+                &MailRecord {
+                    uid: None,
+                    thread,
+                    references: references.clone(),
+                    subject: Some(draft.subject.clone()),
+                    peer: post,
+                    room: Some(id.to_owned()),
+                },
+            )
+            .map_err(store_err)?;
+        l.references = chain(&references, &message_id);
+        l.last = Some(message_id.clone());
+        l.subject = Some(draft.subject.clone());
+        self.state.put_list(id, &l).map_err(store_err)?;
         Ok(Outcome::sent(MessageId::new(message_id)))
     }
 
@@ -276,6 +347,7 @@ impl Outbox<'_> {
                     references: g.references.clone(),
                     subject: Some(draft.subject.clone()),
                     peer: g.members.first().cloned().unwrap_or_default(),
+                    room: Some(id.to_owned()),
                 },
             )
             .map_err(store_err)?;

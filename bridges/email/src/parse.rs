@@ -78,6 +78,9 @@ pub struct Mail {
     pub files: Vec<File>,
     /// List-Id, for mailing lists.
     pub list_id: Option<String>,
+    /// The list's posting address (List-Post `<mailto:…>`; None for `NO`
+    /// or without the header).
+    pub list_post: Option<String>,
     /// Auto-Submitted other than `no` (vacation replies, notifications).
     pub auto_submitted: bool,
     /// A delivery status notification (bounce).
@@ -190,6 +193,7 @@ pub fn parse(raw: &[u8]) -> Result<Mail, ParseError> {
             .header_raw("List-Id")
             .map(clean_line)
             .filter(|s| !s.is_empty()),
+        list_post: msg.header_raw("List-Post").and_then(list_post),
         auto_submitted: msg
             .header_raw("Auto-Submitted")
             .is_some_and(|v| !v.trim().eq_ignore_ascii_case("no")),
@@ -263,6 +267,16 @@ pub fn parse(raw: &[u8]) -> Result<Mail, ParseError> {
     mail.bounce = dsn::read(&msg);
     mail.displayed = dsn::read_mdn(&msg);
     Ok(mail)
+}
+
+/// The address of a List-Post header (`<mailto:dev@example.org?subject=x>`),
+/// when it is a valid one.
+fn list_post(raw: &str) -> Option<String> {
+    let start = raw.find("<mailto:")? + "<mailto:".len();
+    let rest = &raw[start..];
+    let end = rest.find('>')?;
+    let addr = rest[..end].split('?').next().unwrap_or_default();
+    crate::address::normalize(addr.trim()).ok()
 }
 
 #[cfg(test)]

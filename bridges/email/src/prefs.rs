@@ -44,9 +44,10 @@ pub fn fields() -> Vec<Field> {
         ),
         Field::new(MAILING_LISTS, FieldKind::ListSingle)
             .label("Mailing-list mail")
+            .option("One room per list", "room")
             .option("Show it like any mail", "show")
             .option("Ignore it (muted)", "mute")
-            .value("show"),
+            .value("room"),
     ]
 }
 
@@ -64,7 +65,19 @@ pub struct Prefs {
     /// See [`READ_RECEIPTS`].
     pub read_receipts: bool,
     /// See [`MAILING_LISTS`].
-    pub mute_lists: bool,
+    pub lists: Lists,
+}
+
+/// What becomes of mailing-list mail (List-Id).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum Lists {
+    /// One read-mostly room per list.
+    #[default]
+    Room,
+    /// Like any mail: a chat from its sender.
+    Show,
+    /// Not shown.
+    Mute,
 }
 
 impl Default for Prefs {
@@ -86,7 +99,11 @@ impl Prefs {
                 .map(str::to_owned),
             sent_copy: v.bool(SENT_COPY).unwrap_or(true),
             read_receipts: v.bool(READ_RECEIPTS).unwrap_or(false),
-            mute_lists: v.get(MAILING_LISTS) == Some("mute"),
+            lists: match v.get(MAILING_LISTS) {
+                Some("show") => Lists::Show,
+                Some("mute") => Lists::Mute,
+                _ => Lists::Room,
+            },
         }
     }
 }

@@ -243,6 +243,7 @@ impl Session for EmailSession {
                 let Some(transport) = &self.transport else {
                     return Err(BridgeError::internal("no SMTP transport"));
                 };
+                let chat = msg.to.clone();
                 let sent = Outbox {
                     shared: &self.shared,
                     account: &self.account,
@@ -264,6 +265,21 @@ impl Session for EmailSession {
                             groups: vec!["Email".into()],
                         }))
                         .await;
+                }
+                // The submission server accepted the mail: that is the
+                // delivery mail can confirm (the XEP-0184 receipt). The
+                // core keeps the message, so that a bounce arriving later
+                // is an error on it (see the watcher).
+                if let Ok(Outcome::Sent(ids)) = &sent {
+                    for id in ids {
+                        let _ = self
+                            .events
+                            .send(Event::Delivered {
+                                chat: chat.clone(),
+                                id: id.clone(),
+                            })
+                            .await;
+                    }
                 }
                 sent
             }
@@ -292,6 +308,23 @@ impl Session for EmailSession {
                 Ok(Outcome::Done)
             }
             Action::OpenGroup { members, subject } => self.open_group(members, subject).await,
+            Action::JoinRoom { room, .. } if crate::lists::is_list_id(room.as_str()) => {
+                let l = self
+                    .state
+                    .list(room.as_str())
+                    .map_err(|e| BridgeError::internal(e.to_string()))?
+                    .ok_or_else(|| {
+                        BridgeError::not_found(
+                            "There is no such mailing list: a list's room opens when its \
+                             first mail arrives.",
+                        )
+                    })?;
+                let _ = self
+                    .events
+                    .send(crate::lists::joined(room.as_str(), &l, &self.account.email))
+                    .await;
+                Ok(Outcome::Done)
+            }
             Action::JoinRoom { room, .. } => {
                 let g = self
                     .state

@@ -14,6 +14,7 @@ use ferry_bridge::{KeyValue, StoreError};
 use serde::{Deserialize, Serialize};
 
 use crate::groups::Group;
+use crate::lists::List;
 
 /// Where the inbox was left.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
@@ -42,6 +43,10 @@ pub struct MailRecord {
     /// The correspondent (author of an incoming mail, first recipient of
     /// a sent one).
     pub peer: String,
+    /// The group or list room a sent mail was written in (None: a 1:1
+    /// conversation with `peer`), so that its bounce finds the message.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub room: Option<String>,
 }
 
 /// The conversation with one correspondent, as far as replies need it.
@@ -136,6 +141,19 @@ impl State {
     /// Saves a group conversation.
     pub fn put_group(&self, id: &str, g: &Group) -> Result<(), StoreError> {
         self.kv.put(&format!("group/{id}"), &encode(g))
+    }
+
+    /// A mailing list's room, by id.
+    pub fn list(&self, id: &str) -> Result<Option<List>, StoreError> {
+        Ok(self
+            .kv
+            .get(&format!("list/{id}"))?
+            .and_then(|b| serde_json::from_slice(&b).ok()))
+    }
+
+    /// Saves a mailing list's room.
+    pub fn put_list(&self, id: &str, l: &List) -> Result<(), StoreError> {
+        self.kv.put(&format!("list/{id}"), &encode(l))
     }
 
     /// Saves the conversation with a correspondent.

@@ -19,6 +19,7 @@ use std::time::{Duration, SystemTime};
 
 use ferry_bridge::{
     Address, BridgeError, ConnectionState, ContactId, ErrorKind, Event, EventSink, MessageId,
+    RoomId,
 };
 use tokio::sync::{Notify, oneshot, watch};
 
@@ -361,6 +362,7 @@ impl Watcher {
         let mut records = Vec::new();
         let mut conversations: Vec<(String, crate::state::Conversation)> = Vec::new();
         let mut groups: Vec<(String, crate::groups::Group)> = Vec::new();
+        let mut lists: Vec<(String, crate::lists::List)> = Vec::new();
         for f in fetched {
             let mail = match parse::parse(&f.raw) {
                 Ok(m) => m,
@@ -435,7 +437,22 @@ impl Watcher {
                 waited,
             };
             let mut d = incoming::deliver(&mail, at, &own, &prefs, conv, now);
-            if crate::groups::members_of(&mail, &own).is_some() {
+            let list_room = mail
+                .list_id
+                .as_deref()
+                .filter(|_| prefs.lists == crate::prefs::Lists::Room)
+                .and_then(crate::lists::identity)
+                .map(|(ident, _)| crate::lists::id_of(&ident));
+            if let Some(id) = list_room {
+                let stored = match lists.iter().find(|(l, _)| *l == id) {
+                    Some((_, l)) => Some(l.clone()),
+                    None => self.state.list(&id).map_err(store_err)?,
+                };
+                if let Some((id, l)) = crate::lists::relist(&mut d, &mail, &own, stored) {
+                    lists.retain(|(i, _)| *i != id);
+                    lists.push((id, l));
+                }
+            } else if crate::groups::members_of(&mail, &own).is_some() {
                 let root = mail
                     .thread_root()
                     .or(mail.message_id.as_deref())
@@ -476,6 +493,9 @@ impl Watcher {
         }
         for (id, g) in &groups {
             self.state.put_group(id, g).map_err(store_err)?;
+        }
+        for (id, l) in &lists {
+            self.state.put_list(id, l).map_err(store_err)?;
         }
         Ok(())
     }
@@ -521,8 +541,13 @@ impl Watcher {
                 } else {
                     format!("delayed; the mail server reported: {}", b.reason)
                 };
+                // A mail written in a group or list room fails there.
+                let chat = match r.room {
+                    Some(room) => Address::Room(RoomId::new(room)),
+                    None => Address::Contact(ContactId::new(r.peer)),
+                };
                 self.emit(Event::DeliveryFailed {
-                    chat: Address::Contact(ContactId::new(r.peer)),
+                    chat,
                     id: MessageId::new(id),
                     error: BridgeError::new(kind, reason),
                     permanent: b.permanent,
