@@ -380,8 +380,15 @@ async fn serve(config: Config, registry: Registry) -> anyhow::Result<()> {
     );
     create_private_dir(&config.storage.data_dir)?;
     // One ferry per data directory: two would fight over the component
-    // streams and the outboxes. Held until the process ends.
-    let lock_path = config.storage.data_dir.join("ferry.lock");
+    // streams and the outboxes. Held until the process ends. Instances of
+    // a cluster share the data (leases keep them apart): one per name.
+    let lock_path = match &config.cluster {
+        Some(c) => config
+            .storage
+            .data_dir
+            .join(format!("ferry.{}.lock", c.instance)),
+        None => config.storage.data_dir.join("ferry.lock"),
+    };
     let lock = std::fs::OpenOptions::new()
         .create(true)
         .truncate(false)
@@ -422,6 +429,9 @@ async fn serve(config: Config, registry: Registry) -> anyhow::Result<()> {
         create_private_dir(&dir)?;
         let store = Store::open(&config.database_path(&bridge.name), key.clone())
             .with_context(|| format!("[{}] cannot open the database", bridge.name))?;
+        if let Some(cluster) = &config.cluster {
+            store.set_instance(&cluster.instance);
+        }
         let network = registry
             .build(
                 &bridge.name,
@@ -509,6 +519,7 @@ async fn serve(config: Config, registry: Registry) -> anyhow::Result<()> {
                     max_message_bytes: config.limits.max_message_bytes,
                     data_dir: dir,
                     session_idle_timeout: config.limits.session_idle_timeout,
+                    cluster: config.cluster.clone(),
                 },
                 network,
                 component,
@@ -577,6 +588,14 @@ async fn serve(config: Config, registry: Registry) -> anyhow::Result<()> {
 
     wait_for_signal().await;
     tracing::info!("shutting down");
+    if config.cluster.is_some() {
+        // Several instances: leave the XMPP server first, so that it routes
+        // the users' stanzas to the others while the sessions close here
+        // (what they still send waits in this instance's outbox, which a
+        // survivor sends).
+        futures::future::join_all(running.iter().map(|r| r.component.detach(COMPONENT_CLOSE)))
+            .await;
+    }
     shutdown.cancel();
     // A second signal ends the process at once.
     tokio::spawn(async {
@@ -603,6 +622,23 @@ async fn serve(config: Config, registry: Registry) -> anyhow::Result<()> {
         r.component.close(COMPONENT_CLOSE).await;
         if let Err(e) = r.store.flush().await {
             tracing::error!(bridge = %r.name, "flushing the database failed: {e}");
+        }
+        // Every session is closed and the outbox stored: the users and the
+        // outbox go to the other instances at once.
+        if let Some(cluster) = &config.cluster {
+            let store = r.store.clone();
+            let instance = cluster.instance.clone();
+            match tokio::task::spawn_blocking(move || store.lease_release_all(&instance)).await {
+                Ok(Ok(())) => {
+                    tracing::info!(bridge = %r.name, "leases released for the other instances")
+                }
+                Ok(Err(e)) => {
+                    tracing::warn!(bridge = %r.name, "cannot release the leases ({e}); they expire instead")
+                }
+                Err(e) => {
+                    tracing::warn!(bridge = %r.name, "cannot release the leases ({e}); they expire instead")
+                }
+            }
         }
     }
     streams_down.cancel();

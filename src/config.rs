@@ -79,6 +79,9 @@ pub struct Config {
     pub log: LogConfig,
     /// `[limits]`.
     pub limits: LimitsConfig,
+    /// `[cluster]`: set when several instances serve the same domains
+    /// (`[cluster] instance` given), None for a single instance.
+    pub cluster: Option<ClusterConfig>,
     /// The enabled bridges, in section name order.
     pub bridges: Vec<BridgeConfig>,
 }
@@ -103,6 +106,17 @@ pub struct StorageConfig {
     pub data_dir: PathBuf,
     /// The AEAD key file that seals account secrets.
     pub key_file: PathBuf,
+}
+
+/// `[cluster]`: this instance among several that share one database and
+/// serve the same component domains (see `crate::gateway::leases`).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ClusterConfig {
+    /// This instance's name, unique among the instances.
+    pub instance: String,
+    /// How long a user's lease lasts without renewal: the time after which
+    /// the users of an instance that died are served by another.
+    pub lease_timeout: Duration,
 }
 
 /// `[http]`.
@@ -237,6 +251,7 @@ struct Defaults {
     http: BTreeMap<&'static str, Value>,
     log: BTreeMap<&'static str, Value>,
     limits: BTreeMap<&'static str, Value>,
+    cluster: BTreeMap<&'static str, Value>,
 }
 
 impl Defaults {
@@ -259,6 +274,7 @@ impl Defaults {
                 ("max_message_bytes", Value::from(65536u64)),
                 ("session_idle_timeout", Value::from(300u32)),
             ]),
+            cluster: BTreeMap::from([("lease_timeout", Value::from(10u32))]),
         }
     }
 }
@@ -289,6 +305,12 @@ struct HttpRaw {
     public_url: Option<String>,
     max_body_bytes: i64,
     max_media_bytes: i64,
+}
+
+#[derive(Deserialize)]
+struct ClusterRaw {
+    instance: Option<String>,
+    lease_timeout: i64,
 }
 
 #[derive(Deserialize)]
@@ -485,6 +507,7 @@ const CORE_SECTIONS: &[(&str, &[&str])] = &[
     ),
     ("log", &["level"]),
     ("limits", &["max_message_bytes", "session_idle_timeout"]),
+    ("cluster", &["instance", "lease_timeout"]),
 ];
 
 /// Reads and validates the configuration from `path` and the `FERRY_*`
@@ -573,6 +596,41 @@ pub fn load(
         })
     });
 
+    let cluster = section::<ClusterRaw>(&mut problems, "cluster").map(|raw| {
+        let mut ok = true;
+        if !(2..=3600).contains(&raw.lease_timeout) {
+            problems.push(
+                "cluster.lease_timeout",
+                format!(
+                    "[cluster] lease_timeout: {} must be a number of seconds from 2 to 3600",
+                    raw.lease_timeout
+                ),
+            );
+            ok = false;
+        }
+        let instance = raw.instance.map(|i| i.trim().to_owned());
+        if instance.as_deref().is_some_and(|i| {
+            i.is_empty()
+                || i.len() > 64
+                || !i
+                    .chars()
+                    .all(|c| c.is_ascii_alphanumeric() || "-_.".contains(c))
+        }) {
+            problems.push(
+                "cluster.instance",
+                "[cluster] instance: must be 1 to 64 letters, digits, '-', '_' or '.'",
+            );
+            ok = false;
+        }
+        match instance {
+            Some(instance) if ok => Some(ClusterConfig {
+                instance,
+                lease_timeout: Duration::from_secs(raw.lease_timeout.unsigned_abs()),
+            }),
+            _ => None,
+        }
+    });
+
     // Every bad entry of [access], one line each.
     let access = access.and_then(|a| {
         let mut ok = true;
@@ -608,7 +666,11 @@ pub fn load(
     let mut bridges = Vec::new();
     let mut domains: BTreeMap<String, String> = BTreeMap::new();
     for (name, value) in &top {
-        if ["xmpp", "storage", "access", "http", "log", "limits"].contains(&name.as_str()) {
+        if [
+            "xmpp", "storage", "access", "http", "log", "limits", "cluster",
+        ]
+        .contains(&name.as_str())
+        {
             continue;
         }
         let Value::Dict(_, dict) = value else {
@@ -637,7 +699,7 @@ pub fn load(
                 None => problems.push(
                     name,
                     format!(
-                        "unknown section [{name}] (known sections: xmpp, storage, access, http, log, limits, and the bridges {})",
+                        "unknown section [{name}] (known sections: xmpp, storage, access, http, log, limits, cluster, and the bridges {})",
                         registry.known_names().collect::<Vec<_>>().join(", ")
                     ),
                 ),
@@ -738,8 +800,10 @@ pub fn load(
             lines.push(p);
         }
     }
-    match (xmpp, storage, http, log, limits) {
-        (Some(xmpp), Some(storage), Some(http), Some(log), Some(limits)) if lines.is_empty() => {
+    match (xmpp, storage, http, log, limits, cluster) {
+        (Some(xmpp), Some(storage), Some(http), Some(log), Some(limits), Some(cluster))
+            if lines.is_empty() =>
+        {
             Ok(Config {
                 path: path.to_owned(),
                 xmpp,
@@ -747,6 +811,7 @@ pub fn load(
                 http,
                 log,
                 limits,
+                cluster,
                 bridges,
             })
         }

@@ -57,7 +57,7 @@ WANT_PYTEST=1
 
 # which servers the selected suites need
 if [ -z "${PEERS_FOR_TESTS:-}" ]; then
-  if [ ${#SUITES[@]} -eq 0 ]; then PEERS_FOR_TESTS="xmpp irc matrix mail sms"
+  if [ ${#SUITES[@]} -eq 0 ]; then PEERS_FOR_TESTS="xmpp irc matrix mail sms ejcluster"
   else
     PEERS_FOR_TESTS=""
     for s in "${SUITES[@]}"; do
@@ -67,12 +67,15 @@ if [ -z "${PEERS_FOR_TESTS:-}" ]; then
         matrix) PEERS_FOR_TESTS+=" xmpp matrix" ;;
         email) PEERS_FOR_TESTS+=" xmpp mail" ;;
         sms) PEERS_FOR_TESTS+=" xmpp sms" ;;
-        *) PEERS_FOR_TESTS+=" xmpp irc matrix mail sms" ;;
+        cluster) PEERS_FOR_TESTS+=" ejcluster irc" ;;
+        *) PEERS_FOR_TESTS+=" xmpp irc matrix mail sms ejcluster" ;;
       esac
     done
   fi
 fi
 PEERS_FOR_TESTS=$(printf '%s\n' $PEERS_FOR_TESTS | awk '!seen[$0]++' | paste -sd' ')
+# tests/cluster: 20 users (load01..load20) on the ejabberd cluster
+case " $PEERS_FOR_TESTS " in *" ejcluster "*) export XMPP_LOAD_USERS=${XMPP_LOAD_USERS:-20} ;; esac
 
 export CARGO_BUILD_JOBS=${CARGO_BUILD_JOBS:-2}
 export CARGO_TERM_COLOR=${CARGO_TERM_COLOR:-never}

@@ -12,7 +12,8 @@ TMPBASE=${TMPDIR:-/tmp}
 # ---------------------------------------------------------------- what to start
 # Groups: xmpp = Prosody (+ ejabberd with WITH_EJABBERD=1), irc = InspIRCd + ngIRCd,
 # matrix = Synapse, mail = Postfix + Dovecot + autoconfig HTTP + dnsmasq (SRV),
-# sms = Kannel + an SMPP SMSC + the Twilio mock.
+# sms = Kannel + an SMPP SMSC + the Twilio mock, ejcluster = two ejabberd nodes
+# joined in one cluster (ferry's several-instances tests, tests/cluster).
 # Add a group here and a peers.d/NAME.sh to support a new server.
 PEERS=${PEERS:-"xmpp irc matrix"}
 WITH_EJABBERD=${WITH_EJABBERD:-0}
@@ -22,10 +23,11 @@ declare -A PEER_GROUPS=(
   [matrix]="synapse"
   [mail]="postfix dovecot autoconfig maildns"
   [sms]="bearerbox smsbox fakesmsc smsc twiliomock"
+  [ejcluster]="ejabberd ejabberd2"
 )
 [ "$WITH_EJABBERD" = 1 ] && PEER_GROUPS[xmpp]="prosody ejabberd"
 # Launch order: slow starters first, so their start-up overlaps the fast ones'.
-PEER_ORDER=(synapse ejabberd postfix prosody inspircd ngircd dovecot autoconfig maildns bearerbox smsbox fakesmsc smsc twiliomock)
+PEER_ORDER=(synapse ejabberd ejabberd2 postfix prosody inspircd ngircd dovecot autoconfig maildns bearerbox smsbox fakesmsc smsc twiliomock)
 
 # ---------------------------------------------------------------- versions
 SYNAPSE_VERSION=${SYNAPSE_VERSION:-1.163.2}
@@ -39,6 +41,14 @@ XMPP_HTTP_PORT=${XMPP_HTTP_PORT:-15280}      # Prosody's HTTP (XEP-0363 upload.l
 EJ_C2S_PORT=${EJ_C2S_PORT:-25222}
 EJ_COMPONENT_PORT=${EJ_COMPONENT_PORT:-25347}
 EJ_DIST_PORT=${EJ_DIST_PORT:-25370}
+# the second ejabberd node (group ejcluster): its own c2s and component ports;
+# its Erlang distribution listens on the same port number as the first node's
+# but on 127.0.0.2 (host name $EJ2_HOST in both nodes' inetrc), since
+# ejabberdctl's ERL_DIST_PORT mode (no epmd) assumes one port for every node
+EJ2_C2S_PORT=${EJ2_C2S_PORT:-25223}
+EJ2_COMPONENT_PORT=${EJ2_COMPONENT_PORT:-25348}
+EJ2_HOST=${EJ2_HOST:-ferryej2}
+EJ_COOKIE=${EJ_COOKIE:-FERRYTESTCLUSTERCOOKIE}
 IRC_PORT=${IRC_PORT:-16667}                  # InspIRCd (fakelag off)
 IRC_TLS_PORT=${IRC_TLS_PORT:-16697}          # InspIRCd over TLS (self-signed certificate)
 NGIRCD_PORT=${NGIRCD_PORT:-16668}            # ngIRCd (flood penalty off)

@@ -104,6 +104,11 @@ pub(super) struct Task {
     closing: bool,
     /// Who waits for the close to finish.
     close_waiters: Vec<tokio::sync::oneshot::Sender<()>>,
+    /// Detached ([`super::ComponentHandle::detach`]): never connect again,
+    /// spool what is sent until closed.
+    detached: bool,
+    /// Who waits for the detach to finish.
+    detach_waiters: Vec<tokio::sync::oneshot::Sender<()>>,
     /// How long closing may wait for the last confirmation.
     close_timeout: Duration,
     /// The component's own JID (pings go from it to it).
@@ -147,6 +152,8 @@ impl Task {
             ping: None,
             closing: false,
             close_waiters: Vec::new(),
+            detached: false,
+            detach_waiters: Vec::new(),
             close_timeout: Duration::from_secs(5),
             own_jid: None,
             rejected: false,
@@ -193,6 +200,10 @@ impl Task {
         let mut connected_before = false;
         let mut refused = false;
         loop {
+            if self.detached {
+                self.spool_until_closed().await;
+                break;
+            }
             if attempt > 0 {
                 // What went wrong is visible (in /health) while waiting.
                 self.shared.set_state(StreamState::Connecting {
@@ -204,6 +215,9 @@ impl Task {
                 if !self.wait_disconnected(Some(delay)).await {
                     break;
                 }
+                if self.detached {
+                    continue;
+                }
             }
             self.shared.set_state(StreamState::Connecting {
                 attempt,
@@ -214,10 +228,15 @@ impl Task {
             let result = loop {
                 tokio::select! {
                     r = &mut connect => break Some(r),
-                    keep = self.wait_disconnected(None) => if !keep { break None },
+                    keep = self.wait_disconnected(None) => if !keep || self.detached { break None },
                 }
             };
-            let Some(result) = result else { break };
+            let Some(result) = result else {
+                if self.detached {
+                    continue;
+                }
+                break;
+            };
             match result {
                 Ok((stream, early)) => {
                     if connected_before {
@@ -234,6 +253,11 @@ impl Task {
                     }
                     self.requeue_unconfirmed().await;
                     match ended {
+                        Ended::Closed if self.detached => {
+                            tracing::info!(domain = %self.domain(), "component stream left the server; what is still sent waits in the outbox");
+                            self.shared.set_state(StreamState::Closed);
+                            continue;
+                        }
                         Ended::Closed => break,
                         Ended::Dead(reason) => {
                             tracing::warn!(domain = %self.domain(), "component stream lost: {reason}");
@@ -278,6 +302,16 @@ impl Task {
         tracing::info!(domain = %self.domain(), "component stream closed");
     }
 
+    /// Detached: stores what is sent in the outbox until a close (or the
+    /// end of every handle).
+    async fn spool_until_closed(&mut self) {
+        for done in self.detach_waiters.drain(..) {
+            let _ = done.send(());
+        }
+        self.closing = false;
+        while self.wait_disconnected(None).await {}
+    }
+
     /// The delay before attempt `attempt` (1-based): doubling from
     /// `backoff_min` up to `backoff_max`, with jitter (half to all of it).
     fn backoff(&self, attempt: u32, refused: bool) -> Duration {
@@ -320,6 +354,10 @@ impl Task {
                                 self.close_timeout = timeout;
                                 close = Some(done);
                                 break;
+                            }
+                            Command::Detach { done, .. } => {
+                                self.detached = true;
+                                let _ = done.send(());
                             }
                         }
                         if batch.len() < 4096 {
@@ -610,6 +648,13 @@ impl Task {
                     self.closing = true;
                     self.close_timeout = timeout;
                     self.close_waiters.push(done);
+                    break;
+                }
+                Command::Detach { done, timeout } => {
+                    self.closing = true;
+                    self.detached = true;
+                    self.close_timeout = timeout;
+                    self.detach_waiters.push(done);
                     break;
                 }
             }
@@ -939,6 +984,10 @@ impl Task {
                     self.unconfirmed.push_back(Unconfirmed::Live(text));
                 }
                 Command::Close { done, .. } => self.close_waiters.push(done),
+                Command::Detach { done, .. } => {
+                    self.detached = true;
+                    self.detach_waiters.push(done);
+                }
             }
         }
         if flush(&mut stream).await.is_err() {

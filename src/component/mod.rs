@@ -288,6 +288,12 @@ enum Command {
         timeout: Duration,
         done: oneshot::Sender<()>,
     },
+    /// Send what is queued and close the stream, but keep storing what is
+    /// sent in the outbox (never reconnecting) until `Close`.
+    Detach {
+        timeout: Duration,
+        done: oneshot::Sender<()>,
+    },
 }
 
 type PendingRequests = HashMap<String, oneshot::Sender<Result<Iq, RequestError>>>;
@@ -443,6 +449,23 @@ impl ComponentHandle {
             return;
         }
         // The task gives up confirming after `timeout`; allow it to finish.
+        let _ = tokio::time::timeout(timeout + Duration::from_secs(1), wait).await;
+    }
+
+    /// Leaves the XMPP server (several instances: it routes this domain's
+    /// stanzas to the others from now on) while what is still sent goes to
+    /// the outbox, for a surviving instance to send; [`Self::close`] ends
+    /// the task. Returns once the stream is closed (or after `timeout`).
+    pub async fn detach(&self, timeout: Duration) {
+        let (done, wait) = oneshot::channel();
+        if self
+            .shared
+            .commands
+            .send(Command::Detach { timeout, done })
+            .is_err()
+        {
+            return;
+        }
         let _ = tokio::time::timeout(timeout + Duration::from_secs(1), wait).await;
     }
 }

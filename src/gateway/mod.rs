@@ -19,6 +19,7 @@ pub mod dispatch;
 pub mod events;
 pub mod groups;
 pub mod iq;
+pub mod leases;
 pub mod limits;
 pub mod presence;
 pub mod receipts;
@@ -62,6 +63,9 @@ pub struct GatewaySettings {
     /// needs it (no room, nothing under way) runs on before it is closed;
     /// None: never (bridges whose sessions are always on are never closed).
     pub session_idle_timeout: Option<Duration>,
+    /// Several instances serve this domain (`[cluster]`): users' sessions
+    /// run under leases ([`leases`]). None: a single instance, no leases.
+    pub cluster: Option<crate::config::ClusterConfig>,
 }
 
 /// Everything a bridge's gateway runs on.

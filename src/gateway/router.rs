@@ -113,6 +113,8 @@ pub struct Gateway {
     pub bridge: ferry_bridge::BridgeContext,
     /// Group conversations opened and not yet joined by the session.
     pub groups: HashMap<(UserId, ferry_bridge::RoomId), super::groups::PendingGroup>,
+    /// Users' leases, when several instances serve the domain.
+    pub leases: Option<super::leases::Leases>,
 }
 
 impl Gateway {
@@ -138,6 +140,7 @@ impl Gateway {
             }
         }
         let jids = crate::xmpp::jids::Jids::new(&settings.domain, network.clone())?;
+        let leases = settings.cluster.as_ref().map(super::leases::Leases::new);
         let (internal_tx, mut internal_rx) = mpsc::unbounded_channel::<Internal>();
         let (events_tx, mut events_rx) = mpsc::channel::<Envelope>(1024);
         let (reports_tx, mut reports_rx) = mpsc::unbounded_channel::<Report>();
@@ -184,6 +187,7 @@ impl Gateway {
             connected_once: false,
             bridge,
             groups: HashMap::new(),
+            leases,
         };
         tracing::info!(
             bridge = %gw.settings.name,
@@ -191,13 +195,18 @@ impl Gateway {
             users = gw.registered.len(),
             "gateway started"
         );
-        if gw.info.sessions == SessionPolicy::AlwaysOn {
-            let users: Vec<UserId> = gw.registered.iter().cloned().collect();
-            for u in users {
-                gw.ensure_session(&u);
+        if gw.leases.is_some() {
+            // Sessions start as their leases are taken.
+            gw.leases_start();
+        } else {
+            if gw.info.sessions == SessionPolicy::AlwaysOn {
+                let users: Vec<UserId> = gw.registered.iter().cloned().collect();
+                for u in users {
+                    gw.ensure_session(&u);
+                }
             }
+            gw.resume_sessions();
         }
-        gw.resume_sessions();
         // Often enough to close idle sessions on time.
         let every = gw
             .settings
@@ -458,11 +467,15 @@ impl Gateway {
         });
     }
 
-    fn on_inbound(&mut self, inb: Inbound) {
+    pub(super) fn on_inbound(&mut self, inb: Inbound) {
         match inb {
-            Inbound::Stanza(Stanza::Iq(iq)) => self.on_iq(iq),
-            Inbound::Stanza(Stanza::Message(m)) => self.on_message(m),
-            Inbound::Stanza(Stanza::Presence(p)) => self.on_presence(p),
+            // With several instances, a user's stanzas wait for the lease.
+            Inbound::Stanza(s) => match self.lease_gate(s) {
+                Some(Stanza::Iq(iq)) => self.on_iq(iq),
+                Some(Stanza::Message(m)) => self.on_message(m),
+                Some(Stanza::Presence(p)) => self.on_presence(p),
+                None => {}
+            },
             Inbound::Invalid(h) => self.on_invalid(h),
             Inbound::Connected(_privileges) => self.on_connected(),
             Inbound::Disconnected(why) => {
@@ -545,10 +558,13 @@ impl Gateway {
     ) {
         tracing::info!(bridge = %self.settings.name, "gateway stopping");
         self.rooms_shutdown();
-        let mut to_notify: HashSet<UserId> = self.registered.clone();
-        to_notify.extend(self.users.keys().cloned());
-        for u in &to_notify {
-            self.send_unavailable_all(u, "Gateway shutting down");
+        // With several instances the domain stays served: no goodbye.
+        if self.leases.is_none() {
+            let mut to_notify: HashSet<UserId> = self.registered.clone();
+            to_notify.extend(self.users.keys().cloned());
+            for u in &to_notify {
+                self.send_unavailable_all(u, "Gateway shutting down");
+            }
         }
         let mut closing = Vec::new();
         for (_, u) in self.users.iter_mut() {

@@ -50,6 +50,9 @@ impl Gateway {
         if self.info.registration == Registration::Required && !self.is_registered(user) {
             return false;
         }
+        if !self.lease_allows(user) {
+            return false;
+        }
         if self
             .users
             .get(user)

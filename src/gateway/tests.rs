@@ -248,6 +248,7 @@ async fn rig(delivery_receipts: bool) -> Rig {
             max_message_bytes: 65536,
             data_dir: dir.path().join("script"),
             session_idle_timeout: None,
+            cluster: None,
         },
         network,
         component,

@@ -19,6 +19,7 @@
 
 pub mod crypto;
 mod deliveries;
+mod leases;
 mod schema;
 mod writer;
 
@@ -32,6 +33,7 @@ use rusqlite::{Connection, OptionalExtension as _};
 
 pub use crypto::Key;
 pub use deliveries::Pending;
+pub use leases::{Claim, Renewal};
 pub use writer::WriterStats;
 
 use writer::Writer;
@@ -139,6 +141,9 @@ struct Inner {
     readers: Mutex<Vec<Connection>>,
     /// The last archive id handed out (microseconds since the epoch).
     last_archive_id: Mutex<u64>,
+    /// Whose outbox this store reads and writes: the instance name when
+    /// several instances share the database ([`leases`]), else empty.
+    instance: std::sync::OnceLock<String>,
 }
 
 impl fmt::Debug for Store {
@@ -260,8 +265,19 @@ impl Store {
                 last_archive_id: Mutex::new(
                     last_id.as_deref().and_then(parse_archive_id).unwrap_or(0),
                 ),
+                instance: std::sync::OnceLock::new(),
             }),
         })
+    }
+
+    /// Names the instance whose outbox this store serves (several
+    /// instances on one database); set once, before the outbox is used.
+    pub fn set_instance(&self, name: &str) {
+        let _ = self.inner.instance.set(name.to_owned());
+    }
+
+    fn instance(&self) -> String {
+        self.inner.instance.get().cloned().unwrap_or_default()
     }
 
     /// The database file.
@@ -747,12 +763,14 @@ impl Store {
             return Ok(());
         }
         let stanzas = stanzas.to_vec();
+        let me = self.instance();
         self.write_wait(
             "queueing stanzas in the outbox",
             Box::new(move |c| {
-                let mut st = c.prepare_cached("INSERT INTO outbox (stanza) VALUES (?1)")?;
+                let mut st =
+                    c.prepare_cached("INSERT INTO outbox (stanza, instance) VALUES (?1, ?2)")?;
                 for s in &stanzas {
-                    st.execute([s])?;
+                    st.execute([s, &me])?;
                 }
                 Ok(())
             }),
@@ -763,11 +781,15 @@ impl Store {
     /// component reads with `outbox_peek_after`; this one serves tests.)
     #[cfg_attr(not(test), allow(dead_code))]
     pub fn outbox_peek(&self, limit: usize) -> Result<Vec<(i64, String)>, StoreError> {
+        let me = self.instance();
         self.read("reading the outbox", move |c| {
-            let mut st =
-                c.prepare_cached("SELECT seq, stanza FROM outbox ORDER BY seq LIMIT ?1")?;
-            st.query_map([limit as i64], |r| Ok((r.get(0)?, r.get(1)?)))?
-                .collect()
+            let mut st = c.prepare_cached(
+                "SELECT seq, stanza FROM outbox WHERE instance = ?2 ORDER BY seq LIMIT ?1",
+            )?;
+            st.query_map(rusqlite::params![limit as i64, me], |r| {
+                Ok((r.get(0)?, r.get(1)?))
+            })?
+            .collect()
         })
     }
 
@@ -777,30 +799,42 @@ impl Store {
         after: i64,
         limit: usize,
     ) -> Result<Vec<(i64, String)>, StoreError> {
+        let me = self.instance();
         self.read("reading the outbox", move |c| {
             let mut st = c.prepare_cached(
-                "SELECT seq, stanza FROM outbox WHERE seq > ?1 ORDER BY seq LIMIT ?2",
+                "SELECT seq, stanza FROM outbox WHERE instance = ?3 AND seq > ?1 ORDER BY seq LIMIT ?2",
             )?;
-            st.query_map([after, limit as i64], |r| Ok((r.get(0)?, r.get(1)?)))?
-                .collect()
+            st.query_map(rusqlite::params![after, limit as i64, me], |r| {
+                Ok((r.get(0)?, r.get(1)?))
+            })?
+            .collect()
         })
     }
 
     /// The number of stanzas in the outbox.
     pub fn outbox_len(&self) -> Result<usize, StoreError> {
-        self.read("counting the outbox", |c| {
-            c.query_row("SELECT count(*) FROM outbox", [], |r| r.get::<_, i64>(0))
-                .map(|n| usize::try_from(n).unwrap_or(0))
+        let me = self.instance();
+        self.read("counting the outbox", move |c| {
+            c.query_row(
+                "SELECT count(*) FROM outbox WHERE instance = ?1",
+                [me],
+                |r| r.get::<_, i64>(0),
+            )
+            .map(|n| usize::try_from(n).unwrap_or(0))
         })
     }
 
     /// Removes outbox entries up to and including `seq`.
     pub fn outbox_remove(&self, up_to_seq: i64) -> Result<(), StoreError> {
+        let me = self.instance();
         self.write_wait(
             "removing sent stanzas from the outbox",
             Box::new(move |c| {
-                c.execute("DELETE FROM outbox WHERE seq <= ?1", [up_to_seq])
-                    .map(drop)
+                c.execute(
+                    "DELETE FROM outbox WHERE instance = ?2 AND seq <= ?1",
+                    rusqlite::params![up_to_seq, me],
+                )
+                .map(drop)
             }),
         )
     }

@@ -80,6 +80,22 @@ pub(crate) const MIGRATIONS: &[&str] = &[
     // 5: a delivered message stays (marked) until it expires, so that a
     // failure the network reports later (an email bounce) still finds it.
     "ALTER TABLE deliveries ADD COLUMN delivered INTEGER NOT NULL DEFAULT 0;",
+    // 6 (leases): several instances on one database: which instance owns a
+    // user's sessions, each instance's heartbeat, and whose outbox a stanza
+    // is in ('' for a single instance).
+    "CREATE TABLE leases (
+        jid TEXT PRIMARY KEY NOT NULL,
+        owner TEXT NOT NULL,              -- instance name, '' when free
+        expires INTEGER NOT NULL,         -- unix milliseconds
+        wanted_by TEXT NOT NULL           -- instance asking for it, or ''
+    ) WITHOUT ROWID;
+    CREATE INDEX leases_owner ON leases (owner);
+    CREATE TABLE instances (
+        name TEXT PRIMARY KEY NOT NULL,
+        expires INTEGER NOT NULL          -- unix milliseconds
+    ) WITHOUT ROWID;
+    ALTER TABLE outbox ADD COLUMN instance TEXT NOT NULL DEFAULT '';
+    CREATE INDEX outbox_instance ON outbox (instance, seq);",
 ];
 
 /// The version a fully migrated database has.

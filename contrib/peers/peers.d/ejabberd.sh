@@ -23,17 +23,25 @@ ejabberd_ctl() { # ARGS... : ejabberdctl against our node
     ejabberdctl --config-dir "$E/etc" --spool "$E/spool" --logs "$E/logs" --node "ferrytest@localhost" "$@"
 }
 
-ejabberd_launch() {
-  local E=$DIR/ejabberd c v
-  mkdir -p "$E/etc" "$E/spool" "$E/logs"
-  {
-    cat <<YAML
+# ejabberd_yml C2S_PORT COMPONENT_PORT: the configuration of one node (both
+# nodes of the cluster group use it). Several connections for one component
+# domain (several ferry instances) are routed without `domain_balancing`:
+# each node sends a stanza to a connection on the same node when there is
+# one, else to one on another node. On 23.01 `domain_balancing` needs
+# `component_number` (without it the component's handshake crashes with
+# badkey), and with it the route of an instance that is down stays as an
+# empty slot whose stanzas are dropped without an error — so when one
+# instance stops, half of the users would lose their messages instead of
+# moving to the other instance. See docs/scaling.md.
+ejabberd_yml() {
+  local c v
+  cat <<YAML
 hosts: [localhost]
 loglevel: info
 certfiles: []
 listen:
-  - {port: $EJ_C2S_PORT, ip: "127.0.0.1", module: ejabberd_c2s, starttls_required: false}
-  - port: $EJ_COMPONENT_PORT
+  - {port: $1, ip: "127.0.0.1", module: ejabberd_c2s, starttls_required: false}
+  - port: $2
     ip: "127.0.0.1"
     module: ejabberd_service
     # each connection routes only the domain it authenticated as (the default,
@@ -70,14 +78,29 @@ modules:
     message: {outgoing: ferry_privileged}
     presence: {roster: ferry_privileged}
 YAML
-  } >"$E/etc/ejabberd.yml"
+}
+
+# ejabberd_node_files DIR: ejabberdctl.cfg, inetrc (the second node's short
+# host name resolves to 127.0.0.2, see ejabberd2.sh) and the Erlang cookie
+# shared by the nodes of the cluster (each node has its own copy).
+ejabberd_node_files() {
+  local E=$1 ip=$2
   cat >"$E/etc/ejabberdctl.cfg" <<CFG
 ERL_OPTIONS="-env ERL_CRASH_DUMP_BYTES 0"
-INET_DIST_INTERFACE=127.0.0.1
+INET_DIST_INTERFACE=$ip
 ERL_DIST_PORT=$EJ_DIST_PORT
 EJABBERD_PID_PATH=$E/ejabberd.pid
 CFG
-  cp /etc/ejabberd/inetrc "$E/etc/"; chown -R ejabberd:ejabberd "$E"
+  { cat /etc/ejabberd/inetrc; echo "{host, {127,0,0,2}, [\"$EJ2_HOST\"]}."; } >"$E/etc/inetrc"
+  printf '%s' "$EJ_COOKIE" >"$E/spool/.erlang.cookie"; chmod 400 "$E/spool/.erlang.cookie"
+  chown -R ejabberd:ejabberd "$E"
+}
+
+ejabberd_launch() {
+  local E=$DIR/ejabberd
+  mkdir -p "$E/etc" "$E/spool" "$E/logs"
+  ejabberd_yml "$EJ_C2S_PORT" "$EJ_COMPONENT_PORT" >"$E/etc/ejabberd.yml"
+  ejabberd_node_files "$E" 127.0.0.1
   launch ejabberd env HOME="$E/spool" setpriv --reuid=ejabberd --regid=ejabberd --init-groups \
     ejabberdctl --config-dir "$E/etc" --spool "$E/spool" --logs "$E/logs" --node "ferrytest@localhost" foreground
 }
@@ -90,9 +113,15 @@ ejabberd_wait() {
 ejabberd_ready() {
   ejabberd_wait
   # each ejabberdctl call boots a small Erlang node (~1 s): register in parallel
-  local regs=() u r rc=0
+  local regs=() u r rc=0 i
   for u in $XMPP_USERS; do
     ejabberd_ctl register "${u%%:*}" localhost "${u#*:}" >/dev/null & regs+=($!)
+  done
+  for r in "${regs[@]}"; do wait "$r" || rc=1; done
+  # load01..loadNN with XMPP_LOAD_USERS=N, ten at a time
+  for ((i=1; i<=XMPP_LOAD_USERS; i++)); do
+    ejabberd_ctl register "$(printf 'load%02d' "$i")" localhost "$XMPP_LOAD_PASSWORD" >/dev/null & regs+=($!)
+    if (( i % 10 == 0 )); then for r in "${regs[@]}"; do wait "$r" || rc=1; done; regs=(); fi
   done
   for r in "${regs[@]}"; do wait "$r" || rc=1; done
   [ $rc = 0 ] || die "ejabberdctl register failed"
@@ -101,7 +130,13 @@ ejabberd_ready() {
 # asked to stop before its process group gets SIGTERM (cleaner, and faster)
 ejabberd_pre_stop() { timeout 20 bash -c "$(declare -f ejabberd_ctl); DIR='$DIR'; ejabberd_ctl stop" >/dev/null 2>&1 || true; }
 
+# (the component secrets too: the same as Prosody's, for runs without it)
 ejabberd_env() {
+  local c v
   echo "export EJ_C2S_PORT=$EJ_C2S_PORT EJ_COMPONENT_PORT=$EJ_COMPONENT_PORT"
+  for c in $PRIVILEGED_COMPONENTS $UNPRIVILEGED_COMPONENTS; do
+    v=${c^^}_COMPONENT_SECRET
+    echo "export ${c^^}_COMPONENT_SECRET=${!v}"
+  done
 }
 ejabberd_summary() { echo "ejabberd  c2s 127.0.0.1:$EJ_C2S_PORT  components 127.0.0.1:$EJ_COMPONENT_PORT (privilege v1)"; }

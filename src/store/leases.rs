@@ -1,0 +1,320 @@
+//! Leases: which ferry instance owns a user's network sessions, when several
+//! instances serve one component domain from one shared database.
+//!
+//! A lease row names its owner and when it expires; the owner renews all of
+//! its rows at once, often (see [`crate::gateway::leases`]). An instance that
+//! wants a user takes the row if it is free or expired, else marks itself in
+//! `wanted_by` so that the owner hands it over. Every operation is one
+//! statement or one read-modify-write in the writer's immediate transaction,
+//! so two instances never both believe they took a row. The `instances`
+//! table holds each instance's heartbeat: the outbox stanzas of an instance
+//! whose heartbeat expired are taken and sent by a survivor.
+//!
+//! Times are unix milliseconds of the machines' clocks (instances of one
+//! cluster need synchronised clocks, to well under the lease timeout).
+
+use std::time::{Duration, SystemTime};
+
+use ferry_bridge::{StoreError, UserId};
+use rusqlite::OptionalExtension as _;
+
+use super::Store;
+
+/// What asking for a user's lease gave.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Claim {
+    /// This instance owns it now (or already did).
+    Taken,
+    /// Another live instance owns it; it was asked to hand it over.
+    Held {
+        /// The owner.
+        owner: String,
+    },
+}
+
+/// What one renewal of an instance's leases found.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Renewal {
+    /// The users whose lease this instance still owns.
+    pub owned: Vec<UserId>,
+    /// Of those, the ones another instance asked for.
+    pub wanted: Vec<UserId>,
+}
+
+fn now_ms() -> i64 {
+    SystemTime::now()
+        .duration_since(SystemTime::UNIX_EPOCH)
+        .map_or(0, |d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX))
+}
+
+fn ms(d: Duration) -> i64 {
+    i64::try_from(d.as_millis()).unwrap_or(i64::MAX)
+}
+
+impl Store {
+    /// Runs a write that computes a value, and waits for its commit.
+    fn write_value<T: Send + 'static>(
+        &self,
+        what: &'static str,
+        f: impl FnOnce(&rusqlite::Connection) -> rusqlite::Result<T> + Send + 'static,
+    ) -> Result<T, StoreError> {
+        let (tx, rx) = std::sync::mpsc::sync_channel(1);
+        self.write_wait(
+            what,
+            Box::new(move |c| {
+                let v = f(c)?;
+                let _ = tx.send(v);
+                Ok(())
+            }),
+        )?;
+        rx.recv()
+            .map_err(|_| StoreError(format!("{what}: no result")))
+    }
+
+    /// Takes `user`'s lease for `instance` for `ttl` if it is free, expired
+    /// or already ours; otherwise records that `instance` wants it (durable
+    /// on return).
+    pub fn lease_claim(
+        &self,
+        user: &UserId,
+        instance: &str,
+        ttl: Duration,
+    ) -> Result<Claim, StoreError> {
+        let jid = user.as_str().to_owned();
+        let me = instance.to_owned();
+        self.write_value("claiming a lease", move |c| {
+            let now = now_ms();
+            let row: Option<(String, i64)> = c
+                .query_row(
+                    "SELECT owner, expires FROM leases WHERE jid = ?1",
+                    [&jid],
+                    |r| Ok((r.get(0)?, r.get(1)?)),
+                )
+                .optional()?;
+            match row {
+                Some((owner, expires)) if !owner.is_empty() && owner != me && expires > now => {
+                    c.execute(
+                        "UPDATE leases SET wanted_by = ?2 WHERE jid = ?1",
+                        rusqlite::params![jid, me],
+                    )?;
+                    Ok(Claim::Held { owner })
+                }
+                _ => {
+                    c.execute(
+                        "INSERT INTO leases (jid, owner, expires, wanted_by) VALUES (?1, ?2, ?3, '')
+                         ON CONFLICT (jid) DO UPDATE SET owner = ?2, expires = ?3, wanted_by = ''",
+                        rusqlite::params![jid, me, now + ms(ttl)],
+                    )?;
+                    Ok(Claim::Taken)
+                }
+            }
+        })
+    }
+
+    /// Takes the leases among `users` that nobody holds (free, or expired:
+    /// their owner died) for `instance`; returns the ones taken. A user
+    /// without a lease row counts as free.
+    pub fn lease_adopt(
+        &self,
+        users: Vec<UserId>,
+        instance: &str,
+        ttl: Duration,
+    ) -> Result<Vec<UserId>, StoreError> {
+        let me = instance.to_owned();
+        self.write_value("adopting leases", move |c| {
+            let now = now_ms();
+            let mut taken = Vec::new();
+            let mut st = c.prepare_cached(
+                "INSERT INTO leases (jid, owner, expires, wanted_by) VALUES (?1, ?2, ?3, '')
+                 ON CONFLICT (jid) DO UPDATE SET owner = ?2, expires = ?3, wanted_by = ''
+                 WHERE leases.owner = '' OR leases.expires <= ?4",
+            )?;
+            for u in users {
+                if st.execute(rusqlite::params![u.as_str(), me, now + ms(ttl), now])? > 0 {
+                    taken.push(u);
+                }
+            }
+            Ok(taken)
+        })
+    }
+
+    /// Extends every lease `instance` owns by `ttl` and its heartbeat;
+    /// says which it still owns and which are wanted elsewhere.
+    pub fn lease_renew(&self, instance: &str, ttl: Duration) -> Result<Renewal, StoreError> {
+        let me = instance.to_owned();
+        self.write_value("renewing leases", move |c| {
+            let until = now_ms() + ms(ttl);
+            c.execute(
+                "UPDATE leases SET expires = ?2 WHERE owner = ?1",
+                rusqlite::params![me, until],
+            )?;
+            c.execute(
+                "INSERT INTO instances (name, expires) VALUES (?1, ?2)
+                 ON CONFLICT (name) DO UPDATE SET expires = ?2",
+                rusqlite::params![me, until],
+            )?;
+            let mut st = c.prepare_cached("SELECT jid, wanted_by FROM leases WHERE owner = ?1")?;
+            let rows = st.query_map([&me], |r| {
+                Ok((r.get::<_, String>(0)?, r.get::<_, String>(1)?))
+            })?;
+            let mut out = Renewal::default();
+            for row in rows {
+                let (jid, wanted_by) = row?;
+                let user = UserId::new(jid);
+                if !wanted_by.is_empty() && wanted_by != me {
+                    out.wanted.push(user.clone());
+                }
+                out.owned.push(user);
+            }
+            Ok(out)
+        })
+    }
+
+    /// Gives `user`'s lease back (if `instance` still owns it): the next
+    /// claim takes it at once.
+    pub fn lease_release(&self, user: &UserId, instance: &str) -> Result<(), StoreError> {
+        let jid = user.as_str().to_owned();
+        let me = instance.to_owned();
+        self.write_value("releasing a lease", move |c| {
+            c.execute(
+                "UPDATE leases SET owner = '', expires = 0 WHERE jid = ?1 AND owner = ?2",
+                rusqlite::params![jid, me],
+            )
+            .map(drop)
+        })
+    }
+
+    /// Gives back every lease of `instance` and ends its heartbeat (a clean
+    /// shutdown): the survivors adopt the users and the outbox at once.
+    pub fn lease_release_all(&self, instance: &str) -> Result<(), StoreError> {
+        let me = instance.to_owned();
+        self.write_value("releasing every lease", move |c| {
+            c.execute(
+                "UPDATE leases SET owner = '', expires = 0 WHERE owner = ?1",
+                [&me],
+            )?;
+            c.execute("UPDATE instances SET expires = 0 WHERE name = ?1", [&me])
+                .map(drop)
+        })
+    }
+
+    /// Takes (removes and returns, oldest first, at most `limit`) the
+    /// outbox stanzas of instances whose heartbeat expired, for `instance`
+    /// to send; an expired instance with nothing left is forgotten.
+    pub fn outbox_take_dead(
+        &self,
+        instance: &str,
+        limit: usize,
+    ) -> Result<Vec<String>, StoreError> {
+        let me = instance.to_owned();
+        self.write_value("taking the outbox of a dead instance", move |c| {
+            let now = now_ms();
+            let rows: Vec<(i64, String)> = {
+                let mut st = c.prepare_cached(
+                    "SELECT seq, stanza FROM outbox WHERE instance IN
+                       (SELECT name FROM instances WHERE expires <= ?2 AND name <> ?1)
+                     ORDER BY seq LIMIT ?3",
+                )?;
+                st.query_map(rusqlite::params![me, now, limit as i64], |r| {
+                    Ok((r.get(0)?, r.get(1)?))
+                })?
+                .collect::<rusqlite::Result<_>>()?
+            };
+            if let Some((last, _)) = rows.last() {
+                c.execute(
+                    "DELETE FROM outbox WHERE seq <= ?3 AND instance IN
+                       (SELECT name FROM instances WHERE expires <= ?2 AND name <> ?1)",
+                    rusqlite::params![me, now, last],
+                )?;
+            }
+            c.execute(
+                "DELETE FROM instances WHERE expires <= ?2 AND name <> ?1
+                   AND NOT EXISTS (SELECT 1 FROM outbox WHERE outbox.instance = instances.name)",
+                rusqlite::params![me, now],
+            )?;
+            Ok(rows.into_iter().map(|(_, s)| s).collect())
+        })
+    }
+
+    /// The owner of `user`'s lease, if it is held and not expired.
+    #[cfg_attr(not(test), allow(dead_code))]
+    pub fn lease_owner(&self, user: &UserId) -> Result<Option<String>, StoreError> {
+        let jid = user.as_str().to_owned();
+        self.read("reading a lease", move |c| {
+            c.query_row(
+                "SELECT owner FROM leases WHERE jid = ?1 AND owner <> '' AND expires > ?2",
+                rusqlite::params![jid, now_ms()],
+                |r| r.get(0),
+            )
+            .optional()
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::sync::Arc;
+
+    fn store(dir: &tempfile::TempDir) -> Store {
+        let key = crate::store::Key::load_or_create(&dir.path().join("ferry.key")).unwrap();
+        Store::open(&dir.path().join("t.db"), Arc::new(key)).unwrap()
+    }
+
+    #[test]
+    fn one_owner_at_a_time_and_handover_on_request() {
+        let dir = tempfile::tempdir().unwrap();
+        let a = store(&dir);
+        let b = store(&dir);
+        let u = UserId::new("u@localhost");
+        let ttl = Duration::from_secs(10);
+        assert_eq!(a.lease_claim(&u, "a", ttl).unwrap(), Claim::Taken);
+        assert_eq!(
+            b.lease_claim(&u, "b", ttl).unwrap(),
+            Claim::Held { owner: "a".into() }
+        );
+        let r = a.lease_renew("a", ttl).unwrap();
+        assert_eq!(r.owned, vec![u.clone()]);
+        assert_eq!(r.wanted, vec![u.clone()]);
+        // b cannot adopt a live lease
+        assert!(b.lease_adopt(vec![u.clone()], "b", ttl).unwrap().is_empty());
+        a.lease_release(&u, "a").unwrap();
+        assert_eq!(b.lease_claim(&u, "b", ttl).unwrap(), Claim::Taken);
+        assert_eq!(b.lease_owner(&u).unwrap().as_deref(), Some("b"));
+        let r = a.lease_renew("a", ttl).unwrap();
+        assert!(r.owned.is_empty());
+        // a's late release does not free b's lease
+        a.lease_release(&u, "a").unwrap();
+        assert_eq!(b.lease_owner(&u).unwrap().as_deref(), Some("b"));
+    }
+
+    #[test]
+    fn expired_leases_and_outboxes_go_to_a_survivor() {
+        let dir = tempfile::tempdir().unwrap();
+        let a = store(&dir);
+        a.set_instance("a");
+        let b = store(&dir);
+        b.set_instance("b");
+        let u = UserId::new("u@localhost");
+        assert_eq!(
+            a.lease_claim(&u, "a", Duration::from_millis(1)).unwrap(),
+            Claim::Taken
+        );
+        a.lease_renew("a", Duration::from_millis(1)).unwrap();
+        a.outbox_push(&["<message/>".into()]).unwrap();
+        assert_eq!(b.outbox_len().unwrap(), 0);
+        std::thread::sleep(Duration::from_millis(5));
+        b.lease_renew("b", Duration::from_secs(10)).unwrap();
+        assert_eq!(
+            b.lease_adopt(vec![u.clone()], "b", Duration::from_secs(10))
+                .unwrap(),
+            vec![u.clone()]
+        );
+        assert_eq!(
+            b.outbox_take_dead("b", 10).unwrap(),
+            vec!["<message/>".to_owned()]
+        );
+        assert_eq!(a.outbox_len().unwrap(), 0);
+        assert!(b.outbox_take_dead("b", 10).unwrap().is_empty());
+    }
+}
