@@ -495,6 +495,24 @@ impl Gateway {
     }
 }
 
+impl Gateway {
+    /// At shutdown: the stanzas that still wait for a lease cannot be
+    /// served here any more; their senders are told to send them again.
+    pub(super) fn leases_refuse_waiting(&mut self) {
+        let Some(leases) = self.leases.as_mut() else {
+            return;
+        };
+        let waiting: Vec<Waiting> = leases.waiting.drain().map(|(_, w)| w).collect();
+        for s in waiting.into_iter().flat_map(|w| w.stanzas) {
+            self.lease_refuse(
+                s,
+                DefinedCondition::RemoteServerTimeout,
+                "This gateway instance is shutting down while your session was moving to it; send this again.",
+            );
+        }
+    }
+}
+
 /// The sender of a stanza, as the gate sees it (tests).
 #[cfg(test)]
 pub(crate) fn sender_of(s: &Stanza, domain: &str) -> Option<UserId> {

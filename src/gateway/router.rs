@@ -234,8 +234,13 @@ impl Gateway {
                 _ = tick.tick() => gw.on_tick(),
             }
         }
-        gw.stop(&mut internal_rx, &mut reports_rx, &mut events_rx)
-            .await;
+        gw.stop(
+            &mut internal_rx,
+            &mut reports_rx,
+            &mut events_rx,
+            &mut inbound,
+        )
+        .await;
         Ok(())
     }
 
@@ -555,8 +560,20 @@ impl Gateway {
         internal_rx: &mut mpsc::UnboundedReceiver<Internal>,
         reports_rx: &mut mpsc::UnboundedReceiver<Report>,
         events_rx: &mut mpsc::Receiver<Envelope>,
+        inbound: &mut mpsc::Receiver<Inbound>,
     ) {
         tracing::info!(bridge = %self.settings.name, "gateway stopping");
+        if self.leases.is_some() {
+            // The stream left the server before the shutdown: what the
+            // server delivered until then is still handled here.
+            let mut late = 0;
+            while let Ok(inb) = inbound.try_recv() {
+                late += 1;
+                self.on_inbound(inb);
+            }
+            tracing::debug!(late, "handled what arrived while leaving the server");
+            self.leases_refuse_waiting();
+        }
         self.rooms_shutdown();
         // With several instances the domain stays served: no goodbye.
         if self.leases.is_none() {

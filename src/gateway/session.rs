@@ -404,7 +404,12 @@ async fn serve(
     loop {
         let job = tokio::select! {
             biased;
-            _ = cancel.cancelled() => return End::Cancelled,
+            // Jobs handed over before the close still run (a handover to
+            // another instance must not drop the user's last messages).
+            _ = cancel.cancelled() => match inbox.try_recv() {
+                Ok(job) => job,
+                Err(_) => return End::Cancelled,
+            },
             f = failures.recv() => match f {
                 Some(f) => return End::Failed(format!("the bridge's task {:?} crashed: {}", f.task, f.message)),
                 None => continue,

@@ -44,9 +44,6 @@ impl Gateway {
     /// Starts the user's session if it is not running. Returns false when
     /// it cannot run (not registered while registration is required).
     pub fn ensure_session(&mut self, user: &UserId) -> bool {
-        if self.shutdown.is_cancelled() {
-            return false;
-        }
         if self.info.registration == Registration::Required && !self.is_registered(user) {
             return false;
         }
@@ -60,6 +57,9 @@ impl Gateway {
             .is_some_and(|s| !s.is_finished())
         {
             return true;
+        }
+        if self.shutdown.is_cancelled() {
+            return false;
         }
         self.generation += 1;
         let generation = self.generation;
@@ -145,13 +145,19 @@ impl Gateway {
             return;
         }
         if !self.ensure_session(user) {
-            let e = BridgeError::new(
-                ErrorKind::NotAuthorized,
-                format!(
-                    "You are not registered with the {} gateway.",
-                    self.info.name
-                ),
-            );
+            let e = if self.shutdown.is_cancelled() {
+                BridgeError::unavailable(
+                    "The gateway is shutting down; send this again in a moment.",
+                )
+            } else {
+                BridgeError::new(
+                    ErrorKind::NotAuthorized,
+                    format!(
+                        "You are not registered with the {} gateway.",
+                        self.info.name
+                    ),
+                )
+            };
             then(self, Err(e));
             return;
         }

@@ -1237,6 +1237,11 @@ impl Conn {
         let msg = msg.replace(['\r', '\n', '\0'], " ");
         if self.phase == Phase::Offline {
             self.finish(Down::Quit);
+        } else if self.phase == Phase::Ready {
+            // Behind the lines already queued (the user's last messages,
+            // when a session closes to move to another instance); the
+            // driver closes the connection after a grace period anyway.
+            self.line("QUIT", &[&msg]);
         } else {
             self.line_urgent("QUIT", &[&msg]);
         }
