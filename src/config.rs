@@ -1252,6 +1252,35 @@ mod tests {
     }
 
     #[test]
+    fn cluster_is_off_unless_an_instance_is_named() {
+        let c = Case::new(MINIMAL).load(&[]).expect("valid");
+        assert_eq!(c.cluster, None);
+        let c = Case::new(&format!("[cluster]\ninstance = \"a-1\"\n{MINIMAL}"))
+            .load(&[("FERRY_CLUSTER__LEASE_TIMEOUT", "6")])
+            .expect("valid");
+        assert_eq!(
+            c.cluster,
+            Some(ClusterConfig {
+                instance: "a-1".into(),
+                lease_timeout: Duration::from_secs(6),
+            })
+        );
+        let p = Case::new(&format!(
+            "[cluster]\ninstance = \"a b\"\nlease_timeout = 1\nleader = true\n{MINIMAL}"
+        ))
+        .problems(&[]);
+        assert!(p.iter().any(|l| l.contains("[cluster] instance")), "{p:?}");
+        assert!(
+            p.iter().any(|l| l.contains("[cluster] lease_timeout")),
+            "{p:?}"
+        );
+        assert!(
+            p.iter().any(|l| l.contains("unknown key \"leader\"")),
+            "{p:?}"
+        );
+    }
+
+    #[test]
     fn file_then_env() {
         let case = Case::new(
             "[xmpp]\nhost = \"xmpp.internal\"\nport = 5348\n\n[storage]\ndata_dir = \"/var/lib/ferry\"\n\n[http]\nlisten = \"127.0.0.1:8780\"\n\n[test]\ndomain = \"test.example.org\"\nsecret = \"from-file\"\ngreeting = \"hi\"\n",
