@@ -70,7 +70,7 @@ if [ -z "${PEERS_FOR_TESTS:-}" ]; then
         matrix) PEERS_FOR_TESTS+=" xmpp matrix" ;;
         email) PEERS_FOR_TESTS+=" xmpp mail" ;;
         sms) PEERS_FOR_TESTS+=" xmpp sms" ;;
-        cluster) PEERS_FOR_TESTS+=" ejcluster irc" ;;
+        cluster) PEERS_FOR_TESTS+=" ejcluster irc postgres" ;;
         *) PEERS_FOR_TESTS+=" xmpp irc matrix mail sms ejcluster" ;;
       esac
     done

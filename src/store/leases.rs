@@ -13,12 +13,13 @@
 //! Times are unix milliseconds of the machines' clocks (instances of one
 //! cluster need synchronised clocks, to well under the lease timeout).
 
+use std::collections::HashSet;
 use std::time::{Duration, SystemTime};
 
 use ferry_bridge::{StoreError, UserId};
-use rusqlite::OptionalExtension as _;
 
 use super::Store;
+use super::sql::{Stmt, params};
 
 /// What asking for a user's lease gave.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -51,24 +52,27 @@ fn ms(d: Duration) -> i64 {
     i64::try_from(d.as_millis()).unwrap_or(i64::MAX)
 }
 
+/// Takes the row of `jid` for `me` until `until` if it is free, expired
+/// (before `now`) or already `me`'s: one atomic statement.
+fn take(jid: &str, me: &str, until: i64, now: i64) -> Stmt {
+    Stmt::new(
+        "INSERT INTO leases (jid, owner, expires, wanted_by) VALUES (?1, ?2, ?3, '')
+         ON CONFLICT (jid) DO UPDATE SET owner = ?2, expires = ?3, wanted_by = ''
+         WHERE leases.owner = '' OR leases.owner = ?2 OR leases.expires <= ?4",
+        params![jid, me, until, now],
+    )
+}
+
 impl Store {
-    /// Runs a write that computes a value, and waits for its commit.
-    fn write_value<T: Send + 'static>(
-        &self,
-        what: &'static str,
-        f: impl FnOnce(&rusqlite::Connection) -> rusqlite::Result<T> + Send + 'static,
-    ) -> Result<T, StoreError> {
-        let (tx, rx) = std::sync::mpsc::sync_channel(1);
-        self.write_wait(
-            what,
-            Box::new(move |c| {
-                let v = f(c)?;
-                let _ = tx.send(v);
-                Ok(())
-            }),
-        )?;
-        rx.recv()
-            .map_err(|_| StoreError(format!("{what}: no result")))
+    fn lease_owners(&self, instance: &str) -> Result<Vec<(String, String)>, StoreError> {
+        self.query_map(
+            "reading leases",
+            Stmt::new(
+                "SELECT jid, wanted_by FROM leases WHERE owner = ?1",
+                params![instance],
+            ),
+            |r| Ok((r.text(0)?, r.text(1)?)),
+        )
     }
 
     /// Takes `user`'s lease for `instance` for `ttl` if it is free, expired
@@ -80,34 +84,31 @@ impl Store {
         instance: &str,
         ttl: Duration,
     ) -> Result<Claim, StoreError> {
-        let jid = user.as_str().to_owned();
-        let me = instance.to_owned();
-        self.write_value("claiming a lease", move |c| {
-            let now = now_ms();
-            let row: Option<(String, i64)> = c
-                .query_row(
-                    "SELECT owner, expires FROM leases WHERE jid = ?1",
-                    [&jid],
-                    |r| Ok((r.get(0)?, r.get(1)?)),
-                )
-                .optional()?;
-            match row {
-                Some((owner, expires)) if !owner.is_empty() && owner != me && expires > now => {
-                    c.execute(
-                        "UPDATE leases SET wanted_by = ?2 WHERE jid = ?1",
-                        rusqlite::params![jid, me],
-                    )?;
-                    Ok(Claim::Held { owner })
-                }
-                _ => {
-                    c.execute(
-                        "INSERT INTO leases (jid, owner, expires, wanted_by) VALUES (?1, ?2, ?3, '')
-                         ON CONFLICT (jid) DO UPDATE SET owner = ?2, expires = ?3, wanted_by = ''",
-                        rusqlite::params![jid, me, now + ms(ttl)],
-                    )?;
-                    Ok(Claim::Taken)
-                }
-            }
+        let now = now_ms();
+        self.write_wait(
+            "claiming a lease",
+            vec![
+                take(user.as_str(), instance, now + ms(ttl), now),
+                Stmt::new(
+                    "UPDATE leases SET wanted_by = ?2 WHERE jid = ?1 AND owner <> ?2",
+                    params![user.as_str(), instance],
+                ),
+            ],
+        )?;
+        let owner = self
+            .query_opt(
+                "reading a lease",
+                Stmt::new(
+                    "SELECT owner FROM leases WHERE jid = ?1",
+                    params![user.as_str()],
+                ),
+                |r| r.text(0),
+            )?
+            .unwrap_or_default();
+        Ok(if owner == instance {
+            Claim::Taken
+        } else {
+            Claim::Held { owner }
         })
     }
 
@@ -120,134 +121,142 @@ impl Store {
         instance: &str,
         ttl: Duration,
     ) -> Result<Vec<UserId>, StoreError> {
-        let me = instance.to_owned();
-        self.write_value("adopting leases", move |c| {
-            let now = now_ms();
-            let mut taken = Vec::new();
-            let mut st = c.prepare_cached(
-                "INSERT INTO leases (jid, owner, expires, wanted_by) VALUES (?1, ?2, ?3, '')
-                 ON CONFLICT (jid) DO UPDATE SET owner = ?2, expires = ?3, wanted_by = ''
-                 WHERE leases.owner = '' OR leases.expires <= ?4",
-            )?;
-            for u in users {
-                if st.execute(rusqlite::params![u.as_str(), me, now + ms(ttl), now])? > 0 {
-                    taken.push(u);
-                }
-            }
-            Ok(taken)
-        })
+        let now = now_ms();
+        self.write_wait(
+            "adopting leases",
+            users
+                .iter()
+                .map(|u| take(u.as_str(), instance, now + ms(ttl), now))
+                .collect(),
+        )?;
+        let owned: HashSet<String> = self
+            .lease_owners(instance)?
+            .into_iter()
+            .map(|(jid, _)| jid)
+            .collect();
+        Ok(users
+            .into_iter()
+            .filter(|u| owned.contains(u.as_str()))
+            .collect())
     }
 
     /// Extends every lease `instance` owns by `ttl` and its heartbeat;
     /// says which it still owns and which are wanted elsewhere.
     pub fn lease_renew(&self, instance: &str, ttl: Duration) -> Result<Renewal, StoreError> {
-        let me = instance.to_owned();
-        self.write_value("renewing leases", move |c| {
-            let until = now_ms() + ms(ttl);
-            c.execute(
-                "UPDATE leases SET expires = ?2 WHERE owner = ?1",
-                rusqlite::params![me, until],
-            )?;
-            c.execute(
-                "INSERT INTO instances (name, expires) VALUES (?1, ?2)
-                 ON CONFLICT (name) DO UPDATE SET expires = ?2",
-                rusqlite::params![me, until],
-            )?;
-            let mut st = c.prepare_cached("SELECT jid, wanted_by FROM leases WHERE owner = ?1")?;
-            let rows = st.query_map([&me], |r| {
-                Ok((r.get::<_, String>(0)?, r.get::<_, String>(1)?))
-            })?;
-            let mut out = Renewal::default();
-            for row in rows {
-                let (jid, wanted_by) = row?;
-                let user = UserId::new(jid);
-                if !wanted_by.is_empty() && wanted_by != me {
-                    out.wanted.push(user.clone());
-                }
-                out.owned.push(user);
+        let until = now_ms() + ms(ttl);
+        self.write_wait(
+            "renewing leases",
+            vec![
+                Stmt::new(
+                    "UPDATE leases SET expires = ?2 WHERE owner = ?1",
+                    params![instance, until],
+                ),
+                Stmt::new(
+                    "INSERT INTO instances (name, expires) VALUES (?1, ?2)
+                     ON CONFLICT (name) DO UPDATE SET expires = ?2",
+                    params![instance, until],
+                ),
+            ],
+        )?;
+        let mut out = Renewal::default();
+        for (jid, wanted_by) in self.lease_owners(instance)? {
+            let user = UserId::new(jid);
+            if !wanted_by.is_empty() && wanted_by != instance {
+                out.wanted.push(user.clone());
             }
-            Ok(out)
-        })
+            out.owned.push(user);
+        }
+        Ok(out)
     }
 
     /// Gives `user`'s lease back (if `instance` still owns it): the next
     /// claim takes it at once.
     pub fn lease_release(&self, user: &UserId, instance: &str) -> Result<(), StoreError> {
-        let jid = user.as_str().to_owned();
-        let me = instance.to_owned();
-        self.write_value("releasing a lease", move |c| {
-            c.execute(
+        self.write_wait(
+            "releasing a lease",
+            vec![Stmt::new(
                 "UPDATE leases SET owner = '', expires = 0 WHERE jid = ?1 AND owner = ?2",
-                rusqlite::params![jid, me],
-            )
-            .map(drop)
-        })
+                params![user.as_str(), instance],
+            )],
+        )
     }
 
     /// Gives back every lease of `instance` and ends its heartbeat (a clean
     /// shutdown): the survivors adopt the users and the outbox at once.
     pub fn lease_release_all(&self, instance: &str) -> Result<(), StoreError> {
-        let me = instance.to_owned();
-        self.write_value("releasing every lease", move |c| {
-            c.execute(
-                "UPDATE leases SET owner = '', expires = 0 WHERE owner = ?1",
-                [&me],
-            )?;
-            c.execute("UPDATE instances SET expires = 0 WHERE name = ?1", [&me])
-                .map(drop)
-        })
+        self.write_wait(
+            "releasing every lease",
+            vec![
+                Stmt::new(
+                    "UPDATE leases SET owner = '', expires = 0 WHERE owner = ?1",
+                    params![instance],
+                ),
+                Stmt::new(
+                    "UPDATE instances SET expires = 0 WHERE name = ?1",
+                    params![instance],
+                ),
+            ],
+        )
     }
 
     /// Takes (removes and returns, oldest first, at most `limit`) the
     /// outbox stanzas of instances whose heartbeat expired, for `instance`
-    /// to send; an expired instance with nothing left is forgotten.
+    /// to send; an expired instance with nothing left is forgotten. The
+    /// rows first move, in one statement, under a name of this instance's
+    /// own, so that two survivors never send the same stanza.
     pub fn outbox_take_dead(
         &self,
         instance: &str,
         limit: usize,
     ) -> Result<Vec<String>, StoreError> {
-        let me = instance.to_owned();
-        self.write_value("taking the outbox of a dead instance", move |c| {
-            let now = now_ms();
-            let rows: Vec<(i64, String)> = {
-                let mut st = c.prepare_cached(
-                    "SELECT seq, stanza FROM outbox WHERE instance IN
-                       (SELECT name FROM instances WHERE expires <= ?2 AND name <> ?1)
-                     ORDER BY seq LIMIT ?3",
-                )?;
-                st.query_map(rusqlite::params![me, now, limit as i64], |r| {
-                    Ok((r.get(0)?, r.get(1)?))
-                })?
-                .collect::<rusqlite::Result<_>>()?
-            };
-            if let Some((last, _)) = rows.last() {
-                c.execute(
-                    "DELETE FROM outbox WHERE seq <= ?3 AND instance IN
+        let now = now_ms();
+        let taking = format!("{instance}/adopted");
+        self.write_wait(
+            "taking the outbox of a dead instance",
+            vec![
+                Stmt::new(
+                    "UPDATE outbox SET instance = ?3 WHERE instance IN
                        (SELECT name FROM instances WHERE expires <= ?2 AND name <> ?1)",
-                    rusqlite::params![me, now, last],
-                )?;
-            }
-            c.execute(
-                "DELETE FROM instances WHERE expires <= ?2 AND name <> ?1
-                   AND NOT EXISTS (SELECT 1 FROM outbox WHERE outbox.instance = instances.name)",
-                rusqlite::params![me, now],
+                    params![instance, now, taking.as_str()],
+                ),
+                Stmt::new(
+                    "DELETE FROM instances WHERE expires <= ?2 AND name <> ?1
+                       AND NOT EXISTS (SELECT 1 FROM outbox WHERE outbox.instance = instances.name)",
+                    params![instance, now],
+                ),
+            ],
+        )?;
+        let rows = self.query_map(
+            "reading an adopted outbox",
+            Stmt::new(
+                "SELECT seq, stanza FROM outbox WHERE instance = ?1 ORDER BY seq LIMIT ?2",
+                params![taking.as_str(), limit as i64],
+            ),
+            |r| Ok((r.int(0)?, r.text(1)?)),
+        )?;
+        if let Some((last, _)) = rows.last() {
+            self.write_wait(
+                "removing an adopted outbox",
+                vec![Stmt::new(
+                    "DELETE FROM outbox WHERE instance = ?1 AND seq <= ?2",
+                    params![taking.as_str(), *last],
+                )],
             )?;
-            Ok(rows.into_iter().map(|(_, s)| s).collect())
-        })
+        }
+        Ok(rows.into_iter().map(|(_, s)| s).collect())
     }
 
     /// The owner of `user`'s lease, if it is held and not expired.
     #[cfg_attr(not(test), allow(dead_code))]
     pub fn lease_owner(&self, user: &UserId) -> Result<Option<String>, StoreError> {
-        let jid = user.as_str().to_owned();
-        self.read("reading a lease", move |c| {
-            c.query_row(
+        self.query_opt(
+            "reading a lease",
+            Stmt::new(
                 "SELECT owner FROM leases WHERE jid = ?1 AND owner <> '' AND expires > ?2",
-                rusqlite::params![jid, now_ms()],
-                |r| r.get(0),
-            )
-            .optional()
-        })
+                params![user.as_str(), now_ms()],
+            ),
+            |r| r.text(0),
+        )
     }
 }
 

@@ -178,6 +178,20 @@ pub(crate) const POSTGRES: &[&str] = &[
     CREATE INDEX owners_jid ON owners (jid);"#,
     // 5
     "ALTER TABLE deliveries ADD COLUMN delivered BOOLEAN NOT NULL DEFAULT FALSE;",
+    // 6 (leases)
+    r#"CREATE TABLE leases (
+        jid TEXT COLLATE "C" PRIMARY KEY NOT NULL,
+        owner TEXT COLLATE "C" NOT NULL,
+        expires BIGINT NOT NULL,
+        wanted_by TEXT COLLATE "C" NOT NULL
+    );
+    CREATE INDEX leases_owner ON leases (owner);
+    CREATE TABLE instances (
+        name TEXT COLLATE "C" PRIMARY KEY NOT NULL,
+        expires BIGINT NOT NULL
+    );
+    ALTER TABLE outbox ADD COLUMN instance TEXT COLLATE "C" NOT NULL DEFAULT '';
+    CREATE INDEX outbox_instance ON outbox (instance, seq);"#,
 ];
 
 /// The version a fully migrated database has.

@@ -7,6 +7,7 @@ Both instances serve the same component domains (test.localhost and
 irc.localhost); ejabberd's `domain_balancing` (bare_source) gives each
 user's stanzas to one of them, and the leases decide where the users'
 network sessions run."""
+import os
 import sqlite3
 import sys
 from pathlib import Path
@@ -18,6 +19,7 @@ for d in (HERE, HERE.parent / "irc", HERE.parent / "core"):
     sys.path.insert(0, str(d))
 
 from cluster_helpers import LEASE_TIMEOUT, LOAD_PASSWORD, USERS  # noqa: E402
+from harness.ferry import _psql, fresh_database  # noqa: E402
 from harness.irc import IrcClient  # noqa: E402
 from irc_helpers import irc_config, unique  # noqa: E402
 
@@ -25,10 +27,11 @@ from irc_helpers import irc_config, unique  # noqa: E402
 class Cluster:
     """The two instances and what the tests look at."""
 
-    def __init__(self, peers, a, b, data_dir):
+    def __init__(self, peers, a, b, data_dir, url):
         self.peers = peers
         self.instances = {"a": a, "b": b}
         self.data_dir = Path(data_dir)
+        self.url = url  # the shared PostgreSQL database, or None: shared SQLite files
 
     @property
     def test_domain(self):
@@ -40,6 +43,11 @@ class Cluster:
 
     def owners(self, bridge):
         """{bare JID: instance} of the live leases in BRIDGE's database."""
+        if self.url:
+            out = _psql(self.url, "-d", self.url.rsplit("/", 1)[1], "-F", "|", "-c",
+                        f"SELECT jid, owner FROM ferry_{bridge}.leases WHERE owner <> '' "
+                        "AND expires > (extract(epoch FROM now()) * 1000)::bigint")
+            return dict(line.split("|", 1) for line in out.splitlines() if "|" in line)
         db = sqlite3.connect(f"file:{self.data_dir / (bridge + '.db')}?mode=ro", uri=True, timeout=10)
         try:
             rows = db.execute(
@@ -55,6 +63,12 @@ def cluster(peers, ferry_module_factory, tmp_path_factory):
     peers.require("ejabberd", "ejabberd2", "inspircd")
     data = tmp_path_factory.mktemp("cluster-data")
     ports = {"a": peers.ej_component_port, "b": int(peers.env["EJ2_COMPONENT_PORT"])}
+    # PostgreSQL when the peers run it (tests/run.sh does), else (or with
+    # CLUSTER_STORAGE=sqlite) the SQLite files of one data directory
+    # (instances on one machine)
+    pg = peers.env.get("FERRY_TEST_PG_URL") if os.environ.get("CLUSTER_STORAGE") != "sqlite" else None
+    url = fresh_database(pg) if pg else None
+    print(f"cluster suite: shared state in {url or 'SQLite files of ' + str(data)}")
     made = {}
     for name in ("a", "b"):
         made[name] = ferry_module_factory(
@@ -65,11 +79,11 @@ def cluster(peers, ferry_module_factory, tmp_path_factory):
             },
             config={
                 "xmpp": {"port": ports[name]},
-                "storage": {"data_dir": str(data)},
+                "storage": {"data_dir": str(data), **({"url": url} if url else {})},
                 "cluster": {"instance": name, "lease_timeout": LEASE_TIMEOUT},
             },
         )
-    return Cluster(peers, made["a"], made["b"], data)
+    return Cluster(peers, made["a"], made["b"], data, url)
 
 
 @pytest.fixture(scope="module")
