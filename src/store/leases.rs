@@ -263,18 +263,53 @@ impl Store {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::store::tests::{test_pg_url, unique_bridge};
+    use crate::store::{Key, Location};
     use std::sync::Arc;
 
-    fn store(dir: &tempfile::TempDir) -> Store {
-        let key = crate::store::Key::load_or_create(&dir.path().join("ferry.key")).unwrap();
-        Store::open(&dir.path().join("t.db"), Arc::new(key)).unwrap()
+    /// Two stores (two instances) on one database of each backend.
+    fn two(location: Location, dir: &tempfile::TempDir) -> (Store, Store) {
+        let key = Arc::new(Key::load_or_create(&dir.path().join("ferry.key")).unwrap());
+        (
+            Store::open_at(&location, key.clone()).unwrap(),
+            Store::open_at(&location, key).unwrap(),
+        )
+    }
+
+    fn sqlite(dir: &tempfile::TempDir) -> Location {
+        Location::Sqlite(dir.path().join("t.db"))
+    }
+
+    fn postgres(_: &tempfile::TempDir) -> Location {
+        Location::Postgres {
+            url: test_pg_url(),
+            bridge: unique_bridge("lease"),
+        }
     }
 
     #[test]
-    fn one_owner_at_a_time_and_handover_on_request() {
+    fn one_owner_at_a_time_and_handover_on_request_sqlite() {
+        one_owner_at_a_time_and_handover_on_request(sqlite)
+    }
+
+    #[test]
+    fn one_owner_at_a_time_and_handover_on_request_postgres() {
+        one_owner_at_a_time_and_handover_on_request(postgres)
+    }
+
+    #[test]
+    fn expired_leases_and_outboxes_go_to_a_survivor_sqlite() {
+        expired_leases_and_outboxes_go_to_a_survivor(sqlite)
+    }
+
+    #[test]
+    fn expired_leases_and_outboxes_go_to_a_survivor_postgres() {
+        expired_leases_and_outboxes_go_to_a_survivor(postgres)
+    }
+
+    fn one_owner_at_a_time_and_handover_on_request(at: fn(&tempfile::TempDir) -> Location) {
         let dir = tempfile::tempdir().unwrap();
-        let a = store(&dir);
-        let b = store(&dir);
+        let (a, b) = two(at(&dir), &dir);
         let u = UserId::new("u@localhost");
         let ttl = Duration::from_secs(10);
         assert_eq!(a.lease_claim(&u, "a", ttl).unwrap(), Claim::Taken);
@@ -297,12 +332,10 @@ mod tests {
         assert_eq!(b.lease_owner(&u).unwrap().as_deref(), Some("b"));
     }
 
-    #[test]
-    fn expired_leases_and_outboxes_go_to_a_survivor() {
+    fn expired_leases_and_outboxes_go_to_a_survivor(at: fn(&tempfile::TempDir) -> Location) {
         let dir = tempfile::tempdir().unwrap();
-        let a = store(&dir);
+        let (a, b) = two(at(&dir), &dir);
         a.set_instance("a");
-        let b = store(&dir);
         b.set_instance("b");
         let u = UserId::new("u@localhost");
         assert_eq!(
@@ -312,6 +345,7 @@ mod tests {
         a.lease_renew("a", Duration::from_millis(1)).unwrap();
         a.outbox_push(&["<message/>".into()]).unwrap();
         assert_eq!(b.outbox_len().unwrap(), 0);
+        assert_eq!(a.outbox_len().unwrap(), 1);
         std::thread::sleep(Duration::from_millis(5));
         b.lease_renew("b", Duration::from_secs(10)).unwrap();
         assert_eq!(
