@@ -63,6 +63,19 @@ fn take(jid: &str, me: &str, until: i64, now: i64) -> Stmt {
     )
 }
 
+/// Takes the row of `jid` for `me` like [`take`], but only when no other
+/// instance asked for it: a user handed over to an instance that asked is
+/// not adopted back by the one that let it go.
+fn take_unwanted(jid: &str, me: &str, until: i64, now: i64) -> Stmt {
+    Stmt::new(
+        "INSERT INTO leases (jid, owner, expires, wanted_by) VALUES (?1, ?2, ?3, '')
+         ON CONFLICT (jid) DO UPDATE SET owner = ?2, expires = ?3, wanted_by = ''
+         WHERE (leases.owner = '' OR leases.owner = ?2 OR leases.expires <= ?4)
+           AND (leases.wanted_by = '' OR leases.wanted_by = ?2)",
+        params![jid, me, until, now],
+    )
+}
+
 impl Store {
     fn lease_owners(&self, instance: &str) -> Result<Vec<(String, String)>, StoreError> {
         self.query_map(
@@ -113,8 +126,8 @@ impl Store {
     }
 
     /// Takes the leases among `users` that nobody holds (free, or expired:
-    /// their owner died) for `instance`; returns the ones taken. A user
-    /// without a lease row counts as free.
+    /// their owner died) and no other instance asked for, for `instance`;
+    /// returns the ones taken. A user without a lease row counts as free.
     pub fn lease_adopt(
         &self,
         users: Vec<UserId>,
@@ -126,7 +139,7 @@ impl Store {
             "adopting leases",
             users
                 .iter()
-                .map(|u| take(u.as_str(), instance, now + ms(ttl), now))
+                .map(|u| take_unwanted(u.as_str(), instance, now + ms(ttl), now))
                 .collect(),
         )?;
         let owned: HashSet<String> = self
@@ -323,6 +336,8 @@ mod tests {
         // b cannot adopt a live lease
         assert!(b.lease_adopt(vec![u.clone()], "b", ttl).unwrap().is_empty());
         a.lease_release(&u, "a").unwrap();
+        // the user b asked for is not adopted back by a
+        assert!(a.lease_adopt(vec![u.clone()], "a", ttl).unwrap().is_empty());
         assert_eq!(b.lease_claim(&u, "b", ttl).unwrap(), Claim::Taken);
         assert_eq!(b.lease_owner(&u).unwrap().as_deref(), Some("b"));
         let r = a.lease_renew("a", ttl).unwrap();
