@@ -216,7 +216,14 @@ impl Config {
             bridges.join(", "),
             self.xmpp.host,
             self.xmpp.port,
-            self.storage.data_dir.display(),
+            match &self.storage.url {
+                Some(url) => format!(
+                    "{} (databases in PostgreSQL {})",
+                    self.storage.data_dir.display(),
+                    crate::store::postgres::redacted(url)
+                ),
+                None => self.storage.data_dir.display().to_string(),
+            },
             http
         )
     }

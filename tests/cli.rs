@@ -355,6 +355,14 @@ mod with_test_bridge {
         let url = format!("postgres://ferry:s3cret-pw@127.0.0.1:{port}/ferry");
         let o = check(&config, &[("FERRY_STORAGE__URL", &url)]);
         assert!(o.status.success(), "{}", stderr(&o));
+        let out = stdout(&o);
+        assert!(
+            out.contains(&format!(
+                "(databases in PostgreSQL postgres://ferry@127.0.0.1:{port}/ferry)"
+            )),
+            "{out}"
+        );
+        assert!(!out.contains("s3cret-pw"), "password shown: {out}");
         // …and `run` says clearly that the database cannot be reached.
         let o = ferry()
             .arg("--config")

@@ -225,7 +225,7 @@ mod tests {
     use std::sync::Arc;
 
     use super::*;
-    use crate::store::Key;
+    use crate::store::{Key, Location};
 
     fn sent(receipt: bool) -> Pending {
         Pending {
@@ -241,21 +241,76 @@ mod tests {
         ids.iter().map(|i| (i.to_string(), false)).collect()
     }
 
-    fn store() -> (tempfile::TempDir, Store) {
-        let dir = tempfile::tempdir().expect("tempdir");
-        let key = Arc::new(Key::load_or_create(&dir.path().join("key")).expect("key"));
-        let store = Store::open(&dir.path().join("t.db"), key).expect("store");
-        (dir, store)
+    /// A store of one backend and how to open it again.
+    struct Db {
+        _dir: tempfile::TempDir,
+        key: Arc<Key>,
+        location: Location,
     }
 
-    #[test]
-    fn a_split_message_is_delivered_with_its_last_part_and_survives_a_reopen() {
-        let (dir, store) = store();
+    impl Db {
+        fn sqlite() -> Db {
+            let dir = tempfile::tempdir().expect("tempdir");
+            let key = Arc::new(Key::load_or_create(&dir.path().join("key")).expect("key"));
+            let location = Location::Sqlite(dir.path().join("t.db"));
+            Db {
+                _dir: dir,
+                key,
+                location,
+            }
+        }
+
+        fn postgres() -> Db {
+            let dir = tempfile::tempdir().expect("tempdir");
+            let key = Arc::new(Key::load_or_create(&dir.path().join("key")).expect("key"));
+            let location = Location::Postgres {
+                url: crate::store::tests::test_pg_url(),
+                bridge: crate::store::tests::unique_bridge("d"),
+            };
+            Db {
+                _dir: dir,
+                key,
+                location,
+            }
+        }
+
+        fn open(&self) -> Store {
+            Store::open_at(&self.location, self.key.clone()).expect("store")
+        }
+    }
+
+    impl Drop for Db {
+        fn drop(&mut self) {
+            if let Location::Postgres { url, bridge } = &self.location {
+                crate::store::postgres::drop_schema(url, bridge);
+            }
+        }
+    }
+
+    macro_rules! on_both_backends {
+        ($($name:ident),* $(,)?) => {
+            mod with_sqlite {
+                $(#[test] fn $name() { super::$name(super::Db::sqlite()) })*
+            }
+            mod with_postgres {
+                $(#[test] fn $name() { super::$name(super::Db::postgres()) })*
+            }
+        };
+    }
+
+    on_both_backends!(
+        a_split_message_is_delivered_with_its_last_part_and_survives_a_reopen,
+        a_failed_part_settles_the_whole_message,
+        a_failure_after_delivery_still_finds_the_message_once,
+        owners_are_one_per_address,
+    );
+
+    fn a_split_message_is_delivered_with_its_last_part_and_survives_a_reopen(db: Db) {
+        let store = db.open();
         let u = UserId::new("u@example.org");
         store.deliveries_add(&u, "c/bob", &sent(true), &parts(&["p1", "p2"]));
         drop(store);
-        let key = Arc::new(Key::load_or_create(&dir.path().join("key")).expect("key"));
-        let store = Store::open(&dir.path().join("t.db"), key).expect("reopen");
+        let store = db.open();
         let first = store.delivery_done(&u, "c/bob", "p1").expect("read");
         assert_eq!(
             first,
@@ -269,9 +324,8 @@ mod tests {
         assert_eq!(store.delivery_done(&u, "c/bob", "p2").expect("read"), None);
     }
 
-    #[test]
-    fn a_failed_part_settles_the_whole_message() {
-        let (_dir, store) = store();
+    fn a_failed_part_settles_the_whole_message(db: Db) {
+        let store = db.open();
         let u = UserId::new("u@example.org");
         store.deliveries_add(&u, "c/bob", &sent(false), &parts(&["p1", "p2"]));
         let failed = store.delivery_failed(&u, "c/bob", "p2").expect("read");
@@ -279,9 +333,8 @@ mod tests {
         assert_eq!(store.delivery_done(&u, "c/bob", "p1").expect("read"), None);
     }
 
-    #[test]
-    fn a_failure_after_delivery_still_finds_the_message_once() {
-        let (_dir, store) = store();
+    fn a_failure_after_delivery_still_finds_the_message_once(db: Db) {
+        let store = db.open();
         let u = UserId::new("u@example.org");
         store.deliveries_add(&u, "c/bob", &sent(true), &[("m1".into(), true)]);
         store.deliveries_add(&u, "c/bob", &sent(true), &[("m2".into(), false)]);
@@ -317,9 +370,8 @@ mod tests {
         );
     }
 
-    #[test]
-    fn owners_are_one_per_address() {
-        let (_dir, store) = store();
+    fn owners_are_one_per_address(db: Db) {
+        let store = db.open();
         let (a, b) = (UserId::new("a@x"), UserId::new("b@x"));
         store.set_owner("+1555", Some(&a)).expect("set");
         store.set_owner("+1666", Some(&a)).expect("set");

@@ -344,6 +344,21 @@ impl Store {
 
     /// Queues a write and blocks until it is committed.
     fn write_wait(&self, what: &'static str, op: writer::Op) -> Result<(), StoreError> {
+        self.write_rows(what, op).map(drop)
+    }
+
+    /// Queues a write, blocks until it is committed, and returns the rows
+    /// its statements returned (`INSERT … RETURNING`, or a `SELECT` among
+    /// them, which sees the write's own changes): a read-modify-write in
+    /// the writer's transaction. With several instances on PostgreSQL,
+    /// make the decision in one statement (`ON CONFLICT … DO UPDATE …
+    /// WHERE …`), not across statements.
+    #[cfg_attr(not(test), allow(dead_code))]
+    pub(crate) fn write_rows(
+        &self,
+        what: &'static str,
+        op: writer::Op,
+    ) -> Result<Vec<Row>, StoreError> {
         let (tx, rx) = std::sync::mpsc::sync_channel(1);
         self.inner
             .writer
@@ -906,6 +921,7 @@ impl Store {
             .submit("flushing", Vec::new(), Some(writer::Reply::Async(tx)))?;
         rx.await
             .map_err(|_| StoreError("the database writer has stopped".into()))?
+            .map(drop)
     }
 }
 

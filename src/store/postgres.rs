@@ -36,7 +36,7 @@ use tokio_postgres::{Config, NoTls};
 
 use super::schema;
 use super::sql::{Row, Stmt, Value};
-use super::writer::{Apply, Op};
+use super::writer::{Apply, Op, Outcome};
 
 /// How long a caller waits for an unavailable database before it gets an
 /// error.
@@ -397,7 +397,7 @@ fn broken(e: &tokio_postgres::Error, client: &Object) -> bool {
 }
 
 impl PgApply {
-    async fn attempt(&mut self, ops: &[Op]) -> Result<Vec<Result<(), StoreError>>, Unavailable> {
+    async fn attempt(&mut self, ops: &[Op]) -> Result<Vec<Outcome>, Unavailable> {
         if self.client.is_none() {
             let client = self.pool.get().await.map_err(|e| Unavailable(chain(&e)))?;
             self.client = Some(client);
@@ -435,7 +435,7 @@ impl PgApply {
                 prepared
                     .iter()
                     .zip(&params)
-                    .map(|((st, _), p)| client.execute(st, p)),
+                    .map(|((st, _), p)| client.query(st, p)),
             )
             .await;
             if let Some(e) = results
@@ -446,8 +446,25 @@ impl PgApply {
                 return Err(down(e));
             }
             if results.iter().all(Result::is_ok) {
+                // Each op's rows: its statements' results, in order.
+                let mut results = results.into_iter().flatten();
+                let mut outcomes = Vec::with_capacity(ops.len());
+                for op in ops {
+                    let mut rows = Vec::new();
+                    for _ in op {
+                        for row in results.next().unwrap_or_default() {
+                            match row_values(&row) {
+                                Ok(r) => rows.push(r),
+                                Err(e) => {
+                                    return Ok(ops.iter().map(|_| Err(e.clone())).collect());
+                                }
+                            }
+                        }
+                    }
+                    outcomes.push(Ok(rows));
+                }
                 return match client.batch_execute("COMMIT").await {
-                    Ok(()) => Ok(ops.iter().map(|_| Ok(())).collect()),
+                    Ok(()) => Ok(outcomes),
                     Err(e) if broken(&e, client) => Err(down(&e)),
                     Err(e) => Ok(ops
                         .iter()
@@ -469,7 +486,7 @@ impl PgApply {
                 .batch_execute("SAVEPOINT w")
                 .await
                 .map_err(|e| down(&e))?;
-            let mut result = Ok(());
+            let mut result: Outcome = Ok(Vec::new());
             for stmt in op {
                 let params: Vec<&(dyn ToSql + Sync)> = stmt
                     .params
@@ -477,15 +494,27 @@ impl PgApply {
                     .map(|p| p as &(dyn ToSql + Sync))
                     .collect();
                 let done = match client.prepare_cached(&stmt.sql.postgres()).await {
-                    Ok(st) => client.execute(&st, &params).await.map(drop),
+                    Ok(st) => client.query(&st, &params).await,
                     Err(e) => Err(e),
                 };
-                if let Err(e) = done {
-                    if broken(&e, client) {
-                        return Err(down(&e));
+                let rows = match done {
+                    Ok(rows) => rows,
+                    Err(e) if broken(&e, client) => return Err(down(&e)),
+                    Err(e) => {
+                        result = Err(StoreError(chain(&e)));
+                        break;
                     }
-                    result = Err(StoreError(chain(&e)));
-                    break;
+                };
+                match rows.iter().map(row_values).collect::<Result<Vec<Row>, _>>() {
+                    Ok(more) => {
+                        if let Ok(all) = &mut result {
+                            all.extend(more);
+                        }
+                    }
+                    Err(e) => {
+                        result = Err(e);
+                        break;
+                    }
                 }
             }
             if result.is_err() {
@@ -512,7 +541,7 @@ impl PgApply {
 }
 
 impl Apply for PgApply {
-    fn apply(&mut self, ops: &[Op], closing: &dyn Fn() -> bool) -> Vec<Result<(), StoreError>> {
+    fn apply(&mut self, ops: &[Op], closing: &dyn Fn() -> bool) -> Vec<Outcome> {
         let mut delay = Duration::from_millis(100);
         let mut outage: Option<Instant> = None;
         loop {

@@ -97,8 +97,16 @@ impl Readers {
 
 fn run(conn: &Connection, stmt: &Stmt) -> rusqlite::Result<Vec<Row>> {
     let mut st = conn.prepare_cached(stmt.sql.sqlite())?;
+    rows(&mut st, &stmt.params)
+}
+
+/// Runs a prepared statement and collects its rows as values.
+pub(super) fn rows(
+    st: &mut rusqlite::Statement<'_>,
+    params: &[Value],
+) -> rusqlite::Result<Vec<Row>> {
     let columns = st.column_count();
-    let mut rows = st.query(rusqlite::params_from_iter(sqlite_params(&stmt.params)))?;
+    let mut rows = st.query(rusqlite::params_from_iter(sqlite_params(params)))?;
     let mut out = Vec::new();
     while let Some(row) = rows.next()? {
         let mut values = Vec::with_capacity(columns);

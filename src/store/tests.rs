@@ -44,6 +44,7 @@ on_both_backends!(
     roster_items,
     unregister_removes_everything_of_the_user,
     outbox_keeps_order,
+    a_write_returns_the_rows_it_asks_for,
 );
 
 mod bench {
@@ -1054,4 +1055,41 @@ fn postgres_migrates_from_version_1_and_refuses_a_newer_schema() {
     );
     let e = Store::open_at(&f.location, f.key.clone()).expect_err("refused");
     assert!(e.0.contains("newer"), "{e}");
+}
+
+/// A read-modify-write decided by one statement (as a lease claim is):
+/// the rows come back once committed.
+fn a_write_returns_the_rows_it_asks_for(f: Fixture) {
+    let store = f.open();
+    let claim = |who: &str| {
+        store
+            .write_rows(
+                "claiming",
+                vec![
+                    sql::Stmt::new(
+                        "INSERT INTO kv (scope, key, value) VALUES ('', 'owner', ?1)
+                         ON CONFLICT (scope, key) DO UPDATE SET value = excluded.value
+                         WHERE kv.value = ?1 RETURNING value",
+                        sql::params![who.as_bytes().to_vec()],
+                    ),
+                    sql::Stmt::new(
+                        "SELECT value FROM kv WHERE scope = '' AND key = 'owner'",
+                        vec![],
+                    ),
+                ],
+            )
+            .expect("claim")
+            .iter()
+            .map(|r| String::from_utf8(r.blob(0).expect("bytes")).expect("utf-8"))
+            .collect::<Vec<_>>()
+    };
+    // The first claim wins and sees itself; a second one is refused and
+    // sees the owner; the owner claims again.
+    assert_eq!(claim("a"), ["a", "a"]);
+    assert_eq!(claim("b"), ["a"]);
+    assert_eq!(claim("a"), ["a", "a"]);
+    assert_eq!(
+        store.kv(KvScope::Bridge).get("owner").expect("get"),
+        Some(b"a".to_vec())
+    );
 }

@@ -21,7 +21,7 @@ use std::time::{Duration, Instant};
 use ferry_bridge::StoreError;
 use rusqlite::{Connection, TransactionBehavior};
 
-use super::sql::{Stmt, Value};
+use super::sql::{Row, Stmt, Value};
 
 /// The most writes gathered in one transaction (readers wait for the
 /// transaction in progress: it must stay short).
@@ -31,24 +31,30 @@ const MAX_BATCH: usize = 2_000;
 /// when one fails.
 pub(crate) type Op = Vec<Stmt>;
 
+/// What a write came to: the rows its statements returned, or why it
+/// failed.
+pub(crate) type Outcome = Result<Vec<Row>, StoreError>;
+
 /// A backend's way to apply a batch of writes in one transaction.
 pub(crate) trait Apply: Send + 'static {
     /// Applies `ops` in one transaction, in order, each undone alone when
     /// it fails; returns each one's outcome. `closing` tells that the
     /// store is being dropped (a backend that retries gives up then).
-    fn apply(&mut self, ops: &[Op], closing: &dyn Fn() -> bool) -> Vec<Result<(), StoreError>>;
+    /// An outcome holds the rows the op's statements returned (`RETURNING`,
+    /// a `SELECT` inside the write), in order.
+    fn apply(&mut self, ops: &[Op], closing: &dyn Fn() -> bool) -> Vec<Outcome>;
 }
 
 /// Where the outcome of a write goes, if anyone waits for it.
 pub(crate) enum Reply {
     /// A thread blocked on the result.
-    Blocking(mpsc::SyncSender<Result<(), StoreError>>),
+    Blocking(mpsc::SyncSender<Outcome>),
     /// A task awaiting the result.
-    Async(tokio::sync::oneshot::Sender<Result<(), StoreError>>),
+    Async(tokio::sync::oneshot::Sender<Outcome>),
 }
 
 impl Reply {
-    fn send(self, result: Result<(), StoreError>) {
+    fn send(self, result: Outcome) {
         match self {
             Reply::Blocking(tx) => {
                 let _ = tx.send(result);
@@ -312,7 +318,7 @@ fn run(mut conn: Box<dyn Apply>, rx: mpsc::Receiver<Queued>, shared: &std::sync:
 pub(crate) struct SqliteApply(pub(crate) Connection);
 
 impl Apply for SqliteApply {
-    fn apply(&mut self, ops: &[Op], _closing: &dyn Fn() -> bool) -> Vec<Result<(), StoreError>> {
+    fn apply(&mut self, ops: &[Op], _closing: &dyn Fn() -> bool) -> Vec<Outcome> {
         apply_sqlite(&mut self.0, ops)
     }
 }
@@ -335,15 +341,21 @@ pub(crate) fn sqlite_params(params: &[Value]) -> Vec<rusqlite::types::Value> {
 /// that a failing write is undone alone. The savepoint statements are
 /// prepared once and cached (`Connection::savepoint` parses two statements
 /// for every write).
-fn savepointed(conn: &Connection, op: &Op) -> rusqlite::Result<()> {
+fn savepointed(conn: &Connection, op: &Op) -> rusqlite::Result<Vec<Row>> {
     conn.prepare_cached("SAVEPOINT w")?.execute([])?;
+    let mut rows = Vec::new();
     let result = op.iter().try_for_each(|stmt| {
-        conn.prepare_cached(stmt.sql.sqlite())?
-            .execute(rusqlite::params_from_iter(sqlite_params(&stmt.params)))
-            .map(drop)
+        let mut st = conn.prepare_cached(stmt.sql.sqlite())?;
+        if st.column_count() == 0 {
+            st.execute(rusqlite::params_from_iter(sqlite_params(&stmt.params)))
+                .map(drop)
+        } else {
+            rows.extend(super::sqlite::rows(&mut st, &stmt.params)?);
+            Ok(())
+        }
     });
     match result {
-        Ok(()) => conn.prepare_cached("RELEASE w")?.execute([]).map(drop),
+        Ok(()) => conn.prepare_cached("RELEASE w")?.execute([]).map(|_| rows),
         Err(e) => {
             let _ = conn
                 .prepare_cached("ROLLBACK TO w")
@@ -357,7 +369,7 @@ fn savepointed(conn: &Connection, op: &Op) -> rusqlite::Result<()> {
 }
 
 /// Applies a batch in one transaction; returns each write's outcome.
-fn apply_sqlite(conn: &mut Connection, ops: &[Op]) -> Vec<Result<(), StoreError>> {
+fn apply_sqlite(conn: &mut Connection, ops: &[Op]) -> Vec<Outcome> {
     let tx = match conn.transaction_with_behavior(TransactionBehavior::Immediate) {
         Ok(tx) => tx,
         Err(e) => {
@@ -368,7 +380,7 @@ fn apply_sqlite(conn: &mut Connection, ops: &[Op]) -> Vec<Result<(), StoreError>
                 .collect();
         }
     };
-    let mut outcomes: Vec<Result<(), StoreError>> = ops
+    let mut outcomes: Vec<Outcome> = ops
         .iter()
         .map(|op| savepointed(&tx, op).map_err(|e| StoreError(e.to_string())))
         .collect();
