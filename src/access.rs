@@ -16,8 +16,42 @@ use globset::{GlobBuilder, GlobSet, GlobSetBuilder};
 #[derive(Clone)]
 pub struct AccessPolicy {
     patterns: Vec<String>,
-    users: GlobSet,
+    /// The patterns that need no glob engine.
+    simple: Vec<Simple>,
+    /// The others; `None` when there are none.
+    users: Option<GlobSet>,
     admins: BTreeSet<String>,
+}
+
+/// A pattern matched without the glob engine. Most configurations hold
+/// only `*@domain` (the default) or plain JIDs, and building a glob set
+/// compiles regular expressions: the regex engine's code and tables at
+/// every start, for a suffix comparison.
+#[derive(Clone, Debug)]
+enum Simple {
+    /// A plain JID, in lower case.
+    Exact(String),
+    /// `*` followed by plain text (in lower case): matches what ends with it.
+    Suffix(String),
+}
+
+impl Simple {
+    fn of(pattern: &str) -> Option<Simple> {
+        let plain = |s: &str| !s.contains(['*', '?', '[', ']', '{', '}', '\\']);
+        let lower = pattern.to_lowercase();
+        match lower.strip_prefix('*') {
+            Some(rest) if plain(rest) => Some(Simple::Suffix(rest.to_owned())),
+            _ if plain(&lower) => Some(Simple::Exact(lower)),
+            _ => None,
+        }
+    }
+
+    fn matches(&self, jid: &str) -> bool {
+        match self {
+            Simple::Exact(p) => jid == p,
+            Simple::Suffix(p) => jid.ends_with(p.as_str()),
+        }
+    }
 }
 
 impl fmt::Debug for AccessPolicy {
@@ -61,9 +95,17 @@ impl AccessPolicy {
     {
         let mut builder = GlobSetBuilder::new();
         let mut patterns = Vec::new();
+        let mut simple = Vec::new();
+        let mut globs = 0;
         for pattern in users {
             let pattern = pattern.as_ref();
             validate_pattern(pattern)?;
+            if let Some(s) = Simple::of(pattern) {
+                simple.push(s);
+                patterns.push(pattern.to_owned());
+                continue;
+            }
+            globs += 1;
             let glob = GlobBuilder::new(pattern)
                 .case_insensitive(true)
                 .literal_separator(false)
@@ -75,16 +117,21 @@ impl AccessPolicy {
             builder.add(glob);
             patterns.push(pattern.to_owned());
         }
-        let users = builder.build().map_err(|e| AccessError::BadPattern {
-            pattern: patterns.join(", "),
-            reason: e.to_string(),
-        })?;
+        let users = if globs == 0 {
+            None
+        } else {
+            Some(builder.build().map_err(|e| AccessError::BadPattern {
+                pattern: patterns.join(", "),
+                reason: e.to_string(),
+            })?)
+        };
         let mut set = BTreeSet::new();
         for jid in admins {
             set.insert(normalize_admin(jid.as_ref())?);
         }
         Ok(AccessPolicy {
             patterns,
+            simple,
             users,
             admins: set,
         })
@@ -111,7 +158,12 @@ impl AccessPolicy {
         if jid.is_empty() || jid.contains('/') {
             return false;
         }
-        self.admins.contains(&jid) || self.users.is_match(jid.as_str())
+        self.admins.contains(&jid)
+            || self.simple.iter().any(|s| s.matches(&jid))
+            || self
+                .users
+                .as_ref()
+                .is_some_and(|u| u.is_match(jid.as_str()))
     }
 
     /// Whether a bare JID is an administrator.
@@ -197,6 +249,22 @@ mod tests {
         assert!(!p.allows("alice@example.net"));
         assert!(!p.allows(""));
         assert!(!p.allows("bob@example.org/resource"));
+    }
+
+    #[test]
+    fn plain_jids_and_suffixes_need_no_glob_engine() {
+        let p = policy(&["Alice@Example.org", "*@x.org"], &[]);
+        assert!(p.users.is_none(), "no glob set built");
+        assert!(p.allows("alice@example.org"));
+        assert!(p.allows("ALICE@example.ORG"));
+        assert!(!p.allows("alice@example.org.evil.com"));
+        assert!(!p.allows("malice@example.org"));
+        assert!(p.allows("bob@x.org"));
+        assert!(!p.allows("bob@x.org.evil"));
+        let mixed = policy(&["*@x.org", "{bob,carol}@example.com"], &[]);
+        assert!(mixed.users.is_some());
+        assert!(mixed.allows("dave@x.org") && mixed.allows("carol@example.com"));
+        assert!(!mixed.allows("dave@example.com"));
     }
 
     #[test]

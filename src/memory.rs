@@ -10,8 +10,9 @@
 //! [`THRESHOLD`], asks malloc to return unused pages (`malloc_trim`), at
 //! most once every [`MIN_GAP`] ticks and a few more times after the growth
 //! stopped (the burst's memory is freed while its queues drain, after the
-//! growth). Nothing is done in steady state, and nothing at all with other
-//! C libraries.
+//! growth). In steady state it trims once every [`STEADY_GAP`] ticks, so
+//! that memory freed without a growth just before is given back too;
+//! nothing at all is done with other C libraries.
 //!
 //! The reclaimer does not ask malloc for its statistics (`mallinfo2`):
 //! that walks every free chunk of every arena under the arena locks, which
@@ -29,6 +30,11 @@ const THRESHOLD: usize = 4 << 20;
 const MIN_GAP: u32 = 10;
 /// Trims after a growth, while they give back less than [`THRESHOLD`].
 const FOLLOW_UPS: u8 = 3;
+
+/// Ticks after which one trim is done anyway: memory freed without a
+/// growth just before (a Matrix session closing its idle stores, sessions
+/// ending) is given back within five minutes too.
+const STEADY_GAP: u32 = 300;
 
 /// Starts the background task (until `shutdown`).
 pub fn start_reclaimer(shutdown: CancellationToken) {
@@ -95,6 +101,9 @@ impl Policy {
         } else if now - self.floor > THRESHOLD {
             self.pending = FOLLOW_UPS;
         }
+        if self.since_trim >= STEADY_GAP {
+            self.pending = self.pending.max(1);
+        }
         self.pending > 0 && self.since_trim >= MIN_GAP
     }
 
@@ -152,11 +161,17 @@ mod tests {
     const MIB: usize = 1 << 20;
 
     #[test]
-    fn steady_memory_is_never_trimmed() {
+    fn steady_memory_is_trimmed_only_every_steady_gap() {
         let mut p = Policy::new(50 * MIB);
-        for i in 0..100 {
-            assert!(!p.tick(50 * MIB + (i % 3) * MIB), "tick {i}");
+        p.trimmed(50 * MIB, 50 * MIB);
+        let mut trims = Vec::new();
+        for i in 1..=(3 * STEADY_GAP) {
+            if p.tick(50 * MIB + (i as usize % 3) * MIB) {
+                trims.push(i);
+                p.trimmed(50 * MIB, 50 * MIB);
+            }
         }
+        assert_eq!(trims, [STEADY_GAP, 2 * STEADY_GAP, 3 * STEADY_GAP]);
     }
 
     #[test]

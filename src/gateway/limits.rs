@@ -38,7 +38,7 @@ pub async fn check_files(
     limits: &Limits,
     network: &str,
     action: &Action,
-    http: &reqwest::Client,
+    http: &super::upload::LazyHttp,
 ) -> Result<(), BridgeError> {
     if limits.attachment_bytes.is_none() && limits.attachment_types.is_empty() {
         return Ok(());
@@ -54,6 +54,7 @@ pub async fn check_files(
             bytes = bytes.or(Some(b.len() as u64));
         }
         if let (AttachmentSource::Url(url), true) = (&a.source, bytes.is_none() || mime.is_none())
+            && let Ok(http) = http.get()
             && let Ok(Ok(r)) = tokio::time::timeout(HEAD_TIMEOUT, http.head(url).send()).await
             && r.status().is_success()
         {
@@ -131,7 +132,7 @@ mod tests {
             size: None,
             caption: None,
         });
-        let http = reqwest::Client::new();
+        let http = crate::gateway::upload::LazyHttp::default();
         let e = check_files(&limits, "SMS", &Action::SendMessage(m.clone()), &http)
             .await
             .expect_err("too large");

@@ -157,10 +157,7 @@ impl Gateway {
             gateway: jids.gateway(),
             services: super::upload::Services::default(),
             media,
-            http: reqwest::Client::builder()
-                .user_agent(concat!("ferry/", env!("CARGO_PKG_VERSION")))
-                .build()
-                .map_err(|e| anyhow::anyhow!("HTTP client: {e}"))?,
+            http: super::upload::LazyHttp::default(),
         };
         let mut gw = Gateway {
             settings,

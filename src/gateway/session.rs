@@ -112,7 +112,7 @@ pub struct Setup {
     /// The network's name and limits, checked before each action.
     pub limits: (String, ferry_bridge::Limits),
     /// For the limits' questions to file servers.
-    pub http: reqwest::Client,
+    pub http: super::upload::LazyHttp,
 }
 
 /// A running session task.

@@ -64,7 +64,28 @@ pub struct Uploader {
     /// The fallback.
     pub media: Media,
     /// HTTP client.
-    pub http: reqwest::Client,
+    pub http: LazyHttp,
+}
+
+/// The uploads' HTTP client, built for the first upload: building one loads
+/// the TLS root store (a few hundred KB of certificates, and the code that
+/// parses them) that a gateway whose users send no files never needs.
+/// Clones share one client.
+#[derive(Clone, Default)]
+pub struct LazyHttp(std::sync::Arc<std::sync::OnceLock<reqwest::Client>>);
+
+impl LazyHttp {
+    /// The client, built on the first call.
+    pub fn get(&self) -> anyhow::Result<&reqwest::Client> {
+        if let Some(client) = self.0.get() {
+            return Ok(client);
+        }
+        let client = reqwest::Client::builder()
+            .user_agent(concat!("ferry/", env!("CARGO_PKG_VERSION")))
+            .build()
+            .map_err(|e| anyhow::anyhow!("HTTP client: {e}"))?;
+        Ok(self.0.get_or_init(|| client))
+    }
 }
 
 /// Reads a slot from an XEP-0363 `<slot/>`.
@@ -246,6 +267,7 @@ impl Uploader {
     async fn put(&self, slot: &Slot, data: Vec<u8>, mime: &str) -> anyhow::Result<()> {
         let mut req = self
             .http
+            .get()?
             .put(&slot.put)
             .header("Content-Type", mime)
             .header("Content-Length", data.len().to_string());

@@ -35,6 +35,9 @@ USERS = int(os.environ.get("BENCH_USERS", "20"))
 # RSS is also written down when this many sessions are logged in (and at USERS)
 CHECKPOINTS = sorted({int(n) for n in os.environ.get("BENCH_CHECKPOINTS", "5 10 25 50").split()
                       if int(n) < USERS} | {USERS})
+# How long to wait after the last login before measuring idle sessions:
+# store_idle_secs + one sync long-poll + a margin.
+IDLE_WAIT = float(os.environ.get("BENCH_IDLE_WAIT", "75"))
 FIELDS = ["rss_kib", "anon_kib", "file_kib", "per_session_kib", "median_ms", "p95_ms", "n"]
 
 
@@ -192,8 +195,19 @@ def test_bench_matrix(bench_gw, peers, xmpp):
           f"{(many - idle) / USERS / 1024:.2f} MiB per session, "
           f"{(many - one) / max(1, USERS - 1) / 1024:.2f} MiB per session after the first "
           f"({rss_split(pid)})", flush=True)
-    # Every session receives one message in the shared room.
+    # Idle accounts close their stores ([matrix] store_idle_secs, 30 s by
+    # default, checked between two long-polls of sync_timeout_secs): the
+    # same sessions once nothing happened for that long.
+    time.sleep(IDLE_WAIT)
+    idle_many = settle(pid, 2.0)
+    log.row(gateway="ferry", scenario="sessions-idle", users=n,
+            per_session_kib=f"{(idle_many - one) / max(1, n - 1):.0f}", **memory_row([pid]))
+    print(f"[bench] ferry RSS with {USERS} idle Matrix sessions ({IDLE_WAIT:.0f} s later): "
+          f"{idle_many / 1024:.1f} MiB ({rss_split(pid)})", flush=True)
+    # Every session receives one message in the shared room (and opens its
+    # stores again to deliver it).
     peer.send(shared, "to everyone")
     time.sleep(5)
     final = rss_kib(pid)
+    log.row(gateway="ferry", scenario="sessions-woken", users=n, **memory_row([pid]))
     print(f"[bench] ferry RSS after a message to {USERS} sessions: {final / 1024:.1f} MiB", flush=True)

@@ -21,6 +21,7 @@ use crate::client::action_error;
 use crate::config::Config;
 use crate::kv::{self, Kv};
 use crate::rooms::NickTable;
+use crate::stores::StoreGate;
 
 /// How many event ids of messages ferry sent are remembered for echo
 /// suppression.
@@ -206,6 +207,8 @@ pub struct Ctx {
     pub client: Client,
     /// The stored session it runs on.
     pub account: StoredSession,
+    /// Opens the client's stores for what uses them, closes them when idle.
+    pub stores: Arc<StoreGate>,
 }
 
 impl Ctx {

@@ -31,9 +31,10 @@ pub mod media;
 pub mod outgoing;
 pub mod rooms;
 pub mod session;
+pub mod stores;
 pub mod sync;
 
-use std::sync::Arc;
+use std::sync::{Arc, OnceLock};
 
 use ferry_bridge::{
     Account, AddressRules, BridgeError, BridgeSetup, Capabilities, CommandSpec, Feature, Field,
@@ -49,7 +50,10 @@ use crate::address::MatrixAddressRules;
 /// The Matrix bridge.
 pub struct MatrixNetwork {
     config: Arc<Config>,
-    http: matrix_sdk::reqwest::Client,
+    /// The HTTP client every session shares, built for the first login or
+    /// session: building it loads the TLS root store, which a gateway with
+    /// no Matrix user never needs.
+    http: OnceLock<matrix_sdk::reqwest::Client>,
     info: NetworkInfo,
     rules: MatrixAddressRules,
 }
@@ -67,10 +71,9 @@ impl MatrixNetwork {
     /// A bridge with these settings (checked).
     pub fn new(config: Config) -> Result<Self, String> {
         config.validate()?;
-        let http = client::shared_http(&config)?;
         Ok(Self {
             config: Arc::new(config),
-            http,
+            http: OnceLock::new(),
             info: NetworkInfo {
                 name: "Matrix".into(),
                 gateway_type: "matrix".into(),
@@ -103,6 +106,15 @@ impl MatrixNetwork {
         })
     }
 
+    /// The shared HTTP client.
+    fn http(&self) -> Result<&matrix_sdk::reqwest::Client, BridgeError> {
+        if let Some(http) = self.http.get() {
+            return Ok(http);
+        }
+        let http = client::shared_http(&self.config).map_err(BridgeError::internal)?;
+        Ok(self.http.get_or_init(|| http))
+    }
+
     /// The bridge's settings.
     pub fn config(&self) -> &Config {
         &self.config
@@ -133,12 +145,18 @@ impl Network for MatrixNetwork {
 
     async fn login(&self, _user: &UserId, values: &FormValues) -> Result<Account, LoginError> {
         let creds = login::Credentials::from_form(&self.config, values)?;
-        let stored = login::password_login(&self.config, &self.http, &creds).await?;
+        let stored = login::password_login(
+            &self.config,
+            self.http().map_err(LoginError::Other)?,
+            &creds,
+        )
+        .await?;
         Ok(stored.to_account())
     }
 
     async fn connect(&self, ctx: SessionContext) -> Result<Box<dyn Session>, LoginError> {
-        session::connect(self.config.clone(), self.http.clone(), ctx).await
+        let http = self.http().map_err(LoginError::Other)?.clone();
+        session::connect(self.config.clone(), http, ctx).await
     }
 
     async fn unregister(
@@ -151,6 +169,6 @@ impl Network for MatrixNetwork {
         };
         let stored = StoredSession::from_account(account)
             .map_err(|e| BridgeError::internal(e.to_string()))?;
-        login::logout(&self.config, &self.http, &stored).await
+        login::logout(&self.config, self.http()?, &stored).await
     }
 }

@@ -23,6 +23,7 @@ use crate::ctx::{Ctx, Shared};
 use crate::kv::Kv;
 use crate::login::{self, Credentials};
 use crate::outgoing;
+use crate::stores::StoreGate;
 use crate::sync;
 
 /// Preference: share keys with / accept messages from unverified devices.
@@ -171,10 +172,12 @@ impl MatrixSession {
             .await
             .map_err(|e| client::action_error("restoring the Matrix login", e))?;
         remove_other_stores(&self.shared.data_dir, &dir);
+        let stores = StoreGate::new(client.clone(), config.store_idle());
         let ctx = Ctx {
             shared: self.shared.clone(),
             client,
             account: stored,
+            stores,
         };
         self.login_required.store(false, Ordering::SeqCst);
         let flag = self.login_required.clone();
@@ -316,6 +319,7 @@ impl Session for MatrixSession {
             _ => {}
         }
         let ctx = self.ctx()?;
+        let _open = ctx.stores.hold().await?;
         match action {
             Action::SendMessage(msg) => outgoing::send_message(&ctx, msg).await,
             Action::Edit { message, replaces } => outgoing::edit(&ctx, message, replaces).await,
@@ -334,7 +338,10 @@ impl Session for MatrixSession {
             Action::JoinRoom { room, .. } => {
                 let task_ctx = ctx.clone();
                 self.spawner.spawn("matrix-join", async move {
-                    let event = outgoing::join(&task_ctx, &room).await;
+                    let event = match task_ctx.stores.hold().await {
+                        Ok(_open) => outgoing::join(&task_ctx, &room).await,
+                        Err(error) => Event::RoomJoinFailed { room, error },
+                    };
                     task_ctx.shared.emit(event).await;
                 });
                 Ok(Outcome::Done)
@@ -392,10 +399,10 @@ impl Session for MatrixSession {
         if let (CloseReason::Shutdown, Some(ctx)) = (&reason, &self.ctx) {
             // Show the user offline on Matrix while ferry is away; the
             // device itself stays logged in.
-            let _ = tokio::time::timeout(
-                std::time::Duration::from_secs(2),
-                outgoing::set_presence(ctx, &Presence::offline()),
-            )
+            let _ = tokio::time::timeout(std::time::Duration::from_secs(2), async {
+                let _open = ctx.stores.hold().await?;
+                outgoing::set_presence(ctx, &Presence::offline()).await
+            })
             .await;
         }
         self.ctx = None;

@@ -100,20 +100,56 @@ pub async fn run(ctx: Ctx, fresh_store: bool, mut stop: watch::Receiver<bool>) -
     let mut first = true;
     let mut backoff = Duration::from_secs(1);
     loop {
+        if *stop.borrow() {
+            return Exit::Stopped;
+        }
+        let mut wait = if first {
+            Duration::ZERO
+        } else {
+            config.sync_timeout()
+        };
+        // An idle account waits for news with its stores closed.
+        if !first
+            && let Some(since) = &token
+            && ctx.stores.close_if_idle().await
+        {
+            let news = tokio::select! {
+                n = wait_for_news(&ctx, since, wait) => n,
+                _ = stop.changed() => return Exit::Stopped,
+            };
+            match news {
+                Ok(false) => continue,
+                Ok(true) => wait = Duration::ZERO,
+                Err(e) => {
+                    // The real sync below meets the same error and says it.
+                    tracing::debug!(user = %shared.user, error = %e, "waiting for Matrix news failed");
+                    wait = Duration::ZERO;
+                }
+            }
+        }
+        let open = match ctx.stores.hold().await {
+            Ok(open) => open,
+            Err(e) => {
+                tracing::warn!(user = %shared.user, "{}", e.message);
+                shared
+                    .emit(Event::Connection(ConnectionState::Reconnecting(e.message)))
+                    .await;
+                tokio::select! {
+                    _ = tokio::time::sleep(backoff) => {}
+                    _ = stop.changed() => return Exit::Stopped,
+                }
+                backoff = (backoff * 2).min(Duration::from_secs(60));
+                first = true;
+                continue;
+            }
+        };
         let mut settings = SyncSettings::new()
             .filter(filter(config.timeline_limit))
             .set_presence(PresenceState::Offline)
             .full_state(full_state)
-            .timeout(if first {
-                Duration::ZERO
-            } else {
-                config.sync_timeout()
-            });
+            .timeout(wait);
         if let Some(t) = &token {
             settings = settings.token(t.clone());
-        }
-        if *stop.borrow() {
-            return Exit::Stopped;
         }
         let result = tokio::select! {
             r = ctx.client.sync_once(settings) => r,
@@ -122,6 +158,7 @@ pub async fn run(ctx: Ctx, fresh_store: bool, mut stop: watch::Receiver<bool>) -
         match result {
             Ok(response) => {
                 backoff = Duration::from_secs(1);
+                let news = has_news(&response);
                 let next = response.next_batch.clone();
                 let initial = token.is_none();
                 process(&ctx, response, token.as_deref(), initial).await;
@@ -144,8 +181,12 @@ pub async fn run(ctx: Ctx, fresh_store: bool, mut stop: watch::Receiver<bool>) -
                 }
                 token = Some(next);
                 full_state = false;
+                if !news {
+                    open.quiet();
+                }
             }
             Err(e) => {
+                drop(open);
                 if let Some(soft) = unknown_token(&e) {
                     let why = if soft {
                         "the homeserver asks ferry to log in again"
@@ -179,6 +220,48 @@ pub async fn run(ctx: Ctx, fresh_store: bool, mut stop: watch::Receiver<bool>) -
             }
         }
     }
+}
+
+/// Whether a sync response carries anything (a long-poll that timed out
+/// carries nothing, and does not keep the stores open).
+fn has_news(response: &SyncResponse) -> bool {
+    !(response.rooms.is_empty()
+        && response.presence.is_empty()
+        && response.account_data.is_empty()
+        && response.to_device.is_empty())
+}
+
+/// Long-polls `/sync` from `since` without processing the answer, so
+/// without the stores: whether the homeserver has anything for this
+/// account (the sync that follows fetches it again, from `since`, with the
+/// stores open). The same filter as the real sync, so the same things wake
+/// it.
+async fn wait_for_news(
+    ctx: &Ctx,
+    since: &str,
+    wait: Duration,
+) -> Result<bool, matrix_sdk::HttpError> {
+    use matrix_sdk::ruma::api::client::sync::sync_events::v3::Request;
+    let config = &ctx.shared.config;
+    let mut request = Request::new();
+    request.filter = Some(filter(config.timeline_limit));
+    request.since = Some(since.to_owned());
+    request.set_presence = PresenceState::Offline;
+    request.timeout = Some(wait);
+    request.use_state_after = true;
+    let request_config = matrix_sdk::config::RequestConfig::new()
+        .timeout(config.request_timeout() + wait)
+        .retry_limit(0);
+    let response = ctx
+        .client
+        .send(request)
+        .with_request_config(request_config)
+        .await?;
+    Ok(!(response.rooms.is_empty()
+        && response.presence.is_empty()
+        && response.account_data.is_empty()
+        && response.to_device.is_empty()
+        && response.device_lists.is_empty()))
 }
 
 /// Delivers everything one sync response carries.

@@ -160,6 +160,11 @@ impl Ferry {
 
     /// The same with a bridge config.
     pub async fn with_config(prefix: &str, config: Config) -> Ferry {
+        // RUST_LOG=… shows the bridge's and matrix-sdk's log of a test.
+        let _ = tracing_subscriber::fmt()
+            .with_env_filter(tracing_subscriber::EnvFilter::from_default_env())
+            .with_test_writer()
+            .try_init();
         let (user_id, password) = register(prefix).await;
         let network = Arc::new(MatrixNetwork::new(config.clone()).expect("valid config"));
         let values = FormValues::new()

@@ -209,3 +209,83 @@ async fn roster_entries_carry_names_avatars_and_presence() {
         .await;
     alice.close().await;
 }
+
+/// Whether any SQLite database under `dir` has a write-ahead log: SQLite
+/// removes it when the database's last connection closes.
+fn stores_open(dir: &std::path::Path) -> bool {
+    let Ok(entries) = std::fs::read_dir(dir) else {
+        return false;
+    };
+    entries.flatten().any(|e| {
+        let path = e.path();
+        if path.is_dir() {
+            stores_open(&path)
+        } else {
+            path.to_string_lossy().ends_with(".sqlite3-wal")
+        }
+    })
+}
+
+async fn wait_until_stores_closed(dir: &std::path::Path) {
+    let deadline = tokio::time::Instant::now() + common::WAIT;
+    while stores_open(dir) {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "the idle session never closed its stores"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+    }
+}
+
+#[tokio::test]
+async fn an_idle_session_closes_its_stores_and_opens_them_for_what_comes() {
+    let config = ferry_matrix::Config {
+        store_idle_secs: 1,
+        ..common::config()
+    };
+    let mut alice = Ferry::with_config("alice", config).await;
+    alice.connected().await;
+    let bob = Peer::new("bob").await;
+    let alice_id: matrix_sdk::ruma::OwnedUserId = alice.user_id.as_str().try_into().expect("uid");
+    let room = bob.client.create_dm(&alice_id).await.expect("create dm");
+    let contact = ContactId::new(bob.user_id.as_str());
+    alice
+        .take(
+            "bob in the roster",
+            |e| matches!(e, Event::Contact(c) if c.contact == contact && c.in_roster),
+        )
+        .await;
+
+    // Idle: the stores close; an encrypted message from Matrix wakes the
+    // session, which opens them again to decrypt and deliver it.
+    wait_until_stores_closed(alice.dir.path()).await;
+    room.send(
+        matrix_sdk::ruma::events::room::message::RoomMessageEventContent::text_plain(
+            "while you were idle",
+        ),
+    )
+    .await
+    .expect("send");
+    alice
+        .take(
+            "bob's message",
+            |e| matches!(e, Event::Message(m) if m.body == "while you were idle"),
+        )
+        .await;
+
+    // Idle again: an action opens them to encrypt and send.
+    wait_until_stores_closed(alice.dir.path()).await;
+    alice
+        .act(Action::SendMessage(OutgoingMessage::text(
+            Address::Contact(contact.clone()),
+            "x2",
+            "back from idle",
+        )))
+        .await
+        .expect("sent");
+    bob.wait(room.room_id(), "ferry's answer", |v| {
+        common::is_text(v, "back from idle")
+    })
+    .await;
+    alice.close().await;
+}
