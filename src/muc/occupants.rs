@@ -117,7 +117,8 @@ impl Slot {
 }
 
 impl Table {
-    /// How many differences the views hold in all (for tests and metrics).
+    /// How many differences the views hold in all.
+    #[cfg(test)]
     pub fn differences(&self) -> usize {
         self.slots.values().map(Slot::differing).sum()
     }
@@ -244,7 +245,8 @@ impl Rooms {
         }
     }
 
-    /// The shared table of a room (for tests and metrics).
+    /// The shared table of a room.
+    #[cfg(test)]
     pub fn table(&self, room: &RoomId) -> Option<&Table> {
         self.tables.get(room)
     }
