@@ -16,8 +16,7 @@ pub mod occupants;
 use std::collections::{BTreeMap, HashMap};
 
 use ferry_bridge::{
-    Affiliation, BridgeError, ErrorKind, Role, RoomExit, RoomId, RoomInfo, Subject,
-    UserId,
+    Affiliation, BridgeError, ErrorKind, Role, RoomExit, RoomId, RoomInfo, Subject, UserId,
 };
 use xmpp_parsers::jid::BareJid;
 use xmpp_parsers::minidom::Element;

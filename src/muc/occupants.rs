@@ -604,7 +604,10 @@ mod tests {
         for k in 0..3 {
             let n = nicks(&rooms, &user(k));
             assert_eq!(n.len(), 21);
-            assert!(n.iter().all(|x| x == "self" || x.starts_with(&format!("u{k}-"))));
+            assert!(
+                n.iter()
+                    .all(|x| x == "self" || x.starts_with(&format!("u{k}-")))
+            );
         }
         // Each changes on its own.
         rooms.remove_occupant(&user(1), &room(), "u1-sees-3");
