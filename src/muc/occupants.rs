@@ -128,16 +128,18 @@ impl Table {
         self.slots.values().filter(|s| s.value.is_some()).count()
     }
 
-    /// How far a list is from the table: the nicknames whose occupant
-    /// differs.
+    /// How far a list is from the table: the nicknames whose occupant no
+    /// view of the table sees (a value some views hold as a difference
+    /// counts as shared: during a join burst a newcomer's list is ahead of
+    /// the table, which catches up as the other sessions report).
     fn distance(&self, list: &BTreeMap<String, Arc<Occupant>>) -> usize {
         let changed = list
             .iter()
             .filter(|(n, o)| {
-                !self
-                    .slots
-                    .get(*n)
-                    .is_some_and(|s| same(&s.value, &Some((*o).clone())))
+                let o = Some((*o).clone());
+                !self.slots.get(*n).is_some_and(|s| {
+                    same(&s.value, &o) || s.others.iter().any(|(v, _)| same(v, &o))
+                })
             })
             .count();
         let missing = self
@@ -525,6 +527,35 @@ mod tests {
             let selves: Vec<&String> = s.iter().filter(|x| x.1).map(|x| &x.0).collect();
             assert_eq!(selves, vec![&format!("n{k}")], "user {k}");
         }
+    }
+
+    #[test]
+    fn lists_ahead_of_the_table_still_share_it() {
+        // Every newcomer's list arrives before the others' sessions report
+        // the newcomers (a burst of joins): the table lags behind each list.
+        let n = 60;
+        let mut rooms = rooms_with(n);
+        for k in 0..n {
+            let mut list: Vec<Occupant> = (0..k).map(|i| occ(&format!("n{i}"))).collect();
+            list.push(me(&format!("n{k}")));
+            rooms.replace_occupants(&user(k), &room(), list);
+        }
+        for k in 0..n {
+            for i in 0..k {
+                rooms.set_occupant(&user(i), &room(), occ(&format!("n{k}")));
+            }
+        }
+        for k in 0..n {
+            let r = rooms.get(&user(k), &room()).expect("room");
+            assert!(
+                matches!(r.occupants, View::Shared(_)),
+                "user {k} has a list of its own"
+            );
+            let s = seen(&rooms, &user(k));
+            assert_eq!(s.len(), n);
+            assert_eq!(s.iter().filter(|x| x.1).count(), 1);
+        }
+        assert_eq!(rooms.table(&room()).expect("table").differences(), n);
     }
 
     #[test]
