@@ -12,6 +12,7 @@
 pub mod channel;
 mod incoming;
 pub mod isupport;
+pub mod members;
 mod outgoing;
 mod registration;
 mod requests;
@@ -37,6 +38,7 @@ use crate::transport::ConnectError;
 
 pub use channel::{ChanState, Channel, Member};
 pub use isupport::Isupport;
+pub use members::MemberTables;
 
 /// How the session is answered.
 pub type Reply = oneshot::Sender<Result<Outcome, BridgeError>>;
@@ -342,6 +344,9 @@ pub struct ConnEnv {
     /// Set once the connection quits: the session opens a new one (after
     /// this one is gone) for what needs the server.
     pub closing: Arc<AtomicBool>,
+    /// The channels' member tables, shared by every connection of the
+    /// bridge.
+    pub members: members::MemberTables,
 }
 
 /// A reply waiting for the server.
