@@ -485,7 +485,8 @@ pub struct Conn {
     motd_shown: bool,
     monitor: BTreeSet<String>,
     pm_routes: HashMap<String, Address>,
-    recent: VecDeque<(String, String)>,
+    /// The last messages' ids and authors (folded), oldest first.
+    recent: VecDeque<(Arc<str>, Arc<str>)>,
     reactions: HashMap<(String, String), Vec<String>>,
     own_reactions: HashMap<String, Vec<String>>,
     typing_sent: HashMap<String, Instant>,
@@ -802,22 +803,27 @@ impl Conn {
         );
     }
 
+    /// Notes who wrote a message. Every connection in a channel receives
+    /// the same ids and nicks: both are interned, so that a connection's
+    /// list costs it two pointers per message.
     fn remember_message(&mut self, msgid: &str, nick: &str) {
-        self.recent.push_back((msgid.to_owned(), self.fold(nick)));
-        while self.recent.len() > RECENT_MESSAGES {
+        while self.recent.len() >= RECENT_MESSAGES {
             if let Some((old, _)) = self.recent.pop_front() {
-                self.reactions.retain(|(m, _), _| *m != old);
-                self.own_reactions.remove(&old);
+                self.reactions.retain(|(m, _), _| **m != *old);
+                self.own_reactions.remove(&*old);
             }
         }
+        let author = crate::intern::intern(&self.fold(nick));
+        self.recent
+            .push_back((crate::intern::intern(msgid), author));
     }
 
     fn author_of(&self, msgid: &str) -> Option<&str> {
         self.recent
             .iter()
             .rev()
-            .find(|(m, _)| m == msgid)
-            .map(|(_, n)| n.as_str())
+            .find(|(m, _)| &**m == msgid)
+            .map(|(_, n)| &**n)
     }
 
     fn set_down(&mut self, down: bool) {
