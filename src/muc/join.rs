@@ -178,7 +178,7 @@ pub struct JoinView<'a> {
     /// The nickname this client asked for.
     pub requested: &'a str,
     /// Every occupant (the user included, `is_self`).
-    pub occupants: &'a [Occupant],
+    pub occupants: &'a [&'a Occupant],
     /// Whether real JIDs are shown.
     pub non_anonymous: bool,
     /// The user's bare JID (their real JID in non-anonymous rooms).
@@ -218,7 +218,7 @@ pub fn join_sequence(
 ) -> Vec<Element> {
     let mut out = Vec::with_capacity(v.occupants.len() + v.history.len() + 2);
     let mut me: Option<&Occupant> = None;
-    for o in v.occupants {
+    for &o in v.occupants {
         if o.is_self || o.nick == v.nick {
             me = Some(o);
             continue;
@@ -298,7 +298,7 @@ mod tests {
         let mut me = Occupant::new("alice_");
         me.is_self = true;
         let carol = Occupant::new("carol");
-        let occupants = vec![me.clone(), bob, carol];
+        let occupants = vec![&me, &bob, &carol];
         let hist = Element::bare("message", ns::STREAM);
         let subject = Subject {
             text: "Welcome".into(),

@@ -11,12 +11,12 @@
 pub mod history;
 pub mod join;
 pub mod mam;
+pub mod occupants;
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap};
 
 use ferry_bridge::{
-    Affiliation, BridgeError, ErrorKind, Occupant, Role, RoomExit, RoomId, RoomInfo, Subject,
-    UserId,
+    Affiliation, BridgeError, ErrorKind, Role, RoomExit, RoomId, RoomInfo, Subject, UserId,
 };
 use xmpp_parsers::jid::BareJid;
 use xmpp_parsers::minidom::Element;
@@ -42,7 +42,7 @@ pub struct Client {
 }
 
 /// A user's view of one room.
-#[derive(Clone, Debug)]
+#[derive(Debug)]
 pub struct Room {
     /// The room.
     pub id: RoomId,
@@ -58,8 +58,9 @@ pub struct Room {
     pub info: Option<RoomInfo>,
     /// The subject.
     pub subject: Option<Subject>,
-    /// Occupants by nickname.
-    pub occupants: BTreeMap<String, Occupant>,
+    /// Occupants by nickname, as differences from the room's shared
+    /// table (read them with [`Rooms::occupants`]).
+    occupants: occupants::View,
     /// The user's clients, by resource.
     pub clients: BTreeMap<String, Client>,
     /// Room configuration in progress: (stage, form).
@@ -84,7 +85,7 @@ impl Room {
             nick: String::new(),
             info: None,
             subject: None,
-            occupants: BTreeMap::new(),
+            occupants: occupants::View::default(),
             clients: BTreeMap::new(),
             owner_step: None,
             history_exhausted: false,
@@ -109,23 +110,6 @@ impl Room {
         !self.joined && self.clients.values().any(|c| c.joined)
     }
 
-    /// The nickname a sender has in this room (None for the room itself).
-    pub fn sender_nick(&self, from: &ferry_bridge::Sender) -> Option<String> {
-        use ferry_bridge::Sender;
-        match from {
-            Sender::Occupant(n) => Some(n.clone()),
-            Sender::Own => Some(self.nick.clone()),
-            Sender::Contact(c) => Some(
-                self.occupants
-                    .values()
-                    .find(|o| o.contact.as_ref() == Some(c))
-                    .map(|o| o.nick.clone())
-                    .unwrap_or_else(|| c.to_string()),
-            ),
-            Sender::Service => None,
-        }
-    }
-
     /// The resources of the user's clients that are joined.
     pub fn joined_resources(&self) -> impl Iterator<Item = &String> {
         self.clients
@@ -135,13 +119,33 @@ impl Room {
     }
 }
 
-/// Every user's rooms.
+/// Every user's rooms, and the occupant tables the users of a room share
+/// ([`occupants`]).
 #[derive(Default)]
 pub struct Rooms {
     map: BTreeMap<(UserId, RoomId), Room>,
+    tables: HashMap<RoomId, occupants::Table>,
 }
 
 impl Rooms {
+    /// The nickname a sender has in a user's view of a room (None for the
+    /// room itself).
+    pub fn sender_nick(&self, r: &Room, from: &ferry_bridge::Sender) -> Option<String> {
+        use ferry_bridge::Sender;
+        match from {
+            Sender::Occupant(n) => Some(n.clone()),
+            Sender::Own => Some(r.nick.clone()),
+            Sender::Contact(c) => Some(
+                self.occupants(r)
+                    .iter()
+                    .find(|o| o.contact.as_ref() == Some(c))
+                    .map(|o| o.nick.clone())
+                    .unwrap_or_else(|| c.to_string()),
+            ),
+            Sender::Service => None,
+        }
+    }
+
     /// A user's view of a room.
     pub fn get(&self, user: &UserId, room: &RoomId) -> Option<&Room> {
         self.map.get(&(user.clone(), room.clone()))
@@ -170,6 +174,7 @@ impl Rooms {
 
     /// Forgets a user's view of a room.
     pub fn remove(&mut self, user: &UserId, room: &RoomId) -> Option<Room> {
+        self.detach(user, room);
         self.map.remove(&(user.clone(), room.clone()))
     }
 
@@ -180,9 +185,10 @@ impl Rooms {
 
     /// A user's rooms.
     pub fn of_user<'a>(&'a self, user: &'a UserId) -> impl Iterator<Item = &'a Room> + 'a {
+        // Keys sort by user first: the user's rooms are one range.
         self.map
-            .iter()
-            .filter(move |((u, _), _)| u == user)
+            .range((user.clone(), RoomId::new(""))..)
+            .take_while(move |((u, _), _)| u == user)
             .map(|(_, r)| r)
     }
 
@@ -196,9 +202,14 @@ impl Rooms {
     /// Forgets the user's views of rooms they are no longer in (joined
     /// again, a room starts afresh; its archive is in the store).
     pub fn forget_left(&mut self, user: &UserId) {
-        self.map.retain(|(u, _), r| {
-            u != user || r.joined || r.joining || r.rejoin || !r.clients.is_empty()
-        });
+        let left: Vec<RoomId> = self
+            .of_user(user)
+            .filter(|r| !(r.joined || r.joining || r.rejoin || !r.clients.is_empty()))
+            .map(|r| r.id.clone())
+            .collect();
+        for room in left {
+            self.remove(user, &room);
+        }
     }
 
     /// Rooms the sessions are in.

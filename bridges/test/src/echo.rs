@@ -25,6 +25,7 @@
 //! | `huge` | a 200 KiB body |
 //! | `formatted` | bold, italic, colour, link, quote and preformatted text |
 //! | `unfriend` / `friend` | leaves / rejoins the user's contact list |
+//! | `view ROOM +NICK` / `view ROOM -NICK` | tells only this user's session that NICK came into / left ROOM (a network that shows each user a list of its own) |
 //! | `help` | lists these |
 
 use ferry_bridge::{
@@ -285,6 +286,31 @@ pub(crate) fn answer(s: &TestSession, st: &mut NetState, msg: &OutgoingMessage, 
             }
             out.push(Event::Message(m));
         }
+        "view" => {
+            let (room, change) = arg.split_once(' ').unwrap_or((arg, ""));
+            let room = ferry_bridge::RoomId::new(room);
+            let change = change.trim();
+            if let Some(nick) = change.strip_prefix('+').filter(|n| !n.is_empty()) {
+                out.push(Event::Occupant {
+                    room,
+                    occupant: ferry_bridge::Occupant::new(nick),
+                });
+            } else if let Some(nick) = change.strip_prefix('-').filter(|n| !n.is_empty()) {
+                out.push(Event::OccupantLeft {
+                    room,
+                    nick: nick.to_owned(),
+                    exit: ferry_bridge::RoomExit::Left(None),
+                });
+            } else {
+                let m = say(
+                    s,
+                    st,
+                    "view takes a room and +NICK or -NICK".into(),
+                    MessageKind::Normal,
+                );
+                out.push(Event::Message(m));
+            }
+        }
         "unfriend" => out.push(Event::ContactRemoved(echo_id())),
         "friend" => out.push(Event::Contact(contact_info(ECHO))),
         "help" => {
@@ -292,7 +318,8 @@ pub(crate) fn answer(s: &TestSession, st: &mut NetState, msg: &OutgoingMessage, 
                 s,
                 st,
                 "I repeat what you write. Commands: panic, spawn-panic, notice TEXT, emote TEXT, \
-                 presence SHOW [STATUS], burst N, file, bad-xml, huge, formatted, unfriend, friend"
+                 presence SHOW [STATUS], burst N, file, bad-xml, huge, formatted, view ROOM +NICK|-NICK, \
+                 unfriend, friend"
                     .into(),
                 MessageKind::Normal,
             );

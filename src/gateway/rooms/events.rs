@@ -42,13 +42,6 @@ impl Gateway {
         r.info = Some(info);
         let subject_changed = r.subject.as_ref().is_some_and(|s| *s != subject);
         r.subject = Some(subject);
-        let old: Vec<String> = r
-            .occupants
-            .keys()
-            .filter(|n| **n != old_nick)
-            .cloned()
-            .collect();
-        r.occupants = occupants.into_iter().map(|o| (o.nick.clone(), o)).collect();
         let pending: Vec<String> = r
             .clients
             .iter()
@@ -56,10 +49,25 @@ impl Gateway {
             .map(|(k, _)| k.clone())
             .collect();
         let rejoined: Vec<String> = r.joined_resources().cloned().collect();
-        let gone: Vec<String> = old
-            .into_iter()
-            .filter(|n| !r.occupants.contains_key(n))
-            .collect();
+        // Who the clients already in the room saw (only they need it).
+        let old: Vec<String> = match self.rooms.get(user, &room) {
+            Some(r) if !rejoined.is_empty() => self
+                .rooms
+                .occupants(r)
+                .iter()
+                .filter(|o| o.nick != old_nick)
+                .map(|o| o.nick.clone())
+                .collect(),
+            _ => Vec::new(),
+        };
+        self.rooms.replace_occupants(user, &room, occupants);
+        let gone: Vec<String> = match self.rooms.get(user, &room) {
+            Some(r) => {
+                let now = self.rooms.occupants(r);
+                old.into_iter().filter(|n| !now.contains(n)).collect()
+            }
+            None => Vec::new(),
+        };
         for res in pending {
             self.send_join(user, &room, &res);
         }
@@ -73,8 +81,9 @@ impl Gateway {
                 return;
             };
             if !old_nick.is_empty() && old_nick != r.nick {
-                let me = r
-                    .occupants
+                let me = self
+                    .rooms
+                    .occupants(r)
                     .get(&r.nick)
                     .cloned()
                     .unwrap_or_else(|| Occupant::new(r.nick.clone()));
@@ -106,11 +115,11 @@ impl Gateway {
                 ));
             }
             // Self-presence last, as on a join.
-            for o in r.occupants.values().filter(|o| o.nick != r.nick) {
+            let occupants = self.rooms.occupants(r);
+            for o in occupants.iter().filter(|o| o.nick != r.nick) {
                 self.send(self.occupant_el(user, r, o, &to));
             }
-            let me = r
-                .occupants
+            let me = occupants
                 .get(&r.nick)
                 .cloned()
                 .unwrap_or_else(|| Occupant::new(r.nick.clone()));
@@ -138,17 +147,18 @@ impl Gateway {
         }
         r.joined = false;
         r.joining = true;
-        let mut me = r
-            .occupants
+        let Some(r) = self.rooms.get(user, room) else {
+            return;
+        };
+        let mut me = self
+            .rooms
+            .occupants(r)
             .get(&r.nick)
             .cloned()
             .unwrap_or_else(|| Occupant::new(r.nick.clone()));
         me.is_self = true;
         me.presence.show = ferry_bridge::Show::ExtendedAway;
         me.presence.status = Some(why.to_owned());
-        let Some(r) = self.rooms.get(user, room) else {
-            return;
-        };
         for to in self.joined_clients(user, room) {
             self.send(self.occupant_el(user, r, &me, &to));
         }
@@ -280,7 +290,7 @@ impl Gateway {
         r.joined = false;
         r.joining = false;
         r.clients.clear();
-        r.occupants.clear();
+        self.rooms.clear_occupants(user, room);
         let (mut view, status, destroy) = exit_view(exit, true);
         if let Some(c) = code {
             view.codes.retain(|x| *x == 110);
@@ -315,24 +325,27 @@ impl Gateway {
         if occupant.is_self {
             r.nick = occupant.nick.clone();
         }
-        r.occupants.insert(occupant.nick.clone(), occupant.clone());
+        let nick = occupant.nick.clone();
+        self.rooms.set_occupant(user, room, occupant);
         // Read the room again through a shared borrow rather than copying
         // it: every occupant of a join burst passes here for every user.
         let Some(r) = self.rooms.get(user, room) else {
             return;
         };
+        let Some(o) = self.rooms.occupants(r).get(&nick) else {
+            return;
+        };
         for to in self.joined_clients(user, room) {
-            self.send(self.occupant_el(user, r, &occupant, &to));
+            self.send(self.occupant_el(user, r, o, &to));
         }
     }
 
     /// An occupant left.
     pub fn muc_occupant_left(&mut self, user: &UserId, room: &RoomId, nick: &str, exit: &RoomExit) {
-        let Some(r) = self.rooms.get_mut(user, room) else {
+        let Some(jid) = self.rooms.get(user, room).map(|r| r.jid.clone()) else {
             return;
         };
-        let old = r.occupants.remove(nick);
-        let jid = r.jid.clone();
+        let old = self.rooms.remove_occupant(user, room, nick);
         let (mut view, status, _) = exit_view(exit, false);
         if let Some(o) = &old {
             if !matches!(exit, RoomExit::Banned { .. }) {
@@ -365,16 +378,19 @@ impl Gateway {
             return;
         };
         let me = old == r.nick;
-        let mut occ = r
-            .occupants
-            .remove(old)
+        if me {
+            r.nick = new.to_owned();
+        }
+        let mut occ = self
+            .rooms
+            .remove_occupant(user, room, old)
+            .map(|o| Occupant::clone(&o))
             .unwrap_or_else(|| Occupant::new(old));
         occ.nick = new.to_owned();
         if me {
             occ.is_self = true;
-            r.nick = new.to_owned();
         }
-        r.occupants.insert(new.to_owned(), occ.clone());
+        self.rooms.set_occupant(user, room, occ.clone());
         let Some(r) = self.rooms.get(user, room) else {
             return;
         };

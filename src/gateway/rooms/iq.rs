@@ -299,8 +299,8 @@ impl Gateway {
         let Some(r) = self.room_entry(user, room) else {
             return;
         };
-        let r = r.clone();
-        let room_jid = Jid::from(r.jid.clone());
+        let jid = r.jid.clone();
+        let room_jid = Jid::from(jid.clone());
         let mut previous: Option<String> = None;
         for mut m in msgs {
             if let Some(f) = &m.id
@@ -309,11 +309,15 @@ impl Gateway {
                 continue;
             }
             m.archive_only = true;
-            let nick = r.sender_nick(&m.from).unwrap_or_default();
+            let nick = self
+                .rooms
+                .get(user, room)
+                .and_then(|r| self.rooms.sender_nick(r, &m.from))
+                .unwrap_or_default();
             let from = if nick.is_empty() {
                 room_jid.clone()
             } else {
-                Jid::from(with_resource(&r.jid, &nick))
+                Jid::from(with_resource(&jid, &nick))
             };
             let ts = m.timestamp.unwrap_or_else(SystemTime::now);
             // Older messages get ids of their own time, so that they sort
@@ -523,9 +527,10 @@ impl Gateway {
             );
             return self.send_error(xml::iq_error(to, from, id, e));
         };
-        let items = r
-            .occupants
-            .values()
+        let items = self
+            .rooms
+            .occupants(r)
+            .iter()
             .filter(|o| want_aff.is_none_or(|a| o.affiliation == a))
             .filter(|o| want_role.is_none_or(|ro| o.role == ro))
             .map(|o| {

@@ -289,17 +289,20 @@ impl Gateway {
             // Already reflected when the user sent it from here.
             return;
         }
-        let Some(r) = self.room_entry(user, &room) else {
+        if self.room_entry(user, &room).is_none() {
+            return;
+        }
+        let Some(r) = self.rooms.get(user, &room) else {
             return;
         };
         // Only these facts of the room are needed: borrowing them keeps
         // the user's view of the room (occupants, clients) uncopied.
-        let nick = r.sender_nick(&msg.from);
+        let nick = self.rooms.sender_nick(r, &msg.from);
         let reply_author = msg
             .reply_to
             .as_ref()
             .and_then(|rt| rt.author.as_ref())
-            .and_then(|a| r.sender_nick(a))
+            .and_then(|a| self.rooms.sender_nick(r, a))
             .map(|n| Jid::from(with_resource(&r.jid, &n)));
         let records = r.records();
         let room_jid = Jid::from(r.jid.clone());
@@ -397,7 +400,7 @@ impl Gateway {
         let Some(r) = self.rooms.get(user, room) else {
             return;
         };
-        let nick = from.and_then(|f| r.sender_nick(f));
+        let nick = from.and_then(|f| self.rooms.sender_nick(r, f));
         let sender = match &nick {
             Some(n) => Jid::from(with_resource(&r.jid, n)),
             None => Jid::from(r.jid.clone()),
@@ -458,8 +461,9 @@ impl Gateway {
                 let Some(r) = self.rooms.get(user, room) else {
                     return;
                 };
-                let by_jid = r
-                    .sender_nick(by)
+                let by_jid = self
+                    .rooms
+                    .sender_nick(r, by)
                     .map(|n| with_resource(&r.jid, &n).to_string())
                     .unwrap_or_else(|| r.jid.to_string());
                 let retract = B::new("retract", ns::RETRACT1)

@@ -190,14 +190,17 @@ impl Gateway {
         };
         let nick = r.nick.clone();
         let jid = r.jid.clone();
-        let me = r.occupants.get(&nick).cloned();
         let last = r.clients.is_empty();
+        let me = self
+            .rooms
+            .get(user, room)
+            .and_then(|r| self.rooms.occupants(r).get(&nick).map(|o| o.affiliation));
         if client.joined
             && let Some(to) = Self::client_jid(user, resource)
         {
             let view = OccupantView {
                 role: Some(Role::None),
-                affiliation: Some(me.map(|o| o.affiliation).unwrap_or_default()),
+                affiliation: Some(me.unwrap_or_default()),
                 codes: vec![110],
                 ..OccupantView::default()
             };
@@ -270,7 +273,7 @@ impl Gateway {
             }
             hist = client.history.apply_maxchars(hist);
         }
-        let occupants: Vec<Occupant> = r.occupants.values().cloned().collect();
+        let occupants: Vec<&Occupant> = self.rooms.occupants(r).iter().collect();
         let view = JoinView {
             room: &r.jid,
             to: &to,
