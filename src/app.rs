@@ -248,13 +248,13 @@ fn list_users(
         .iter()
         .filter(|b| only.is_none_or(|n| n == b.name))
     {
-        let db = config.database_path(&bridge.name);
-        if !db.exists() {
+        let db = config.database(&bridge.name);
+        if matches!(&db, crate::store::Location::Sqlite(path) if !path.exists()) {
             let _ = writeln!(out, "{} ({}): no database yet", bridge.name, bridge.domain);
             continue;
         }
         let result = Key::load(&config.storage.key_file)
-            .and_then(|key| Store::open(&db, Arc::new(key)))
+            .and_then(|key| Store::open_at(&db, Arc::new(key)))
             .and_then(|store| store.users());
         match result {
             Ok(users) => {
@@ -277,7 +277,7 @@ fn list_users(
                 }
             }
             Err(e) => {
-                let _ = writeln!(err, "{}: {}: {e}", bridge.name, db.display());
+                let _ = writeln!(err, "{}: {db}: {e}", bridge.name);
                 status = ExitCode::FAILURE;
             }
         }
@@ -420,7 +420,7 @@ async fn serve(config: Config, registry: Registry) -> anyhow::Result<()> {
     for bridge in &config.bridges {
         let dir = config.bridge_dir(&bridge.name);
         create_private_dir(&dir)?;
-        let store = Store::open(&config.database_path(&bridge.name), key.clone())
+        let store = Store::open_at(&config.database(&bridge.name), key.clone())
             .with_context(|| format!("[{}] cannot open the database", bridge.name))?;
         let network = registry
             .build(
@@ -442,7 +442,7 @@ async fn serve(config: Config, registry: Registry) -> anyhow::Result<()> {
             "{} on {}: database {}, users allowed: {}",
             network.info().name,
             bridge.domain,
-            store.path().display(),
+            store.location(),
             bridge.access.patterns().join(", ")
         );
         prepared.push((bridge, dir, store, network));

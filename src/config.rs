@@ -101,8 +101,12 @@ pub struct XmppConfig {
 pub struct StorageConfig {
     /// Where databases and bridge files live.
     pub data_dir: PathBuf,
-    /// The AEAD key file that seals account secrets.
+    /// The AEAD key file that seals account secrets (every instance
+    /// sharing a PostgreSQL database needs the same one).
     pub key_file: PathBuf,
+    /// `postgres://…`: the bridges' state in PostgreSQL instead of SQLite
+    /// files.
+    pub url: Option<String>,
 }
 
 /// `[http]`.
@@ -198,7 +202,14 @@ impl Config {
             bridges.join(", "),
             self.xmpp.host,
             self.xmpp.port,
-            self.storage.data_dir.display(),
+            match &self.storage.url {
+                Some(url) => format!(
+                    "{} (databases in PostgreSQL {})",
+                    self.storage.data_dir.display(),
+                    crate::store::postgres::redacted(url)
+                ),
+                None => self.storage.data_dir.display().to_string(),
+            },
             http
         )
     }
@@ -206,6 +217,18 @@ impl Config {
     /// The database file of a bridge.
     pub fn database_path(&self, bridge: &str) -> PathBuf {
         self.storage.data_dir.join(format!("{bridge}.db"))
+    }
+
+    /// Where a bridge's database lives: its SQLite file, or its schema in
+    /// the PostgreSQL database of `[storage] url`.
+    pub fn database(&self, bridge: &str) -> crate::store::Location {
+        match &self.storage.url {
+            Some(url) => crate::store::Location::Postgres {
+                url: url.clone(),
+                bridge: bridge.to_owned(),
+            },
+            None => crate::store::Location::Sqlite(self.database_path(bridge)),
+        }
     }
 
     /// The directory of a bridge's own files.
@@ -275,6 +298,7 @@ struct XmppRaw {
 struct StorageRaw {
     data_dir: PathBuf,
     key_file: Option<PathBuf>,
+    url: Option<String>,
 }
 
 #[derive(Deserialize)]
@@ -477,7 +501,7 @@ fn plain_type(expected: &str) -> String {
 /// The keys of each core section.
 const CORE_SECTIONS: &[(&str, &[&str])] = &[
     ("xmpp", &["host", "port", "keepalive", "keepalive_timeout"]),
-    ("storage", &["data_dir", "key_file"]),
+    ("storage", &["data_dir", "key_file", "url"]),
     ("access", &["users", "admins"]),
     (
         "http",
@@ -527,6 +551,7 @@ pub fn load(
             .key_file
             .unwrap_or_else(|| raw.data_dir.join("ferry.key")),
         data_dir: raw.data_dir,
+        url: raw.url.filter(|u| !u.trim().is_empty()),
     });
     let access = section::<AccessRaw>(&mut problems, "access");
     let http = section::<HttpRaw>(&mut problems, "http").and_then(|raw| http(&mut problems, raw));
@@ -603,6 +628,17 @@ pub fn load(
         && let Err(e) = crate::store::Key::check_file(&storage.key_file)
     {
         problems.push("storage.key_file", format!("[storage] key_file: {e}"));
+    }
+    if let Some(url) = storage.as_ref().and_then(|s| s.url.as_deref())
+        && let Err(e) = crate::store::postgres::check_url(url)
+    {
+        problems.push(
+            "storage.url",
+            format!(
+                "[storage] url: {e} ({})",
+                crate::store::postgres::redacted(url)
+            ),
+        );
     }
 
     let mut bridges = Vec::new();

@@ -338,6 +338,50 @@ mod with_test_bridge {
     use super::*;
 
     #[test]
+    fn a_storage_url_is_checked_and_an_unreachable_database_stops_run() {
+        let dir = Dir::new();
+        let config = dir.config("[test]\ndomain = \"test.example.org\"\nsecret = \"x\"\n");
+        for bad in ["mysql://db/ferry", "postgres://user:pw@db:notaport/ferry"] {
+            let o = check(&config, &[("FERRY_STORAGE__URL", bad)]);
+            assert!(!o.status.success(), "{bad} accepted");
+            let err = stderr(&o);
+            assert!(err.contains("[storage] url: "), "{err}");
+            assert!(!err.contains(":pw@"), "password shown: {err}");
+        }
+        // A good URL passes `check` (which does not connect)…
+        let closed = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+        let port = closed.local_addr().expect("addr").port();
+        drop(closed);
+        let url = format!("postgres://ferry:s3cret-pw@127.0.0.1:{port}/ferry");
+        let o = check(&config, &[("FERRY_STORAGE__URL", &url)]);
+        assert!(o.status.success(), "{}", stderr(&o));
+        let out = stdout(&o);
+        assert!(
+            out.contains(&format!(
+                "(databases in PostgreSQL postgres://ferry@127.0.0.1:{port}/ferry)"
+            )),
+            "{out}"
+        );
+        assert!(!out.contains("s3cret-pw"), "password shown: {out}");
+        // …and `run` says clearly that the database cannot be reached.
+        let o = ferry()
+            .arg("--config")
+            .arg(&config)
+            .env("FERRY_STORAGE__URL", &url)
+            .output()
+            .expect("run");
+        assert!(!o.status.success());
+        let err = format!("{}{}", stderr(&o), stdout(&o));
+        assert!(
+            err.contains(&format!(
+                "cannot connect to PostgreSQL at postgres://ferry@127.0.0.1:{port}/ferry"
+            )),
+            "{err}"
+        );
+        assert!(!err.contains("s3cret-pw"), "password shown: {err}");
+    }
+
+    #[test]
     fn a_good_configuration_passes_with_a_summary() {
         let dir = Dir::new();
         let secret = dir.path().join("secret");

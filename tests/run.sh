@@ -14,6 +14,8 @@
 #                                   too: Rust integration tests use them)
 #   tests/run.sh rust smoke         both
 #   tests/run.sh core -k register   pytest -k expression (other -x/-v/... go to pytest too)
+#   tests/run.sh core-pg            tests/core again with every ferry on PostgreSQL
+#                                   ([storage] url; part of the full run)
 #   tests/run.sh -- ARGS            everything after -- goes to pytest
 #
 # Options: --no-lint (skip fmt and clippy), --keep-peers (leave the servers
@@ -33,7 +35,7 @@ source "$REPO/contrib/peers/lib.sh"
 
 usage() { sed -n '2,/^set -uo/p' "$0" | sed '$d; s/^# \{0,1\}//'; }
 
-SUITES=() PYTEST_ARGS=() RUST=0 LINT=1 KEEP=0 EXPLICIT=0
+SUITES=() PYTEST_ARGS=() RUST=0 LINT=1 KEEP=0 EXPLICIT=0 PG_CORE=0
 while [ $# -gt 0 ]; do
   case $1 in
     -h|--help) usage; exit 0 ;;
@@ -43,6 +45,7 @@ while [ $# -gt 0 ]; do
     --) shift; PYTEST_ARGS+=("$@"); break ;;
     -*) PYTEST_ARGS+=("$1") ;;
     rust) RUST=1; EXPLICIT=1 ;;
+    core-pg) PG_CORE=1; EXPLICIT=1 ;;
     all) EXPLICIT=0; SUITES=(); RUST=1 ;;
     *)
       d=${1#tests/}; d=${d%/}
@@ -51,13 +54,13 @@ while [ $# -gt 0 ]; do
   esac
   shift
 done
-if [ $EXPLICIT = 0 ]; then RUST=1; fi
+if [ $EXPLICIT = 0 ]; then RUST=1; PG_CORE=1; fi
 WANT_PYTEST=1
 [ $EXPLICIT = 1 ] && [ ${#SUITES[@]} -eq 0 ] && WANT_PYTEST=0
 
 # which servers the selected suites need
 if [ -z "${PEERS_FOR_TESTS:-}" ]; then
-  if [ ${#SUITES[@]} -eq 0 ]; then PEERS_FOR_TESTS="xmpp irc matrix mail sms"
+  if [ ${#SUITES[@]} -eq 0 ] && { [ $RUST = 1 ] || [ $PG_CORE = 0 ]; }; then PEERS_FOR_TESTS="xmpp irc matrix mail sms postgres"
   else
     PEERS_FOR_TESTS=""
     for s in "${SUITES[@]}"; do
@@ -71,6 +74,8 @@ if [ -z "${PEERS_FOR_TESTS:-}" ]; then
       esac
     done
   fi
+  # the PostgreSQL pass of tests/core (and the store's Rust tests) need PostgreSQL
+  if [ $PG_CORE = 1 ] || [ $RUST = 1 ]; then PEERS_FOR_TESTS+=" xmpp postgres"; fi
 fi
 PEERS_FOR_TESTS=$(printf '%s\n' $PEERS_FOR_TESTS | awk '!seen[$0]++' | paste -sd' ')
 
@@ -136,7 +141,7 @@ if cargo nextest --version >/dev/null 2>&1; then NEXTEST=1; else log "cargo-next
 
 # ---------------------------------------------------------------- servers (in the background, while building)
 PEERS_LOG=$RUN_DIR/peers.log
-if [ $WANT_PYTEST = 1 ] || [ $RUST = 1 ]; then
+if [ $WANT_PYTEST = 1 ] || [ $RUST = 1 ] || [ $PG_CORE = 1 ]; then
   if [ "${REUSE_PEERS:-0}" = 1 ] && [ -f "$PEERS_DIR/peers.env" ]; then
     log "using the servers already running in $PEERS_DIR (REUSE_PEERS=1)"
     echo reuse >"$PEERS_LOG"
@@ -235,6 +240,41 @@ PY
   fi
 else
   skip pytest "no end-to-end suite selected"
+fi
+
+# ---------------------------------------------------------------- tests/core on PostgreSQL
+# The same core suite with every ferry on a fresh PostgreSQL database of its
+# own ([storage] url, tests/harness/ferry.py): every store path (accounts,
+# sealed values, preferences, archive/MAM, message ids, roster, outbox,
+# deliveries, restarts) through the gateway against the real server.
+if [ $PG_CORE = 1 ]; then
+  wait_peers
+  if [ $BUILD_OK = 0 ]; then
+    record core-pg "FAIL (no ferry binary: the build failed)" 0
+  elif [ $peers_ok = 0 ]; then
+    record core-pg "FAIL (the servers did not start)" 0
+  else
+    pytest_pg() {
+      ( set -a; source "$PEERS_DIR/peers.env"; set +a
+        export FERRY_TEST_STORAGE_URL=${FERRY_TEST_PG_URL:?the postgres peer is not running}
+        cd "$REPO/tests" && exec "$FERRY_VENVS/test/bin/python" -m pytest -p no:cacheprovider \
+          --junitxml="$RUN_DIR/pytest-pg.xml" core "${PYTEST_ARGS[@]}" )
+    }
+    step core-pg pytest_pg
+    if [ -f "$RUN_DIR/pytest-pg.xml" ]; then
+      read -r p f < <(python3 - "$RUN_DIR/pytest-pg.xml" <<'PY'
+import sys, xml.etree.ElementTree as ET
+r = ET.parse(sys.argv[1]).getroot()
+suites = [r] if r.tag == "testsuite" else r.findall("testsuite")
+t = sum(int(s.get("tests", 0)) for s in suites)
+f = sum(int(s.get("failures", 0)) + int(s.get("errors", 0)) for s in suites)
+sk = sum(int(s.get("skipped", 0)) for s in suites)
+print(t - f - sk, f)
+PY
+)
+      TESTS_PASSED=$((TESTS_PASSED + p)); TESTS_FAILED=$((TESTS_FAILED + f))
+    fi
+  fi
 fi
 
 # ---------------------------------------------------------------- summary

@@ -12,7 +12,7 @@ TMPBASE=${TMPDIR:-/tmp}
 # ---------------------------------------------------------------- what to start
 # Groups: xmpp = Prosody (+ ejabberd with WITH_EJABBERD=1), irc = InspIRCd + ngIRCd,
 # matrix = Synapse, mail = Postfix + Dovecot + autoconfig HTTP + dnsmasq (SRV),
-# sms = Kannel + an SMPP SMSC + the Twilio mock.
+# sms = Kannel + an SMPP SMSC + the Twilio mock, postgres = PostgreSQL ([storage] url).
 # Add a group here and a peers.d/NAME.sh to support a new server.
 PEERS=${PEERS:-"xmpp irc matrix"}
 WITH_EJABBERD=${WITH_EJABBERD:-0}
@@ -22,10 +22,11 @@ declare -A PEER_GROUPS=(
   [matrix]="synapse"
   [mail]="postfix dovecot autoconfig maildns"
   [sms]="bearerbox smsbox fakesmsc smsc twiliomock"
+  [postgres]="postgres"
 )
 [ "$WITH_EJABBERD" = 1 ] && PEER_GROUPS[xmpp]="prosody ejabberd"
 # Launch order: slow starters first, so their start-up overlaps the fast ones'.
-PEER_ORDER=(synapse ejabberd postfix prosody inspircd ngircd dovecot autoconfig maildns bearerbox smsbox fakesmsc smsc twiliomock)
+PEER_ORDER=(synapse ejabberd postgres postfix prosody inspircd ngircd dovecot autoconfig maildns bearerbox smsbox fakesmsc smsc twiliomock)
 
 # ---------------------------------------------------------------- versions
 SYNAPSE_VERSION=${SYNAPSE_VERSION:-1.163.2}
@@ -61,6 +62,7 @@ SMPP_PORT=${SMPP_PORT:-22775}                      # the SMSC (smpp34)
 SMPP_CONTROL_PORT=${SMPP_CONTROL_PORT:-22776}      # its control HTTP (inject MO, receipts)
 TWILIO_MOCK_PORT=${TWILIO_MOCK_PORT:-22880}        # the Twilio mock
 SMS_WEBHOOK_PORT=${SMS_WEBHOOK_PORT:-22890}        # where Kannel sends MO: the gateway's HTTP (not started here)
+PG_PORT=${PG_PORT:-15432}                          # PostgreSQL (the shared [storage] url)
 
 # ---------------------------------------------------------------- XMPP accounts and components
 XMPP_DOMAIN=localhost
@@ -118,6 +120,10 @@ SMPP_SYSTEM_ID=${SMPP_SYSTEM_ID:-ferry}
 SMPP_PASSWORD=${SMPP_PASSWORD:-ferrypw}
 # SID:TOKEN:NUMBER… per account (the operator's, and one a user brings)
 TWILIO_MOCK_ACCOUNTS=${TWILIO_MOCK_ACCOUNTS:-"ACoperator00000000000000000000000:operatortoken:+15550001001:+15550001002:+15550001003 ACuser0000000000000000000000000000:usertoken:+15550002001"}
+
+# ---------------------------------------------------------------- PostgreSQL
+PG_USER=${PG_USER:-ferry}
+PG_DATABASE=${PG_DATABASE:-ferry}
 
 # ---------------------------------------------------------------- helpers
 log() { printf '[%s %(%H:%M:%S)T] %s\n' "${LOG_TAG:-peers}" -1 "$*"; }

@@ -13,9 +13,9 @@
 use std::time::{Duration, SystemTime};
 
 use ferry_bridge::{StoreError, UserId};
-use rusqlite::OptionalExtension as _;
 
 use super::Store;
+use super::sql::{Stmt, params};
 
 /// A message waiting for its delivery report.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -52,31 +52,34 @@ impl Store {
         sent: &Pending,
         parts: &[(String, bool)],
     ) {
-        let (jid, chat, xmpp_id, peer, client, receipt, ids) = (
-            user.as_str().to_owned(),
-            chat.to_owned(),
-            sent.xmpp_id.clone(),
-            sent.peer.clone(),
-            sent.client.clone(),
-            sent.receipt,
-            parts.to_vec(),
-        );
         let now = unix(SystemTime::now());
         self.write(
             "recording a message awaiting delivery",
-            Box::new(move |c| {
-                let mut st = c.prepare_cached(
-                    "INSERT OR REPLACE INTO deliveries
-                     (jid, chat, foreign_id, xmpp_id, peer, client, receipt, created, delivered)
-                     VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)",
-                )?;
-                for (id, delivered) in &ids {
-                    st.execute(rusqlite::params![
-                        jid, chat, id, xmpp_id, peer, client, receipt, now, delivered
-                    ])?;
-                }
-                Ok(())
-            }),
+            parts
+                .iter()
+                .map(|(id, delivered)| {
+                    Stmt::new(
+                        "INSERT INTO deliveries
+                         (jid, chat, foreign_id, xmpp_id, peer, client, receipt, created, delivered)
+                         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)
+                         ON CONFLICT (jid, chat, foreign_id) DO UPDATE SET
+                             xmpp_id = excluded.xmpp_id, peer = excluded.peer,
+                             client = excluded.client, receipt = excluded.receipt,
+                             created = excluded.created, delivered = excluded.delivered",
+                        params![
+                            user.as_str(),
+                            chat,
+                            id.as_str(),
+                            sent.xmpp_id.as_str(),
+                            sent.peer.as_str(),
+                            sent.client.as_str(),
+                            sent.receipt,
+                            now,
+                            *delivered
+                        ],
+                    )
+                })
+                .collect(),
         );
     }
 
@@ -111,35 +114,26 @@ impl Store {
         foreign_id: &str,
         failed: bool,
     ) -> Result<Option<Pending>, StoreError> {
-        let (jid, chat, fid) = (
-            user.as_str().to_owned(),
-            chat.to_owned(),
-            foreign_id.to_owned(),
-        );
-        let (j, c, f) = (jid, chat.clone(), fid.clone());
-        type Row = (String, String, String, bool, i64);
-        let found: Option<Row> =
-            self.read("looking up a message awaiting delivery", move |conn| {
-                conn.prepare_cached(
-                    "SELECT d.xmpp_id, d.peer, d.client, d.receipt,
-                            (SELECT COUNT(*) FROM deliveries o
-                             WHERE o.jid = d.jid AND o.chat = d.chat AND o.xmpp_id = d.xmpp_id
-                               AND o.delivered = 0)
-                     FROM deliveries d WHERE d.jid = ?1 AND d.chat = ?2 AND d.foreign_id = ?3
-                       AND (?4 OR d.delivered = 0)",
-                )?
-                .query_row(rusqlite::params![j, c, f, failed], |r| {
-                    Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?, r.get(4)?))
-                })
-                .optional()
-            })?;
+        let found = self.query_opt(
+            "looking up a message awaiting delivery",
+            Stmt::new(
+                "SELECT d.xmpp_id, d.peer, d.client, d.receipt,
+                        (SELECT COUNT(*) FROM deliveries o
+                         WHERE o.jid = d.jid AND o.chat = d.chat AND o.xmpp_id = d.xmpp_id
+                           AND NOT o.delivered)
+                 FROM deliveries d WHERE d.jid = ?1 AND d.chat = ?2 AND d.foreign_id = ?3
+                   AND (?4 OR NOT d.delivered)",
+                params![user.as_str(), chat, foreign_id, failed],
+            ),
+            |r| Ok((r.text(0)?, r.text(1)?, r.text(2)?, r.bool(3)?, r.int(4)?)),
+        )?;
         let Some((xmpp_id, peer, client, receipt, parts)) = found else {
             return Ok(None);
         };
         if failed {
-            self.delivery_forget_message(user, &chat, &xmpp_id);
+            self.delivery_forget_message(user, chat, &xmpp_id);
         } else {
-            self.delivery_mark_delivered(user, &chat, &fid);
+            self.delivery_mark_delivered(user, chat, foreign_id);
         }
         Ok(Some(Pending {
             xmpp_id,
@@ -154,40 +148,24 @@ impl Store {
     /// report the core settled from memory). The row stays until it
     /// expires, for a failure reported later.
     pub fn delivery_mark_delivered(&self, user: &UserId, chat: &str, foreign_id: &str) {
-        let (jid, chat, fid) = (
-            user.as_str().to_owned(),
-            chat.to_owned(),
-            foreign_id.to_owned(),
-        );
         self.write(
             "marking a message delivered",
-            Box::new(move |conn| {
-                conn.prepare_cached(
-                    "UPDATE deliveries SET delivered = 1
-                     WHERE jid = ?1 AND chat = ?2 AND foreign_id = ?3",
-                )?
-                .execute(rusqlite::params![jid, chat, fid])
-                .map(drop)
-            }),
+            vec![Stmt::new(
+                "UPDATE deliveries SET delivered = TRUE
+                 WHERE jid = ?1 AND chat = ?2 AND foreign_id = ?3",
+                params![user.as_str(), chat, foreign_id],
+            )],
         );
     }
 
     /// Forgets every part of a message (batched write).
     pub fn delivery_forget_message(&self, user: &UserId, chat: &str, xmpp_id: &str) {
-        let (jid, chat, x) = (
-            user.as_str().to_owned(),
-            chat.to_owned(),
-            xmpp_id.to_owned(),
-        );
         self.write(
             "forgetting a failed message",
-            Box::new(move |conn| {
-                conn.prepare_cached(
-                    "DELETE FROM deliveries WHERE jid = ?1 AND chat = ?2 AND xmpp_id = ?3",
-                )?
-                .execute(rusqlite::params![jid, chat, x])
-                .map(drop)
-            }),
+            vec![Stmt::new(
+                "DELETE FROM deliveries WHERE jid = ?1 AND chat = ?2 AND xmpp_id = ?3",
+                params![user.as_str(), chat, xmpp_id],
+            )],
         );
     }
 
@@ -196,52 +174,49 @@ impl Store {
         let before = unix(SystemTime::now()) - KEEP.as_secs() as i64;
         self.write(
             "forgetting old sent messages",
-            Box::new(move |c| {
-                c.execute("DELETE FROM deliveries WHERE created < ?1", [before])
-                    .map(drop)
-            }),
+            vec![Stmt::new(
+                "DELETE FROM deliveries WHERE created < ?1",
+                params![before],
+            )],
         );
     }
 
     /// Who owns a network address.
     pub fn owner(&self, address: &str) -> Result<Option<UserId>, StoreError> {
-        let address = address.to_owned();
-        self.read("looking up an address owner", move |c| {
-            c.prepare_cached("SELECT jid FROM owners WHERE address = ?1")?
-                .query_row([address], |r| r.get::<_, String>(0))
-                .optional()
-        })
-        .map(|o| o.map(UserId::new))
+        self.query_opt(
+            "looking up an address owner",
+            Stmt::new(
+                "SELECT jid FROM owners WHERE address = ?1",
+                params![address],
+            ),
+            |r| r.text(0).map(UserId::new),
+        )
     }
 
     /// Records (or forgets, with None) who owns a network address. Durable
     /// on return.
     pub fn set_owner(&self, address: &str, owner: Option<&UserId>) -> Result<(), StoreError> {
-        let address = address.to_owned();
-        let owner = owner.map(|u| u.as_str().to_owned());
-        self.write_wait(
-            "recording an address owner",
-            Box::new(move |c| match owner {
-                Some(jid) => c
-                    .prepare_cached("INSERT OR REPLACE INTO owners (address, jid) VALUES (?1, ?2)")?
-                    .execute(rusqlite::params![address, jid])
-                    .map(drop),
-                None => c
-                    .prepare_cached("DELETE FROM owners WHERE address = ?1")?
-                    .execute([address])
-                    .map(drop),
-            }),
-        )
+        let stmt = match owner {
+            Some(jid) => Stmt::new(
+                "INSERT INTO owners (address, jid) VALUES (?1, ?2)
+                 ON CONFLICT (address) DO UPDATE SET jid = excluded.jid",
+                params![address, jid.as_str()],
+            ),
+            None => Stmt::new("DELETE FROM owners WHERE address = ?1", params![address]),
+        };
+        self.write_wait("recording an address owner", vec![stmt])
     }
 
     /// The addresses a user owns, sorted.
     pub fn owned_by(&self, user: &UserId) -> Result<Vec<String>, StoreError> {
-        let jid = user.as_str().to_owned();
-        self.read("listing a user's addresses", move |c| {
-            c.prepare_cached("SELECT address FROM owners WHERE jid = ?1 ORDER BY address")?
-                .query_map([jid], |r| r.get(0))?
-                .collect()
-        })
+        self.query_map(
+            "listing a user's addresses",
+            Stmt::new(
+                "SELECT address FROM owners WHERE jid = ?1 ORDER BY address",
+                params![user.as_str()],
+            ),
+            |r| r.text(0),
+        )
     }
 }
 
@@ -250,7 +225,7 @@ mod tests {
     use std::sync::Arc;
 
     use super::*;
-    use crate::store::Key;
+    use crate::store::{Key, Location};
 
     fn sent(receipt: bool) -> Pending {
         Pending {
@@ -266,21 +241,76 @@ mod tests {
         ids.iter().map(|i| (i.to_string(), false)).collect()
     }
 
-    fn store() -> (tempfile::TempDir, Store) {
-        let dir = tempfile::tempdir().expect("tempdir");
-        let key = Arc::new(Key::load_or_create(&dir.path().join("key")).expect("key"));
-        let store = Store::open(&dir.path().join("t.db"), key).expect("store");
-        (dir, store)
+    /// A store of one backend and how to open it again.
+    struct Db {
+        _dir: tempfile::TempDir,
+        key: Arc<Key>,
+        location: Location,
     }
 
-    #[test]
-    fn a_split_message_is_delivered_with_its_last_part_and_survives_a_reopen() {
-        let (dir, store) = store();
+    impl Db {
+        fn sqlite() -> Db {
+            let dir = tempfile::tempdir().expect("tempdir");
+            let key = Arc::new(Key::load_or_create(&dir.path().join("key")).expect("key"));
+            let location = Location::Sqlite(dir.path().join("t.db"));
+            Db {
+                _dir: dir,
+                key,
+                location,
+            }
+        }
+
+        fn postgres() -> Db {
+            let dir = tempfile::tempdir().expect("tempdir");
+            let key = Arc::new(Key::load_or_create(&dir.path().join("key")).expect("key"));
+            let location = Location::Postgres {
+                url: crate::store::tests::test_pg_url(),
+                bridge: crate::store::tests::unique_bridge("d"),
+            };
+            Db {
+                _dir: dir,
+                key,
+                location,
+            }
+        }
+
+        fn open(&self) -> Store {
+            Store::open_at(&self.location, self.key.clone()).expect("store")
+        }
+    }
+
+    impl Drop for Db {
+        fn drop(&mut self) {
+            if let Location::Postgres { url, bridge } = &self.location {
+                crate::store::postgres::drop_schema(url, bridge);
+            }
+        }
+    }
+
+    macro_rules! on_both_backends {
+        ($($name:ident),* $(,)?) => {
+            mod with_sqlite {
+                $(#[test] fn $name() { super::$name(super::Db::sqlite()) })*
+            }
+            mod with_postgres {
+                $(#[test] fn $name() { super::$name(super::Db::postgres()) })*
+            }
+        };
+    }
+
+    on_both_backends!(
+        a_split_message_is_delivered_with_its_last_part_and_survives_a_reopen,
+        a_failed_part_settles_the_whole_message,
+        a_failure_after_delivery_still_finds_the_message_once,
+        owners_are_one_per_address,
+    );
+
+    fn a_split_message_is_delivered_with_its_last_part_and_survives_a_reopen(db: Db) {
+        let store = db.open();
         let u = UserId::new("u@example.org");
         store.deliveries_add(&u, "c/bob", &sent(true), &parts(&["p1", "p2"]));
         drop(store);
-        let key = Arc::new(Key::load_or_create(&dir.path().join("key")).expect("key"));
-        let store = Store::open(&dir.path().join("t.db"), key).expect("reopen");
+        let store = db.open();
         let first = store.delivery_done(&u, "c/bob", "p1").expect("read");
         assert_eq!(
             first,
@@ -294,9 +324,8 @@ mod tests {
         assert_eq!(store.delivery_done(&u, "c/bob", "p2").expect("read"), None);
     }
 
-    #[test]
-    fn a_failed_part_settles_the_whole_message() {
-        let (_dir, store) = store();
+    fn a_failed_part_settles_the_whole_message(db: Db) {
+        let store = db.open();
         let u = UserId::new("u@example.org");
         store.deliveries_add(&u, "c/bob", &sent(false), &parts(&["p1", "p2"]));
         let failed = store.delivery_failed(&u, "c/bob", "p2").expect("read");
@@ -304,9 +333,8 @@ mod tests {
         assert_eq!(store.delivery_done(&u, "c/bob", "p1").expect("read"), None);
     }
 
-    #[test]
-    fn a_failure_after_delivery_still_finds_the_message_once() {
-        let (_dir, store) = store();
+    fn a_failure_after_delivery_still_finds_the_message_once(db: Db) {
+        let store = db.open();
         let u = UserId::new("u@example.org");
         store.deliveries_add(&u, "c/bob", &sent(true), &[("m1".into(), true)]);
         store.deliveries_add(&u, "c/bob", &sent(true), &[("m2".into(), false)]);
@@ -342,9 +370,8 @@ mod tests {
         );
     }
 
-    #[test]
-    fn owners_are_one_per_address() {
-        let (_dir, store) = store();
+    fn owners_are_one_per_address(db: Db) {
+        let store = db.open();
         let (a, b) = (UserId::new("a@x"), UserId::new("b@x"));
         store.set_owner("+1555", Some(&a)).expect("set");
         store.set_owner("+1666", Some(&a)).expect("set");

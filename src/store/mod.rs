@@ -1,8 +1,12 @@
-//! The database of one bridge: a SQLite file under `[storage] data_dir`.
+//! The database of one bridge: a SQLite file under `[storage] data_dir`
+//! (the embedded default), or a schema of a PostgreSQL database shared by
+//! several instances (`[storage] url`, see [`postgres`]).
 //!
-//! WAL journal, versioned migrations applied at open, and one writer thread
-//! that gathers every write waiting in its queue into a single transaction
-//! (never one fsync per message). Reads see every write issued before them.
+//! One API over both backends: statements are data ([`sql`]) that each
+//! backend runs in its dialect. Versioned migrations are applied at open
+//! ([`schema`]), and one writer thread gathers every write waiting in its
+//! queue into a single transaction (never one fsync per message). Reads
+//! see every write issued before them.
 //!
 //! What is stored: registered users with their account (the account secret
 //! sealed with the gateway's AEAD key, see [`crypto`]) and preferences,
@@ -12,14 +16,17 @@
 //! network's delivery report and the owners of network addresses
 //! ([`deliveries`]).
 //!
-//! Durability: `synchronous=NORMAL` in WAL mode, so a committed write
-//! survives a crash of ferry; writes documented as "durable on return"
+//! Durability: SQLite runs `synchronous=NORMAL` in WAL mode, so a committed
+//! write survives a crash of ferry (PostgreSQL: a commit is durable); writes documented as "durable on return"
 //! wait for their commit, the others ("batched") return at once and are
 //! committed with the next batch, in issue order.
 
 pub mod crypto;
 mod deliveries;
+pub mod postgres;
 mod schema;
+pub(crate) mod sql;
+mod sqlite;
 mod writer;
 
 use std::fmt;
@@ -28,7 +35,8 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, SystemTime};
 
 use ferry_bridge::{Account, FormValues, KeyValue, Secret, StoreError, UserId};
-use rusqlite::{Connection, OptionalExtension as _};
+
+use sql::{Row, Stmt, params};
 
 pub use crypto::Key;
 pub use deliveries::Pending;
@@ -126,6 +134,37 @@ pub struct RosterItem {
     pub via: String,
 }
 
+/// Where a bridge's database lives.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Location {
+    /// A SQLite file (the embedded default: one file per bridge).
+    Sqlite(PathBuf),
+    /// A PostgreSQL database shared by several instances; each bridge has
+    /// its own schema in it ([`postgres::schema_name`]).
+    Postgres {
+        /// `postgres://…` (the password is never logged).
+        url: String,
+        /// The bridge's name (its config section).
+        bridge: String,
+    },
+}
+
+impl fmt::Display for Location {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Location::Sqlite(path) => write!(f, "{}", path.display()),
+            Location::Postgres { url, bridge } => {
+                write!(
+                    f,
+                    "{} (schema {})",
+                    postgres::redacted(url),
+                    postgres::schema_name(bridge)
+                )
+            }
+        }
+    }
+}
+
 /// The database of one bridge. Cheap to clone.
 #[derive(Clone)]
 pub struct Store {
@@ -133,53 +172,28 @@ pub struct Store {
 }
 
 struct Inner {
-    path: PathBuf,
+    location: Location,
     key: Arc<Key>,
     writer: Arc<Writer>,
-    readers: Mutex<Vec<Connection>>,
+    reads: Reads,
     /// The last archive id handed out (microseconds since the epoch).
     last_archive_id: Mutex<u64>,
+}
+
+/// How reads reach the database.
+enum Reads {
+    /// Connections of the file, reused.
+    Sqlite(sqlite::Readers),
+    /// The pool of the PostgreSQL backend.
+    Postgres(postgres::Pg),
 }
 
 impl fmt::Debug for Store {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("Store")
-            .field("path", &self.inner.path)
+            .field("location", &self.inner.location.to_string())
             .finish_non_exhaustive()
     }
-}
-
-/// How long a connection waits for a lock held by another connection.
-const BUSY_TIMEOUT: Duration = Duration::from_secs(10);
-/// Read connections kept open for reuse.
-const MAX_IDLE_READERS: usize = 4;
-
-fn sql_err(what: &str) -> impl Fn(rusqlite::Error) -> StoreError + '_ {
-    move |e| StoreError(format!("{what}: {e}"))
-}
-
-fn open_connection(path: &Path) -> Result<Connection, StoreError> {
-    let conn = Connection::open(path)
-        .map_err(|e| StoreError(format!("cannot open {}: {e}", path.display())))?;
-    conn.busy_timeout(BUSY_TIMEOUT)
-        .and_then(|()| conn.pragma_update(None, "journal_mode", "WAL"))
-        .and_then(|()| conn.pragma_update(None, "synchronous", "NORMAL"))
-        .map_err(|e| StoreError(format!("cannot configure {}: {e}", path.display())))?;
-    Ok(conn)
-}
-
-/// The writer's connection applies every write (10,000 archive rows a
-/// second with 1,000 users in busy rooms): a page cache that holds a whole
-/// batch's dirty pages (so a batch does not spill pages into the WAL before
-/// its commit, to write them again at the commit), checkpoints of the WAL
-/// every ~16 MiB instead of 4 (a page written by many batches is copied
-/// into the database once per checkpoint), and room for every statement
-/// the writes use in the prepared statement cache.
-fn configure_writer(conn: &Connection) -> rusqlite::Result<()> {
-    conn.pragma_update(None, "cache_size", -8192)?;
-    conn.pragma_update(None, "wal_autocheckpoint", 4000)?;
-    conn.set_prepared_statement_cache_capacity(64);
-    Ok(())
 }
 
 /// Nanoseconds since the epoch (negative before it).
@@ -218,60 +232,91 @@ fn parse_archive_id(id: &str) -> Option<u64> {
 }
 
 impl Store {
-    /// Opens (creating and migrating if needed) the database at `path`.
+    /// Opens (creating and migrating if needed) the SQLite database at
+    /// `path`.
+    #[cfg_attr(not(test), allow(dead_code))]
     pub fn open(path: &Path, key: Arc<Key>) -> Result<Store, StoreError> {
-        Store::open_at_version(path, key, schema::LATEST)
+        Store::open_at(&Location::Sqlite(path.to_owned()), key)
     }
 
-    fn open_at_version(path: &Path, key: Arc<Key>, version: usize) -> Result<Store, StoreError> {
-        if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
-            std::fs::create_dir_all(dir).map_err(|e| {
-                StoreError(format!("cannot create directory {}: {e}", dir.display()))
-            })?;
-        }
-        let mut conn = open_connection(path)?;
-        let from = schema::migrate(&mut conn, version)
-            .map_err(|e| StoreError(format!("{}: {e}", path.display())))?;
-        if from < version {
-            tracing::info!(
-                "database {} migrated from schema version {from} to {version}",
-                path.display()
-            );
-        }
-        let last_id: Option<String> = if version >= 2 {
-            conn.query_row("SELECT max(id) FROM archive", [], |r| r.get(0))
-                .map_err(sql_err("reading the archive"))?
-        } else {
-            None
+    /// Opens (creating and migrating if needed) a bridge's database,
+    /// wherever it lives. A PostgreSQL server that cannot be reached is an
+    /// error here (at start-up); later, the store reconnects.
+    pub fn open_at(location: &Location, key: Arc<Key>) -> Result<Store, StoreError> {
+        Store::open_at_version(location, key, schema::LATEST)
+    }
+
+    fn open_at_version(
+        location: &Location,
+        key: Arc<Key>,
+        version: usize,
+    ) -> Result<Store, StoreError> {
+        let (apply, reads, name): (Box<dyn writer::Apply>, Reads, String) = match location {
+            Location::Sqlite(path) => {
+                let (apply, readers) = sqlite::open(path, version)?;
+                let name = path
+                    .file_stem()
+                    .map(|s| s.to_string_lossy().into_owned())
+                    .unwrap_or_default();
+                (apply, Reads::Sqlite(readers), name)
+            }
+            Location::Postgres { url, bridge } => {
+                let (apply, pg) = postgres::open(url, bridge, version)?;
+                (apply, Reads::Postgres(pg), bridge.clone())
+            }
         };
-        let name = path
-            .file_stem()
-            .map(|s| s.to_string_lossy().into_owned())
-            .unwrap_or_default();
-        configure_writer(&conn).map_err(sql_err("configuring the database writer"))?;
-        let writer = Writer::start(conn, name)
+        let writer = Writer::start(apply, name)
             .map_err(|e| StoreError(format!("cannot start the database writer: {e}")))?;
-        Ok(Store {
+        let store = Store {
             inner: Arc::new(Inner {
-                path: path.to_owned(),
+                location: location.clone(),
                 key,
                 writer,
-                readers: Mutex::new(Vec::new()),
-                last_archive_id: Mutex::new(
-                    last_id.as_deref().and_then(parse_archive_id).unwrap_or(0),
-                ),
+                reads,
+                last_archive_id: Mutex::new(0),
             }),
-        })
+        };
+        if version >= 2 {
+            let last = store
+                .query_opt(
+                    "reading the archive",
+                    Stmt::new("SELECT max(id) FROM archive", vec![]),
+                    |r| r.opt_text(0),
+                )?
+                .flatten();
+            if let Ok(mut l) = store.inner.last_archive_id.lock() {
+                *l = last.as_deref().and_then(parse_archive_id).unwrap_or(0);
+            }
+        }
+        Ok(store)
     }
 
-    /// The database file.
-    pub fn path(&self) -> &Path {
-        &self.inner.path
+    /// Where the database lives.
+    pub fn location(&self) -> &Location {
+        &self.inner.location
     }
 
     /// Writes applied and transactions committed so far.
     pub fn stats(&self) -> WriterStats {
         self.inner.writer.stats()
+    }
+
+    /// How long a caller waits for an unavailable database before it gets
+    /// an error (None: as long as it takes; a SQLite file is never away).
+    fn patience(&self) -> Option<Duration> {
+        match &self.inner.reads {
+            Reads::Sqlite(_) => None,
+            Reads::Postgres(_) => Some(postgres::PATIENCE),
+        }
+    }
+
+    /// Runs `f`, which blocks on the database: with PostgreSQL it may wait
+    /// for the network, so a tokio worker hands its other tasks over first.
+    fn blocking<T>(&self, f: impl FnOnce() -> T) -> T {
+        match &self.inner.reads {
+            Reads::Sqlite(_) => f(),
+            Reads::Postgres(_) => postgres::blocking(f),
+        }
     }
 
     /// Queues a write without waiting for it.
@@ -283,107 +328,150 @@ impl Store {
 
     /// Queues a write and blocks until it is committed.
     fn write_wait(&self, what: &'static str, op: writer::Op) -> Result<(), StoreError> {
+        self.write_rows(what, op).map(drop)
+    }
+
+    /// Queues a write, blocks until it is committed, and returns the rows
+    /// its statements returned (`INSERT … RETURNING`, or a `SELECT` among
+    /// them, which sees the write's own changes): a read-modify-write in
+    /// the writer's transaction. With several instances on PostgreSQL,
+    /// make the decision in one statement (`ON CONFLICT … DO UPDATE …
+    /// WHERE …`), not across statements.
+    #[cfg_attr(not(test), allow(dead_code))]
+    pub(crate) fn write_rows(
+        &self,
+        what: &'static str,
+        op: writer::Op,
+    ) -> Result<Vec<Row>, StoreError> {
         let (tx, rx) = std::sync::mpsc::sync_channel(1);
         self.inner
             .writer
             .submit(what, op, Some(writer::Reply::Blocking(tx)))?;
-        rx.recv()
-            .map_err(|_| StoreError("the database writer has stopped".into()))?
+        let patience = self.patience();
+        self.blocking(|| match patience {
+            None => rx
+                .recv()
+                .map_err(|_| StoreError("the database writer has stopped".into()))?,
+            Some(limit) => match rx.recv_timeout(limit) {
+                Ok(result) => result,
+                Err(std::sync::mpsc::RecvTimeoutError::Timeout) => Err(StoreError(format!(
+                    "{what}: the database is unavailable (the write is kept and retried)"
+                ))),
+                Err(std::sync::mpsc::RecvTimeoutError::Disconnected) => {
+                    Err(StoreError("the database writer has stopped".into()))
+                }
+            },
+        })
     }
 
-    /// Runs a read after every write issued so far is committed.
-    fn read<T>(
+    /// Runs a query after every write issued so far is committed.
+    fn query(&self, what: &str, stmt: Stmt) -> Result<Vec<Row>, StoreError> {
+        let writer = &self.inner.writer;
+        let seq = writer.issued();
+        let patience = self.patience();
+        self.blocking(|| {
+            writer
+                .wait_committed(seq, patience)
+                .map_err(|e| StoreError(format!("{what}: {}", e.0)))?;
+            match &self.inner.reads {
+                Reads::Sqlite(r) => r.query(&stmt),
+                Reads::Postgres(pg) => pg.query(&stmt),
+            }
+            .map_err(|e| StoreError(format!("{what}: {}", e.0)))
+        })
+    }
+
+    /// Runs a query and maps every row.
+    fn query_map<T>(
         &self,
         what: &str,
-        f: impl FnOnce(&Connection) -> rusqlite::Result<T>,
-    ) -> Result<T, StoreError> {
-        let writer = &self.inner.writer;
-        writer.wait_committed(writer.issued())?;
-        let conn = match self.inner.readers.lock().ok().and_then(|mut r| r.pop()) {
-            Some(c) => c,
-            None => {
-                let c = open_connection(&self.inner.path)?;
-                c.pragma_update(None, "query_only", true)
-                    .map_err(sql_err("configuring a reader"))?;
-                c
-            }
-        };
-        let result = f(&conn).map_err(|e| StoreError(format!("{what}: {e}")));
-        if let Ok(mut readers) = self.inner.readers.lock()
-            && readers.len() < MAX_IDLE_READERS
-        {
-            readers.push(conn);
-        }
-        result
+        stmt: Stmt,
+        f: impl Fn(&Row) -> Result<T, StoreError>,
+    ) -> Result<Vec<T>, StoreError> {
+        self.query(what, stmt)?
+            .iter()
+            .map(|r| f(r).map_err(|e| StoreError(format!("{what}: {}", e.0))))
+            .collect()
+    }
+
+    /// Runs a query and maps its first row, if any.
+    fn query_opt<T>(
+        &self,
+        what: &str,
+        stmt: Stmt,
+        f: impl Fn(&Row) -> Result<T, StoreError>,
+    ) -> Result<Option<T>, StoreError> {
+        self.query(what, stmt)?
+            .first()
+            .map(|r| f(r).map_err(|e| StoreError(format!("{what}: {}", e.0))))
+            .transpose()
     }
 
     /// A registered user.
     pub fn user(&self, user: &UserId) -> Result<Option<UserRecord>, StoreError> {
-        let jid = user.as_str().to_owned();
-        self.read("reading a user", move |c| {
-            c.query_row(
+        self.query_opt(
+            "reading a user",
+            Stmt::new(
                 "SELECT jid, account_name, registered_at FROM users WHERE jid = ?1",
-                [&jid],
-                user_row,
-            )
-            .optional()
-        })
+                params![user.as_str()],
+            ),
+            user_row,
+        )
     }
 
     /// Every registered user.
     pub fn users(&self) -> Result<Vec<UserRecord>, StoreError> {
-        self.read("listing users", |c| {
-            let mut st =
-                c.prepare("SELECT jid, account_name, registered_at FROM users ORDER BY jid")?;
-            st.query_map([], user_row)?.collect()
-        })
+        self.query_map(
+            "listing users",
+            Stmt::new(
+                "SELECT jid, account_name, registered_at FROM users ORDER BY jid",
+                vec![],
+            ),
+            user_row,
+        )
     }
 
     /// The users whose key/value space holds `key` (such as
     /// [`ferry_bridge::RESUME_KEY`]).
     pub fn users_with_key(&self, key: &str) -> Result<Vec<UserId>, StoreError> {
-        let key = key.to_owned();
-        self.read("listing users with a key", move |c| {
-            let mut st =
-                c.prepare("SELECT scope FROM kv WHERE key = ?1 AND scope != '' ORDER BY scope")?;
-            st.query_map([&key], |r| r.get::<_, String>(0).map(UserId::new))?
-                .collect()
-        })
+        self.query_map(
+            "listing users with a key",
+            Stmt::new(
+                "SELECT scope FROM kv WHERE key = ?1 AND scope != '' ORDER BY scope",
+                params![key],
+            ),
+            |r| r.text(0).map(UserId::new),
+        )
     }
 
     /// Registers a user, or replaces their account (keeping the date of
     /// the first registration). Durable on return.
     pub fn register(&self, user: &UserId, account: &Account) -> Result<(), StoreError> {
-        let jid = user.as_str().to_owned();
-        let name = account.name.clone();
+        let jid = user.as_str();
         let sealed = self.inner.key.seal(&account.secret.0, jid.as_bytes());
         let now = to_nanos(SystemTime::now());
         self.write_wait(
             "registering a user",
-            Box::new(move |c| {
-                c.execute(
-                    "INSERT INTO users (jid, account_name, secret, registered_at)
-                     VALUES (?1, ?2, ?3, ?4)
-                     ON CONFLICT (jid) DO UPDATE SET account_name = excluded.account_name,
-                                                     secret = excluded.secret",
-                    rusqlite::params![jid, name, sealed, now],
-                )
-                .map(drop)
-            }),
+            vec![Stmt::new(
+                "INSERT INTO users (jid, account_name, secret, registered_at)
+                 VALUES (?1, ?2, ?3, ?4)
+                 ON CONFLICT (jid) DO UPDATE SET account_name = excluded.account_name,
+                                                 secret = excluded.secret",
+                params![jid, account.name.as_str(), sealed, now],
+            )],
         )
     }
 
     /// A user's account, decrypted.
     pub fn account(&self, user: &UserId) -> Result<Option<Account>, StoreError> {
-        let jid = user.as_str().to_owned();
-        let row: Option<(String, Vec<u8>)> = self.read("reading an account", move |c| {
-            c.query_row(
+        let row = self.query_opt(
+            "reading an account",
+            Stmt::new(
                 "SELECT account_name, secret FROM users WHERE jid = ?1",
-                [&jid],
-                |r| Ok((r.get(0)?, r.get(1)?)),
-            )
-            .optional()
-        })?;
+                params![user.as_str()],
+            ),
+            |r| Ok((r.text(0)?, r.blob(1)?)),
+        )?;
         match row {
             None => Ok(None),
             Some((name, sealed)) => {
@@ -403,34 +491,33 @@ impl Store {
     /// Deletes a user and everything stored for them (account,
     /// preferences, key/value space, message map, archive, roster).
     pub fn unregister(&self, user: &UserId) -> Result<(), StoreError> {
-        let jid = user.as_str().to_owned();
+        let jid = user.as_str();
         self.write_wait(
             "unregistering a user",
-            Box::new(move |c| {
-                for sql in [
-                    "DELETE FROM users WHERE jid = ?1",
-                    "DELETE FROM preferences WHERE jid = ?1",
-                    "DELETE FROM kv WHERE scope = ?1",
-                    "DELETE FROM message_map WHERE jid = ?1",
-                    "DELETE FROM archive WHERE jid = ?1",
-                    "DELETE FROM roster WHERE jid = ?1",
-                ] {
-                    c.execute(sql, [&jid])?;
-                }
-                Ok(())
-            }),
+            [
+                "DELETE FROM users WHERE jid = ?1",
+                "DELETE FROM preferences WHERE jid = ?1",
+                "DELETE FROM kv WHERE scope = ?1",
+                "DELETE FROM message_map WHERE jid = ?1",
+                "DELETE FROM archive WHERE jid = ?1",
+                "DELETE FROM roster WHERE jid = ?1",
+            ]
+            .into_iter()
+            .map(|sql| Stmt::new(sql, params![jid]))
+            .collect(),
         )
     }
 
     /// A user's stored preference values (without defaults).
     pub fn preferences(&self, user: &UserId) -> Result<FormValues, StoreError> {
-        let jid = user.as_str().to_owned();
-        let rows: Vec<(String, String)> = self.read("reading preferences", move |c| {
-            let mut st =
-                c.prepare("SELECT var, vals FROM preferences WHERE jid = ?1 ORDER BY var")?;
-            st.query_map([&jid], |r| Ok((r.get(0)?, r.get(1)?)))?
-                .collect()
-        })?;
+        let rows = self.query_map(
+            "reading preferences",
+            Stmt::new(
+                "SELECT var, vals FROM preferences WHERE jid = ?1 ORDER BY var",
+                params![user.as_str()],
+            ),
+            |r| Ok((r.text(0)?, r.text(1)?)),
+        )?;
         let mut values = FormValues::new();
         for (var, vals) in rows {
             let list: Vec<String> = serde_json::from_str(&vals)
@@ -443,26 +530,20 @@ impl Store {
     /// Stores a user's preference values, replacing every value stored for
     /// them before. Durable on return.
     pub fn set_preferences(&self, user: &UserId, values: &FormValues) -> Result<(), StoreError> {
-        let jid = user.as_str().to_owned();
-        let mut rows = Vec::new();
+        let jid = user.as_str();
+        let mut op = vec![Stmt::new(
+            "DELETE FROM preferences WHERE jid = ?1",
+            params![jid],
+        )];
         for (var, vals) in values.iter() {
             let json = serde_json::to_string(vals)
                 .map_err(|e| StoreError(format!("preference {var}: {e}")))?;
-            rows.push((var.to_owned(), json));
+            op.push(Stmt::new(
+                "INSERT INTO preferences (jid, var, vals) VALUES (?1, ?2, ?3)",
+                params![jid, var, json],
+            ));
         }
-        self.write_wait(
-            "storing preferences",
-            Box::new(move |c| {
-                c.execute("DELETE FROM preferences WHERE jid = ?1", [&jid])?;
-                let mut st = c.prepare_cached(
-                    "INSERT INTO preferences (jid, var, vals) VALUES (?1, ?2, ?3)",
-                )?;
-                for (var, json) in &rows {
-                    st.execute(rusqlite::params![jid, var, json])?;
-                }
-                Ok(())
-            }),
-        )
+        self.write_wait("storing preferences", op)
     }
 
     /// A key/value space (what bridges get as [`KeyValue`]).
@@ -479,23 +560,22 @@ impl Store {
 
     /// Records that XMPP id `xmpp_id` and network id `foreign_id` are the
     /// same message in conversation `chat` of `user` (batched write).
+    /// A mapping made again becomes the latest one.
     pub fn map_message(&self, user: &UserId, chat: &str, xmpp_id: &str, foreign_id: &str) {
-        let (jid, chat, xmpp_id, foreign_id) = (
-            user.as_str().to_owned(),
-            chat.to_owned(),
-            xmpp_id.to_owned(),
-            foreign_id.to_owned(),
-        );
+        let jid = user.as_str();
         self.write(
             "mapping a message id",
-            Box::new(move |c| {
-                c.prepare_cached(
-                    "INSERT OR REPLACE INTO message_map (jid, chat, xmpp_id, foreign_id)
+            vec![
+                Stmt::new(
+                    "DELETE FROM message_map WHERE jid = ?1 AND chat = ?2 AND xmpp_id = ?3",
+                    params![jid, chat, xmpp_id],
+                ),
+                Stmt::new(
+                    "INSERT INTO message_map (jid, chat, xmpp_id, foreign_id)
                      VALUES (?1, ?2, ?3, ?4)",
-                )?
-                .execute(rusqlite::params![jid, chat, xmpp_id, foreign_id])
-                .map(drop)
-            }),
+                    params![jid, chat, xmpp_id, foreign_id],
+                ),
+            ],
         );
     }
 
@@ -506,18 +586,14 @@ impl Store {
         chat: &str,
         xmpp_id: &str,
     ) -> Result<Option<String>, StoreError> {
-        let args = (
-            user.as_str().to_owned(),
-            chat.to_owned(),
-            xmpp_id.to_owned(),
-        );
-        self.read("looking up a message id", move |c| {
-            c.prepare_cached(
+        self.query_opt(
+            "looking up a message id",
+            Stmt::new(
                 "SELECT foreign_id FROM message_map WHERE jid = ?1 AND chat = ?2 AND xmpp_id = ?3",
-            )?
-            .query_row(rusqlite::params![args.0, args.1, args.2], |r| r.get(0))
-            .optional()
-        })
+                params![user.as_str(), chat, xmpp_id],
+            ),
+            |r| r.text(0),
+        )
     }
 
     /// The XMPP id of a network message id (the latest mapped, if several).
@@ -527,19 +603,17 @@ impl Store {
         chat: &str,
         foreign_id: &str,
     ) -> Result<Option<String>, StoreError> {
-        let args = (
-            user.as_str().to_owned(),
-            chat.to_owned(),
-            foreign_id.to_owned(),
-        );
-        self.read("looking up a message id", move |c| {
-            c.prepare_cached(
+        self.query_opt(
+            "looking up a message id",
+            Stmt::each(
                 "SELECT xmpp_id FROM message_map WHERE jid = ?1 AND chat = ?2 AND foreign_id = ?3
                  ORDER BY rowid DESC LIMIT 1",
-            )?
-            .query_row(rusqlite::params![args.0, args.1, args.2], |r| r.get(0))
-            .optional()
-        })
+                "SELECT xmpp_id FROM message_map WHERE jid = ?1 AND chat = ?2 AND foreign_id = ?3
+                 ORDER BY seq DESC LIMIT 1",
+                params![user.as_str(), chat, foreign_id],
+            ),
+            |r| r.text(0),
+        )
     }
 
     /// An archive id for a message sent at `at` (older history fetched
@@ -579,22 +653,22 @@ impl Store {
         }
         self.write(
             "archiving a message",
-            Box::new(move |c| {
-                c.prepare_cached(
-                    "INSERT OR REPLACE INTO archive (jid, room, id, ts, nick, foreign_id, stanza)
-                     VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
-                )?
-                .execute(rusqlite::params![
-                    entry.user.as_str(),
+            vec![Stmt::new(
+                "INSERT INTO archive (jid, room, id, ts, nick, foreign_id, stanza)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)
+                 ON CONFLICT (jid, room, id) DO UPDATE SET ts = excluded.ts,
+                     nick = excluded.nick, foreign_id = excluded.foreign_id,
+                     stanza = excluded.stanza",
+                params![
+                    entry.user.into_string(),
                     entry.room,
                     entry.id,
                     to_nanos(entry.timestamp),
                     entry.nick,
                     entry.foreign_id,
                     entry.stanza
-                ])
-                .map(drop)
-            }),
+                ],
+            )],
         );
     }
 
@@ -605,61 +679,67 @@ impl Store {
     /// reaches the end of the range in the direction of paging; `count` is
     /// the number of items matching the filters, regardless of paging.
     pub fn archive_query(&self, query: &ArchiveQuery) -> Result<ArchivePage, StoreError> {
-        let q = query.clone();
-        self.read("querying the archive", move |c| {
-            let mut filter = String::from("room = ?");
-            let mut params: Vec<rusqlite::types::Value> = vec![q.room.clone().into()];
-            if let Some(user) = &q.user {
-                filter.push_str(" AND jid = ?");
-                params.push(user.as_str().to_owned().into());
-            }
-            if let Some(start) = q.start {
-                filter.push_str(" AND ts >= ?");
-                params.push(to_nanos(start).into());
-            }
-            if let Some(end) = q.end {
-                filter.push_str(" AND ts <= ?");
-                params.push(to_nanos(end).into());
-            }
-            if let Some(nick) = &q.with_nick {
-                filter.push_str(" AND nick = ?");
-                params.push(nick.clone().into());
-            }
-            let count: i64 = c.query_row(
-                &format!("SELECT count(*) FROM archive WHERE {filter}"),
-                rusqlite::params_from_iter(params.iter()),
-                |r| r.get(0),
-            )?;
-            let mut range = filter.clone();
-            let mut range_params = params.clone();
-            if let Some(after) = &q.after_id {
-                range.push_str(" AND id > ?");
-                range_params.push(after.clone().into());
-            }
-            let backwards = q.before_id.is_some();
-            if let Some(before) = q.before_id.as_deref().filter(|b| !b.is_empty()) {
-                range.push_str(" AND id < ?");
-                range_params.push(before.to_owned().into());
-            }
-            let order = if backwards { "DESC" } else { "ASC" };
-            range_params.push((q.max as i64 + 1).into());
-            let mut st = c.prepare(&format!(
-                "SELECT jid, room, id, ts, nick, foreign_id, stanza FROM archive
-                 WHERE {range} ORDER BY id {order} LIMIT ?"
-            ))?;
-            let mut items: Vec<ArchiveEntry> = st
-                .query_map(rusqlite::params_from_iter(range_params.iter()), archive_row)?
-                .collect::<rusqlite::Result<_>>()?;
-            let complete = items.len() <= q.max;
-            items.truncate(q.max);
-            if backwards {
-                items.reverse();
-            }
-            Ok(ArchivePage {
-                items,
-                complete,
-                count: usize::try_from(count).unwrap_or(0),
-            })
+        let q = query;
+        let mut filter = String::from("room = ?");
+        let mut params = params![q.room.as_str()];
+        if let Some(user) = &q.user {
+            filter.push_str(" AND jid = ?");
+            params.push(user.as_str().into());
+        }
+        if let Some(start) = q.start {
+            filter.push_str(" AND ts >= ?");
+            params.push(to_nanos(start).into());
+        }
+        if let Some(end) = q.end {
+            filter.push_str(" AND ts <= ?");
+            params.push(to_nanos(end).into());
+        }
+        if let Some(nick) = &q.with_nick {
+            filter.push_str(" AND nick = ?");
+            params.push(nick.as_str().into());
+        }
+        let count = self
+            .query_opt(
+                "querying the archive",
+                Stmt::built(
+                    format!("SELECT count(*) FROM archive WHERE {filter}"),
+                    params.clone(),
+                ),
+                |r| r.int(0),
+            )?
+            .unwrap_or(0);
+        let mut range = filter;
+        if let Some(after) = &q.after_id {
+            range.push_str(" AND id > ?");
+            params.push(after.as_str().into());
+        }
+        let backwards = q.before_id.is_some();
+        if let Some(before) = q.before_id.as_deref().filter(|b| !b.is_empty()) {
+            range.push_str(" AND id < ?");
+            params.push(before.into());
+        }
+        let order = if backwards { "DESC" } else { "ASC" };
+        params.push((q.max as i64 + 1).into());
+        let mut items = self.query_map(
+            "querying the archive",
+            Stmt::built(
+                format!(
+                    "SELECT jid, room, id, ts, nick, foreign_id, stanza FROM archive
+                     WHERE {range} ORDER BY id {order} LIMIT ?"
+                ),
+                params,
+            ),
+            archive_row,
+        )?;
+        let complete = items.len() <= q.max;
+        items.truncate(q.max);
+        if backwards {
+            items.reverse();
+        }
+        Ok(ArchivePage {
+            items,
+            complete,
+            count: usize::try_from(count).unwrap_or(0),
         })
     }
 
@@ -669,75 +749,68 @@ impl Store {
         user: &UserId,
         room: &str,
     ) -> Result<Option<ArchiveEntry>, StoreError> {
-        let args = (user.as_str().to_owned(), room.to_owned());
-        self.read("reading the archive", move |c| {
-            c.query_row(
+        self.query_opt(
+            "reading the archive",
+            Stmt::new(
                 "SELECT jid, room, id, ts, nick, foreign_id, stanza FROM archive
                  WHERE jid = ?1 AND room = ?2 ORDER BY id DESC LIMIT 1",
-                rusqlite::params![args.0, args.1],
-                archive_row,
-            )
-            .optional()
-        })
+                params![user.as_str(), room],
+            ),
+            archive_row,
+        )
     }
 
     /// A user's roster items as the gateway knows them.
     pub fn roster(&self, user: &UserId) -> Result<Vec<RosterItem>, StoreError> {
-        let jid = user.as_str().to_owned();
-        self.read("reading the roster", move |c| {
-            let mut st = c.prepare(
+        self.query_map(
+            "reading the roster",
+            Stmt::new(
                 "SELECT contact, name, to_user, from_user, via FROM roster
                  WHERE jid = ?1 ORDER BY contact",
-            )?;
-            st.query_map([&jid], |r| {
+                params![user.as_str()],
+            ),
+            |r| {
                 Ok(RosterItem {
-                    jid: r.get(0)?,
-                    name: r.get(1)?,
-                    to_user: r.get(2)?,
-                    from_user: r.get(3)?,
-                    via: r.get(4)?,
+                    jid: r.text(0)?,
+                    name: r.opt_text(1)?,
+                    to_user: r.bool(2)?,
+                    from_user: r.bool(3)?,
+                    via: r.text(4)?,
                 })
-            })?
-            .collect()
-        })
+            },
+        )
     }
 
     /// Records a roster item of a user (batched write).
     pub fn set_roster_item(&self, user: &UserId, item: &RosterItem) {
-        let jid = user.as_str().to_owned();
-        let item = item.clone();
         self.write(
             "storing a roster item",
-            Box::new(move |c| {
-                c.prepare_cached(
-                    "INSERT OR REPLACE INTO roster (jid, contact, name, to_user, from_user, via)
-                     VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
-                )?
-                .execute(rusqlite::params![
-                    jid,
-                    item.jid,
-                    item.name,
+            vec![Stmt::new(
+                "INSERT INTO roster (jid, contact, name, to_user, from_user, via)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6)
+                 ON CONFLICT (jid, contact) DO UPDATE SET name = excluded.name,
+                     to_user = excluded.to_user, from_user = excluded.from_user,
+                     via = excluded.via",
+                params![
+                    user.as_str(),
+                    item.jid.as_str(),
+                    item.name.as_deref(),
                     item.to_user,
                     item.from_user,
-                    item.via
-                ])
-                .map(drop)
-            }),
+                    item.via.as_str()
+                ],
+            )],
         );
     }
 
     /// Removes a roster item of a user (batched write).
     pub fn remove_roster_item(&self, user: &UserId, jid: &str) {
-        let args = (user.as_str().to_owned(), jid.to_owned());
         self.write(
             "removing a roster item",
-            Box::new(move |c| {
-                c.execute(
-                    "DELETE FROM roster WHERE jid = ?1 AND contact = ?2",
-                    rusqlite::params![args.0, args.1],
-                )
-                .map(drop)
-            }),
+            vec![Stmt::new(
+                "DELETE FROM roster WHERE jid = ?1 AND contact = ?2",
+                params![user.as_str(), jid],
+            )],
         );
     }
 
@@ -746,16 +819,17 @@ impl Store {
         if stanzas.is_empty() {
             return Ok(());
         }
-        let stanzas = stanzas.to_vec();
         self.write_wait(
             "queueing stanzas in the outbox",
-            Box::new(move |c| {
-                let mut st = c.prepare_cached("INSERT INTO outbox (stanza) VALUES (?1)")?;
-                for s in &stanzas {
-                    st.execute([s])?;
-                }
-                Ok(())
-            }),
+            stanzas
+                .iter()
+                .map(|s| {
+                    Stmt::new(
+                        "INSERT INTO outbox (stanza) VALUES (?1)",
+                        params![s.as_str()],
+                    )
+                })
+                .collect(),
         )
     }
 
@@ -763,12 +837,14 @@ impl Store {
     /// component reads with `outbox_peek_after`; this one serves tests.)
     #[cfg_attr(not(test), allow(dead_code))]
     pub fn outbox_peek(&self, limit: usize) -> Result<Vec<(i64, String)>, StoreError> {
-        self.read("reading the outbox", move |c| {
-            let mut st =
-                c.prepare_cached("SELECT seq, stanza FROM outbox ORDER BY seq LIMIT ?1")?;
-            st.query_map([limit as i64], |r| Ok((r.get(0)?, r.get(1)?)))?
-                .collect()
-        })
+        self.query_map(
+            "reading the outbox",
+            Stmt::new(
+                "SELECT seq, stanza FROM outbox ORDER BY seq LIMIT ?1",
+                params![limit as i64],
+            ),
+            |r| Ok((r.int(0)?, r.text(1)?)),
+        )
     }
 
     /// The oldest outbox entries after sequence number `after`.
@@ -777,31 +853,34 @@ impl Store {
         after: i64,
         limit: usize,
     ) -> Result<Vec<(i64, String)>, StoreError> {
-        self.read("reading the outbox", move |c| {
-            let mut st = c.prepare_cached(
+        self.query_map(
+            "reading the outbox",
+            Stmt::new(
                 "SELECT seq, stanza FROM outbox WHERE seq > ?1 ORDER BY seq LIMIT ?2",
-            )?;
-            st.query_map([after, limit as i64], |r| Ok((r.get(0)?, r.get(1)?)))?
-                .collect()
-        })
+                params![after, limit as i64],
+            ),
+            |r| Ok((r.int(0)?, r.text(1)?)),
+        )
     }
 
     /// The number of stanzas in the outbox.
     pub fn outbox_len(&self) -> Result<usize, StoreError> {
-        self.read("counting the outbox", |c| {
-            c.query_row("SELECT count(*) FROM outbox", [], |r| r.get::<_, i64>(0))
-                .map(|n| usize::try_from(n).unwrap_or(0))
-        })
+        self.query_opt(
+            "counting the outbox",
+            Stmt::new("SELECT count(*) FROM outbox", vec![]),
+            |r| r.int(0),
+        )
+        .map(|n| n.and_then(|n| usize::try_from(n).ok()).unwrap_or(0))
     }
 
     /// Removes outbox entries up to and including `seq`.
     pub fn outbox_remove(&self, up_to_seq: i64) -> Result<(), StoreError> {
         self.write_wait(
             "removing sent stanzas from the outbox",
-            Box::new(move |c| {
-                c.execute("DELETE FROM outbox WHERE seq <= ?1", [up_to_seq])
-                    .map(drop)
-            }),
+            vec![Stmt::new(
+                "DELETE FROM outbox WHERE seq <= ?1",
+                params![up_to_seq],
+            )],
         )
     }
 
@@ -809,43 +888,39 @@ impl Store {
     pub fn outbox_delete(&self, seq: i64) -> Result<(), StoreError> {
         self.write_wait(
             "removing a stanza from the outbox",
-            Box::new(move |c| {
-                c.execute("DELETE FROM outbox WHERE seq = ?1", [seq])
-                    .map(drop)
-            }),
+            vec![Stmt::new("DELETE FROM outbox WHERE seq = ?1", params![seq])],
         )
     }
 
     /// Waits until every write issued so far is committed.
     pub async fn flush(&self) -> Result<(), StoreError> {
         let (tx, rx) = tokio::sync::oneshot::channel();
-        self.inner.writer.submit(
-            "flushing",
-            Box::new(|_| Ok(())),
-            Some(writer::Reply::Async(tx)),
-        )?;
+        self.inner
+            .writer
+            .submit("flushing", Vec::new(), Some(writer::Reply::Async(tx)))?;
         rx.await
             .map_err(|_| StoreError("the database writer has stopped".into()))?
+            .map(drop)
     }
 }
 
-fn user_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<UserRecord> {
+fn user_row(r: &Row) -> Result<UserRecord, StoreError> {
     Ok(UserRecord {
-        user: UserId::new(r.get::<_, String>(0)?),
-        account_name: r.get(1)?,
-        registered_at: from_nanos(r.get(2)?),
+        user: UserId::new(r.text(0)?),
+        account_name: r.text(1)?,
+        registered_at: from_nanos(r.int(2)?),
     })
 }
 
-fn archive_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<ArchiveEntry> {
+fn archive_row(r: &Row) -> Result<ArchiveEntry, StoreError> {
     Ok(ArchiveEntry {
-        user: UserId::new(r.get::<_, String>(0)?),
-        room: r.get(1)?,
-        id: r.get(2)?,
-        timestamp: from_nanos(r.get(3)?),
-        nick: r.get(4)?,
-        foreign_id: r.get(5)?,
-        stanza: r.get(6)?,
+        user: UserId::new(r.text(0)?),
+        room: r.text(1)?,
+        id: r.text(2)?,
+        timestamp: from_nanos(r.int(3)?),
+        nick: r.text(4)?,
+        foreign_id: r.opt_text(5)?,
+        stanza: r.text(6)?,
     })
 }
 
@@ -865,39 +940,34 @@ impl KvSpace {
 
 impl KeyValue for KvSpace {
     fn get(&self, key: &str) -> Result<Option<Vec<u8>>, StoreError> {
-        let args = (self.scope.clone(), key.to_owned());
-        self.store.read("reading a value", move |c| {
-            c.prepare_cached("SELECT value FROM kv WHERE scope = ?1 AND key = ?2")?
-                .query_row(rusqlite::params![args.0, args.1], |r| r.get(0))
-                .optional()
-        })
+        self.store.query_opt(
+            "reading a value",
+            Stmt::new(
+                "SELECT value FROM kv WHERE scope = ?1 AND key = ?2",
+                params![self.scope.as_str(), key],
+            ),
+            |r| r.blob(0),
+        )
     }
 
     fn put(&self, key: &str, value: &[u8]) -> Result<(), StoreError> {
-        let args = (self.scope.clone(), key.to_owned(), value.to_vec());
         self.store.write_wait(
             "storing a value",
-            Box::new(move |c| {
-                c.prepare_cached(
-                    "INSERT OR REPLACE INTO kv (scope, key, value) VALUES (?1, ?2, ?3)",
-                )?
-                .execute(rusqlite::params![args.0, args.1, args.2])
-                .map(drop)
-            }),
+            vec![Stmt::new(
+                "INSERT INTO kv (scope, key, value) VALUES (?1, ?2, ?3)
+                 ON CONFLICT (scope, key) DO UPDATE SET value = excluded.value",
+                params![self.scope.as_str(), key, value.to_vec()],
+            )],
         )
     }
 
     fn delete(&self, key: &str) -> Result<(), StoreError> {
-        let args = (self.scope.clone(), key.to_owned());
         self.store.write_wait(
             "deleting a value",
-            Box::new(move |c| {
-                c.execute(
-                    "DELETE FROM kv WHERE scope = ?1 AND key = ?2",
-                    rusqlite::params![args.0, args.1],
-                )
-                .map(drop)
-            }),
+            vec![Stmt::new(
+                "DELETE FROM kv WHERE scope = ?1 AND key = ?2",
+                params![self.scope.as_str(), key],
+            )],
         )
     }
 
@@ -920,22 +990,19 @@ impl KeyValue for KvSpace {
     }
 
     fn list(&self, prefix: &str) -> Result<Vec<(String, Vec<u8>)>, StoreError> {
-        let args = (self.scope.clone(), prefix.to_owned());
-        self.store.read("listing values", move |c| {
-            let mut st = c.prepare_cached(
-                "SELECT key, value FROM kv WHERE scope = ?1 AND key >= ?2 ORDER BY key",
-            )?;
-            let mut rows = st.query(rusqlite::params![args.0, args.1])?;
-            let mut out = Vec::new();
-            while let Some(row) = rows.next()? {
-                let key: String = row.get(0)?;
-                if !key.starts_with(&args.1) {
-                    break;
-                }
-                out.push((key, row.get(1)?));
-            }
-            Ok(out)
-        })
+        let rows = self.store.query_map(
+            "listing values",
+            Stmt::new(
+                "SELECT key, value FROM kv WHERE scope = ?1 AND key >= ?2
+                 AND substr(key, 1, length(CAST(?2 AS TEXT))) = ?2 ORDER BY key",
+                params![self.scope.as_str(), prefix],
+            ),
+            |r| Ok((r.text(0)?, r.blob(1)?)),
+        )?;
+        Ok(rows
+            .into_iter()
+            .filter(|(k, _)| k.starts_with(prefix))
+            .collect())
     }
 }
 

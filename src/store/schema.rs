@@ -1,6 +1,11 @@
 //! The database schema as numbered migration steps, applied in order at
-//! open. `PRAGMA user_version` records how many steps a database has had;
-//! a step is never edited once released, changes are new steps.
+//! open. SQLite: `PRAGMA user_version` records how many steps a database
+//! has had; PostgreSQL: the `schema_version` table of the bridge's schema
+//! ([`super::postgres`]). A step is never edited once released, changes
+//! are new steps — one in each list, with the same number: [`POSTGRES`]
+//! is [`MIGRATIONS`] in PostgreSQL's dialect (BIGINT for integers,
+//! BOOLEAN for flags, BYTEA for bytes, `COLLATE "C"` so that text sorts
+//! and compares by bytes as in SQLite, BIGSERIAL for SQLite's rowids).
 
 use rusqlite::Connection;
 
@@ -82,6 +87,83 @@ pub(crate) const MIGRATIONS: &[&str] = &[
     "ALTER TABLE deliveries ADD COLUMN delivered INTEGER NOT NULL DEFAULT 0;",
 ];
 
+/// [`MIGRATIONS`] for PostgreSQL, step for step.
+pub(crate) const POSTGRES: &[&str] = &[
+    // 1
+    r#"CREATE TABLE users (
+        jid TEXT COLLATE "C" PRIMARY KEY NOT NULL,
+        account_name TEXT COLLATE "C" NOT NULL,
+        secret BYTEA NOT NULL,
+        registered_at BIGINT NOT NULL
+    );
+    CREATE TABLE preferences (
+        jid TEXT COLLATE "C" NOT NULL,
+        var TEXT COLLATE "C" NOT NULL,
+        vals TEXT COLLATE "C" NOT NULL,
+        PRIMARY KEY (jid, var)
+    );
+    CREATE TABLE kv (
+        scope TEXT COLLATE "C" NOT NULL,
+        key TEXT COLLATE "C" NOT NULL,
+        value BYTEA NOT NULL,
+        PRIMARY KEY (scope, key)
+    );"#,
+    // 2
+    r#"CREATE TABLE message_map (
+        seq BIGSERIAL NOT NULL,
+        jid TEXT COLLATE "C" NOT NULL,
+        chat TEXT COLLATE "C" NOT NULL,
+        xmpp_id TEXT COLLATE "C" NOT NULL,
+        foreign_id TEXT COLLATE "C" NOT NULL,
+        UNIQUE (jid, chat, xmpp_id)
+    );
+    CREATE INDEX message_map_foreign ON message_map (jid, chat, foreign_id, seq);
+    CREATE TABLE archive (
+        jid TEXT COLLATE "C" NOT NULL,
+        room TEXT COLLATE "C" NOT NULL,
+        id TEXT COLLATE "C" NOT NULL,
+        ts BIGINT NOT NULL,
+        nick TEXT COLLATE "C" NOT NULL,
+        foreign_id TEXT COLLATE "C",
+        stanza TEXT COLLATE "C" NOT NULL,
+        PRIMARY KEY (jid, room, id)
+    );"#,
+    // 3
+    r#"CREATE TABLE outbox (
+        seq BIGSERIAL PRIMARY KEY,
+        stanza TEXT COLLATE "C" NOT NULL
+    );
+    CREATE TABLE roster (
+        jid TEXT COLLATE "C" NOT NULL,
+        contact TEXT COLLATE "C" NOT NULL,
+        name TEXT COLLATE "C",
+        to_user BOOLEAN NOT NULL,
+        from_user BOOLEAN NOT NULL,
+        via TEXT COLLATE "C" NOT NULL,
+        PRIMARY KEY (jid, contact)
+    );"#,
+    // 4
+    r#"CREATE TABLE deliveries (
+        jid TEXT COLLATE "C" NOT NULL,
+        chat TEXT COLLATE "C" NOT NULL,
+        foreign_id TEXT COLLATE "C" NOT NULL,
+        xmpp_id TEXT COLLATE "C" NOT NULL,
+        peer TEXT COLLATE "C" NOT NULL,
+        client TEXT COLLATE "C" NOT NULL,
+        receipt BOOLEAN NOT NULL,
+        created BIGINT NOT NULL,
+        PRIMARY KEY (jid, chat, foreign_id)
+    );
+    CREATE INDEX deliveries_message ON deliveries (jid, chat, xmpp_id);
+    CREATE TABLE owners (
+        address TEXT COLLATE "C" PRIMARY KEY NOT NULL,
+        jid TEXT COLLATE "C" NOT NULL
+    );
+    CREATE INDEX owners_jid ON owners (jid);"#,
+    // 5
+    "ALTER TABLE deliveries ADD COLUMN delivered BOOLEAN NOT NULL DEFAULT FALSE;",
+];
+
 /// The version a fully migrated database has.
 pub(crate) const LATEST: usize = MIGRATIONS.len();
 
@@ -108,4 +190,12 @@ pub(crate) fn migrate(conn: &mut Connection, target: usize) -> Result<usize, Str
         tracing::debug!("database migrated to schema version {version}");
     }
     Ok(current)
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn both_dialects_have_every_step() {
+        assert_eq!(super::MIGRATIONS.len(), super::POSTGRES.len());
+    }
 }

@@ -1,27 +1,152 @@
-//! Tests of the store against real SQLite files in a temporary directory.
+//! Tests of the store against real SQLite files in a temporary directory,
+//! and (the same tests, through [`on_both_backends`]) against a real
+//! PostgreSQL: `FERRY_TEST_PG_URL` (peers.env of the `postgres` peer), a
+//! schema of its own per test.
 
 use std::time::Instant;
+
+use rusqlite::Connection;
 
 use super::*;
 
 struct Fixture {
     dir: tempfile::TempDir,
     key: Arc<Key>,
+    location: Location,
+}
+
+/// Runs each test function (taking a [`Fixture`]) once per backend:
+/// `with_sqlite::NAME` and `with_postgres::NAME`.
+macro_rules! on_both_backends {
+    ($($name:ident),* $(,)?) => {
+        mod with_sqlite {
+            $(#[test] fn $name() { super::$name(super::Fixture::new()) })*
+        }
+        mod with_postgres {
+            $(#[test] fn $name() { super::$name(super::Fixture::postgres()) })*
+        }
+    };
+}
+
+on_both_backends!(
+    accounts_are_sealed_and_survive_a_restart,
+    a_wrong_key_is_detected,
+    reads_see_every_write_issued_before_them,
+    queued_writes_share_one_transaction,
+    a_failing_write_does_not_take_the_batch_down,
+    batched_writes_are_committed_when_the_store_is_dropped,
+    key_value_spaces_are_separate,
+    sealed_values_are_encrypted_and_bound_to_their_row,
+    preferences_round_trip_and_replace,
+    archive_pages_forward_and_backward,
+    archive_filters,
+    archive_ids_grow_across_restarts,
+    roster_items,
+    unregister_removes_everything_of_the_user,
+    outbox_keeps_order,
+    a_write_returns_the_rows_it_asks_for,
+);
+
+mod bench {
+    #[test]
+    #[ignore = "benchmark: run on demand"]
+    fn bench_store_archive_inserts_sqlite() {
+        super::bench_store_archive_inserts(super::Fixture::new())
+    }
+
+    #[test]
+    #[ignore = "benchmark: run on demand"]
+    fn bench_store_archive_inserts_postgres() {
+        super::bench_store_archive_inserts(super::Fixture::postgres())
+    }
+}
+
+/// The PostgreSQL URL of the test peer.
+pub(crate) fn test_pg_url() -> String {
+    match std::env::var("FERRY_TEST_PG_URL") {
+        Ok(v) if !v.is_empty() => v,
+        _ => panic!(
+            "FERRY_TEST_PG_URL is not set: this test needs the real PostgreSQL. Start it with \
+             PEERS=postgres contrib/peers/start-peers.sh DIR and `source DIR/peers.env` \
+             (tests/run.sh does both)"
+        ),
+    }
+}
+
+/// A bridge name no other test uses (its own PostgreSQL schema).
+pub(crate) fn unique_bridge(prefix: &str) -> String {
+    static N: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+    let n = N.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    let nanos = SystemTime::now()
+        .duration_since(SystemTime::UNIX_EPOCH)
+        .map(|d| d.subsec_nanos())
+        .unwrap_or(0);
+    format!("{prefix}_{}_{n}_{nanos}", std::process::id())
 }
 
 impl Fixture {
     fn new() -> Fixture {
         let dir = tempfile::tempdir().expect("tempdir");
         let key = Arc::new(Key::load_or_create(&dir.path().join("ferry.key")).expect("key"));
-        Fixture { dir, key }
+        let location = Location::Sqlite(dir.path().join("test.db"));
+        Fixture { dir, key, location }
+    }
+
+    fn postgres() -> Fixture {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let key = Arc::new(Key::load_or_create(&dir.path().join("ferry.key")).expect("key"));
+        let location = Location::Postgres {
+            url: test_pg_url(),
+            bridge: unique_bridge("t"),
+        };
+        Fixture { dir, key, location }
+    }
+
+    fn backend(&self) -> &'static str {
+        match self.location {
+            Location::Sqlite(_) => "SQLite",
+            Location::Postgres { .. } => "PostgreSQL",
+        }
     }
 
     fn path(&self) -> PathBuf {
         self.dir.path().join("test.db")
     }
 
+    /// What the database holds, as bytes: the SQLite file and its WAL, or
+    /// every stored secret and value of the PostgreSQL schema.
+    fn raw_bytes(&self) -> Vec<Vec<u8>> {
+        match &self.location {
+            Location::Sqlite(path) => vec![
+                std::fs::read(path).expect("db file"),
+                std::fs::read(self.dir.path().join("test.db-wal")).unwrap_or_default(),
+            ],
+            Location::Postgres { .. } => {
+                let store = self.open();
+                let mut out = Vec::new();
+                for sql in ["SELECT secret FROM users", "SELECT value FROM kv"] {
+                    for row in store
+                        .query("raw", sql::Stmt::new(sql, vec![]))
+                        .expect("raw")
+                    {
+                        out.push(row.blob(0).expect("bytes"));
+                    }
+                }
+                out
+            }
+        }
+    }
+
     fn open(&self) -> Store {
-        Store::open(&self.path(), self.key.clone()).expect("open")
+        Store::open_at(&self.location, self.key.clone()).expect("open")
+    }
+}
+
+impl Drop for Fixture {
+    fn drop(&mut self) {
+        if let Location::Postgres { url, bridge } = &self.location {
+            postgres::drop_schema(url, bridge);
+        }
     }
 }
 
@@ -41,30 +166,17 @@ fn account(name: &str, secret: &[u8]) -> Account {
 }
 
 impl Store {
-    /// Holds the writer until the returned sender is dropped or sent to.
-    fn pause_writer(&self) -> std::sync::mpsc::Sender<()> {
-        let (tx, rx) = std::sync::mpsc::channel::<()>();
-        let (started_tx, started_rx) = std::sync::mpsc::channel::<()>();
-        self.inner
-            .writer
-            .submit(
-                "pausing",
-                Box::new(move |_| {
-                    let _ = started_tx.send(());
-                    let _ = rx.recv();
-                    Ok(())
-                }),
-                None,
-            )
-            .expect("submit");
-        started_rx.recv().expect("writer paused");
-        tx
+    /// Keeps the writer from starting its next batch until the guard is
+    /// dropped.
+    fn pause_writer(&self) -> std::sync::MutexGuard<'_, ()> {
+        match self.inner.writer.gate.lock() {
+            Ok(g) => g,
+            Err(poisoned) => poisoned.into_inner(),
+        }
     }
 }
 
-#[test]
-fn accounts_are_sealed_and_survive_a_restart() {
-    let f = Fixture::new();
+fn accounts_are_sealed_and_survive_a_restart(f: Fixture) {
     {
         let store = f.open();
         store
@@ -83,9 +195,7 @@ fn accounts_are_sealed_and_survive_a_restart() {
             .register(&bob(), &account("bob", b"bobsecret"))
             .expect("register");
     }
-    let raw = std::fs::read(f.path()).expect("db file");
-    let wal = std::fs::read(f.dir.path().join("test.db-wal")).unwrap_or_default();
-    for bytes in [&raw, &wal] {
+    for bytes in f.raw_bytes() {
         assert!(
             !bytes.windows(17).any(|w| w == b"pa55word-of-alice"),
             "secret stored in the clear"
@@ -129,20 +239,16 @@ fn a_sealed_secret_moved_to_another_user_does_not_open() {
     assert!(store.account(&alice()).expect("alice").is_some());
 }
 
-#[test]
-fn a_wrong_key_is_detected() {
-    let f = Fixture::new();
+fn a_wrong_key_is_detected(f: Fixture) {
     f.open()
         .register(&alice(), &account("a", b"alice-token"))
         .expect("register");
     let other = Arc::new(Key::load_or_create(&f.dir.path().join("other.key")).expect("key"));
-    let store = Store::open(&f.path(), other).expect("open");
+    let store = Store::open_at(&f.location, other).expect("open");
     assert!(store.account(&alice()).is_err());
 }
 
-#[test]
-fn reads_see_every_write_issued_before_them() {
-    let f = Fixture::new();
+fn reads_see_every_write_issued_before_them(f: Fixture) {
     let store = f.open();
     for i in 0..200 {
         store.map_message(&alice(), "#room", &format!("x{i}"), &format!("f{i}"));
@@ -173,9 +279,7 @@ fn reads_see_every_write_issued_before_them() {
     );
 }
 
-#[test]
-fn queued_writes_share_one_transaction() {
-    let f = Fixture::new();
+fn queued_writes_share_one_transaction(f: Fixture) {
     let store = f.open();
     let before = store.stats();
     let release = store.pause_writer();
@@ -186,27 +290,21 @@ fn queued_writes_share_one_transaction() {
     store
         .inner
         .writer
-        .submit(
-            "marker",
-            Box::new(|_| Ok(())),
-            Some(writer::Reply::Blocking(tx)),
-        )
+        .submit("marker", Vec::new(), Some(writer::Reply::Blocking(tx)))
         .expect("submit");
     drop(release);
     rx.recv().expect("reply").expect("committed");
     let after = store.stats();
-    // The paused batch, then one transaction for all 1000 writes.
-    assert_eq!(after.commits - before.commits, 2, "{before:?} -> {after:?}");
-    assert_eq!(after.writes - before.writes, 1 + 1000 + 1);
+    // One transaction for all 1000 writes and the marker.
+    assert_eq!(after.commits - before.commits, 1, "{before:?} -> {after:?}");
+    assert_eq!(after.writes - before.writes, 1000 + 1);
     assert_eq!(
         store.foreign_id(&alice(), "chat", "x999").expect("read"),
         Some("f999".into())
     );
 }
 
-#[test]
-fn a_failing_write_does_not_take_the_batch_down() {
-    let f = Fixture::new();
+fn a_failing_write_does_not_take_the_batch_down(f: Fixture) {
     let store = f.open();
     let release = store.pause_writer();
     store.map_message(&alice(), "chat", "a", "1");
@@ -216,10 +314,10 @@ fn a_failing_write_does_not_take_the_batch_down() {
         .writer
         .submit(
             "a broken write",
-            Box::new(|c| {
-                c.execute("INSERT INTO no_such_table VALUES (1)", [])
-                    .map(drop)
-            }),
+            vec![sql::Stmt::new(
+                "INSERT INTO no_such_table VALUES (1)",
+                vec![],
+            )],
             Some(writer::Reply::Blocking(tx)),
         )
         .expect("submit");
@@ -237,9 +335,7 @@ fn a_failing_write_does_not_take_the_batch_down() {
     );
 }
 
-#[test]
-fn batched_writes_are_committed_when_the_store_is_dropped() {
-    let f = Fixture::new();
+fn batched_writes_are_committed_when_the_store_is_dropped(f: Fixture) {
     {
         let store = f.open();
         for i in 0..50 {
@@ -257,7 +353,8 @@ fn batched_writes_are_committed_when_the_store_is_dropped() {
 fn migrates_from_version_1_and_keeps_data() {
     let f = Fixture::new();
     {
-        let old = Store::open_at_version(&f.path(), f.key.clone(), 1).expect("v1");
+        let old =
+            Store::open_at_version(&Location::Sqlite(f.path()), f.key.clone(), 1).expect("v1");
         old.register(&alice(), &account("a", b"s"))
             .expect("register");
         old.kv(KvScope::Bridge).put("k", b"v").expect("put");
@@ -326,9 +423,7 @@ fn wal_mode_is_on() {
     assert_eq!(mode, "wal");
 }
 
-#[test]
-fn key_value_spaces_are_separate() {
-    let f = Fixture::new();
+fn key_value_spaces_are_separate(f: Fixture) {
     let store = f.open();
     let bridge = store.kv(KvScope::Bridge);
     let a = store.kv(KvScope::User(alice()));
@@ -355,9 +450,7 @@ fn key_value_spaces_are_separate() {
     assert_eq!(a.get("token").expect("get"), Some(b"replaced".to_vec()));
 }
 
-#[test]
-fn sealed_values_are_encrypted_and_bound_to_their_row() {
-    let f = Fixture::new();
+fn sealed_values_are_encrypted_and_bound_to_their_row(f: Fixture) {
     {
         let store = f.open();
         let a = store.kv(KvScope::User(alice()));
@@ -383,9 +476,7 @@ fn sealed_values_are_encrypted_and_bound_to_their_row() {
         a.delete("plain").expect("delete");
         a.delete("other").expect("delete");
     }
-    let raw = std::fs::read(f.path()).expect("db file");
-    let wal = std::fs::read(f.dir.path().join("test.db-wal")).unwrap_or_default();
-    for bytes in [&raw, &wal] {
+    for bytes in f.raw_bytes() {
         assert!(
             !bytes.windows(17).any(|w| w == b"nickserv-pa55word"),
             "secret stored in the clear"
@@ -401,9 +492,7 @@ fn sealed_values_are_encrypted_and_bound_to_their_row() {
     );
 }
 
-#[test]
-fn preferences_round_trip_and_replace() {
-    let f = Fixture::new();
+fn preferences_round_trip_and_replace(f: Fixture) {
     let store = f.open();
     assert!(store.preferences(&alice()).expect("prefs").is_empty());
     let mut v = FormValues::new();
@@ -455,9 +544,7 @@ fn page_ids(page: &ArchivePage) -> Vec<String> {
     page.items.iter().map(|e| e.id.clone()).collect()
 }
 
-#[test]
-fn archive_pages_forward_and_backward() {
-    let f = Fixture::new();
+fn archive_pages_forward_and_backward(f: Fixture) {
     let store = f.open();
     let ids = archive_fixture(&store);
     let q = ArchiveQuery {
@@ -537,9 +624,7 @@ fn archive_pages_forward_and_backward() {
     assert!(p.complete);
 }
 
-#[test]
-fn archive_filters() {
-    let f = Fixture::new();
+fn archive_filters(f: Fixture) {
     let store = f.open();
     let ids = archive_fixture(&store);
     let base = ArchiveQuery {
@@ -605,9 +690,7 @@ fn archive_filters() {
     assert_eq!(*first, entry(&alice(), "#r", &ids[0], 1, "a"));
 }
 
-#[test]
-fn archive_ids_grow_across_restarts() {
-    let f = Fixture::new();
+fn archive_ids_grow_across_restarts(f: Fixture) {
     let last = {
         let store = f.open();
         let ids: Vec<String> = (0..1000).map(|_| store.new_archive_id()).collect();
@@ -633,9 +716,7 @@ fn archive_ids_grow_across_restarts() {
     assert_eq!(store.archive_last(&alice(), "#none").expect("last"), None);
 }
 
-#[test]
-fn roster_items() {
-    let f = Fixture::new();
+fn roster_items(f: Fixture) {
     let store = f.open();
     let item = RosterItem {
         jid: "carol%irc.x@irc.example.org".into(),
@@ -663,9 +744,7 @@ fn roster_items() {
     assert_eq!(store.roster(&alice()).expect("roster"), vec![updated]);
 }
 
-#[test]
-fn unregister_removes_everything_of_the_user() {
-    let f = Fixture::new();
+fn unregister_removes_everything_of_the_user(f: Fixture) {
     let store = f.open();
     for u in [alice(), bob()] {
         store.register(&u, &account("x", b"y")).expect("register");
@@ -706,9 +785,7 @@ fn unregister_removes_everything_of_the_user() {
     );
 }
 
-#[test]
-fn outbox_keeps_order() {
-    let f = Fixture::new();
+fn outbox_keeps_order(f: Fixture) {
     let store = f.open();
     store
         .outbox_push(&["<a/>".into(), "<b/>".into()])
@@ -740,11 +817,9 @@ fn outbox_keeps_order() {
 }
 
 /// Write throughput, printed (run with `cargo test --release -- --ignored
-/// --nocapture bench_store`).
-#[test]
-#[ignore = "benchmark: run on demand"]
-fn bench_store_archive_inserts() {
-    let f = Fixture::new();
+/// --nocapture bench_store`; the PostgreSQL one needs FERRY_TEST_PG_URL).
+fn bench_store_archive_inserts(f: Fixture) {
+    println!("store bench: {}", f.backend());
     let store = f.open();
     let rt = tokio::runtime::Builder::new_current_thread()
         .build()
@@ -801,5 +876,220 @@ fn bench_store_archive_inserts() {
     println!(
         "store bench: {n} durable kv puts (one commit each) in {:.1} ms",
         start.elapsed().as_secs_f64() * 1e3
+    );
+}
+
+/// A TCP relay between the store and the test PostgreSQL that can be cut
+/// (connections dropped, the port refusing) and restored on the same port:
+/// the database going away and coming back, for this test's store alone.
+struct Relay {
+    port: u16,
+    target: String,
+    rt: tokio::runtime::Runtime,
+    task: Option<tokio::task::JoinHandle<()>>,
+}
+
+impl Relay {
+    fn new(target: String) -> Relay {
+        let rt = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(1)
+            .enable_all()
+            .build()
+            .expect("rt");
+        let listener = rt
+            .block_on(tokio::net::TcpListener::bind("127.0.0.1:0"))
+            .expect("bind");
+        let port = listener.local_addr().expect("addr").port();
+        let mut relay = Relay {
+            port,
+            target,
+            rt,
+            task: None,
+        };
+        relay.serve(listener);
+        relay
+    }
+
+    fn serve(&mut self, listener: tokio::net::TcpListener) {
+        let target = self.target.clone();
+        self.task = Some(self.rt.spawn(async move {
+            let mut pipes = tokio::task::JoinSet::new();
+            while let Ok((mut client, _)) = listener.accept().await {
+                let target = target.clone();
+                pipes.spawn(async move {
+                    if let Ok(mut server) = tokio::net::TcpStream::connect(&target).await {
+                        let _ = tokio::io::copy_bidirectional(&mut client, &mut server).await;
+                    }
+                });
+            }
+        }));
+    }
+
+    /// Drops every relayed connection and stops listening.
+    fn cut(&mut self) {
+        if let Some(task) = self.task.take() {
+            task.abort();
+            let _ = self.rt.block_on(task);
+        }
+    }
+
+    fn restore(&mut self) {
+        let listener = self
+            .rt
+            .block_on(tokio::net::TcpListener::bind(("127.0.0.1", self.port)))
+            .expect("rebind");
+        self.serve(listener);
+    }
+}
+
+#[test]
+fn postgres_going_away_and_back_loses_nothing() {
+    let url = test_pg_url();
+    let config: tokio_postgres::Config = url.parse().expect("url");
+    let port = config.get_ports().first().copied().unwrap_or(5432);
+    let mut relay = Relay::new(format!("127.0.0.1:{port}"));
+    let user = config.get_user().unwrap_or("ferry").to_owned();
+    let db = config.get_dbname().unwrap_or("ferry").to_owned();
+    let mut f = Fixture::postgres();
+    let bridge = unique_bridge("outage");
+    f.location = Location::Postgres {
+        url: format!("postgres://{user}@127.0.0.1:{}/{db}", relay.port),
+        bridge: bridge.clone(),
+    };
+    let store = f.open();
+    store
+        .register(&alice(), &account("a", b"before"))
+        .expect("register");
+
+    relay.cut();
+    // While the database is away: batched writes queue, a durable write
+    // waits (it is not acknowledged), reads fail with a clear error.
+    for i in 0..100 {
+        store.archive(entry(&alice(), "#r", &format!("{i:016x}"), i, "n"));
+    }
+    let s2 = store.clone();
+    let durable = std::thread::spawn(move || s2.kv(KvScope::Bridge).put("during", b"outage"));
+    std::thread::sleep(Duration::from_millis(1500));
+    assert!(
+        !durable.is_finished(),
+        "a write was acknowledged while the database was away"
+    );
+    relay.restore();
+    durable
+        .join()
+        .expect("thread")
+        .expect("stored once the database is back");
+    let page = store
+        .archive_query(&ArchiveQuery {
+            user: Some(alice()),
+            room: "#r".into(),
+            max: 1000,
+            ..ArchiveQuery::default()
+        })
+        .expect("query");
+    assert_eq!(page.count, 100);
+    drop(store);
+    // And all of it is in the database, not only in this process.
+    let store = f.open();
+    assert_eq!(
+        store.kv(KvScope::Bridge).get("during").expect("get"),
+        Some(b"outage".to_vec())
+    );
+    assert_eq!(
+        store
+            .archive_last(&alice(), "#r")
+            .expect("last")
+            .map(|e| e.id),
+        Some(format!("{:016x}", 99))
+    );
+    assert_eq!(
+        store.account(&alice()).expect("account"),
+        Some(account("a", b"before"))
+    );
+    drop(store);
+    drop(f);
+    postgres::drop_schema(&url, &bridge);
+}
+
+#[test]
+fn postgres_migrates_from_version_1_and_refuses_a_newer_schema() {
+    let f = Fixture::postgres();
+    {
+        let old = Store::open_at_version(&f.location, f.key.clone(), 1).expect("v1");
+        old.register(&alice(), &account("a", b"s"))
+            .expect("register");
+        old.kv(KvScope::Bridge).put("k", b"v").expect("put");
+    }
+    let store = f.open();
+    assert_eq!(
+        store.account(&alice()).expect("account"),
+        Some(account("a", b"s"))
+    );
+    store.outbox_push(&["<message/>".into()]).expect("outbox");
+    store.deliveries_add(
+        &alice(),
+        "c",
+        &Pending {
+            xmpp_id: "x".into(),
+            peer: "p".into(),
+            client: "c".into(),
+            receipt: true,
+            settled: false,
+        },
+        &[("f1".into(), false)],
+    );
+    assert!(
+        store
+            .delivery_done(&alice(), "c", "f1")
+            .expect("read")
+            .is_some_and(|p| p.settled && p.receipt)
+    );
+    drop(store);
+    let Location::Postgres { url, bridge } = &f.location else {
+        unreachable!("a PostgreSQL fixture")
+    };
+    let (url, schema) = (url.clone(), postgres::schema_name(bridge));
+    postgres::tests_execute(
+        &url,
+        &format!("UPDATE \"{schema}\".schema_version SET version = 99"),
+    );
+    let e = Store::open_at(&f.location, f.key.clone()).expect_err("refused");
+    assert!(e.0.contains("newer"), "{e}");
+}
+
+/// A read-modify-write decided by one statement (as a lease claim is):
+/// the rows come back once committed.
+fn a_write_returns_the_rows_it_asks_for(f: Fixture) {
+    let store = f.open();
+    let claim = |who: &str| {
+        store
+            .write_rows(
+                "claiming",
+                vec![
+                    sql::Stmt::new(
+                        "INSERT INTO kv (scope, key, value) VALUES ('', 'owner', ?1)
+                         ON CONFLICT (scope, key) DO UPDATE SET value = excluded.value
+                         WHERE kv.value = ?1 RETURNING value",
+                        sql::params![who.as_bytes().to_vec()],
+                    ),
+                    sql::Stmt::new(
+                        "SELECT value FROM kv WHERE scope = '' AND key = 'owner'",
+                        vec![],
+                    ),
+                ],
+            )
+            .expect("claim")
+            .iter()
+            .map(|r| String::from_utf8(r.blob(0).expect("bytes")).expect("utf-8"))
+            .collect::<Vec<_>>()
+    };
+    // The first claim wins and sees itself; a second one is refused and
+    // sees the owner; the owner claims again.
+    assert_eq!(claim("a"), ["a", "a"]);
+    assert_eq!(claim("b"), ["a"]);
+    assert_eq!(claim("a"), ["a", "a"]);
+    assert_eq!(
+        store.kv(KvScope::Bridge).get("owner").expect("get"),
+        Some(b"a".to_vec())
     );
 }

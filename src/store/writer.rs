@@ -7,31 +7,54 @@
 //! gets a sequence number when it is queued; after a commit the writer
 //! publishes the highest committed number, which is how readers wait for
 //! the writes issued before them ([`Writer::wait_committed`]).
+//!
+//! How a batch is applied is the backend's ([`Apply`]): SQLite here, on
+//! the writer's own connection; PostgreSQL in [`super::postgres`], which
+//! retries a batch on a new connection when the database went away, so
+//! that a write is acknowledged only once it is committed.
 
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Condvar, Mutex, mpsc};
 use std::thread::JoinHandle;
+use std::time::{Duration, Instant};
 
 use ferry_bridge::StoreError;
 use rusqlite::{Connection, TransactionBehavior};
+
+use super::sql::{Row, Stmt, Value};
 
 /// The most writes gathered in one transaction (readers wait for the
 /// transaction in progress: it must stay short).
 const MAX_BATCH: usize = 2_000;
 
-/// A write: runs against the writer's connection inside the batch.
-pub(crate) type Op = Box<dyn FnOnce(&Connection) -> rusqlite::Result<()> + Send>;
+/// A write: statements run in order inside the batch, undone together
+/// when one fails.
+pub(crate) type Op = Vec<Stmt>;
+
+/// What a write came to: the rows its statements returned, or why it
+/// failed.
+pub(crate) type Outcome = Result<Vec<Row>, StoreError>;
+
+/// A backend's way to apply a batch of writes in one transaction.
+pub(crate) trait Apply: Send + 'static {
+    /// Applies `ops` in one transaction, in order, each undone alone when
+    /// it fails; returns each one's outcome. `closing` tells that the
+    /// store is being dropped (a backend that retries gives up then).
+    /// An outcome holds the rows the op's statements returned (`RETURNING`,
+    /// a `SELECT` inside the write), in order.
+    fn apply(&mut self, ops: &[Op], closing: &dyn Fn() -> bool) -> Vec<Outcome>;
+}
 
 /// Where the outcome of a write goes, if anyone waits for it.
 pub(crate) enum Reply {
     /// A thread blocked on the result.
-    Blocking(mpsc::SyncSender<Result<(), StoreError>>),
+    Blocking(mpsc::SyncSender<Outcome>),
     /// A task awaiting the result.
-    Async(tokio::sync::oneshot::Sender<Result<(), StoreError>>),
+    Async(tokio::sync::oneshot::Sender<Outcome>),
 }
 
 impl Reply {
-    fn send(self, result: Result<(), StoreError>) {
+    fn send(self, result: Outcome) {
         match self {
             Reply::Blocking(tx) => {
                 let _ = tx.send(result);
@@ -76,12 +99,20 @@ pub(crate) struct Writer {
     changed: Condvar,
     writes: AtomicU64,
     commits: AtomicU64,
+    /// Set when the store is dropped.
+    closing: AtomicBool,
+    /// Held by a test to keep the writer from starting a batch.
+    #[cfg(test)]
+    pub(crate) gate: Mutex<()>,
     thread: Mutex<Option<JoinHandle<()>>>,
 }
 
 impl Writer {
     /// Starts the writer thread on `conn`.
-    pub(crate) fn start(conn: Connection, name: String) -> std::io::Result<std::sync::Arc<Writer>> {
+    pub(crate) fn start(
+        conn: Box<dyn Apply>,
+        name: String,
+    ) -> std::io::Result<std::sync::Arc<Writer>> {
         let (tx, rx) = mpsc::channel::<Queued>();
         let writer = std::sync::Arc::new(Writer {
             queue: Mutex::new((0, Some(tx))),
@@ -92,6 +123,9 @@ impl Writer {
             changed: Condvar::new(),
             writes: AtomicU64::new(0),
             commits: AtomicU64::new(0),
+            closing: AtomicBool::new(false),
+            #[cfg(test)]
+            gate: Mutex::new(()),
             thread: Mutex::new(None),
         });
         let shared = std::sync::Arc::downgrade(&writer);
@@ -143,8 +177,15 @@ impl Writer {
         self.queue.lock().map(|q| q.0).unwrap_or(0)
     }
 
-    /// Blocks until every write up to `seq` is committed.
-    pub(crate) fn wait_committed(&self, seq: u64) -> Result<(), StoreError> {
+    /// Blocks until every write up to `seq` is committed (at most
+    /// `limit`, when given: then an error says the database is
+    /// unavailable).
+    pub(crate) fn wait_committed(
+        &self,
+        seq: u64,
+        limit: Option<Duration>,
+    ) -> Result<(), StoreError> {
+        let deadline = limit.map(|l| Instant::now() + l);
         let mut c = self
             .committed
             .lock()
@@ -153,10 +194,24 @@ impl Writer {
             if c.stopped {
                 return Err(StoreError("the database writer has stopped".into()));
             }
-            c = self
-                .changed
-                .wait(c)
-                .map_err(|_| StoreError("the database writer failed".into()))?;
+            c = match deadline {
+                None => self
+                    .changed
+                    .wait(c)
+                    .map_err(|_| StoreError("the database writer failed".into()))?,
+                Some(deadline) => {
+                    let left = deadline.saturating_duration_since(Instant::now());
+                    if left.is_zero() {
+                        return Err(StoreError(
+                            "the database is unavailable (writes are waiting for it)".into(),
+                        ));
+                    }
+                    self.changed
+                        .wait_timeout(c, left)
+                        .map_err(|_| StoreError("the database writer failed".into()))?
+                        .0
+                }
+            };
         }
         Ok(())
     }
@@ -179,6 +234,7 @@ impl Writer {
 impl Drop for Writer {
     fn drop(&mut self) {
         // Closing the queue lets the thread finish what is queued and end.
+        self.closing.store(true, Ordering::Relaxed);
         if let Ok(mut q) = self.queue.lock() {
             q.1 = None;
         }
@@ -206,9 +262,13 @@ impl Drop for StopGuard {
     }
 }
 
-fn run(mut conn: Connection, rx: mpsc::Receiver<Queued>, shared: &std::sync::Weak<Writer>) {
+fn run(mut conn: Box<dyn Apply>, rx: mpsc::Receiver<Queued>, shared: &std::sync::Weak<Writer>) {
     let mut batch: Vec<Queued> = Vec::new();
     while let Ok(first) = rx.recv() {
+        #[cfg(test)]
+        if let Some(w) = shared.upgrade() {
+            drop(w.gate.lock());
+        }
         batch.push(first);
         while batch.len() < MAX_BATCH {
             match rx.try_recv() {
@@ -218,7 +278,29 @@ fn run(mut conn: Connection, rx: mpsc::Receiver<Queued>, shared: &std::sync::Wea
         }
         let last_seq = batch.last().map(|q| q.seq).unwrap_or(0);
         let count = batch.len() as u64;
-        let outcomes = apply(&mut conn, &mut batch);
+        let ops: Vec<Op> = batch
+            .iter_mut()
+            .map(|q| std::mem::take(&mut q.op))
+            .collect();
+        let closing = || {
+            shared
+                .upgrade()
+                .is_none_or(|w| w.closing.load(Ordering::Relaxed))
+        };
+        let mut results = conn.apply(&ops, &closing).into_iter();
+        let outcomes: Vec<_> = batch
+            .drain(..)
+            .map(|q| {
+                let result = results
+                    .next()
+                    .unwrap_or_else(|| Err(StoreError("not applied".into())))
+                    .map_err(|e| {
+                        tracing::error!("database: {} failed: {}", q.what, e.0);
+                        StoreError(format!("{} failed: {}", q.what, e.0))
+                    });
+                (q.reply, result)
+            })
+            .collect();
         if let Some(w) = shared.upgrade() {
             w.writes.fetch_add(count, Ordering::Relaxed);
             w.commits.fetch_add(1, Ordering::Relaxed);
@@ -232,14 +314,48 @@ fn run(mut conn: Connection, rx: mpsc::Receiver<Queued>, shared: &std::sync::Wea
     }
 }
 
+/// The SQLite writer: the writer's own connection.
+pub(crate) struct SqliteApply(pub(crate) Connection);
+
+impl Apply for SqliteApply {
+    fn apply(&mut self, ops: &[Op], _closing: &dyn Fn() -> bool) -> Vec<Outcome> {
+        apply_sqlite(&mut self.0, ops)
+    }
+}
+
+/// Binds neutral values to a SQLite statement.
+pub(crate) fn sqlite_params(params: &[Value]) -> Vec<rusqlite::types::Value> {
+    params
+        .iter()
+        .map(|v| match v {
+            Value::Null => rusqlite::types::Value::Null,
+            Value::Int(n) => rusqlite::types::Value::Integer(*n),
+            Value::Bool(b) => rusqlite::types::Value::Integer(i64::from(*b)),
+            Value::Text(s) => rusqlite::types::Value::Text(s.clone()),
+            Value::Blob(b) => rusqlite::types::Value::Blob(b.clone()),
+        })
+        .collect()
+}
+
 /// Runs one write inside its own savepoint of the batch's transaction, so
 /// that a failing write is undone alone. The savepoint statements are
 /// prepared once and cached (`Connection::savepoint` parses two statements
 /// for every write).
-fn savepointed(conn: &Connection, op: Op) -> rusqlite::Result<()> {
+fn savepointed(conn: &Connection, op: &Op) -> rusqlite::Result<Vec<Row>> {
     conn.prepare_cached("SAVEPOINT w")?.execute([])?;
-    match op(conn) {
-        Ok(()) => conn.prepare_cached("RELEASE w")?.execute([]).map(drop),
+    let mut rows = Vec::new();
+    let result = op.iter().try_for_each(|stmt| {
+        let mut st = conn.prepare_cached(stmt.sql.sqlite())?;
+        if st.column_count() == 0 {
+            st.execute(rusqlite::params_from_iter(sqlite_params(&stmt.params)))
+                .map(drop)
+        } else {
+            rows.extend(super::sqlite::rows(&mut st, &stmt.params)?);
+            Ok(())
+        }
+    });
+    match result {
+        Ok(()) => conn.prepare_cached("RELEASE w")?.execute([]).map(|_| rows),
         Err(e) => {
             let _ = conn
                 .prepare_cached("ROLLBACK TO w")
@@ -252,38 +368,26 @@ fn savepointed(conn: &Connection, op: Op) -> rusqlite::Result<()> {
     }
 }
 
-/// Applies a batch in one transaction; returns each write's reply and
-/// outcome.
-fn apply(
-    conn: &mut Connection,
-    batch: &mut Vec<Queued>,
-) -> Vec<(Option<Reply>, Result<(), StoreError>)> {
-    let mut outcomes = Vec::with_capacity(batch.len());
+/// Applies a batch in one transaction; returns each write's outcome.
+fn apply_sqlite(conn: &mut Connection, ops: &[Op]) -> Vec<Outcome> {
     let tx = match conn.transaction_with_behavior(TransactionBehavior::Immediate) {
         Ok(tx) => tx,
         Err(e) => {
             tracing::error!("database: cannot begin a transaction: {e}");
-            for q in batch.drain(..) {
-                outcomes.push((
-                    q.reply,
-                    Err(StoreError(format!("cannot begin a transaction: {e}"))),
-                ));
-            }
-            return outcomes;
+            return ops
+                .iter()
+                .map(|_| Err(StoreError(format!("cannot begin a transaction: {e}"))))
+                .collect();
         }
     };
-    for q in batch.drain(..) {
-        let result = savepointed(&tx, q.op);
-        let result = result.map_err(|e| {
-            tracing::error!("database: {} failed: {e}", q.what);
-            StoreError(format!("{} failed: {e}", q.what))
-        });
-        outcomes.push((q.reply, result));
-    }
+    let mut outcomes: Vec<Outcome> = ops
+        .iter()
+        .map(|op| savepointed(&tx, op).map_err(|e| StoreError(e.to_string())))
+        .collect();
     if let Err(e) = tx.commit() {
         tracing::error!("database: commit failed: {e}");
         for o in &mut outcomes {
-            o.1 = Err(StoreError(format!("commit failed: {e}")));
+            *o = Err(StoreError(format!("commit failed: {e}")));
         }
     }
     outcomes

@@ -10,7 +10,14 @@ HTTP listener.
     f.log()                                          # everything it printed
 
 Tests normally get these from the `ferry_factory` fixture.
+
+With FERRY_TEST_STORAGE_URL set (postgres://USER@HOST:PORT/DB of the
+`postgres` peer), every config gets a fresh PostgreSQL database of its own
+as `[storage] url`: the same suites then run against the PostgreSQL backend
+(tests/run.sh core-pg). `stored_bytes()` is what the database holds, for
+checks that a secret is not in it in the clear, whichever the backend.
 """
+import itertools
 import json
 import os
 import re
@@ -55,16 +62,40 @@ def to_toml(sections: dict) -> str:
     return "\n".join(out)
 
 
+_databases = itertools.count(1)
+
+
+def _psql(url, *args):
+    """Runs psql against the server of `url` (its maintenance database)."""
+    m = re.match(r"postgres(?:ql)?://([^@/]+)@([^:/]+):(\d+)/(\w+)", url)
+    if not m:
+        raise ValueError(f"FERRY_TEST_STORAGE_URL: expected postgres://USER@HOST:PORT/DB, got {url!r}")
+    user, host, port, _db = m.groups()
+    return subprocess.run(["psql", "-X", "-q", "-At", "-v", "ON_ERROR_STOP=1", "-h", host, "-p", port,
+                           "-U", user, *args], check=True, capture_output=True, text=True).stdout
+
+
+def fresh_database(base_url):
+    """Creates an empty database next to the one of `base_url`; its URL."""
+    name = f"t{os.getpid()}_{next(_databases)}"
+    _psql(base_url, "-d", "postgres", "-c", f'CREATE DATABASE "{name}"')
+    return base_url.rsplit("/", 1)[0] + "/" + name
+
+
 class FerryConfig:
     """A ferry.toml for the running peers."""
 
     def __init__(self, peers, data_dir, http_port=None, log_level="debug"):
         self.peers = peers
+        self.data_dir = Path(data_dir)
         self.sections = {
             "xmpp": {"host": peers.host, "port": peers.component_port},
             "storage": {"data_dir": str(data_dir)},
             "log": {"level": log_level},
         }
+        base = os.environ.get("FERRY_TEST_STORAGE_URL")
+        if base:
+            self.sections["storage"]["url"] = fresh_database(base)
         if http_port:
             self.sections["http"] = {"listen": f"127.0.0.1:{http_port}",
                                      "public_url": f"http://127.0.0.1:{http_port}"}
@@ -94,6 +125,23 @@ class FerryConfig:
     def update(self, section, **keys):
         self.sections.setdefault(section, {}).update(keys)
         return self
+
+    @property
+    def storage_url(self):
+        """The PostgreSQL URL, or None with SQLite files."""
+        return self.sections["storage"].get("url")
+
+    def stored_bytes(self, bridge="test") -> bytes:
+        """Everything stored for a bridge: its SQLite file, or the secrets
+        and values of its PostgreSQL schema."""
+        url = self.storage_url
+        if not url:
+            return (self.data_dir / f"{bridge}.db").read_bytes()
+        schema = f"ferry_{bridge}"
+        out = _psql(url, "-d", url.rsplit("/", 1)[1], "-c",
+                    f"SELECT encode(secret, 'hex') FROM {schema}.users "
+                    f"UNION ALL SELECT encode(value, 'hex') FROM {schema}.kv")
+        return b"".join(bytes.fromhex(line) for line in out.split())
 
     def domain(self, bridge="test") -> str:
         return self.sections[bridge]["domain"]
