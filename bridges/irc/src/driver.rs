@@ -4,15 +4,17 @@
 //! reconnects with backoff when the server goes away. Also the caps on the
 //! number of connections.
 
+use std::cell::RefCell;
 use std::collections::{HashMap, VecDeque};
 use std::future::Future;
 use std::net::IpAddr;
 use std::pin::Pin;
 use std::sync::{Arc, Mutex};
+use std::task::Poll;
 use std::time::{Duration, Instant};
 
 use ferry_bridge::{EventSink, HostPolicy};
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::io::{AsyncWriteExt, ReadBuf};
 use tokio::sync::mpsc;
 
 use crate::conn::{Conn, Down, Phase, Request};
@@ -149,6 +151,37 @@ fn jitter(d: Duration) -> Duration {
     d.mul_f64(factor)
 }
 
+/// How much one read takes from a socket at most.
+const READ_CHUNK: usize = 8 * 1024;
+
+thread_local! {
+    /// The buffer reads land in, one per worker thread: a connection keeps
+    /// only the unfinished end of a line between reads (usually nothing),
+    /// not a read buffer of its own.
+    static READ_BUF: RefCell<Box<[u8]>> = RefCell::new(vec![0; READ_CHUNK].into_boxed_slice());
+}
+
+/// Reads what the server sent and appends it to `rbuf`; how many bytes
+/// (0: closed).
+fn read_shared<'a>(
+    io: &'a mut dyn Io,
+    rbuf: &'a mut Vec<u8>,
+) -> impl Future<Output = std::io::Result<usize>> + 'a {
+    std::future::poll_fn(move |cx| {
+        READ_BUF.with_borrow_mut(|buf| {
+            let mut read = ReadBuf::new(buf);
+            match Pin::new(&mut *io).poll_read(cx, &mut read) {
+                Poll::Ready(Ok(())) => {
+                    rbuf.extend_from_slice(read.filled());
+                    Poll::Ready(Ok(read.filled().len()))
+                }
+                Poll::Ready(Err(e)) => Poll::Ready(Err(e)),
+                Poll::Pending => Poll::Pending,
+            }
+        })
+    })
+}
+
 /// Runs a connection until it ends (quit, idle, fatal error, or the
 /// session dropped its sender).
 pub async fn run(mut conn: Conn, mut rx: mpsc::Receiver<Request>, sink: EventSink, env: DriverEnv) {
@@ -210,7 +243,8 @@ pub async fn run(mut conn: Conn, mut rx: mpsc::Receiver<Request>, sink: EventSin
             && let Some(stream) = io.as_mut()
         {
             match tokio::time::timeout(WRITE_TIMEOUT, stream.write_all(&wbuf)).await {
-                Ok(Ok(())) => {}
+                // Nothing kept between writes.
+                Ok(Ok(())) => wbuf = Vec::new(),
                 Ok(Err(e)) => lost = Some(e.to_string()),
                 Err(_) => lost = Some("write timed out".into()),
             }
@@ -275,10 +309,7 @@ pub async fn run(mut conn: Conn, mut rx: mpsc::Receiver<Request>, sink: EventSin
             biased;
             r = async {
                 match io.as_mut() {
-                    Some(s) => {
-                        rbuf.reserve(2048);
-                        s.read_buf(&mut rbuf).await
-                    }
+                    Some(s) => read_shared(s.as_mut(), &mut rbuf).await,
                     None => std::future::pending().await,
                 }
             } => {
@@ -318,8 +349,9 @@ pub async fn run(mut conn: Conn, mut rx: mpsc::Receiver<Request>, sink: EventSin
                             tracing::warn!("dropping an over-long line from the IRC server");
                             rbuf.clear();
                         }
-                        if rbuf.capacity() > 4 * MAX_READ_LINE {
-                            rbuf.shrink_to(4096);
+                        if rbuf.is_empty() {
+                            // Most reads end on a line's end: nothing to keep.
+                            rbuf = Vec::new();
                         }
                         if conn.phase() == Phase::Ready && ready_since.is_none() {
                             ready_since = Some(now);

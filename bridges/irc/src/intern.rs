@@ -2,11 +2,13 @@
 //! channel members: nicknames (as spelled and folded), idents, hosts,
 //! accounts, away messages and status modes.
 //!
-//! Each Ferry user has a connection of their own, and each connection
-//! tracks every member of its channels: with 200 users in one channel the
-//! same 200 nicknames were held 200 times over, in a few small heap blocks
-//! per member each. Interned, a member costs a connection a handful of
-//! pointers; the text exists once in the process.
+//! Each Ferry user has a connection of their own: with 200 users in one
+//! channel the same 200 nicknames were held 200 times over, in a few small
+//! heap blocks per member each. Interned, the text exists once in the
+//! process (the members themselves are shared per channel, see
+//! [`crate::conn::members`]; names that are not members yet, a NAMES list
+//! being received, and variants of a member while connections disagree
+//! share the strings too).
 //!
 //! The table keeps a string while anything else holds it: whenever it has
 //! doubled since the last sweep, it forgets the strings only it still holds.

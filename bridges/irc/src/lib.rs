@@ -74,6 +74,9 @@ pub struct Shared {
     /// The servers connections may go to (the operator's policy; the
     /// `fixed_server` is always allowed).
     pub hosts: Arc<HostPolicy>,
+    /// Channel members, one table per (server, channel) shared by every
+    /// connection in it.
+    pub members: crate::conn::MemberTables,
 }
 
 /// The IRC network bridge.
@@ -107,6 +110,7 @@ pub fn build(config: Config, setup: BridgeSetup) -> Result<Arc<dyn Network>, Str
         identd,
         version: format!("Ferry {} (XMPP gateway)", env!("CARGO_PKG_VERSION")),
         domain: setup.domain,
+        members: Default::default(),
         config,
     };
     Ok(Arc::new(IrcNetwork::new(shared)))

@@ -189,6 +189,7 @@ impl IrcSession {
             down: self.down.clone(),
             user: self.user.as_str().to_owned(),
             closing: closing.clone(),
+            members: self.shared.members.clone(),
         };
         let now = Instant::now();
         let mut conn = Conn::new(settings, env, &nick, now);
@@ -827,6 +828,7 @@ pub async fn probe_login(
         down: Arc::new(Mutex::new(BTreeSet::new())),
         user: user.as_str().to_owned(),
         closing: Default::default(),
+        members: shared.members.clone(),
     };
     let nick = defaults
         .nick

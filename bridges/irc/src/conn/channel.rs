@@ -16,6 +16,7 @@ use std::sync::Arc;
 use ferry_bridge::{Affiliation, HistoryPolicy, Role, RoomId, Subject};
 
 use super::isupport::Isupport;
+use super::members::{MemberTables, MemberView};
 use crate::intern::{intern, intern_opt};
 
 /// A channel member. Every connection to a server sees the same members:
@@ -66,7 +67,7 @@ pub enum ChanState {
 }
 
 /// A channel of the connection.
-#[derive(Clone, Debug)]
+#[derive(Debug)]
 pub struct Channel {
     /// Name as the server spells it.
     pub name: String,
@@ -84,8 +85,9 @@ pub struct Channel {
     pub persistent: bool,
     /// Archive settings.
     pub history: HistoryPolicy,
-    /// Members by folded nickname.
-    pub members: Members,
+    /// Members by folded nickname, as this connection sees them (the
+    /// records are shared with the other connections in the channel).
+    pub members: MemberView,
     /// NAMES being received (replaces `members` at 366).
     pub names: Option<Members>,
     /// Topic.
@@ -95,8 +97,9 @@ pub struct Channel {
 }
 
 impl Channel {
-    /// A channel to join.
-    pub fn new(name: &str, room: RoomId, key: Option<String>) -> Self {
+    /// A channel to join, its members kept in `tables`.
+    pub fn new(name: &str, room: RoomId, key: Option<String>, tables: &MemberTables) -> Self {
+        let members = tables.view(room.as_str());
         Self {
             name: name.to_owned(),
             room,
@@ -106,7 +109,7 @@ impl Channel {
             xmpp: true,
             persistent: false,
             history: HistoryPolicy::default(),
-            members: HashMap::new(),
+            members,
             names: None,
             topic: Subject::default(),
             leaving: false,

@@ -483,7 +483,7 @@ impl Conn {
         let Some(m) = ch.members.get(nick_folded) else {
             return;
         };
-        let occupant = self.occupant_of(m);
+        let occupant = self.occupant_of(&m);
         let room = ch.room.clone();
         self.emit(Event::Occupant { room, occupant });
     }
@@ -513,7 +513,12 @@ impl Conn {
         let Some(ch) = self.channels.get(key) else {
             return;
         };
-        let occupants: Vec<Occupant> = ch.members.values().map(|m| self.occupant_of(m)).collect();
+        let occupants: Vec<Occupant> = ch
+            .members
+            .all()
+            .iter()
+            .map(|m| self.occupant_of(m))
+            .collect();
         let subject = ch.topic.clone();
         let nick = self.nick.clone();
         self.emit(Event::RoomJoined {
@@ -548,7 +553,7 @@ impl Conn {
                     // Joined without a request of ours (a raw JOIN, a
                     // server-side join): keep it, and tell the user.
                     let room = self.env.addresses.room_id(&self.settings.server, &name);
-                    let mut ch = Channel::new(&name, room.clone(), None);
+                    let mut ch = Channel::new(&name, room.clone(), None, &self.env.members);
                     ch.state = ChanState::Joined;
                     ch.xmpp = false;
                     ch.persistent = true;
@@ -772,12 +777,13 @@ impl Conn {
         let mut changed = Vec::new();
         let (new_shared, new_key_shared) = (intern(&new), intern(&new_key));
         for ch in self.channels.values_mut() {
-            if let Some(mut m) = ch.members.remove(old_key.as_str()) {
-                m.nick = Arc::clone(&new_shared);
-                ch.members.insert(Arc::clone(&new_key_shared), m);
-                if ch.synced {
-                    changed.push(ch.room.clone());
-                }
+            let renamed = ch.members.rename(
+                old_key.as_str(),
+                Arc::clone(&new_key_shared),
+                Arc::clone(&new_shared),
+            );
+            if renamed && ch.synced {
+                changed.push(ch.room.clone());
             }
         }
         for room in changed {
@@ -819,11 +825,12 @@ impl Conn {
             }
             let Some(p) = param else { continue };
             let pk = fold.fold(p);
-            if let Some(m) = ch.members.get_mut(pk.as_str()) {
-                m.set_mode(*mode, *adding);
-                if !touched.contains(&pk) {
-                    touched.push(pk);
-                }
+            let present = ch
+                .members
+                .update(pk.as_str(), |m| m.set_mode(*mode, *adding))
+                .is_some();
+            if present && !touched.contains(&pk) {
+                touched.push(pk);
             }
         }
         let synced = ch.synced;
@@ -928,25 +935,28 @@ impl Conn {
             for (k, m) in names.iter_mut() {
                 if let Some(old) = ch.members.get(k) {
                     if m.account.is_none() {
-                        m.account = old.account.clone();
+                        m.account = old.account;
                     }
                     if m.away.is_none() {
-                        m.away = old.away.clone();
+                        m.away = old.away;
                     }
                 }
             }
-            ch.members = names;
+            ch.members.replace(names);
         }
         if ch.synced {
             return;
         }
         ch.synced = true;
         let me = self.isupport.casemapping.fold(&self.nick);
-        if let std::collections::hash_map::Entry::Vacant(e) = ch.members.entry(intern(&me)) {
-            e.insert(Member {
-                nick: intern(&self.nick),
-                ..Member::default()
-            });
+        if !ch.members.contains(&me) {
+            ch.members.insert(
+                intern(&me),
+                Member {
+                    nick: intern(&self.nick),
+                    ..Member::default()
+                },
+            );
         }
         if ch.xmpp {
             self.emit_room_joined(&key);
@@ -990,10 +1000,11 @@ impl Conn {
         let nick_key = self.fold(&nick);
         let mut touched = Vec::new();
         for (key, ch) in self.channels.iter_mut() {
-            if let Some(m) = ch.members.get_mut(nick_key.as_str())
-                && m.away != away_shared
+            if ch
+                .members
+                .update(nick_key.as_str(), |m| m.away = away_shared.clone())
+                == Some(true)
             {
-                m.away = away_shared.clone();
                 touched.push(key.clone());
             }
         }
@@ -1023,8 +1034,11 @@ impl Conn {
             .map(|a| intern(a));
         let mut touched = Vec::new();
         for (key, ch) in self.channels.iter_mut() {
-            if let Some(m) = ch.members.get_mut(nick_key.as_str()) {
-                m.account = account.clone();
+            if ch
+                .members
+                .update(nick_key.as_str(), |m| m.account = account.clone())
+                .is_some()
+            {
                 touched.push(key.clone());
             }
         }
@@ -1038,10 +1052,10 @@ impl Conn {
         let (user, host) = (msg.param(0).to_owned(), msg.param(1).to_owned());
         let nick_key = self.fold(&nick);
         for ch in self.channels.values_mut() {
-            if let Some(m) = ch.members.get_mut(nick_key.as_str()) {
+            ch.members.update(nick_key.as_str(), |m| {
                 m.user = Some(intern(&user));
                 m.host = Some(intern(&host));
-            }
+            });
         }
         if self.is_me(&nick)
             && let Some(me) = self.me.as_mut()
@@ -1127,7 +1141,7 @@ impl Conn {
                 let still_there = self
                     .channels
                     .values()
-                    .any(|c| c.room == *room && c.members.contains_key(peer_key.as_str()));
+                    .any(|c| c.room == *room && c.members.contains(peer_key.as_str()));
                 if still_there {
                     Address::Occupant {
                         room: room.clone(),

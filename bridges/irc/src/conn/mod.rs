@@ -12,6 +12,7 @@
 pub mod channel;
 mod incoming;
 pub mod isupport;
+pub mod members;
 mod outgoing;
 mod registration;
 mod requests;
@@ -37,6 +38,7 @@ use crate::transport::ConnectError;
 
 pub use channel::{ChanState, Channel, Member};
 pub use isupport::Isupport;
+pub use members::MemberTables;
 
 /// How the session is answered.
 pub type Reply = oneshot::Sender<Result<Outcome, BridgeError>>;
@@ -342,6 +344,9 @@ pub struct ConnEnv {
     /// Set once the connection quits: the session opens a new one (after
     /// this one is gone) for what needs the server.
     pub closing: Arc<AtomicBool>,
+    /// The channels' member tables, shared by every connection of the
+    /// bridge.
+    pub members: members::MemberTables,
 }
 
 /// A reply waiting for the server.
@@ -480,7 +485,8 @@ pub struct Conn {
     motd_shown: bool,
     monitor: BTreeSet<String>,
     pm_routes: HashMap<String, Address>,
-    recent: VecDeque<(String, String)>,
+    /// The last messages' ids and authors (folded), oldest first.
+    recent: VecDeque<(Arc<str>, Arc<str>)>,
     reactions: HashMap<(String, String), Vec<String>>,
     own_reactions: HashMap<String, Vec<String>>,
     typing_sent: HashMap<String, Instant>,
@@ -797,22 +803,27 @@ impl Conn {
         );
     }
 
+    /// Notes who wrote a message. Every connection in a channel receives
+    /// the same ids and nicks: both are interned, so that a connection's
+    /// list costs it two pointers per message.
     fn remember_message(&mut self, msgid: &str, nick: &str) {
-        self.recent.push_back((msgid.to_owned(), self.fold(nick)));
-        while self.recent.len() > RECENT_MESSAGES {
+        while self.recent.len() >= RECENT_MESSAGES {
             if let Some((old, _)) = self.recent.pop_front() {
-                self.reactions.retain(|(m, _), _| *m != old);
-                self.own_reactions.remove(&old);
+                self.reactions.retain(|(m, _), _| **m != *old);
+                self.own_reactions.remove(&*old);
             }
         }
+        let author = crate::intern::intern(&self.fold(nick));
+        self.recent
+            .push_back((crate::intern::intern(msgid), author));
     }
 
     fn author_of(&self, msgid: &str) -> Option<&str> {
         self.recent
             .iter()
             .rev()
-            .find(|(m, _)| m == msgid)
-            .map(|(_, n)| n.as_str())
+            .find(|(m, _)| &**m == msgid)
+            .map(|(_, n)| &**n)
     }
 
     fn set_down(&mut self, down: bool) {

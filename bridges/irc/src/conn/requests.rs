@@ -63,7 +63,7 @@ impl Conn {
                         }
                     }
                     None => {
-                        let mut ch = Channel::new(&channel, room, key);
+                        let mut ch = Channel::new(&channel, room, key, &self.env.members);
                         ch.history = history;
                         ch.persistent = persistent;
                         self.channels.insert(k, ch);
@@ -316,7 +316,7 @@ impl Conn {
                         .channels
                         .get(&self.fold(&wire))
                         .and_then(|c| c.members.get(self.fold(&nick).as_str()))
-                        .and_then(|m| m.host.clone());
+                        .and_then(|m| m.host);
                     let mask = match host {
                         Some(h) => format!("*!*@{h}"),
                         None => format!("{nick}!*@*"),

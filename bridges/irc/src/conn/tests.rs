@@ -37,6 +37,71 @@ fn settings(opts: ServerOptions) -> ConnSettings {
 
 impl Sm {
     fn new(opts: ServerOptions) -> Sm {
+        Sm::build(opts, "me", MemberTables::default())
+    }
+
+    /// A registered connection as `nick` whose channels' members are kept
+    /// in `tables` (shared with other connections of the test).
+    fn sharing(nick: &str, tables: &MemberTables) -> Sm {
+        let mut sm = Sm::build(ServerOptions::default(), nick, tables.clone());
+        sm.conn.on_connected("irc.x", 6667, false, None, sm.now);
+        sm.feed(":irc.x CAP * LS :away-notify multi-prefix");
+        sm.feed(&format!(":irc.x CAP {nick} ACK :away-notify multi-prefix"));
+        sm.feed(&format!(":irc.x 001 {nick} :Welcome {nick}!~u@host.x"));
+        sm.feed(&format!(
+            ":irc.x 005 {nick} CHANTYPES=# PREFIX=(qaohv)~&@%+ CASEMAPPING=rfc1459 :are supported"
+        ));
+        sm.feed(&format!(":irc.x 422 {nick} :No MOTD"));
+        sm.take_lines();
+        sm.take_events();
+        sm
+    }
+
+    /// Joins `chan`, whose NAMES list is `names`.
+    fn join_with(&mut self, chan: &str, names: &str) -> RoomId {
+        let nick = self.conn.nick().to_owned();
+        let room = RoomId::new(format!("{}%irc.x", chan.to_ascii_lowercase()));
+        self.req(Request::Join {
+            channel: chan.into(),
+            room: room.clone(),
+            nick: nick.clone(),
+            key: None,
+            history: HistoryPolicy::default(),
+            persistent: false,
+        });
+        self.feed(&format!(":{nick}!~u@host.x JOIN {chan}"));
+        self.feed(&format!(":irc.x 353 {nick} = {chan} :{names}"));
+        self.feed(&format!(":irc.x 366 {nick} {chan} :End"));
+        self.take_lines();
+        room
+    }
+
+    /// The members of `chan` this connection sees: nick and modes, sorted.
+    fn members(&self, chan: &str) -> Vec<String> {
+        let mut v: Vec<String> = self
+            .conn
+            .channels
+            .get(chan)
+            .map(|c| c.members.all())
+            .unwrap_or_default()
+            .iter()
+            .map(|m| {
+                format!(
+                    "{}{}",
+                    m.nick,
+                    if m.modes.is_empty() {
+                        String::new()
+                    } else {
+                        format!("+{}", m.modes)
+                    }
+                )
+            })
+            .collect();
+        v.sort();
+        v
+    }
+
+    fn build(opts: ServerOptions, nick: &str, members: MemberTables) -> Sm {
         let traits = TraitsRegistry::default();
         let env = ConnEnv {
             addresses: IrcAddresses::new(None, traits.clone()),
@@ -47,10 +112,11 @@ impl Sm {
             down: Arc::new(Mutex::new(BTreeSet::new())),
             user: "alice@localhost".into(),
             closing: Default::default(),
+            members,
         };
         let now = Instant::now();
         Sm {
-            conn: Conn::new(settings(opts), env, "me", now),
+            conn: Conn::new(settings(opts), env, nick, now),
             now,
             lines: vec![],
             events: vec![],
@@ -965,4 +1031,134 @@ fn the_users_requests_are_urgent_housekeeping_is_not() {
             }
             .is_urgent()
     );
+}
+
+/// The occupant `nick` of the last `Event::Occupant` about it in `events`.
+fn occupant<'e>(events: &'e [Event], nick: &str) -> Option<&'e ferry_bridge::Occupant> {
+    events.iter().rev().find_map(|e| match e {
+        Event::Occupant { occupant, .. } if occupant.nick == nick => Some(occupant),
+        _ => None,
+    })
+}
+
+#[test]
+fn connections_in_one_channel_share_members_but_not_their_views() {
+    use ferry_bridge::{Role, Show};
+    let tables = MemberTables::default();
+    let mut a = Sm::sharing("alice", &tables);
+    a.join_with("#c", "alice bob carol");
+    a.take_events();
+    // Alice's connection reads bob's PART before bridget's joins.
+    a.feed(":bob!u@h PART #c :bye");
+    a.feed(":bridget!u@h JOIN #c");
+    let mut b = Sm::sharing("bridget", &tables);
+    b.join_with("#c", "alice bridget carol");
+    let ev = b.take_events();
+    let Some(Event::RoomJoined { occupants, .. }) = ev.first() else {
+        panic!("{ev:?}")
+    };
+    let mut nicks: Vec<&str> = occupants.iter().map(|o| o.nick.as_str()).collect();
+    nicks.sort();
+    assert_eq!(
+        nicks,
+        ["alice", "bridget", "carol"],
+        "bob parted before bridget came"
+    );
+    assert_eq!(a.members("#c"), ["alice", "bridget", "carol"]);
+    assert_eq!(tables.live(), 1, "one table for the channel");
+
+    // carol is opped: alice's connection has read it, bridget's not yet.
+    a.feed(":alice!u@h MODE #c +o carol");
+    assert_eq!(
+        occupant(&a.take_events(), "carol").map(|o| o.role),
+        Some(Role::Moderator)
+    );
+    b.feed(":carol!u@h AWAY :lunch");
+    let ev = b.take_events();
+    let seen = occupant(&ev, "carol").expect("carol's away");
+    assert_eq!(
+        seen.role,
+        Role::Participant,
+        "bridget has not seen the MODE"
+    );
+    assert_eq!(seen.presence.show, Show::Away);
+    assert_eq!(a.members("#c"), ["alice", "bridget", "carol+o"]);
+    assert_eq!(b.members("#c"), ["alice", "bridget", "carol"]);
+    // And the away is bridget's alone until alice's connection reads it.
+    a.feed(":dave!u@h JOIN #c");
+    a.feed(":dave!u@h PART #c");
+    a.feed(":carol!u@h NICK carla");
+    assert_eq!(a.members("#c"), ["alice", "bridget", "carla+o"]);
+    assert_eq!(b.members("#c"), ["alice", "bridget", "carol"]);
+    assert_eq!(
+        a.conn.channels["#c"]
+            .members
+            .get("carla")
+            .and_then(|m| m.away),
+        None
+    );
+    b.feed(":alice!u@h MODE #c +o carol");
+    b.feed(":dave!u@h JOIN #c");
+    b.feed(":dave!u@h PART #c");
+    b.feed(":carol!u@h NICK carla");
+    assert_eq!(b.members("#c"), ["alice", "bridget", "carla+o"]);
+    assert_eq!(
+        b.conn.channels["#c"]
+            .members
+            .get("carla")
+            .and_then(|m| m.away)
+            .as_deref(),
+        Some("lunch")
+    );
+
+    // Alice leaves: her view goes, bridget's stays until her connection
+    // reads the PART.
+    a.req(Request::Leave {
+        channel: "#c".into(),
+        reason: None,
+    });
+    a.feed(":alice!u@h PART #c");
+    assert!(a.members("#c").is_empty());
+    assert_eq!(b.members("#c"), ["alice", "bridget", "carla+o"]);
+    b.feed(":alice!u@h PART #c");
+    assert_eq!(b.members("#c"), ["bridget", "carla+o"]);
+    // Back in, alice sees what the server tells her now, not what she had.
+    a.join_with("#c", "alice bridget @carla");
+    assert_eq!(a.members("#c"), ["alice", "bridget", "carla+o"]);
+    drop(a);
+    assert_eq!(b.members("#c"), ["bridget", "carla+o"]);
+    drop(b);
+    assert_eq!(tables.live(), 0, "the table goes with its last connection");
+}
+
+#[test]
+fn modes_of_each_connection_stay_its_own() {
+    use ferry_bridge::{Affiliation, Role};
+    let tables = MemberTables::default();
+    let mut a = Sm::sharing("alice", &tables);
+    let mut b = Sm::sharing("bridget", &tables);
+    a.join_with("#c", "@alice bridget");
+    b.join_with("#c", "@alice bridget");
+    a.take_events();
+    b.take_events();
+    // Alice gives bridget voice and takes her own op; only alice's
+    // connection has read it.
+    a.feed(":alice!u@h MODE #c +v-o bridget alice");
+    let ev = a.take_events();
+    assert_eq!(
+        occupant(&ev, "bridget").map(|o| o.role),
+        Some(Role::Participant)
+    );
+    assert_eq!(
+        occupant(&ev, "alice").map(|o| o.affiliation),
+        Some(Affiliation::None)
+    );
+    assert_eq!(a.members("#c"), ["alice", "bridget+v"]);
+    assert_eq!(b.members("#c"), ["alice+o", "bridget"]);
+    // bridget's connection reconnects meanwhile: it forgets the channel's
+    // members, alice's do not change.
+    b.conn.on_disconnected("gone", b.now);
+    b.pump();
+    assert!(b.members("#c").is_empty());
+    assert_eq!(a.members("#c"), ["alice", "bridget+v"]);
 }
