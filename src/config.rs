@@ -110,6 +110,9 @@ pub struct StorageConfig {
     /// `postgres://…`: the bridges' state in PostgreSQL instead of SQLite
     /// files.
     pub url: Option<String>,
+    /// PEM file of CA certificates trusted, besides the system's, for TLS
+    /// to the PostgreSQL server of `url`.
+    pub ca_file: Option<PathBuf>,
 }
 
 /// `[cluster]`: this instance among several that share one database and
@@ -240,6 +243,7 @@ impl Config {
             Some(url) => crate::store::Location::Postgres {
                 url: url.clone(),
                 bridge: bridge.to_owned(),
+                ca_file: self.storage.ca_file.clone(),
             },
             None => crate::store::Location::Sqlite(self.database_path(bridge)),
         }
@@ -315,6 +319,7 @@ struct StorageRaw {
     data_dir: PathBuf,
     key_file: Option<PathBuf>,
     url: Option<String>,
+    ca_file: Option<PathBuf>,
 }
 
 #[derive(Deserialize)]
@@ -523,7 +528,7 @@ fn plain_type(expected: &str) -> String {
 /// The keys of each core section.
 const CORE_SECTIONS: &[(&str, &[&str])] = &[
     ("xmpp", &["host", "port", "keepalive", "keepalive_timeout"]),
-    ("storage", &["data_dir", "key_file", "url"]),
+    ("storage", &["data_dir", "key_file", "url", "ca_file"]),
     ("access", &["users", "admins"]),
     (
         "http",
@@ -575,6 +580,7 @@ pub fn load(
             .unwrap_or_else(|| raw.data_dir.join("ferry.key")),
         data_dir: raw.data_dir,
         url: raw.url.filter(|u| !u.trim().is_empty()),
+        ca_file: raw.ca_file.filter(|p| !p.as_os_str().is_empty()),
     });
     let access = section::<AccessRaw>(&mut problems, "access");
     let http = section::<HttpRaw>(&mut problems, "http").and_then(|raw| http(&mut problems, raw));
@@ -697,6 +703,11 @@ pub fn load(
                 crate::store::postgres::redacted(url)
             ),
         );
+    }
+    if let Some(ca_file) = storage.as_ref().and_then(|s| s.ca_file.as_deref())
+        && let Err(e) = crate::store::pg_tls::read_ca_file(ca_file)
+    {
+        problems.push("storage.ca_file", format!("[storage] ca_file: {e}"));
     }
 
     let mut bridges = Vec::new();
@@ -1354,6 +1365,42 @@ mod tests {
             .load(&[("FERRY_TEST__SECRET", "0012345")])
             .expect("valid");
         assert_eq!(c.bridges[0].secret.expose(), "0012345");
+    }
+
+    #[test]
+    fn storage_ca_file_is_read_and_checked() {
+        let case = Case::new("");
+        let write = |extra: &str| {
+            std::fs::write(
+                case.path(),
+                format!(
+                    "[storage]\ndata_dir = \"{}\"\nurl = \"postgres://f:pw@db.example.org/ferry?sslmode=require\"\n{extra}{MINIMAL}",
+                    case.dir.path().display()
+                ),
+            )
+            .expect("write");
+        };
+        write("");
+        assert_eq!(case.load(&[]).expect("valid").storage.ca_file, None);
+        let missing = case.dir.path().join("missing.pem");
+        write(&format!("ca_file = \"{}\"\n", missing.display()));
+        let problems = case.problems(&[]);
+        assert!(
+            problems
+                .iter()
+                .any(|p| p.contains("[storage] ca_file: cannot read") && p.contains("missing.pem")),
+            "{problems:?}"
+        );
+        let not_pem = case.dir.path().join("not.pem");
+        std::fs::write(&not_pem, "just text\n").expect("write");
+        write(&format!("ca_file = \"{}\"\n", not_pem.display()));
+        let problems = case.problems(&[]);
+        assert!(
+            problems.iter().any(|p| p.contains("[storage] ca_file:")
+                && p.contains("holds no PEM certificate")),
+            "{problems:?}"
+        );
+        assert!(!problems.iter().any(|p| p.contains("pw")), "{problems:?}");
     }
 
     #[test]

@@ -266,6 +266,7 @@ mod tests {
             let location = Location::Postgres {
                 url: crate::store::tests::test_pg_url(),
                 bridge: crate::store::tests::unique_bridge("d"),
+                ca_file: None,
             };
             Db {
                 _dir: dir,
@@ -281,7 +282,7 @@ mod tests {
 
     impl Drop for Db {
         fn drop(&mut self) {
-            if let Location::Postgres { url, bridge } = &self.location {
+            if let Location::Postgres { url, bridge, .. } = &self.location {
                 crate::store::postgres::drop_schema(url, bridge);
             }
         }

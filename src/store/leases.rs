@@ -297,6 +297,7 @@ mod tests {
         Location::Postgres {
             url: test_pg_url(),
             bridge: unique_bridge("lease"),
+            ca_file: None,
         }
     }
 

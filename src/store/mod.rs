@@ -24,6 +24,7 @@
 pub mod crypto;
 mod deliveries;
 mod leases;
+pub(crate) mod pg_tls;
 pub mod postgres;
 mod schema;
 pub(crate) mod sql;
@@ -148,6 +149,9 @@ pub enum Location {
         url: String,
         /// The bridge's name (its config section).
         bridge: String,
+        /// `[storage] ca_file`: CA certificates trusted besides the
+        /// system's for TLS to the server.
+        ca_file: Option<PathBuf>,
     },
 }
 
@@ -155,7 +159,7 @@ impl fmt::Display for Location {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
             Location::Sqlite(path) => write!(f, "{}", path.display()),
-            Location::Postgres { url, bridge } => {
+            Location::Postgres { url, bridge, .. } => {
                 write!(
                     f,
                     "{} (schema {})",
@@ -265,8 +269,12 @@ impl Store {
                     .unwrap_or_default();
                 (apply, Reads::Sqlite(readers), name)
             }
-            Location::Postgres { url, bridge } => {
-                let (apply, pg) = postgres::open(url, bridge, version)?;
+            Location::Postgres {
+                url,
+                bridge,
+                ca_file,
+            } => {
+                let (apply, pg) = postgres::open(url, ca_file.as_deref(), bridge, version)?;
                 (apply, Reads::Postgres(pg), bridge.clone())
             }
         };

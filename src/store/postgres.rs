@@ -31,8 +31,10 @@ use std::time::{Duration, Instant};
 
 use deadpool_postgres::{Manager, ManagerConfig, Object, Pool, RecyclingMethod};
 use ferry_bridge::StoreError;
+use tokio_postgres::Config;
+#[cfg(test)]
+use tokio_postgres::NoTls;
 use tokio_postgres::types::{IsNull, ToSql, Type, to_sql_checked};
-use tokio_postgres::{Config, NoTls};
 
 use super::schema;
 use super::sql::{Row, Stmt, Value};
@@ -140,6 +142,7 @@ pub(super) struct Pg {
 /// Opens a bridge's schema (creating and migrating it to `version`).
 pub(super) fn open(
     url: &str,
+    ca_file: Option<&std::path::Path>,
     bridge: &str,
     version: usize,
 ) -> Result<(Box<dyn Apply>, Pg), StoreError> {
@@ -158,9 +161,11 @@ pub(super) fn open(
     if config.get_application_name().is_none() {
         config.application_name("ferry");
     }
+    let tls = super::pg_tls::connector(ca_file)
+        .map_err(|e| StoreError(format!("[storage] ca_file: {e}")))?;
     let manager = Manager::from_config(
         config,
-        NoTls,
+        tls,
         ManagerConfig {
             recycling_method: RecyclingMethod::Fast,
         },
@@ -177,9 +182,15 @@ pub(super) fn open(
     let s = schema.clone();
     let from = run(async move {
         let mut client = p.get().await.map_err(|e| {
+            let why = chain(&e);
+            let hint = if why.contains("certificate") {
+                " (is the server's CA among the system's or in [storage] ca_file, \
+                 and its certificate issued for this host name?)"
+            } else {
+                ""
+            };
             StoreError(format!(
-                "cannot connect to PostgreSQL at {where_}: {}",
-                chain(&e)
+                "cannot connect to PostgreSQL at {where_}: {why}{hint}"
             ))
         })?;
         migrate(&mut client, &s, version)

@@ -98,6 +98,7 @@ impl Fixture {
         let location = Location::Postgres {
             url: test_pg_url(),
             bridge: unique_bridge("t"),
+            ca_file: None,
         };
         Fixture { dir, key, location }
     }
@@ -144,7 +145,7 @@ impl Fixture {
 
 impl Drop for Fixture {
     fn drop(&mut self) {
-        if let Location::Postgres { url, bridge } = &self.location {
+        if let Location::Postgres { url, bridge, .. } = &self.location {
             postgres::drop_schema(url, bridge);
         }
     }
@@ -953,8 +954,12 @@ fn postgres_going_away_and_back_loses_nothing() {
     let mut f = Fixture::postgres();
     let bridge = unique_bridge("outage");
     f.location = Location::Postgres {
-        url: format!("postgres://{user}@127.0.0.1:{}/{db}", relay.port),
+        url: format!(
+            "postgres://{user}@127.0.0.1:{}/{db}?sslmode=disable",
+            relay.port
+        ),
         bridge: bridge.clone(),
+        ca_file: None,
     };
     let store = f.open();
     store
@@ -1045,7 +1050,7 @@ fn postgres_migrates_from_version_1_and_refuses_a_newer_schema() {
             .is_some_and(|p| p.settled && p.receipt)
     );
     drop(store);
-    let Location::Postgres { url, bridge } = &f.location else {
+    let Location::Postgres { url, bridge, .. } = &f.location else {
         unreachable!("a PostgreSQL fixture")
     };
     let (url, schema) = (url.clone(), postgres::schema_name(bridge));
@@ -1092,4 +1097,128 @@ fn a_write_returns_the_rows_it_asks_for(f: Fixture) {
         store.kv(KvScope::Bridge).get("owner").expect("get"),
         Some(b"a".to_vec())
     );
+}
+
+/// The test peer's URL with `sslmode=require` (the peer serves TLS with a
+/// certificate of its own CA, `FERRY_TEST_PG_CA`).
+fn test_pg_url_requiring_tls() -> String {
+    let url = test_pg_url();
+    match url.find("sslmode=") {
+        Some(at) => {
+            let end = url[at..].find('&').map_or(url.len(), |e| at + e);
+            format!("{}sslmode=require{}", &url[..at], &url[end..])
+        }
+        None if url.contains('?') => format!("{url}&sslmode=require"),
+        None => format!("{url}?sslmode=require"),
+    }
+}
+
+fn test_pg_ca() -> PathBuf {
+    match std::env::var("FERRY_TEST_PG_CA") {
+        Ok(v) if !v.is_empty() => PathBuf::from(v),
+        _ => {
+            panic!("FERRY_TEST_PG_CA is not set: start the postgres peer and source its peers.env")
+        }
+    }
+}
+
+/// A fixture on the test peer over TLS (`sslmode=require`).
+fn tls_fixture(url: String, ca_file: Option<PathBuf>) -> Fixture {
+    let mut f = Fixture::postgres();
+    let Location::Postgres { bridge, .. } = &f.location else {
+        unreachable!("a PostgreSQL fixture")
+    };
+    f.location = Location::Postgres {
+        url,
+        bridge: bridge.clone(),
+        ca_file,
+    };
+    f
+}
+
+/// Opening a store that must fail: its error message.
+fn open_error(f: &Fixture) -> String {
+    match Store::open_at(&f.location, f.key.clone()) {
+        Ok(_) => panic!("{} opened", f.location),
+        Err(e) => e.0,
+    }
+}
+
+#[test]
+fn postgres_over_tls_with_the_ca_file_round_trips() {
+    let f = tls_fixture(test_pg_url_requiring_tls(), Some(test_pg_ca()));
+    let store = f.open();
+    store
+        .kv(KvScope::Bridge)
+        .put("k", b"over TLS")
+        .expect("put");
+    assert_eq!(
+        store.kv(KvScope::Bridge).get("k").expect("get"),
+        Some(b"over TLS".to_vec())
+    );
+    // The server itself says the connection is encrypted.
+    let rows = store
+        .query(
+            "tls",
+            sql::Stmt::new(
+                "SELECT ssl FROM pg_stat_ssl WHERE pid = pg_backend_pid()",
+                vec![],
+            ),
+        )
+        .expect("pg_stat_ssl");
+    assert_eq!(rows.len(), 1);
+    assert!(rows[0].bool(0).expect("bool"), "the connection is not TLS");
+}
+
+#[test]
+fn postgres_certificate_that_does_not_verify_is_a_clear_error() {
+    // The peer's CA is neither a system root nor given: refused, whether
+    // TLS is required or merely preferred (never clear text instead).
+    for url in [
+        test_pg_url_requiring_tls(),
+        test_pg_url_requiring_tls().replace("sslmode=require", "sslmode=prefer"),
+    ] {
+        let f = tls_fixture(url, None);
+        let e = open_error(&f);
+        assert!(
+            e.starts_with("cannot connect to PostgreSQL at postgres://")
+                && e.contains("127.0.0.1")
+                && e.contains("certificate")
+                && e.contains("[storage] ca_file"),
+            "{e}"
+        );
+    }
+}
+
+#[test]
+fn postgres_requiring_tls_of_a_server_without_it_is_a_clear_error() {
+    // A stand-in for a PostgreSQL with `ssl = off`: it answers the client's
+    // SSLRequest with 'N' (no TLS here), as such a server does, and would
+    // record anything sent after it in clear text.
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+    let port = listener.local_addr().expect("addr").port();
+    let server = std::thread::spawn(move || {
+        let (mut conn, _) = listener.accept().expect("accept");
+        let mut request = [0u8; 8];
+        std::io::Read::read_exact(&mut conn, &mut request).expect("SSLRequest");
+        std::io::Write::write_all(&mut conn, b"N").expect("answer");
+        let mut after = Vec::new();
+        let _ = std::io::Read::read_to_end(&mut conn, &mut after);
+        (request, after)
+    });
+    let f = tls_fixture(
+        format!("postgres://ferry:secret-pw@127.0.0.1:{port}/ferry?sslmode=require"),
+        Some(test_pg_ca()),
+    );
+    let e = open_error(&f);
+    assert!(
+        e.contains(&format!("127.0.0.1:{port}")) && e.contains("does not support TLS"),
+        "{e}"
+    );
+    assert!(!e.contains("secret-pw"), "{e}");
+    let (request, after) = server.join().expect("stand-in");
+    // 80877103: the SSLRequest code; nothing (no startup message, no
+    // password) followed it in clear text.
+    assert_eq!(request, [0, 0, 0, 8, 4, 210, 22, 47]);
+    assert!(after.is_empty(), "sent in clear text: {after:?}");
 }
