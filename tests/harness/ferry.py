@@ -79,7 +79,8 @@ def fresh_database(base_url):
     """Creates an empty database next to the one of `base_url`; its URL."""
     name = f"t{os.getpid()}_{next(_databases)}"
     _psql(base_url, "-d", "postgres", "-c", f'CREATE DATABASE "{name}"')
-    return base_url.rsplit("/", 1)[0] + "/" + name
+    base, _, query = base_url.partition("?")  # keeps sslmode=… and the like
+    return base.rsplit("/", 1)[0] + "/" + name + (f"?{query}" if query else "")
 
 
 class FerryConfig:
