@@ -79,8 +79,9 @@ if [ -z "${PEERS_FOR_TESTS:-}" ]; then
   if [ $PG_CORE = 1 ] || [ $RUST = 1 ]; then PEERS_FOR_TESTS+=" xmpp postgres"; fi
 fi
 PEERS_FOR_TESTS=$(printf '%s\n' $PEERS_FOR_TESTS | awk '!seen[$0]++' | paste -sd' ')
-# tests/cluster: 20 users (load01..load20) on the ejabberd cluster
-case " $PEERS_FOR_TESTS " in *" ejcluster "*) export XMPP_LOAD_USERS=${XMPP_LOAD_USERS:-20} ;; esac
+# tests/cluster: 20 users (load01..load20) on the ejabberd cluster (lib.sh,
+# sourced above, has already set XMPP_LOAD_USERS to 0 when it was unset)
+case " $PEERS_FOR_TESTS " in *" ejcluster "*) [ "${XMPP_LOAD_USERS:-0}" -ge 20 ] || export XMPP_LOAD_USERS=20 ;; esac
 
 export CARGO_BUILD_JOBS=${CARGO_BUILD_JOBS:-2}
 export CARGO_TERM_COLOR=${CARGO_TERM_COLOR:-never}
