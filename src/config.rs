@@ -1374,7 +1374,7 @@ mod tests {
             std::fs::write(
                 case.path(),
                 format!(
-                    "[storage]\ndata_dir = \"{}\"\nurl = \"postgres://f:pw@db.example.org/ferry?sslmode=require\"\n{extra}{MINIMAL}",
+                    "[storage]\ndata_dir = \"{}\"\nurl = \"postgres://f:Hunter2Secret@db.example.org/ferry?sslmode=require\"\n{extra}{MINIMAL}",
                     case.dir.path().display()
                 ),
             )
@@ -1400,7 +1400,7 @@ mod tests {
                 && p.contains("holds no PEM certificate")),
             "{problems:?}"
         );
-        assert!(!problems.iter().any(|p| p.contains("pw")), "{problems:?}");
+        assert!(!problems.iter().any(|p| p.contains("Hunter2Secret")), "{problems:?}");
     }
 
     #[test]

@@ -19,7 +19,7 @@ for d in (HERE, HERE.parent / "irc", HERE.parent / "core"):
     sys.path.insert(0, str(d))
 
 from cluster_helpers import LEASE_TIMEOUT, LOAD_PASSWORD, USERS  # noqa: E402
-from harness.ferry import _psql, fresh_database  # noqa: E402
+from harness.ferry import _psql, database_name, fresh_database  # noqa: E402
 from harness.irc import IrcClient  # noqa: E402
 from irc_helpers import irc_config, unique  # noqa: E402
 
@@ -44,7 +44,7 @@ class Cluster:
     def owners(self, bridge):
         """{bare JID: instance} of the live leases in BRIDGE's database."""
         if self.url:
-            out = _psql(self.url, "-d", self.url.rsplit("/", 1)[1], "-F", "|", "-c",
+            out = _psql(self.url, "-d", database_name(self.url), "-F", "|", "-c",
                         f"SELECT jid, owner FROM ferry_{bridge}.leases WHERE owner <> '' "
                         "AND expires > (extract(epoch FROM now()) * 1000)::bigint")
             return dict(line.split("|", 1) for line in out.splitlines() if "|" in line)

@@ -75,6 +75,11 @@ def _psql(url, *args):
                            "-U", user, *args], check=True, capture_output=True, text=True).stdout
 
 
+def database_name(url):
+    """The database a postgres:// URL names (without its ?query)."""
+    return url.partition("?")[0].rsplit("/", 1)[1]
+
+
 def fresh_database(base_url):
     """Creates an empty database next to the one of `base_url`; its URL."""
     name = f"t{os.getpid()}_{next(_databases)}"
@@ -139,7 +144,7 @@ class FerryConfig:
         if not url:
             return (self.data_dir / f"{bridge}.db").read_bytes()
         schema = f"ferry_{bridge}"
-        out = _psql(url, "-d", url.rsplit("/", 1)[1], "-c",
+        out = _psql(url, "-d", database_name(url), "-c",
                     f"SELECT encode(secret, 'hex') FROM {schema}.users "
                     f"UNION ALL SELECT encode(value, 'hex') FROM {schema}.kv")
         return b"".join(bytes.fromhex(line) for line in out.split())
