@@ -1400,7 +1400,10 @@ mod tests {
                 && p.contains("holds no PEM certificate")),
             "{problems:?}"
         );
-        assert!(!problems.iter().any(|p| p.contains("Hunter2Secret")), "{problems:?}");
+        assert!(
+            !problems.iter().any(|p| p.contains("Hunter2Secret")),
+            "{problems:?}"
+        );
     }
 
     #[test]
