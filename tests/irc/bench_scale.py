@@ -36,6 +36,9 @@ their CPU). Both gateways run with flood control off and their archive on
 BENCH_HEAPTRACK=DIR profiles ferry's heap (see FerryGw).
 BENCH_GATEWAYS="ferry-before ferry biboumi" with BENCH_FERRY_BEFORE=PATH also
 measures another ferry binary (the code before a change) in the same run.
+Gateway "ferry-arenaN" (N a number) runs ferry with MALLOC_ARENA_MAX=N
+("ferry-before-arenaN": the other binary so), to compare glibc's number
+of malloc arenas in one run.
 """
 import os
 import signal
@@ -109,12 +112,14 @@ class FerryGw:
         self.f = None
         self.raw = None
 
+    arenas = None  # MALLOC_ARENA_MAX for this run (None: as ferry sets it)
+
     def start(self, label="run"):
-        env = None
+        env = {"MALLOC_ARENA_MAX": str(self.arenas)} if self.arenas else None
         if HEAPTRACK:
             Path(HEAPTRACK).mkdir(parents=True, exist_ok=True)
             self.raw = Path(HEAPTRACK) / f"ferry-{label}.raw"
-            env = {"LD_PRELOAD": f"{HEAPTRACK_LIB}/libheaptrack_preload.so",
+            env = {**(env or {}), "LD_PRELOAD": f"{HEAPTRACK_LIB}/libheaptrack_preload.so",
                    "DUMP_HEAPTRACK_OUTPUT": str(self.raw)}
             self.name = "ferry+heaptrack"
         self.f = self.factory(bridges={"irc": irc_config(self.peers, throttle_limit=-1)}, log_level="warn",
@@ -227,10 +232,16 @@ class FerryBeforeGw(FerryGw):
 
 def gateways(peers, ferry_factory, tmp_path, n):
     for g in GATEWAYS:
-        if g == "ferry":
-            yield FerryGw(ferry_factory, peers)
-        elif g == "ferry-before" and FerryBeforeGw.binary:
-            yield FerryBeforeGw(ferry_factory, peers)
+        base, _, arenas = g.partition("-arena")
+        if arenas and not arenas.isdigit():
+            raise ValueError(f"unknown gateway {g}")
+        if base in ("ferry", "ferry-before"):
+            if base == "ferry-before" and not FerryBeforeGw.binary:
+                continue
+            gw = FerryGw(ferry_factory, peers) if base == "ferry" else FerryBeforeGw(ferry_factory, peers)
+            if arenas:
+                gw.arenas, gw.name = int(arenas), g
+            yield gw
         elif g == "biboumi":
             yield BiboumiGw(peers, tmp_path / "biboumi", load_users(n))
         else:

@@ -1,8 +1,8 @@
-//! The I/O around a [`Conn`]: one task per (user, server) that opens the
-//! socket, feeds the state machine with lines, requests and time, writes
-//! its lines through the flood-control bucket, delivers its events, and
-//! reconnects with backoff when the server goes away. Also the caps on the
-//! number of connections.
+//! The I/O around a [`Conn`]: one task per (user, server) — the only task
+//! a connection has — that opens the socket, feeds the state machine with
+//! lines, requests and time, writes its lines through the flood-control
+//! bucket, delivers its events, and reconnects with backoff when the
+//! server goes away. Also the caps on the number of connections.
 
 use std::cell::RefCell;
 use std::collections::{HashMap, VecDeque};
@@ -14,8 +14,9 @@ use std::task::Poll;
 use std::time::{Duration, Instant};
 
 use ferry_bridge::{EventSink, HostPolicy};
+use futures::StreamExt;
+use futures::channel::mpsc;
 use tokio::io::{AsyncWriteExt, ReadBuf};
-use tokio::sync::mpsc;
 
 use crate::conn::{Conn, Down, Phase, Request};
 use crate::identd::IdentRegistry;
@@ -388,7 +389,7 @@ pub async fn run(mut conn: Conn, mut rx: mpsc::Receiver<Request>, sink: EventSin
                     }
                 }
             }
-            req = rx.recv(), if rx_open => {
+            req = rx.next(), if rx_open => {
                 let now = Instant::now();
                 match req {
                     Some(r) => {

@@ -3,6 +3,7 @@
 //! rooms and private conversations on that server) and answers them.
 
 use std::collections::{BTreeSet, HashMap};
+use std::panic::AssertUnwindSafe;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
@@ -12,7 +13,9 @@ use ferry_bridge::{
     HostRefused, KeyValue, LoginError, Outcome, OutgoingMessage, Presence, RoomId, Session,
     SessionContext, Show, Spawner, UserId,
 };
-use tokio::sync::{mpsc, oneshot};
+use futures::channel::mpsc;
+use futures::{FutureExt, SinkExt};
+use tokio::sync::oneshot;
 use tokio::task::JoinHandle;
 
 use crate::address::split_id;
@@ -22,13 +25,21 @@ use crate::resume::{self, ResumeLog};
 use crate::settings::{ConnSettings, Defaults, SettingsStore};
 use crate::{Shared, secs, unavailable};
 
-/// A running connection.
+/// A running connection: one task, which owns the socket, the state
+/// machine, its timers and the receiving end of the request channel.
 ///
 /// The connection's task is not aborted with the session's tasks: the core
 /// aborts those before it calls [`Session::close`], and a connection must
 /// still be able to say QUIT then. It ends by itself when the session is
-/// dropped (its request channel closes: it quits). A watcher started with
-/// the session's spawner reports a panic of the connection to the core.
+/// dropped (its request channel closes: it quits). A panic of the
+/// connection is reported to the core as a failure of one of the
+/// session's tasks while the session runs (a task started with the
+/// session's spawner at that moment), and only logged once the session
+/// ended — no watcher task waits for it meanwhile.
+///
+/// The request channel is `futures`' bounded channel: it allocates a node
+/// per queued request and nothing ahead, where tokio's allocates a block
+/// of 32 requests (3.6 KB) when it is created.
 pub(crate) struct ConnHandle {
     pub(crate) tx: mpsc::Sender<Request>,
     task: JoinHandle<()>,
@@ -57,6 +68,9 @@ pub struct IrcSession {
     pub(crate) conns: HashMap<String, ConnHandle>,
     away: Option<String>,
     down: Arc<Mutex<BTreeSet<String>>>,
+    /// Set when the session closes or is dropped: a connection that panics
+    /// afterwards is only logged, not reported as the session's failure.
+    ended: Arc<AtomicBool>,
 }
 
 /// The away message for a presence (None: available).
@@ -90,6 +104,7 @@ impl IrcSession {
             conns: HashMap::new(),
             away: None,
             down: Arc::new(Mutex::new(BTreeSet::new())),
+            ended: Arc::new(AtomicBool::new(false)),
         };
         session.resume_conversations();
         session
@@ -104,7 +119,7 @@ impl IrcSession {
             let age = wall.duration_since(note.time()).unwrap_or_default();
             let at = now.checked_sub(age).unwrap_or(now);
             match self.connection(&server, Some(&note.nick)) {
-                Ok(tx) => {
+                Ok(mut tx) => {
                     tracing::info!(user = %self.user, %server, "IRC connection restored for a private conversation");
                     let _ = tx.try_send(Request::Resume {
                         at,
@@ -221,23 +236,22 @@ impl IrcSession {
             hosts: self.shared.hosts.clone(),
             resume: Some(ResumeLog::new(self.store.clone(), server)),
         };
-        let (tx, rx) = mpsc::channel(256);
-        let task = tokio::spawn(driver::run(conn, rx, self.events.clone(), denv));
-        let (done_tx, done_rx) = oneshot::channel::<Option<Box<dyn std::any::Any + Send>>>();
+        let (tx, rx) = mpsc::channel(REQUEST_BUFFER);
+        let run = driver::run(conn, rx, self.events.clone(), denv);
+        let (spawner, ended) = (self.spawner.clone(), self.ended.clone());
         let task = tokio::spawn(async move {
-            let outcome = task.await;
-            let _ = done_tx.send(
-                outcome
-                    .err()
-                    .filter(|e| e.is_panic())
-                    .map(|e| e.into_panic()),
-            );
-        });
-        self.spawner.spawn("irc-connection", async move {
-            // Aborting this watcher (the session ends) leaves the
-            // connection running until close() or the session's drop.
-            if let Ok(Some(panic)) = done_rx.await {
-                std::panic::resume_unwind(panic);
+            if let Err(panic) = AssertUnwindSafe(run).catch_unwind().await {
+                if ended.load(Ordering::Relaxed) {
+                    tracing::error!(
+                        "an IRC connection failed after its session ended: {}",
+                        panic_text(panic.as_ref())
+                    );
+                } else {
+                    // The session's failure, as if one of its tasks panicked.
+                    spawner.spawn("irc-connection", async move {
+                        std::panic::resume_unwind(panic);
+                    });
+                }
             }
         });
         self.conns.insert(
@@ -296,7 +310,7 @@ impl IrcSession {
         start: Option<Option<&str>>,
         make: impl FnOnce(oneshot::Sender<Result<Outcome, BridgeError>>) -> Request,
     ) -> Result<Outcome, BridgeError> {
-        let tx = match start {
+        let mut tx = match start {
             Some(nick) => self.open(server, nick).await?,
             None => self.running(server).ok_or_else(|| unavailable(server))?,
         };
@@ -309,7 +323,7 @@ impl IrcSession {
 
     /// Sends a request that needs no answer to a running connection.
     async fn tell(&mut self, server: &str, req: Request) {
-        if let Some(tx) = self.running(server) {
+        if let Some(mut tx) = self.running(server) {
             let _ = tx.send(req).await;
         }
     }
@@ -362,7 +376,7 @@ impl IrcSession {
 
     /// get-irc-connection-info of one server.
     pub(crate) async fn conn_info(&mut self, server: &str) -> Option<ConnInfo> {
-        let tx = self.running(server)?;
+        let mut tx = self.running(server)?;
         let (reply, wait) = oneshot::channel();
         tx.send(Request::Info { reply }).await.ok()?;
         wait.await.ok()
@@ -379,7 +393,7 @@ impl IrcSession {
     /// Disconnects from a server with a QUIT message and waits (a little)
     /// for the connection to end.
     pub(crate) async fn disconnect(&mut self, server: &str, message: Option<String>) {
-        let Some(tx) = self.running(server) else {
+        let Some(mut tx) = self.running(server) else {
             return;
         };
         let (done, wait) = oneshot::channel();
@@ -546,7 +560,7 @@ impl Session for IrcSession {
                     persistent,
                 };
                 let sent = match self.open(&server, Some(&nick)).await {
-                    Ok(tx) => tx.send(req).await.map_err(|_| unavailable(&server)),
+                    Ok(mut tx) => tx.send(req).await.map_err(|_| unavailable(&server)),
                     Err(e) => Err(e),
                 };
                 if let Err(error) = sent {
@@ -729,6 +743,7 @@ impl Session for IrcSession {
     }
 
     async fn close(&mut self, reason: CloseReason) {
+        self.ended.store(true, Ordering::Relaxed);
         if matches!(
             reason,
             CloseReason::Unregistered | CloseReason::Disconnected(_) | CloseReason::Idle
@@ -742,7 +757,7 @@ impl Session for IrcSession {
         let servers = self.connected_servers();
         let mut waits = Vec::new();
         for server in servers {
-            if let Some(tx) = self.running(&server) {
+            if let Some(mut tx) = self.running(&server) {
                 let (done, wait) = oneshot::channel();
                 if tx
                     .send(Request::Quit {
@@ -762,6 +777,25 @@ impl Session for IrcSession {
             let _ = tokio::time::timeout(Duration::from_millis(500), h.task).await;
         }
     }
+}
+
+impl Drop for IrcSession {
+    fn drop(&mut self) {
+        self.ended.store(true, Ordering::Relaxed);
+    }
+}
+
+/// Requests a session may queue for its connection before it waits (the
+/// channel allocates per request, nothing ahead).
+const REQUEST_BUFFER: usize = 256;
+
+/// The message of a panic's payload.
+fn panic_text(panic: &(dyn std::any::Any + Send)) -> &str {
+    panic
+        .downcast_ref::<&str>()
+        .copied()
+        .or_else(|| panic.downcast_ref::<String>().map(String::as_str))
+        .unwrap_or("panic")
 }
 
 async fn futures_join(waits: Vec<oneshot::Receiver<()>>) {
@@ -852,7 +886,7 @@ pub async fn probe_login(
         hosts: shared.hosts.clone(),
         resume: None,
     };
-    let (tx, req_rx) = mpsc::channel(4);
+    let (mut tx, req_rx) = mpsc::channel(4);
     let task = tokio::spawn(driver::run(conn, req_rx, sink, denv));
     let mut result = Err(LoginError::Unreachable(format!("{server} did not answer")));
     let deadline = tokio::time::Instant::now() + secs(shared.config.connect_timeout * 3);

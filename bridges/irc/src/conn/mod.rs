@@ -9,6 +9,7 @@
 //! registered), `outgoing` (messages the user sends, cut to fit) and
 //! `requests` (the session's requests).
 
+mod caps;
 pub mod channel;
 mod incoming;
 pub mod isupport;
@@ -17,7 +18,7 @@ mod outgoing;
 mod registration;
 mod requests;
 
-use std::collections::{BTreeMap, BTreeSet, HashMap, VecDeque};
+use std::collections::{BTreeSet, HashMap, VecDeque};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant, SystemTime};
@@ -468,8 +469,7 @@ pub struct Conn {
     leave_rooms: Option<String>,
     me: Option<Source>,
     isupport: Isupport,
-    caps_available: BTreeMap<String, String>,
-    caps: BTreeSet<String>,
+    caps: caps::Caps,
     caps_ls_done: bool,
     caps_outstanding: usize,
     cap_ended: bool,
@@ -542,8 +542,7 @@ impl Conn {
             server_error: None,
             me: None,
             isupport: Isupport::default(),
-            caps_available: BTreeMap::new(),
-            caps: BTreeSet::new(),
+            caps: caps::Caps::default(),
             caps_ls_done: false,
             caps_outstanding: 0,
             cap_ended: false,
@@ -631,7 +630,7 @@ impl Conn {
 
     /// Whether a capability is enabled.
     pub fn has_cap(&self, cap: &str) -> bool {
-        self.caps.contains(cap)
+        self.caps.enabled(cap)
     }
 
     /// Whether a reconnection is worth it: channels to be in, messages
@@ -865,7 +864,6 @@ impl Conn {
         self.last_read = now;
         self.ping_sent = None;
         self.caps.clear();
-        self.caps_available.clear();
         self.caps_ls_done = false;
         self.caps_outstanding = 0;
         self.cap_ended = false;
@@ -927,7 +925,7 @@ impl Conn {
         self.phase = Phase::Offline;
         self.connected_since = None;
         self.batches.clear();
-        self.caps.clear();
+        self.caps.disable_all();
         if self.quitting {
             self.finish(Down::Quit);
             return;

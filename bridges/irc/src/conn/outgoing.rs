@@ -130,8 +130,8 @@ impl Conn {
 
         let mut built: Vec<Line> = Vec::new();
         let multiline = self
-            .caps_available
-            .get("draft/multiline")
+            .caps
+            .value("draft/multiline")
             .filter(|_| {
                 self.has_cap("draft/multiline")
                     && self.has_cap("batch")

@@ -78,7 +78,7 @@ impl Conn {
         }
         let want_sasl = self.settings.sasl_plain.is_some() || self.settings.sasl_external;
         if want_sasl && self.phase == Phase::Registering {
-            if !self.caps.contains("sasl") {
+            if !self.caps.enabled("sasl") {
                 if !self.settings.sasl_required {
                     self.end_cap();
                     return;
@@ -111,18 +111,17 @@ impl Conn {
                 for tok in list.split(' ').filter(|t| !t.is_empty()) {
                     let (k, v) = tok.split_once('=').unwrap_or((tok, ""));
                     // Only what we may ask for is kept (memory per connection).
-                    if k == "sasl" || WANTED_CAPS.contains(&k) {
-                        self.caps_available.insert(k.to_owned(), v.to_owned());
-                    }
+                    self.caps.offer(k, v);
                 }
                 if !more && !self.caps_ls_done {
                     self.caps_ls_done = true;
-                    let want: Vec<String> = self
-                        .caps_available
-                        .keys()
+                    let mut want: Vec<String> = self
+                        .caps
+                        .offered()
                         .filter(|k| self.wanted(k))
-                        .cloned()
+                        .map(str::to_owned)
                         .collect();
+                    want.sort();
                     if want.is_empty() {
                         self.caps_settled();
                     } else {
@@ -133,12 +132,8 @@ impl Conn {
             "ACK" => {
                 for tok in list.split(' ').filter(|t| !t.is_empty()) {
                     match tok.strip_prefix('-') {
-                        Some(off) => {
-                            self.caps.remove(off);
-                        }
-                        None => {
-                            self.caps.insert(tok.to_owned());
-                        }
+                        Some(off) => self.caps.set_enabled(off, false),
+                        None => self.caps.set_enabled(tok, true),
                     }
                 }
                 self.caps_outstanding = self.caps_outstanding.saturating_sub(1);
@@ -152,8 +147,8 @@ impl Conn {
                 let mut want = Vec::new();
                 for tok in list.split(' ').filter(|t| !t.is_empty()) {
                     let (k, v) = tok.split_once('=').unwrap_or((tok, ""));
-                    self.caps_available.insert(k.to_owned(), v.to_owned());
-                    if k != "sasl" && self.wanted(k) && !self.caps.contains(k) {
+                    self.caps.offer(k, v);
+                    if k != "sasl" && self.wanted(k) && !self.caps.enabled(k) {
                         want.push(k.to_owned());
                     }
                 }
@@ -163,8 +158,7 @@ impl Conn {
             }
             "DEL" => {
                 for tok in list.split(' ').filter(|t| !t.is_empty()) {
-                    self.caps_available.remove(tok);
-                    self.caps.remove(tok);
+                    self.caps.withdraw(tok);
                 }
             }
             _ => {}
@@ -315,7 +309,9 @@ impl Conn {
             "372" => {
                 let line = msg.trailing();
                 let line = line.strip_prefix("- ").unwrap_or(line);
-                if self.motd.len() < 500 {
+                // Shown once per connection's life: a reconnection's MOTD
+                // is not kept.
+                if !self.motd_shown && self.motd.len() < 500 {
                     self.motd.push(line.to_owned());
                 }
             }
@@ -360,7 +356,7 @@ impl Conn {
             let text = std::mem::take(&mut self.motd).join("\n");
             self.service_message(text);
         }
-        self.motd.clear();
+        self.motd = Vec::new();
         let status = match &self.endpoint {
             Some((h, p, tls)) => format!(
                 "Connected to {h}:{p} ({}) as {}",

@@ -597,7 +597,7 @@ impl Conn {
                 .filter(|c| c.state == ChanState::Joined)
                 .map(|c| (c.name.clone(), c.persistent))
                 .collect(),
-            caps: self.caps.iter().cloned().collect(),
+            caps: self.caps.enabled_names(),
             status: self.status.clone(),
             fingerprint: self.fingerprint.clone(),
         }
