@@ -103,7 +103,7 @@ class FerryGw:
     """ferry's IRC bridge on irc.localhost. With BENCH_HEAPTRACK=DIR it runs
     under heaptrack (Debian's), and `stop` kills it at once after the
     measurement, so that what heaptrack_print calls "leaked" is the live
-    heap at that moment: DIR/ferry-<label>.gz (heaptrack_print -f …)."""
+    heap at that moment: DIR/<gateway>-<label>.gz (heaptrack_print -f …)."""
     name = "ferry"
     binary = None  # FERRY_BIN
 
@@ -118,10 +118,11 @@ class FerryGw:
         env = {"MALLOC_ARENA_MAX": str(self.arenas)} if self.arenas else None
         if HEAPTRACK:
             Path(HEAPTRACK).mkdir(parents=True, exist_ok=True)
-            self.raw = Path(HEAPTRACK) / f"ferry-{label}.raw"
+            self.raw = Path(HEAPTRACK) / f"{self.name}-{label}.raw"
             env = {**(env or {}), "LD_PRELOAD": f"{HEAPTRACK_LIB}/libheaptrack_preload.so",
                    "DUMP_HEAPTRACK_OUTPUT": str(self.raw)}
-            self.name = "ferry+heaptrack"
+            if not self.name.endswith("+heaptrack"):
+                self.name += "+heaptrack"
         self.f = self.factory(bridges={"irc": irc_config(self.peers, throttle_limit=-1)}, log_level="warn",
                               timeout=60, env=env, start=False)
         if self.binary:
