@@ -138,7 +138,7 @@ impl Conn {
                     && lines.len() > 1
                     && !emote
             })
-            .map(|v| multiline_limits(v));
+            .map(multiline_limits);
         let mut used_batch = false;
         if let Some((max_bytes, max_lines)) = multiline {
             let total: usize = lines.iter().map(|l| l.len()).sum::<usize>() + lines.len();
