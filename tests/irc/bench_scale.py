@@ -73,7 +73,11 @@ LATE = float(os.environ.get("BENCH_LATE_SECONDS", "30"))  # RSS again this long 
 FIELDS = ["channels", "rss_kib", "anon_kib", "file_kib", "idle_kib", "per_user_kib", "join_s", "quiesce_s",
           "rtt_n", "rtt_lost", "rtt_median_ms", "rtt_p95_ms", "rate", "load_s", "expected", "delivered",
           "drain_s", "fanout_median_ms", "fanout_p95_ms", "gen_processes", "gen_clients_per_process",
-          "gen_cpu_max_pct", "gateway_cpu_pct", "prosody_cpu_pct", "late_rss_kib", "late_per_user_kib"]
+          "gen_cpu_max_pct", "gateway_cpu_pct", "prosody_cpu_pct", "late_rss_kib", "late_per_user_kib",
+          "idle_anon_kib", "per_user_anon_kib", "late_per_user_anon_kib"]
+# per_user_kib counts the code pages the first joins bring in (file-backed,
+# the same for 1 user or 1,000) as if each user cost its share of them;
+# per_user_anon_kib is the growth of anonymous memory (heap, stacks) only.
 
 
 def cpu_seconds(pid):
@@ -309,7 +313,9 @@ def test_users_in_one_channel(peers, ferry_factory, tmp_path, out, n):
                     anon_kib=s["RssAnon"], file_kib=s.get("RssFile", 0) + s.get("RssShmem", 0),
                     idle_kib=idle["VmRSS"], per_user_kib=f"{(s['VmRSS'] - idle['VmRSS']) / n:.1f}",
                     join_s=f"{j['seconds']:.2f}", late_rss_kib=late.get("VmRSS", ""),
-                    late_per_user_kib=f"{(late['VmRSS'] - idle['VmRSS']) / n:.1f}" if late else "")
+                    late_per_user_kib=f"{(late['VmRSS'] - idle['VmRSS']) / n:.1f}" if late else "",
+                    idle_anon_kib=idle["RssAnon"], per_user_anon_kib=f"{(s['RssAnon'] - idle['RssAnon']) / n:.1f}",
+                    late_per_user_anon_kib=f"{(late['RssAnon'] - idle['RssAnon']) / n:.1f}" if late else "")
         finally:
             if pool:
                 pool.close()
@@ -376,6 +382,7 @@ def test_scale(peers, ferry_factory, tmp_path, out, n):
             out.row(gateway=gw.name, scenario=scenario, users=n, channels=channels, rss_kib=s["VmRSS"],
                     anon_kib=s["RssAnon"], file_kib=s.get("RssFile", 0) + s.get("RssShmem", 0),
                     idle_kib=idle["VmRSS"], per_user_kib=f"{(s['VmRSS'] - idle['VmRSS']) / n:.1f}",
+                    idle_anon_kib=idle["RssAnon"], per_user_anon_kib=f"{(s['RssAnon'] - idle['RssAnon']) / n:.1f}",
                     join_s=f"{j['seconds']:.2f}", quiesce_s=f"{quiesce:.1f}", rtt_n=len(ok), rtt_lost=len(rtts) - len(ok),
                     rtt_median_ms=f"{statistics.median(ok):.2f}" if ok else "",
                     rtt_p95_ms=f"{pct(ok, 95):.2f}" if ok else "", rate=RATE,
