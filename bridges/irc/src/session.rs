@@ -239,21 +239,25 @@ impl IrcSession {
         let (tx, rx) = mpsc::channel(REQUEST_BUFFER);
         let run = driver::run(conn, rx, self.events.clone(), denv);
         let (spawner, ended) = (self.spawner.clone(), self.ended.clone());
-        let task = tokio::spawn(async move {
-            if let Err(panic) = AssertUnwindSafe(run).catch_unwind().await {
-                if ended.load(Ordering::Relaxed) {
-                    tracing::error!(
-                        "an IRC connection failed after its session ended: {}",
-                        panic_text(panic.as_ref())
-                    );
-                } else {
-                    // The session's failure, as if one of its tasks panicked.
-                    spawner.spawn("irc-connection", async move {
-                        std::panic::resume_unwind(panic);
-                    });
-                }
+        // A combinator, not an async block: a block would keep the
+        // unstarted driver future next to the running one in its state
+        // (the task cell twice the driver's size, measured).
+        let task = tokio::spawn(AssertUnwindSafe(run).catch_unwind().map(move |outcome| {
+            let Err(panic) = outcome else {
+                return;
+            };
+            if ended.load(Ordering::Relaxed) {
+                tracing::error!(
+                    "an IRC connection failed after its session ended: {}",
+                    panic_text(panic.as_ref())
+                );
+            } else {
+                // The session's failure, as if one of its tasks panicked.
+                spawner.spawn("irc-connection", async move {
+                    std::panic::resume_unwind(panic);
+                });
             }
-        });
+        }));
         self.conns.insert(
             server.to_owned(),
             ConnHandle {
