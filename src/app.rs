@@ -66,8 +66,6 @@ enum Command {
 
 /// Runs the `ferry` command.
 pub fn main() -> ExitCode {
-    // Before any thread allocates.
-    crate::memory::limit_arenas();
     // Before anything that may use TLS (bridges' clients).
     let _ = tokio_rustls::rustls::crypto::aws_lc_rs::default_provider().install_default();
     let registry = Registry::compiled();

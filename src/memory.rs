@@ -17,14 +17,6 @@
 //! The reclaimer does not ask malloc for its statistics (`mallinfo2`):
 //! that walks every free chunk of every arena under the arena locks, which
 //! cost 12 % of the gateway's CPU under load when it was done every second.
-//!
-//! [`limit_arenas`] caps glibc's malloc arenas at [`ARENAS`] (glibc's
-//! default is eight per core): every tokio worker and blocking thread that
-//! allocates while another holds its arena gets an arena of its own, and
-//! each arena keeps its own free memory and its own peak. With many IRC
-//! users that retention, not the live heap, was most of the resident
-//! memory (docs/perf/irc1.md has the figures). `MALLOC_ARENA_MAX` in the
-//! environment still wins.
 
 use std::time::Duration;
 
@@ -43,17 +35,6 @@ const FOLLOW_UPS: u8 = 3;
 /// growth just before (a Matrix session closing its idle stores, sessions
 /// ending) is given back within five minutes too.
 const STEADY_GAP: u32 = 300;
-
-/// Malloc arenas at most (see the module's documentation).
-const ARENAS: i32 = 2;
-
-/// Caps the number of malloc arenas, unless `MALLOC_ARENA_MAX` is set;
-/// called first thing in `main`, before any thread exists.
-pub fn limit_arenas() {
-    if std::env::var_os("MALLOC_ARENA_MAX").is_none() {
-        imp::limit_arenas(ARENAS);
-    }
-}
 
 /// Starts the background task (until `shutdown`).
 pub fn start_reclaimer(shutdown: CancellationToken) {
@@ -160,15 +141,6 @@ mod imp {
             libc::malloc_trim(0);
         }
     }
-
-    /// Tells malloc to create at most `n` arenas.
-    pub fn limit_arenas(n: i32) {
-        // SAFETY: mallopt only sets a malloc parameter; M_ARENA_MAX takes
-        // any positive count.
-        unsafe {
-            libc::mallopt(libc::M_ARENA_MAX, n);
-        }
-    }
 }
 
 #[cfg(not(all(target_os = "linux", target_env = "gnu")))]
@@ -180,8 +152,6 @@ mod imp {
     }
 
     pub fn trim() {}
-
-    pub fn limit_arenas(_: i32) {}
 }
 
 #[cfg(test)]
