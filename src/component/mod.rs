@@ -428,14 +428,20 @@ impl ComponentHandle {
     /// Whether more than [`QUEUE_HIGH`] stanzas wait for the connection
     /// task (see the module's "Back-pressure").
     pub fn congested(&self) -> bool {
-        self.shared.queued.load(Ordering::Acquire) > QUEUE_HIGH
+        // A task that ended takes nothing more: never congested then.
+        self.shared.queued.load(Ordering::Acquire) > QUEUE_HIGH && !self.shared.commands.is_closed()
     }
 
     /// Resolves once at most [`QUEUE_LOW`] stanzas wait for the connection
     /// task (at once when that is already so). Cancel-safe.
     pub async fn uncongested(&self) {
-        while self.shared.queued.load(Ordering::Acquire) > QUEUE_LOW {
-            self.shared.drained.notified().await;
+        while self.shared.queued.load(Ordering::Acquire) > QUEUE_LOW
+            && !self.shared.commands.is_closed()
+        {
+            // The task's end wakes nobody: look again now and then.
+            let _ =
+                tokio::time::timeout(Duration::from_millis(200), self.shared.drained.notified())
+                    .await;
         }
     }
 
