@@ -759,3 +759,42 @@ async fn presence(ctx: &Ctx, p: PresenceEvent) {
         })
         .await;
 }
+
+#[cfg(test)]
+mod tests {
+    use super::carries_news;
+    use serde_json::json;
+
+    #[test]
+    fn a_timed_out_long_poll_carries_no_news() {
+        // What Synapse answers when the timeout passes with nothing new.
+        let empty = json!({
+            "next_batch": "s2_1",
+            "account_data": {"events": []},
+            "presence": {"events": []},
+            "to_device": {"events": []},
+            "device_lists": {"changed": [], "left": []},
+            "device_one_time_keys_count": {"signed_curve25519": 50},
+            "rooms": {"join": {}, "invite": {}, "leave": {}, "knock": {}}
+        });
+        assert!(!carries_news(&empty));
+        assert!(!carries_news(&json!({"next_batch": "s2_1"})));
+        assert!(!carries_news(&json!(null)));
+    }
+
+    #[test]
+    fn anything_for_the_account_is_news() {
+        for news in [
+            json!({"rooms": {"join": {"!a:x": {}}}}),
+            json!({"rooms": {"invite": {"!a:x": {}}}}),
+            json!({"rooms": {"leave": {"!a:x": {}}}}),
+            json!({"to_device": {"events": [{"type": "m.room.encrypted"}]}}),
+            json!({"device_lists": {"changed": ["@b:x"]}}),
+            json!({"device_lists": {"left": ["@b:x"]}}),
+            json!({"presence": {"events": [{"type": "m.presence"}]}}),
+            json!({"account_data": {"events": [{"type": "m.direct"}]}}),
+        ] {
+            assert!(carries_news(&news), "{news}");
+        }
+    }
+}
