@@ -59,7 +59,13 @@ def matridge(peers):
     if not binary:
         pytest.fail("MATRIDGE_BIN is not set and no matridge in PATH: install it "
                     "(python3.11 -m venv DIR && DIR/bin/pip install matridge==0.4.1)")
-    home = tempfile.mkdtemp(prefix="matridge-bench-")
+    # slidge commits its SQLite database in rollback-journal mode, an
+    # fsync for each of every session's 1 s sync polls: on a disk shared
+    # with builds matridge spent its time in disk sleep and took minutes
+    # per login past 45 accounts. MATRIDGE_HOME_PARENT=/dev/shm takes the
+    # disk out of the comparison (tmpfs pages are not in the process's
+    # RSS, as ferry's files on disk are not).
+    home = tempfile.mkdtemp(prefix="matridge-bench-", dir=os.environ.get("MATRIDGE_HOME_PARENT"))
     jid = f"matrix2.{peers.domain}"
     log = open(os.path.join(home, "matridge.log"), "w")
     proc = subprocess.Popen(
