@@ -90,11 +90,7 @@ fn filter_definition(limit: u32) -> FilterDefinition {
 /// A stop request interrupts the long-poll but never the delivery of a
 /// response: a batch is either delivered and its position saved, or not
 /// started. `fresh_store`: the matrix-sdk store was just created.
-pub async fn run(
-    gate: Arc<StoreGate>,
-    fresh_store: bool,
-    mut stop: watch::Receiver<bool>,
-) -> Exit {
+pub async fn run(gate: Arc<StoreGate>, fresh_store: bool, mut stop: watch::Receiver<bool>) -> Exit {
     let shared = gate.shared().clone();
     let config = shared.config.clone();
     shared
@@ -294,8 +290,8 @@ async fn wait_for_news(gate: &StoreGate, since: &str, wait: Duration) -> Result<
     if !status.is_success() {
         return Err(NewsError::Status(status));
     }
-    let body: serde_json::Value = serde_json::from_slice(&response.bytes().await?)
-        .unwrap_or(serde_json::Value::Null);
+    let body: serde_json::Value =
+        serde_json::from_slice(&response.bytes().await?).unwrap_or(serde_json::Value::Null);
     Ok(carries_news(&body))
 }
 

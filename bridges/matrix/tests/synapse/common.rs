@@ -107,7 +107,12 @@ impl EventLog {
 
     /// How many events reported so far match `pred` (taken or not).
     pub fn count(&self, pred: impl Fn(&Event) -> bool) -> usize {
-        self.all.lock().expect("lock").iter().filter(|e| pred(e)).count()
+        self.all
+            .lock()
+            .expect("lock")
+            .iter()
+            .filter(|e| pred(e))
+            .count()
     }
 
     /// Waits for (and removes) the first event matching `pred`.
