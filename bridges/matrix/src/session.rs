@@ -316,20 +316,20 @@ impl Session for MatrixSession {
         let open = gate.hold().await?;
         let ctx = &*open;
         match action {
-            Action::SendMessage(msg) => outgoing::send_message(&ctx, msg).await,
-            Action::Edit { message, replaces } => outgoing::edit(&ctx, message, replaces).await,
+            Action::SendMessage(msg) => outgoing::send_message(ctx, msg).await,
+            Action::Edit { message, replaces } => outgoing::edit(ctx, message, replaces).await,
             Action::Retract {
                 chat,
                 target,
                 moderate,
-            } => outgoing::retract(&ctx, &chat, &target, moderate).await,
+            } => outgoing::retract(ctx, &chat, &target, moderate).await,
             Action::React {
                 chat,
                 target,
                 emojis,
-            } => outgoing::react(&ctx, &chat, &target, emojis).await,
-            Action::ChatState { chat, state } => outgoing::chat_state(&ctx, &chat, state).await,
-            Action::Displayed { chat, up_to } => outgoing::displayed(&ctx, &chat, &up_to).await,
+            } => outgoing::react(ctx, &chat, &target, emojis).await,
+            Action::ChatState { chat, state } => outgoing::chat_state(ctx, &chat, state).await,
+            Action::Displayed { chat, up_to } => outgoing::displayed(ctx, &chat, &up_to).await,
             Action::JoinRoom { room, .. } => {
                 let task_gate = gate.clone();
                 self.spawner.spawn("matrix-join", async move {
@@ -345,42 +345,41 @@ impl Session for MatrixSession {
             // the Matrix room (the room's "leave" command leaves it).
             Action::LeaveRoom { .. } => Ok(Outcome::Done),
             Action::SetSubject { room, subject } => {
-                outgoing::set_subject(&ctx, &room, &subject).await
+                outgoing::set_subject(ctx, &room, &subject).await
             }
-            Action::ChangeNick { room, nick } => outgoing::change_nick(&ctx, &room, &nick).await,
+            Action::ChangeNick { room, nick } => outgoing::change_nick(ctx, &room, &nick).await,
             Action::Kick { room, nick, reason } => {
-                outgoing::kick(&ctx, &room, &nick, reason.as_deref()).await
+                outgoing::kick(ctx, &room, &nick, reason.as_deref()).await
             }
             Action::SetRole {
                 room,
                 nick,
                 role,
                 reason,
-            } => outgoing::set_role(&ctx, &room, &nick, role, reason.as_deref()).await,
+            } => outgoing::set_role(ctx, &room, &nick, role, reason.as_deref()).await,
             Action::SetAffiliation {
                 room,
                 target,
                 affiliation,
                 reason,
             } => {
-                outgoing::set_affiliation(&ctx, &room, &target, affiliation, reason.as_deref())
-                    .await
+                outgoing::set_affiliation(ctx, &room, &target, affiliation, reason.as_deref()).await
             }
-            Action::Invite { room, invitee, .. } => outgoing::invite(&ctx, &room, &invitee).await,
-            Action::SetPresence(p) => outgoing::set_presence(&ctx, &p).await,
-            Action::AddContact(c) => outgoing::add_contact(&ctx, &c).await,
+            Action::Invite { room, invitee, .. } => outgoing::invite(ctx, &room, &invitee).await,
+            Action::SetPresence(p) => outgoing::set_presence(ctx, &p).await,
+            Action::AddContact(c) => outgoing::add_contact(ctx, &c).await,
             Action::RemoveContact(_) => Ok(Outcome::Done),
             Action::FetchHistory {
                 chat,
                 before,
                 limit,
-            } => outgoing::fetch_history(&ctx, &chat, before.as_ref(), limit).await,
-            Action::ListRooms { .. } => outgoing::list_rooms(&ctx).await,
+            } => outgoing::fetch_history(ctx, &chat, before.as_ref(), limit).await,
+            Action::ListRooms { .. } => outgoing::list_rooms(ctx).await,
             Action::QueryVersion(_) => Err(BridgeError::unsupported(
                 "Matrix has no software version queries",
             )),
             Action::Ping(_) => Err(BridgeError::unsupported("Matrix users cannot be pinged")),
-            Action::Command(call) => commands::run(&ctx, call).await.map(Outcome::Command),
+            Action::Command(call) => commands::run(ctx, call).await.map(Outcome::Command),
             Action::PreferencesChanged(_) => Ok(Outcome::Done),
             // Not declared (Feature::Groups): the core never sends it.
             Action::OpenGroup { .. } => Err(BridgeError::unsupported(
