@@ -191,6 +191,7 @@ async fn recovery(ctx: &Ctx, call: CommandCall) -> Result<CommandReply, BridgeEr
 /// `wait <user> <flow>` (waiting for the other side), `confirm <user>
 /// <flow>` (emojis shown).
 async fn verify(ctx: &Ctx, call: CommandCall) -> Result<CommandReply, BridgeError> {
+    ctx.shared.verifying();
     let stage = call.stage.clone().unwrap_or_default();
     let mut words = stage.split(' ');
     match words.next().unwrap_or("") {

@@ -41,8 +41,8 @@ pub struct Config {
     /// (memory per session against disk reads).
     pub store_cache_kib: u32,
     /// Seconds without activity after which a session closes its SQLite
-    /// stores until the homeserver has news for it (an idle account then
-    /// costs ~0.7 MiB less); 0 keeps them open.
+    /// stores and drops its matrix-sdk client until the homeserver has news
+    /// for it (see `stores.rs`); 0 keeps them.
     pub store_idle_secs: u64,
     /// The hosts the bridge may connect to (the section's `allowed_hosts`
     /// and `denied_hosts`, which belong to the core): not a key of its

@@ -31,6 +31,11 @@ const SENT_MEMORY: usize = 4096;
 /// they started.
 const JOIN_WAIT: std::time::Duration = std::time::Duration::from_secs(30);
 
+/// How long after its last step a SAS verification keeps the idle
+/// session's client in memory (matrix-sdk's own flows time out after 10
+/// minutes).
+const VERIFICATION_TIME: std::time::Duration = std::time::Duration::from_secs(600);
+
 /// The parts of a session that do not change while it lives.
 pub struct Shared {
     /// Bridge settings.
@@ -68,6 +73,9 @@ pub struct Memory {
     pub contacts: HashSet<OwnedUserId>,
     /// Verification requests waiting for the user: (user, flow id).
     pub verification_requests: Vec<(OwnedUserId, String)>,
+    /// Until when a SAS verification may be running: its flow lives only
+    /// in the client's memory, so the idle session keeps its client.
+    pub verifying_until: Option<std::time::Instant>,
     /// The read receipt ferry last sent per room (not reported back).
     pub own_receipts: HashMap<OwnedRoomId, OwnedEventId>,
     /// Preference: join direct chats others start without asking.
@@ -151,6 +159,19 @@ impl Shared {
         self.mem.lock().unwrap_or_else(|p| p.into_inner())
     }
 
+    /// Notes that a SAS verification started or moved on: the session
+    /// keeps its client in memory for [`VERIFICATION_TIME`] from now.
+    pub fn verifying(&self) {
+        self.mem().verifying_until = Some(std::time::Instant::now() + VERIFICATION_TIME);
+    }
+
+    /// Whether a SAS verification may be running.
+    pub fn in_verification(&self) -> bool {
+        self.mem()
+            .verifying_until
+            .is_some_and(|t| t > std::time::Instant::now())
+    }
+
     /// Whether direct chats others start are joined without asking.
     pub fn auto_accept_direct(&self) -> bool {
         self.mem().auto_accept_direct
@@ -203,11 +224,12 @@ impl Chat {
 pub struct Ctx {
     /// The session's fixed parts.
     pub shared: Arc<Shared>,
-    /// The client.
-    pub client: Client,
+    /// The client (only ever reached through a [`crate::stores::Hold`]).
+    pub client: Arc<Client>,
     /// The stored session it runs on.
     pub account: StoredSession,
-    /// Opens the client's stores for what uses them, closes them when idle.
+    /// Builds the client and opens its stores for what uses them, drops it
+    /// when idle.
     pub stores: Arc<StoreGate>,
 }
 

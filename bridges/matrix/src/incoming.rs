@@ -367,6 +367,7 @@ impl<'a> Converter<'a> {
                      compare emojis with them."
                 );
                 if let Some(id) = msg.id.as_ref() {
+                    self.ctx.shared.verifying();
                     self.ctx
                         .shared
                         .mem()

@@ -16,14 +16,14 @@ use tokio::sync::watch;
 use tokio::task::JoinHandle;
 
 use crate::account::StoredSession;
-use crate::client::{self, Trust};
+use crate::client::Trust;
 use crate::commands;
 use crate::config::Config;
-use crate::ctx::{Ctx, Shared};
+use crate::ctx::Shared;
 use crate::kv::Kv;
 use crate::login::{self, Credentials};
 use crate::outgoing;
-use crate::stores::StoreGate;
+use crate::stores::{Opener, StoreGate};
 use crate::sync;
 
 /// Preference: share keys with / accept messages from unverified devices.
@@ -64,7 +64,8 @@ pub struct MatrixSession {
     shared: Arc<Shared>,
     http: matrix_sdk::reqwest::Client,
     spawner: Spawner,
-    ctx: Option<Ctx>,
+    /// The client (built, paused or dropped while idle) and the login.
+    gate: Option<Arc<StoreGate>>,
     sync: Option<(JoinHandle<()>, watch::Sender<bool>)>,
     trust: Trust,
     /// Set by the sync loop when the access token stopped working.
@@ -95,7 +96,7 @@ pub async fn connect(
         shared,
         http,
         spawner: ctx.spawner.clone(),
-        ctx: None,
+        gate: None,
         sync: None,
         trust: trust_of(&ctx.preferences),
         login_required: Arc::new(AtomicBool::new(false)),
@@ -157,44 +158,37 @@ impl MatrixSession {
         let fresh = !dir.exists();
         std::fs::create_dir_all(&dir)
             .map_err(|e| BridgeError::internal(format!("cannot create {}: {e}", dir.display())))?;
-        let client = client::open(
-            &config,
-            &self.http,
-            &stored.homeserver,
-            &dir,
-            &stored.store_passphrase,
-            self.trust,
-        )
-        .await?;
-        client
-            .matrix_auth()
-            .restore_session(stored.matrix_session(), Default::default())
-            .await
-            .map_err(|e| client::action_error("restoring the Matrix login", e))?;
-        remove_other_stores(&self.shared.data_dir, &dir);
-        let stores = StoreGate::new(client.clone(), config.store_idle());
-        let ctx = Ctx {
-            shared: self.shared.clone(),
-            client,
+        let opener = Opener {
+            config: config.clone(),
+            http: self.http.clone(),
             account: stored,
-            stores,
+            dir,
+            trust: self.trust,
         };
+        let client = opener.open().await?;
+        remove_other_stores(&self.shared.data_dir, &opener.dir);
+        let gate = StoreGate::new(opener, client, self.shared.clone(), config.store_idle());
         self.login_required.store(false, Ordering::SeqCst);
         let flag = self.login_required.clone();
-        let sync_ctx = ctx.clone();
         let (stop_tx, stop_rx) = watch::channel(false);
+        let sync_gate = gate.clone();
         let task = self.spawner.spawn("matrix-sync", async move {
-            let exit = sync::run(sync_ctx, fresh, stop_rx).await;
+            let exit = sync::run(sync_gate, fresh, stop_rx).await;
             if exit == sync::Exit::LoginRequired {
                 flag.store(true, Ordering::SeqCst);
             }
         });
         self.sync = Some((task, stop_tx));
-        let (user, client) = (self.shared.user.clone(), ctx.client.clone());
+        // Holds the client until the first sync says what the secret
+        // storage is (or two minutes), without counting as activity.
+        let recovery_gate = gate.clone();
         self.spawner.spawn("matrix-recovery-state", async move {
-            say_recovery_state(&user, &client).await;
+            if let Ok(open) = recovery_gate.hold().await {
+                say_recovery_state(&open.shared.user, &open.client).await;
+                open.quiet();
+            }
         });
-        self.ctx = Some(ctx);
+        self.gate = Some(gate);
         Ok(())
     }
 
@@ -210,20 +204,20 @@ impl MatrixSession {
         }
     }
 
-    fn ctx(&self) -> Result<Ctx, BridgeError> {
+    fn gate(&self) -> Result<Arc<StoreGate>, BridgeError> {
         if self.login_required.load(Ordering::SeqCst) {
             return Err(BridgeError::new(
                 ErrorKind::NotAuthorized,
                 "Matrix: the login stopped working; run the \"re-login\" command",
             ));
         }
-        self.ctx
+        self.gate
             .clone()
             .ok_or_else(|| BridgeError::unavailable("Matrix: not connected"))
     }
 
     async fn relogin(&mut self, call: CommandCall) -> Result<Outcome, BridgeError> {
-        let Some(current) = self.ctx.as_ref().map(|c| c.account.clone()) else {
+        let Some(current) = self.gate.as_ref().map(|g| g.account().clone()) else {
             return Err(BridgeError::unavailable("Matrix: no stored login to renew"));
         };
         if call.stage.is_none() {
@@ -278,9 +272,9 @@ impl MatrixSession {
         let trust = trust_of(&values);
         if trust != self.trust {
             self.trust = trust;
-            if let Some(account) = self.ctx.as_ref().map(|c| c.account.clone()) {
+            if let Some(account) = self.gate.as_ref().map(|g| g.account().clone()) {
                 // The trust settings are part of the client: rebuild it.
-                self.ctx = None;
+                self.gate = None;
                 self.start(account).await?;
             }
         }
@@ -318,31 +312,32 @@ impl Session for MatrixSession {
             Action::PreferencesChanged(values) => return self.preferences(values).await,
             _ => {}
         }
-        let ctx = self.ctx()?;
-        let _open = ctx.stores.hold().await?;
+        let gate = self.gate()?;
+        let open = gate.hold().await?;
+        let ctx = &*open;
         match action {
-            Action::SendMessage(msg) => outgoing::send_message(&ctx, msg).await,
-            Action::Edit { message, replaces } => outgoing::edit(&ctx, message, replaces).await,
+            Action::SendMessage(msg) => outgoing::send_message(ctx, msg).await,
+            Action::Edit { message, replaces } => outgoing::edit(ctx, message, replaces).await,
             Action::Retract {
                 chat,
                 target,
                 moderate,
-            } => outgoing::retract(&ctx, &chat, &target, moderate).await,
+            } => outgoing::retract(ctx, &chat, &target, moderate).await,
             Action::React {
                 chat,
                 target,
                 emojis,
-            } => outgoing::react(&ctx, &chat, &target, emojis).await,
-            Action::ChatState { chat, state } => outgoing::chat_state(&ctx, &chat, state).await,
-            Action::Displayed { chat, up_to } => outgoing::displayed(&ctx, &chat, &up_to).await,
+            } => outgoing::react(ctx, &chat, &target, emojis).await,
+            Action::ChatState { chat, state } => outgoing::chat_state(ctx, &chat, state).await,
+            Action::Displayed { chat, up_to } => outgoing::displayed(ctx, &chat, &up_to).await,
             Action::JoinRoom { room, .. } => {
-                let task_ctx = ctx.clone();
+                let task_gate = gate.clone();
                 self.spawner.spawn("matrix-join", async move {
-                    let event = match task_ctx.stores.hold().await {
-                        Ok(_open) => outgoing::join(&task_ctx, &room).await,
+                    let event = match task_gate.hold().await {
+                        Ok(open) => outgoing::join(&open, &room).await,
                         Err(error) => Event::RoomJoinFailed { room, error },
                     };
-                    task_ctx.shared.emit(event).await;
+                    task_gate.shared().emit(event).await;
                 });
                 Ok(Outcome::Done)
             }
@@ -350,42 +345,41 @@ impl Session for MatrixSession {
             // the Matrix room (the room's "leave" command leaves it).
             Action::LeaveRoom { .. } => Ok(Outcome::Done),
             Action::SetSubject { room, subject } => {
-                outgoing::set_subject(&ctx, &room, &subject).await
+                outgoing::set_subject(ctx, &room, &subject).await
             }
-            Action::ChangeNick { room, nick } => outgoing::change_nick(&ctx, &room, &nick).await,
+            Action::ChangeNick { room, nick } => outgoing::change_nick(ctx, &room, &nick).await,
             Action::Kick { room, nick, reason } => {
-                outgoing::kick(&ctx, &room, &nick, reason.as_deref()).await
+                outgoing::kick(ctx, &room, &nick, reason.as_deref()).await
             }
             Action::SetRole {
                 room,
                 nick,
                 role,
                 reason,
-            } => outgoing::set_role(&ctx, &room, &nick, role, reason.as_deref()).await,
+            } => outgoing::set_role(ctx, &room, &nick, role, reason.as_deref()).await,
             Action::SetAffiliation {
                 room,
                 target,
                 affiliation,
                 reason,
             } => {
-                outgoing::set_affiliation(&ctx, &room, &target, affiliation, reason.as_deref())
-                    .await
+                outgoing::set_affiliation(ctx, &room, &target, affiliation, reason.as_deref()).await
             }
-            Action::Invite { room, invitee, .. } => outgoing::invite(&ctx, &room, &invitee).await,
-            Action::SetPresence(p) => outgoing::set_presence(&ctx, &p).await,
-            Action::AddContact(c) => outgoing::add_contact(&ctx, &c).await,
+            Action::Invite { room, invitee, .. } => outgoing::invite(ctx, &room, &invitee).await,
+            Action::SetPresence(p) => outgoing::set_presence(ctx, &p).await,
+            Action::AddContact(c) => outgoing::add_contact(ctx, &c).await,
             Action::RemoveContact(_) => Ok(Outcome::Done),
             Action::FetchHistory {
                 chat,
                 before,
                 limit,
-            } => outgoing::fetch_history(&ctx, &chat, before.as_ref(), limit).await,
-            Action::ListRooms { .. } => outgoing::list_rooms(&ctx).await,
+            } => outgoing::fetch_history(ctx, &chat, before.as_ref(), limit).await,
+            Action::ListRooms { .. } => outgoing::list_rooms(ctx).await,
             Action::QueryVersion(_) => Err(BridgeError::unsupported(
                 "Matrix has no software version queries",
             )),
             Action::Ping(_) => Err(BridgeError::unsupported("Matrix users cannot be pinged")),
-            Action::Command(call) => commands::run(&ctx, call).await.map(Outcome::Command),
+            Action::Command(call) => commands::run(ctx, call).await.map(Outcome::Command),
             Action::PreferencesChanged(_) => Ok(Outcome::Done),
             // Not declared (Feature::Groups): the core never sends it.
             Action::OpenGroup { .. } => Err(BridgeError::unsupported(
@@ -396,15 +390,15 @@ impl Session for MatrixSession {
 
     async fn close(&mut self, reason: CloseReason) {
         self.stop().await;
-        if let (CloseReason::Shutdown, Some(ctx)) = (&reason, &self.ctx) {
+        if let (CloseReason::Shutdown, Some(gate)) = (&reason, &self.gate) {
             // Show the user offline on Matrix while ferry is away; the
             // device itself stays logged in.
             let _ = tokio::time::timeout(std::time::Duration::from_secs(2), async {
-                let _open = ctx.stores.hold().await?;
-                outgoing::set_presence(ctx, &Presence::offline()).await
+                let open = gate.hold().await?;
+                outgoing::set_presence(&open, &Presence::offline()).await
             })
             .await;
         }
-        self.ctx = None;
+        self.gate = None;
     }
 }

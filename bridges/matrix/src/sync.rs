@@ -20,6 +20,7 @@
 //! [`EventSink::flush`]: ferry_bridge::EventSink::flush
 
 use std::collections::{BTreeSet, HashMap};
+use std::sync::Arc;
 use std::time::{Duration, UNIX_EPOCH};
 
 use ferry_bridge::{
@@ -48,6 +49,7 @@ use crate::client::unknown_token;
 use crate::ctx::{Chat, Ctx};
 use crate::incoming::{Converter, Mode};
 use crate::kv;
+use crate::stores::StoreGate;
 
 /// Largest avatar forwarded to the roster, in bytes.
 const MAX_AVATAR: u64 = 512 * 1024;
@@ -62,6 +64,11 @@ pub enum Exit {
 }
 
 fn filter(limit: u32) -> Filter {
+    Filter::FilterDefinition(filter_definition(limit))
+}
+
+/// What one sync asks for: `limit` timeline events per room, members lazily.
+fn filter_definition(limit: u32) -> FilterDefinition {
     let mut timeline = RoomEventFilter::default();
     timeline.limit = Some(UInt::from(limit));
     timeline.lazy_load_options = LazyLoadOptions::Enabled {
@@ -76,15 +83,15 @@ fn filter(limit: u32) -> Filter {
     room.state = state;
     let mut def = FilterDefinition::default();
     def.room = room;
-    Filter::FilterDefinition(def)
+    def
 }
 
 /// Runs the sync loop until the login stops working or `stop` turns true.
 /// A stop request interrupts the long-poll but never the delivery of a
 /// response: a batch is either delivered and its position saved, or not
 /// started. `fresh_store`: the matrix-sdk store was just created.
-pub async fn run(ctx: Ctx, fresh_store: bool, mut stop: watch::Receiver<bool>) -> Exit {
-    let shared = ctx.shared.clone();
+pub async fn run(gate: Arc<StoreGate>, fresh_store: bool, mut stop: watch::Receiver<bool>) -> Exit {
+    let shared = gate.shared().clone();
     let config = shared.config.clone();
     shared
         .emit(Event::Connection(ConnectionState::Connecting))
@@ -108,13 +115,13 @@ pub async fn run(ctx: Ctx, fresh_store: bool, mut stop: watch::Receiver<bool>) -
         } else {
             config.sync_timeout()
         };
-        // An idle account waits for news with its stores closed.
+        // An idle account waits for news without its client.
         if !first
             && let Some(since) = &token
-            && ctx.stores.close_if_idle().await
+            && gate.close_if_idle().await
         {
             let news = tokio::select! {
-                n = wait_for_news(&ctx, since, wait) => n,
+                n = wait_for_news(&gate, since, wait) => n,
                 _ = stop.changed() => return Exit::Stopped,
             };
             match news {
@@ -127,7 +134,7 @@ pub async fn run(ctx: Ctx, fresh_store: bool, mut stop: watch::Receiver<bool>) -
                 }
             }
         }
-        let open = match ctx.stores.hold().await {
+        let open = match gate.hold().await {
             Ok(open) => open,
             Err(e) => {
                 tracing::warn!(user = %shared.user, "{}", e.message);
@@ -143,6 +150,7 @@ pub async fn run(ctx: Ctx, fresh_store: bool, mut stop: watch::Receiver<bool>) -
                 continue;
             }
         };
+        let ctx: &Ctx = &open;
         let mut settings = SyncSettings::new()
             .filter(filter(config.timeline_limit))
             .set_presence(PresenceState::Offline)
@@ -161,10 +169,10 @@ pub async fn run(ctx: Ctx, fresh_store: bool, mut stop: watch::Receiver<bool>) -
                 let news = has_news(&response);
                 let next = response.next_batch.clone();
                 let initial = token.is_none();
-                process(&ctx, response, token.as_deref(), initial).await;
+                process(ctx, response, token.as_deref(), initial).await;
                 shared.synced();
                 if first {
-                    announce(&ctx).await;
+                    announce(ctx).await;
                     shared
                         .emit(Event::Connection(ConnectionState::Connected(Some(
                             format!("Logged in as {}", ctx.own()),
@@ -223,7 +231,7 @@ pub async fn run(ctx: Ctx, fresh_store: bool, mut stop: watch::Receiver<bool>) -
 }
 
 /// Whether a sync response carries anything (a long-poll that timed out
-/// carries nothing, and does not keep the stores open).
+/// carries nothing, and does not keep the client).
 fn has_news(response: &SyncResponse) -> bool {
     !(response.rooms.is_empty()
         && response.presence.is_empty()
@@ -231,37 +239,83 @@ fn has_news(response: &SyncResponse) -> bool {
         && response.to_device.is_empty())
 }
 
-/// Long-polls `/sync` from `since` without processing the answer, so
-/// without the stores: whether the homeserver has anything for this
-/// account (the sync that follows fetches it again, from `since`, with the
-/// stores open). The same filter as the real sync, so the same things wake
-/// it.
-async fn wait_for_news(
-    ctx: &Ctx,
-    since: &str,
-    wait: Duration,
-) -> Result<bool, matrix_sdk::HttpError> {
-    use matrix_sdk::ruma::api::client::sync::sync_events::v3::Request;
-    let config = &ctx.shared.config;
-    let mut request = Request::new();
-    request.filter = Some(filter(config.timeline_limit));
-    request.since = Some(since.to_owned());
-    request.set_presence = PresenceState::Offline;
-    request.timeout = Some(wait);
-    request.use_state_after = true;
-    let request_config = matrix_sdk::config::RequestConfig::new()
+/// Why waiting for news failed.
+#[derive(Debug, thiserror::Error)]
+enum NewsError {
+    #[error("{0}")]
+    Http(#[from] matrix_sdk::reqwest::Error),
+    #[error("the homeserver URL {0:?} cannot be used: {1}")]
+    Url(String, url::ParseError),
+    #[error("the homeserver answered {0}")]
+    Status(matrix_sdk::reqwest::StatusCode),
+}
+
+/// Long-polls `/sync` from `since` without a matrix-sdk client: only the
+/// stored access token, the homeserver's URL and the bridge's shared HTTP
+/// client (whose connection pool all idle sessions share). Says whether
+/// the homeserver has anything for this account; the answer itself is
+/// only a signal (the real sync that follows fetches it again from
+/// `since`, with the client built, so to-device messages and the position
+/// are never lost: the homeserver deletes to-device messages only once a
+/// later position is asked for). The same filter as the real sync, so the
+/// same things wake it. An answer the homeserver refuses (a revoked token)
+/// counts as news: the real sync meets it and tells the user.
+async fn wait_for_news(gate: &StoreGate, since: &str, wait: Duration) -> Result<bool, NewsError> {
+    let config = &gate.shared().config;
+    let account = gate.account();
+    let base = account.homeserver.trim_end_matches('/');
+    let mut url = url::Url::parse(&format!("{base}/_matrix/client/v3/sync"))
+        .map_err(|e| NewsError::Url(account.homeserver.clone(), e))?;
+    let filter = serde_json::to_string(&filter_definition(config.timeline_limit))
+        .unwrap_or_else(|_| "{}".to_owned());
+    url.query_pairs_mut()
+        .append_pair("filter", &filter)
+        .append_pair("since", since)
+        .append_pair("set_presence", "offline")
+        .append_pair("timeout", &wait.as_millis().to_string())
+        .append_pair("use_state_after", "true");
+    let response = gate
+        .http()
+        .get(url)
+        .bearer_auth(&account.access_token)
         .timeout(config.request_timeout() + wait)
-        .retry_limit(0);
-    let response = ctx
-        .client
-        .send(request)
-        .with_request_config(request_config)
+        .send()
         .await?;
-    Ok(!(response.rooms.is_empty()
-        && response.presence.is_empty()
-        && response.account_data.is_empty()
-        && response.to_device.is_empty()
-        && response.device_lists.is_empty()))
+    let status = response.status();
+    if status == matrix_sdk::reqwest::StatusCode::UNAUTHORIZED
+        || status == matrix_sdk::reqwest::StatusCode::FORBIDDEN
+    {
+        return Ok(true);
+    }
+    if !status.is_success() {
+        return Err(NewsError::Status(status));
+    }
+    let body: serde_json::Value =
+        serde_json::from_slice(&response.bytes().await?).unwrap_or(serde_json::Value::Null);
+    Ok(carries_news(&body))
+}
+
+/// Whether the JSON of a `/sync` answer carries anything: rooms, presence,
+/// account data, to-device messages or device-list changes.
+fn carries_news(body: &serde_json::Value) -> bool {
+    use serde_json::Value;
+    [
+        "/rooms/join",
+        "/rooms/invite",
+        "/rooms/leave",
+        "/rooms/knock",
+        "/presence/events",
+        "/account_data/events",
+        "/to_device/events",
+        "/device_lists/changed",
+        "/device_lists/left",
+    ]
+    .iter()
+    .any(|p| match body.pointer(p) {
+        Some(Value::Object(m)) => !m.is_empty(),
+        Some(Value::Array(a)) => !a.is_empty(),
+        _ => false,
+    })
 }
 
 /// Delivers everything one sync response carries.
@@ -410,6 +464,7 @@ async fn process(ctx: &Ctx, response: SyncResponse, since: Option<&str>, initial
                         .map(str::to_owned)
                 });
             if let (Some(sender), Some(flow)) = (sender, flow) {
+                ctx.shared.verifying();
                 ctx.shared
                     .mem()
                     .verification_requests
@@ -699,4 +754,43 @@ async fn presence(ctx: &Ctx, p: PresenceEvent) {
             },
         })
         .await;
+}
+
+#[cfg(test)]
+mod tests {
+    use super::carries_news;
+    use serde_json::json;
+
+    #[test]
+    fn a_timed_out_long_poll_carries_no_news() {
+        // What Synapse answers when the timeout passes with nothing new.
+        let empty = json!({
+            "next_batch": "s2_1",
+            "account_data": {"events": []},
+            "presence": {"events": []},
+            "to_device": {"events": []},
+            "device_lists": {"changed": [], "left": []},
+            "device_one_time_keys_count": {"signed_curve25519": 50},
+            "rooms": {"join": {}, "invite": {}, "leave": {}, "knock": {}}
+        });
+        assert!(!carries_news(&empty));
+        assert!(!carries_news(&json!({"next_batch": "s2_1"})));
+        assert!(!carries_news(&json!(null)));
+    }
+
+    #[test]
+    fn anything_for_the_account_is_news() {
+        for news in [
+            json!({"rooms": {"join": {"!a:x": {}}}}),
+            json!({"rooms": {"invite": {"!a:x": {}}}}),
+            json!({"rooms": {"leave": {"!a:x": {}}}}),
+            json!({"to_device": {"events": [{"type": "m.room.encrypted"}]}}),
+            json!({"device_lists": {"changed": ["@b:x"]}}),
+            json!({"device_lists": {"left": ["@b:x"]}}),
+            json!({"presence": {"events": [{"type": "m.presence"}]}}),
+            json!({"account_data": {"events": [{"type": "m.direct"}]}}),
+        ] {
+            assert!(carries_news(&news), "{news}");
+        }
+    }
 }

@@ -105,6 +105,16 @@ impl EventLog {
         self.notify.notify_waiters();
     }
 
+    /// How many events reported so far match `pred` (taken or not).
+    pub fn count(&self, pred: impl Fn(&Event) -> bool) -> usize {
+        self.all
+            .lock()
+            .expect("lock")
+            .iter()
+            .filter(|e| pred(e))
+            .count()
+    }
+
     /// Waits for (and removes) the first event matching `pred`.
     pub async fn take(&self, what: &str, pred: impl Fn(&Event) -> bool) -> Event {
         let deadline = tokio::time::Instant::now() + WAIT;

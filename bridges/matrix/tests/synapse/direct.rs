@@ -226,19 +226,24 @@ fn stores_open(dir: &std::path::Path) -> bool {
     })
 }
 
-async fn wait_until_stores_closed(dir: &std::path::Path) {
+/// Waits until the idle session closed its stores and dropped its
+/// matrix-sdk client (nothing holds one any more).
+async fn wait_until_idle_without_client(dir: &std::path::Path) {
     let deadline = tokio::time::Instant::now() + common::WAIT;
-    while stores_open(dir) {
+    while stores_open(dir) || ferry_matrix::stores::has_client(dir) {
         assert!(
             tokio::time::Instant::now() < deadline,
-            "the idle session never closed its stores"
+            "the idle session never closed its stores and dropped its client \
+             (stores open: {}, client: {})",
+            stores_open(dir),
+            ferry_matrix::stores::has_client(dir)
         );
         tokio::time::sleep(std::time::Duration::from_millis(200)).await;
     }
 }
 
 #[tokio::test]
-async fn an_idle_session_closes_its_stores_and_opens_them_for_what_comes() {
+async fn an_idle_session_drops_its_client_and_builds_it_again_for_what_comes() {
     let config = ferry_matrix::Config {
         store_idle_secs: 1,
         ..common::config()
@@ -256,12 +261,21 @@ async fn an_idle_session_closes_its_stores_and_opens_them_for_what_comes() {
         )
         .await;
 
-    // Idle: the stores close; an encrypted message from Matrix wakes the
-    // session, which opens them again to decrypt and deliver it.
-    wait_until_stores_closed(alice.dir.path()).await;
+    // Idle: the stores close and the client goes; an encrypted message from
+    // Matrix (its room key comes as a to-device message meanwhile) wakes
+    // the session, which builds the client again from its stores to
+    // decrypt and deliver it.
+    wait_until_idle_without_client(alice.dir.path()).await;
     room.send(
         matrix_sdk::ruma::events::room::message::RoomMessageEventContent::text_plain(
             "while you were idle",
+        ),
+    )
+    .await
+    .expect("send");
+    room.send(
+        matrix_sdk::ruma::events::room::message::RoomMessageEventContent::text_plain(
+            "and a second one",
         ),
     )
     .await
@@ -272,9 +286,15 @@ async fn an_idle_session_closes_its_stores_and_opens_them_for_what_comes() {
             |e| matches!(e, Event::Message(m) if m.body == "while you were idle"),
         )
         .await;
+    alice
+        .take(
+            "bob's second message, after the first",
+            |e| matches!(e, Event::Message(m) if m.body == "and a second one"),
+        )
+        .await;
 
-    // Idle again: an action opens them to encrypt and send.
-    wait_until_stores_closed(alice.dir.path()).await;
+    // Idle again: an action builds the client to encrypt and send.
+    wait_until_idle_without_client(alice.dir.path()).await;
     alice
         .act(Action::SendMessage(OutgoingMessage::text(
             Address::Contact(contact.clone()),
@@ -287,5 +307,15 @@ async fn an_idle_session_closes_its_stores_and_opens_them_for_what_comes() {
         common::is_text(v, "back from idle")
     })
     .await;
+    // Across two drops and rebuilds nothing came twice.
+    for body in ["while you were idle", "and a second one"] {
+        assert_eq!(
+            alice
+                .events
+                .count(|e| matches!(e, Event::Message(m) if m.body == body)),
+            1,
+            "{body:?} delivered once"
+        );
+    }
     alice.close().await;
 }
