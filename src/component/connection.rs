@@ -349,7 +349,10 @@ impl Task {
                     let mut next = Some(cmd);
                     while let Some(cmd) = next.take() {
                         match cmd {
-                            Command::Send(text) => batch.push(String::from(text)),
+                            Command::Send(text) => {
+                                self.shared.taken();
+                                batch.push(String::from(text));
+                            }
                             Command::Close { done, timeout } => {
                                 self.close_timeout = timeout;
                                 close = Some(done);
@@ -636,6 +639,7 @@ impl Task {
         while let Some(cmd) = next.take() {
             match cmd {
                 Command::Send(text) => {
+                    self.shared.taken();
                     if let Some(el) = self.parse_queued(&text) {
                         self.trace_stanza("out", &el);
                         stream.feed(&el).await.map_err(write_error)?;
@@ -973,6 +977,7 @@ impl Task {
         while let Ok(cmd) = self.commands.try_recv() {
             match cmd {
                 Command::Send(text) => {
+                    self.shared.taken();
                     let Some(el) = self.parse_queued(&text) else {
                         continue;
                     };

@@ -27,6 +27,17 @@
 //! the window of unconfirmed stanzas stays small; when a connection dies,
 //! the unconfirmed ones are put back in the outbox ahead of anything newer
 //! (a duplicate is better than a loss).
+//!
+//! Back-pressure: [`ComponentHandle::send`] never waits, but the handle
+//! counts what is queued for the connection task. Above
+//! [`QUEUE_HIGH`] stanzas the stream is [congested]
+//! (the XMPP server reads slower than the gateway produces, as during a
+//! big room's join burst); the gateway then stops taking events from the
+//! sessions until [`ComponentHandle::uncongested`] (at most [`QUEUE_LOW`]
+//! queued), so a burst waits in the network sockets instead of as queued
+//! stanzas in memory.
+//!
+//! [congested]: ComponentHandle::congested
 
 mod connection;
 #[cfg(test)]
@@ -37,7 +48,7 @@ mod tests;
 
 use std::collections::{BTreeMap, HashMap};
 use std::fmt;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, SystemTime};
 
@@ -298,6 +309,12 @@ enum Command {
 
 type PendingRequests = HashMap<String, oneshot::Sender<Result<Iq, RequestError>>>;
 
+/// Queued stanzas above which the stream counts as congested (a few
+/// hundred bytes each: ~0.5 MB).
+pub const QUEUE_HIGH: usize = 1024;
+/// Queued stanzas at which a congestion ends.
+pub const QUEUE_LOW: usize = 256;
+
 /// State shared by the handles and the connection task.
 struct Shared {
     domain: String,
@@ -308,12 +325,25 @@ struct Shared {
     privileges: Mutex<Privileges>,
     pending: Mutex<PendingRequests>,
     ids: AtomicU64,
+    /// `Send` commands in the channel, not yet taken by the task.
+    queued: AtomicUsize,
+    /// Woken when `queued` comes down to [`QUEUE_LOW`].
+    drained: tokio::sync::Notify,
 }
 
 impl Shared {
     fn set_state(&self, state: StreamState) {
         if let Ok(mut s) = self.state.lock() {
             *s = state;
+        }
+    }
+
+    /// The task took a queued stanza.
+    fn taken(&self) {
+        if self.queued.fetch_sub(1, Ordering::AcqRel) == QUEUE_LOW + 1 {
+            // One waiter (the gateway); a permit is kept if it is not
+            // waiting yet, so the wake-up is never lost.
+            self.drained.notify_one();
         }
     }
 
@@ -375,9 +405,11 @@ impl ComponentHandle {
         }
         let text = String::from(&stanza).into_boxed_str();
         drop(stanza);
+        self.shared.queued.fetch_add(1, Ordering::AcqRel);
         if let Err(mpsc::error::SendError(Command::Send(text))) =
             self.shared.commands.send(Command::Send(text))
         {
+            self.shared.queued.fetch_sub(1, Ordering::AcqRel);
             match self.shared.store.outbox_push(&[String::from(text)]) {
                 Ok(()) => {
                     self.shared
@@ -390,6 +422,26 @@ impl ComponentHandle {
                     "a stanza sent after the stream was closed is lost: {e}"
                 ),
             }
+        }
+    }
+
+    /// Whether more than [`QUEUE_HIGH`] stanzas wait for the connection
+    /// task (see the module's "Back-pressure").
+    pub fn congested(&self) -> bool {
+        // A task that ended takes nothing more: never congested then.
+        self.shared.queued.load(Ordering::Acquire) > QUEUE_HIGH && !self.shared.commands.is_closed()
+    }
+
+    /// Resolves once at most [`QUEUE_LOW`] stanzas wait for the connection
+    /// task (at once when that is already so). Cancel-safe.
+    pub async fn uncongested(&self) {
+        while self.shared.queued.load(Ordering::Acquire) > QUEUE_LOW
+            && !self.shared.commands.is_closed()
+        {
+            // The task's end wakes nobody: look again now and then.
+            let _ =
+                tokio::time::timeout(Duration::from_millis(200), self.shared.drained.notified())
+                    .await;
         }
     }
 
@@ -491,6 +543,8 @@ pub fn start(
         privileges: Mutex::new(Privileges::default()),
         pending: Mutex::new(HashMap::new()),
         ids: AtomicU64::new(1),
+        queued: AtomicUsize::new(0),
+        drained: tokio::sync::Notify::new(),
     });
     let task = connection::Task::new(
         config,

@@ -634,6 +634,31 @@ async fn the_outbox_survives_a_restart_of_ferry() {
 }
 
 #[tokio::test]
+async fn a_long_queue_is_congested_until_the_task_has_written_it() {
+    let mut server = FakeServer::start(DOMAIN, SECRET, vec![]).await;
+    let mut rig = Rig::start(server.port, SECRET, fast());
+    server.connected(5).await;
+    rig.connected(5).await;
+    assert!(!rig.handle.congested());
+    // The test runtime has one thread: nothing is written before this
+    // task waits, so the whole burst is queued.
+    let n = QUEUE_HIGH + 10;
+    for i in 0..n {
+        rig.handle.send(msg(i));
+    }
+    assert!(rig.handle.congested(), "{n} queued stanzas");
+    tokio::time::timeout(Duration::from_secs(5), rig.handle.uncongested())
+        .await
+        .expect("the queue drains below the low mark");
+    assert!(!rig.handle.congested());
+    // Nothing was held back or lost on the way.
+    let got = server.received(n, 10).await;
+    assert_eq!(got.len(), n);
+    assert_eq!(body(&got[n - 1].1), n - 1);
+    rig.shutdown.cancel();
+}
+
+#[tokio::test]
 async fn close_sends_what_is_queued_first() {
     let mut server = FakeServer::start(DOMAIN, SECRET, vec![]).await;
     let mut rig = Rig::start(server.port, SECRET, fast());

@@ -214,12 +214,18 @@ impl Gateway {
         let mut tick = tokio::time::interval(every);
         tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         loop {
+            // Back-pressure: while the XMPP server reads slower than the
+            // sessions' events make stanzas (a big room's join burst), the
+            // events wait in the sessions' bounded channel and the network
+            // sockets rather than as queued stanzas here.
+            let congested = gw.comp.congested();
             tokio::select! {
                 biased;
                 _ = shutdown.cancelled() => break,
                 Some(k) = internal_rx.recv() => k(&mut gw),
                 Some(r) = reports_rx.recv() => gw.on_report(r),
-                Some(env) = events_rx.recv() => gw.on_envelope(env),
+                Some(env) = events_rx.recv(), if !congested => gw.on_envelope(env),
+                _ = gw.comp.uncongested(), if congested => {}
                 Some(r) = routed.recv() => gw.on_routed(r),
                 inb = inbound.recv() => match inb {
                     Some(inb) => gw.on_inbound(inb),

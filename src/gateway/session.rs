@@ -22,8 +22,8 @@ use std::time::{Duration, Instant};
 
 use ferry_bridge::network::panic_message;
 use ferry_bridge::{
-    Account, Action, BridgeError, CloseReason, Envelope, ErrorKind, EventSink, FormValues,
-    KeyValue, LoginError, Network, Outcome, Session, SessionContext, Spawner, TaskFailure, UserId,
+    Account, Action, BridgeError, CloseReason, Envelope, ErrorKind, EventSink, FailureWatch,
+    FormValues, KeyValue, LoginError, Network, Outcome, Session, SessionContext, Spawner, UserId,
 };
 use futures::FutureExt as _;
 use tokio::sync::mpsc;
@@ -222,7 +222,9 @@ async fn run(
         if cancel.is_cancelled() {
             break;
         }
-        let (fail_tx, mut fail_rx) = mpsc::unbounded_channel::<TaskFailure>();
+        // A watch, not a channel: a channel reserves a block of 32
+        // failures per session, and only the first one matters.
+        let (fail_tx, mut fail_rx) = FailureWatch::new();
         let spawner = Spawner::new(user.clone(), fail_tx);
         let account = match (setup.account)() {
             Ok(a) => a,
@@ -397,7 +399,7 @@ async fn close(session: &mut dyn Session, reason: CloseReason) {
 async fn serve(
     session: &mut dyn Session,
     inbox: &mut mpsc::UnboundedReceiver<Box<Job>>,
-    failures: &mut mpsc::UnboundedReceiver<TaskFailure>,
+    failures: &mut FailureWatch,
     cancel: &CancellationToken,
     setup: &Setup,
 ) -> End {
@@ -410,10 +412,9 @@ async fn serve(
                 Ok(job) => job,
                 Err(_) => return End::Cancelled,
             },
-            f = failures.recv() => match f {
-                Some(f) => return End::Failed(format!("the bridge's task {:?} crashed: {}", f.task, f.message)),
-                None => continue,
-            },
+            f = failures.failed() => {
+                return End::Failed(format!("the bridge's task {:?} crashed: {}", f.task, f.message));
+            }
             job = inbox.recv() => match job {
                 Some(job) => job,
                 None => return End::Gone,
@@ -431,11 +432,8 @@ async fn serve(
         let result = tokio::select! {
             biased;
             r = AssertUnwindSafe(session.act(action)).catch_unwind() => r,
-            f = failures.recv() => {
-                let message = match f {
-                    Some(f) => format!("the bridge's task {:?} crashed: {}", f.task, f.message),
-                    None => "the bridge's task crashed".to_owned(),
-                };
+            f = failures.failed() => {
+                let message = format!("the bridge's task {:?} crashed: {}", f.task, f.message);
                 let _ = setup.reports.send(Report::Done {
                     then,
                     result: Err(BridgeError::internal(format!("The session failed: {message}"))),

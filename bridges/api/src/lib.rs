@@ -60,9 +60,9 @@ pub use message::{
     ReplyTo, Sender,
 };
 pub use network::{
-    Account, BridgeContext, BridgeSetup, CloseReason, KeyValue, Limits, Network, NetworkInfo,
-    RESUME_KEY, Registration, Secret, Session, SessionContext, SessionPolicy, Spawner, StoreError,
-    TaskFailure, WebhookRequest, WebhookResponse,
+    Account, BridgeContext, BridgeSetup, CloseReason, FailureSink, FailureWatch, KeyValue, Limits,
+    Network, NetworkInfo, RESUME_KEY, Registration, Secret, Session, SessionContext, SessionPolicy,
+    Spawner, StoreError, TaskFailure, WebhookRequest, WebhookResponse,
 };
 pub use room::{
     Affiliation, HistoryPolicy, Occupant, Presence, Role, RoomInfo, RoomListing, Show, Subject,

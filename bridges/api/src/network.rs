@@ -428,13 +428,92 @@ pub struct TaskFailure {
     pub message: String,
 }
 
+/// Where a [`Spawner`] reports the panics of its tasks: a channel (one per
+/// bridge, or one a test reads), or a [`FailureWatch`]'s slot.
+///
+/// A channel reserves room for 32 failures the moment it is made (a tokio
+/// channel allocates its first block up front, ~2.5 KB with its header),
+/// which is what a session costs when each has a channel of its own; a
+/// watch keeps one failure and one wake-up (~150 bytes). The core gives
+/// each session a watch; `From<UnboundedSender<TaskFailure>>` keeps
+/// `Spawner::new(user, tx)` working for tests and tools.
+#[derive(Clone, Debug)]
+pub struct FailureSink(Sink);
+
+#[derive(Clone, Debug)]
+enum Sink {
+    Channel(mpsc::UnboundedSender<TaskFailure>),
+    Watch(Arc<WatchSlot>),
+}
+
+impl From<mpsc::UnboundedSender<TaskFailure>> for FailureSink {
+    fn from(tx: mpsc::UnboundedSender<TaskFailure>) -> Self {
+        FailureSink(Sink::Channel(tx))
+    }
+}
+
+impl FailureSink {
+    fn report(&self, failure: TaskFailure) {
+        match &self.0 {
+            Sink::Channel(tx) => {
+                let _ = tx.send(failure);
+            }
+            Sink::Watch(slot) => {
+                if let Ok(mut first) = slot.first.lock() {
+                    // The first failure ends the session; later ones (its
+                    // other tasks failing with it) add nothing.
+                    if first.is_none() {
+                        *first = Some(failure);
+                    }
+                }
+                // A permit is kept when nobody waits yet: never lost.
+                slot.wake.notify_one();
+            }
+        }
+    }
+}
+
+#[derive(Debug, Default)]
+struct WatchSlot {
+    first: Mutex<Option<TaskFailure>>,
+    wake: tokio::sync::Notify,
+}
+
+/// The receiving side of a [`FailureSink`] made by [`FailureWatch::new`]:
+/// the first failure of any task of the spawners that report to it.
+#[derive(Debug)]
+pub struct FailureWatch(Arc<WatchSlot>);
+
+impl FailureWatch {
+    /// A watch and the sink to give to [`Spawner::new`].
+    pub fn new() -> (FailureSink, FailureWatch) {
+        let slot = Arc::new(WatchSlot::default());
+        (FailureSink(Sink::Watch(slot.clone())), FailureWatch(slot))
+    }
+
+    /// Waits for the first failure (forever if none comes). Cancel-safe:
+    /// a failure is taken only when this returns it.
+    pub async fn failed(&mut self) -> TaskFailure {
+        loop {
+            if let Some(f) = self.0.first.lock().ok().and_then(|mut f| f.take()) {
+                return f;
+            }
+            self.0.wake.notified().await;
+        }
+    }
+}
+
 /// Starts a session's background tasks. Every task started here is aborted
 /// when the session ends; a panic in one is reported to the core, which
 /// restarts the session.
+///
+/// Failures go to a [`FailureSink`]: the core gives each session a
+/// [`FailureWatch`] (no channel block reserved per session); tests and
+/// tools pass an `mpsc::UnboundedSender<TaskFailure>`, which converts.
 #[derive(Clone)]
 pub struct Spawner {
     user: Option<UserId>,
-    failures: mpsc::UnboundedSender<TaskFailure>,
+    failures: FailureSink,
     tasks: Arc<Mutex<Vec<AbortHandle>>>,
 }
 
@@ -447,20 +526,20 @@ impl fmt::Debug for Spawner {
 impl Spawner {
     /// Creates a spawner reporting failures to `failures` (used by the
     /// core, and by tests).
-    pub fn new(user: UserId, failures: mpsc::UnboundedSender<TaskFailure>) -> Self {
+    pub fn new(user: UserId, failures: impl Into<FailureSink>) -> Self {
         Self {
             user: Some(user),
-            failures,
+            failures: failures.into(),
             tasks: Arc::new(Mutex::new(Vec::new())),
         }
     }
 
     /// Creates a spawner for bridge-wide tasks (used by the core, and by
     /// tests).
-    pub fn bridge(failures: mpsc::UnboundedSender<TaskFailure>) -> Self {
+    pub fn bridge(failures: impl Into<FailureSink>) -> Self {
         Self {
             user: None,
-            failures,
+            failures: failures.into(),
             tasks: Arc::new(Mutex::new(Vec::new())),
         }
     }
@@ -474,7 +553,7 @@ impl Spawner {
         let user = self.user.clone();
         let handle = tokio::spawn(async move {
             if let Err(panic) = AssertUnwindSafe(future).catch_unwind().await {
-                let _ = failures.send(TaskFailure {
+                failures.report(TaskFailure {
                     user,
                     task,
                     message: panic_message(panic.as_ref()),
@@ -549,6 +628,7 @@ impl WebhookResponse {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::time::Duration;
 
     #[tokio::test]
     async fn spawner_reports_panics_and_aborts_tasks() {
@@ -562,6 +642,33 @@ mod tests {
         let handle = spawner.spawn("forever", std::future::pending());
         spawner.abort_all();
         assert!(handle.await.expect_err("aborted").is_cancelled());
+    }
+
+    #[tokio::test]
+    async fn a_watch_keeps_the_first_failure_until_it_is_read() {
+        let (sink, mut watch) = FailureWatch::new();
+        let spawner = Spawner::new(UserId::new("u@x"), sink);
+        // Both fail before anyone waits: the first is kept, not lost.
+        spawner
+            .spawn("first", async { panic!("one") })
+            .await
+            .expect("the wrapper catches the panic");
+        spawner
+            .spawn("second", async { panic!("two") })
+            .await
+            .expect("the wrapper catches the panic");
+        let failure = watch.failed().await;
+        assert_eq!(failure.user, Some(UserId::new("u@x")));
+        assert_eq!((failure.task, failure.message.as_str()), ("first", "one"));
+        // Nothing more until another task fails; a later failure wakes a waiter.
+        let waiting = tokio::time::timeout(Duration::from_millis(20), watch.failed()).await;
+        assert!(waiting.is_err(), "no failure pending");
+        let later = spawner.clone();
+        tokio::spawn(async move {
+            tokio::time::sleep(Duration::from_millis(10)).await;
+            later.spawn("third", async { panic!("three") });
+        });
+        assert_eq!(watch.failed().await.task, "third");
     }
 
     #[test]
