@@ -585,6 +585,8 @@ async fn serve(config: Config, registry: Registry) -> anyhow::Result<()> {
         });
     }
     tracing::info!("ferry started in {} ms", started.elapsed().as_millis());
+    // What start-up alone ran need not stay resident.
+    crate::codepages::release_after_start(shutdown.clone());
 
     wait_for_signal().await;
     tracing::info!("shutting down");

@@ -14,7 +14,7 @@
 
 use tracing::field::{Field, Visit};
 use tracing::{Event, Level, Metadata};
-use tracing_subscriber::filter::{EnvFilter, FilterExt, filter_fn};
+use tracing_subscriber::filter::{EnvFilter, FilterExt, Targets, filter_fn};
 use tracing_subscriber::fmt::FormattedFields;
 use tracing_subscriber::fmt::format::DefaultFields;
 use tracing_subscriber::layer::{Context, Filter, Layer, SubscriberExt};
@@ -87,13 +87,30 @@ where
     }
 }
 
+/// The operator's filter. Directives that name only targets and levels
+/// (`info`, `warn,ferry_irc=debug`: every level the configuration offers)
+/// become a plain [`Targets`] filter; only directives on spans or fields
+/// (`[span{field=value}]`), or ones `Targets` cannot read, take
+/// [`EnvFilter`], whose parser compiles regular expressions: that code and
+/// its tables would otherwise be run, and kept resident, by every start.
+fn operator_filter<S>(level: &str) -> Box<dyn Filter<S> + Send + Sync + 'static>
+where
+    S: tracing::Subscriber + for<'a> LookupSpan<'a>,
+{
+    let plain = !level.is_empty()
+        && !level.contains(|c: char| c.is_whitespace() || matches!(c, '[' | ']' | '{' | '}'));
+    match level.parse::<Targets>() {
+        Ok(targets) if plain => FilterExt::boxed(targets),
+        _ => FilterExt::boxed(EnvFilter::builder().parse_lossy(level)),
+    }
+}
+
 /// The operator's filter with what is always held back.
 fn filter<S>(level: &str) -> impl Filter<S> + use<S>
 where
     S: tracing::Subscriber + for<'a> LookupSpan<'a>,
 {
-    EnvFilter::builder()
-        .parse_lossy(level)
+    operator_filter(level)
         .and(filter_fn(never_secret))
         .and(NotErrors)
 }
@@ -156,6 +173,49 @@ mod tests {
             target: "matrix_sdk::http_client",
             "Error while sending request: Api(Server(MatrixError(Error {{ status_code: 404, body: Standard(StandardErrorBody {{ kind: NotFound, message: \"x\" }}) }})))"
         );
+    }
+
+    #[test]
+    fn plain_directives_filter_by_target_and_level() {
+        let emit = || {
+            tracing::debug!(target: "ferry_irc::conn", "irc debug");
+            tracing::debug!(target: "ferry::gateway", "core debug");
+            tracing::info!(target: "ferry::gateway", "core info");
+            tracing::warn!(target: "matrix_sdk::client", "sdk warn");
+        };
+        let out = logged("warn,ferry_irc=debug", emit);
+        assert!(
+            out.contains("irc debug") && out.contains("sdk warn"),
+            "{out}"
+        );
+        assert!(
+            !out.contains("core debug") && !out.contains("core info"),
+            "{out}"
+        );
+        let out = logged("INFO", emit);
+        assert!(
+            out.contains("core info") && !out.contains("irc debug"),
+            "{out}"
+        );
+        let out = logged("off", emit);
+        assert!(out.is_empty(), "{out}");
+    }
+
+    #[test]
+    fn span_and_field_directives_still_work() {
+        let emit = || {
+            let span = tracing::info_span!(target: "ferry::gateway", "session", user = "alice@x");
+            let _in = span.enter();
+            tracing::debug!(target: "ferry::gateway", "alice debug");
+        };
+        let out = logged("warn,[session{user=alice@x}]=debug", emit);
+        assert!(out.contains("alice debug"), "{out}");
+        // What Targets would read differently (a space before a target) is
+        // read as RUST_LOG always was: EnvFilter ignores that directive.
+        let out = logged("warn, ferry=debug", emit);
+        assert!(!out.contains("alice debug"), "{out}");
+        let out = logged("debug, ferry=warn", emit);
+        assert!(out.contains("alice debug"), "{out}");
     }
 
     #[test]

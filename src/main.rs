@@ -5,6 +5,7 @@
 mod access;
 mod app;
 mod bridges;
+mod codepages;
 mod component;
 mod config;
 mod gateway;

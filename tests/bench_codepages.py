@@ -11,8 +11,28 @@ Run as root (pagemap needs it for other users' processes). The kernel maps
 file pages around each fault (fault-around, 64 KiB by default), so the
 attribution is by 16-page windows: it says where code is touched, not how
 much of each function is.
+
+Idle mode: starts each binary in turn against the running peers (Prosody;
+`[irc]` and `[matrix]` configured, `[http]` listening, no user, log level
+info), reads its RSS and the two halves at each of AT seconds after start,
+prints the page map at the last one, stops it; ROUNDS times, alternating,
+so that every build sees the same page cache and load:
+
+    source /work/plan/ports.sh …; PEERS="xmpp" contrib/peers/start-peers.sh $PEERS_DIR
+    python3 tests/bench_codepages.py idle before=/path/ferry after=/path/ferry \
+        [--at 4,10] [--rounds 2] [--csv FILE] [--top 12]
+
+A NAME ending in "+pageout" also asks the kernel to reclaim the process's
+read-only file pages once, 5 s after start (process_madvise MADV_PAGEOUT,
+root): what `src/codepages.rs` does from inside, simulated on a build
+without it (close, not equal: PAGEOUT also drops the pages from the page
+cache, so they come back by readahead).
 """
 import bisect
+import csv
+import ctypes
+import os
+import time
 import re
 import struct
 import subprocess
@@ -77,9 +97,7 @@ def sections(binary):
     return sorted(secs)
 
 
-def main():
-    pid = int(sys.argv[1])
-    top = int(sys.argv[2]) if len(sys.argv) > 2 else 25
+def page_map(pid, top):
     binary = subprocess.run(["readlink", f"/proc/{pid}/exe"], capture_output=True, text=True).stdout.strip()
     maps = mappings(pid, binary)
     if not maps:
@@ -126,6 +144,134 @@ def main():
     print(f"text by crate (top {top}):")
     for crate, b in sorted(per_crate.items(), key=lambda kv: -kv[1])[:top]:
         print(f"  {b / 1024:8.0f} KiB  {crate}")
+
+
+def private_map(pid, least_kib=32):
+    """The private (anonymous) resident memory by mapping: the heap, each
+    malloc arena, thread stacks, relocated data of each object."""
+    print("private memory by mapping:")
+    head, rows = None, []
+    with open(f"/proc/{pid}/smaps") as f:
+        for line in f:
+            parts = line.split()
+            if parts and "-" in parts[0] and len(parts) >= 5 and ":" in parts[3]:
+                lo, hi = (int(x, 16) for x in parts[0].split("-"))
+                head = (parts[1], (hi - lo) // 1024, parts[5] if len(parts) > 5 else "[anon]")
+            elif parts and parts[0] == "Anonymous:" and head:
+                kib = int(parts[1])
+                if kib >= least_kib:
+                    rows.append((kib, *head))
+    for kib, perms, size, what in sorted(rows, reverse=True):
+        print(f"  {kib:6d} KiB of {size:8d} KiB {perms} {what}")
+
+
+def status(pid):
+    out = {}
+    with open(f"/proc/{pid}/status") as f:
+        for line in f:
+            key, _, value = line.partition(":")
+            if key in ("VmRSS", "RssAnon", "RssFile", "RssShmem"):
+                out[key] = int(value.split()[0])
+    return out
+
+
+def pageout(pid):
+    """Asks the kernel to reclaim every read-only file mapping of `pid`
+    (MADV_PAGEOUT through process_madvise); the bytes asked for."""
+    libc = ctypes.CDLL(None, use_errno=True)
+    pidfd = libc.syscall(434, pid, 0)  # pidfd_open
+    if pidfd < 0:
+        raise OSError(ctypes.get_errno(), "pidfd_open")
+
+    class Iovec(ctypes.Structure):
+        _fields_ = [("base", ctypes.c_void_p), ("len", ctypes.c_size_t)]
+
+    asked = 0
+    with open(f"/proc/{pid}/maps") as f:
+        for line in f:
+            parts = line.split()
+            if len(parts) < 6 or "w" in parts[1] or not parts[5].startswith("/"):
+                continue
+            lo, hi = (int(x, 16) for x in parts[0].split("-"))
+            iov = Iovec(lo, hi - lo)
+            if libc.syscall(440, pidfd, ctypes.byref(iov), 1, 21, 0) >= 0:  # process_madvise, MADV_PAGEOUT
+                asked += hi - lo
+    os.close(pidfd)
+    return asked
+
+
+def idle(argv):
+    sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+    import tempfile
+    from pathlib import Path
+
+    from harness.ferry import Ferry, FerryConfig
+    from harness.peers import Peers
+
+    builds, at, rounds, csv_path, top = [], [4.0, 10.0], 2, None, 12
+    args = iter(argv)
+    for a in args:
+        if a == "--at":
+            at = [float(x) for x in next(args).split(",")]
+        elif a == "--rounds":
+            rounds = int(next(args))
+        elif a == "--csv":
+            csv_path = next(args)
+        elif a == "--top":
+            top = int(next(args))
+        else:
+            name, _, binary = a.partition("=")
+            builds.append((name, binary))
+    peers = Peers.load()
+    http_port = int(os.environ.get("FERRY_HTTP_PORT", "15780"))
+    rows = []
+    for r in range(1, rounds + 1):
+        for name, binary in builds:
+            with tempfile.TemporaryDirectory() as tmp:
+                cfg = FerryConfig(peers, Path(tmp) / "data", http_port=http_port, log_level="info")
+                cfg.bridge("irc", ports=[peers.irc_port or 6667], tls_ports=[])
+                cfg.bridge("matrix", allow_insecure_http=True)
+                # As an operator runs it: no RUST_BACKTRACE (the harness sets it
+                # for the tests; with it every error captures a backtrace).
+                f = Ferry(binary, cfg, Path(tmp) / "run", name=name, env={"RUST_BACKTRACE": "0"})
+                t0 = time.monotonic()
+                f.start(timeout=60)
+                pid = f.pid
+                paged = None
+                for t in at:
+                    if name.endswith("+pageout") and paged is None and t > 5.0:
+                        time.sleep(max(0.0, t0 + 5.0 - time.monotonic()))
+                        paged = pageout(pid)
+                    time.sleep(max(0.0, t0 + t - time.monotonic()))
+                    s = status(pid)
+                    load = os.getloadavg()[0]
+                    row = {"round": r, "build": name, "seconds": t, "rss_kib": s["VmRSS"],
+                           "anon_kib": s["RssAnon"], "file_kib": s["RssFile"] + s.get("RssShmem", 0),
+                           "load": f"{load:.1f}"}
+                    rows.append(row)
+                    print(f"[idle] round {r} {name:>16} {t:5.1f} s: RSS {s['VmRSS'] / 1024:6.1f} MiB, "
+                          f"anon {s['RssAnon'] / 1024:5.1f}, files {row['file_kib'] / 1024:5.1f} (load {load:.1f})",
+                          flush=True)
+                if r == rounds:
+                    page_map(pid, top)
+                    private_map(pid)
+                f.stop()
+                noisy = [line for line in f.log().splitlines() if " WARN " in line or " ERROR " in line
+                         or "panicked" in line]
+                for line in noisy[:3]:
+                    print(f"[idle]   log: {line[:160]}")
+    if csv_path:
+        with open(csv_path, "w", newline="") as out:
+            w = csv.DictWriter(out, fieldnames=list(rows[0]))
+            w.writeheader()
+            w.writerows(rows)
+
+
+def main():
+    if len(sys.argv) > 1 and sys.argv[1] == "idle":
+        idle(sys.argv[2:])
+        return
+    page_map(int(sys.argv[1]), int(sys.argv[2]) if len(sys.argv) > 2 else 25)
 
 
 if __name__ == "__main__":
