@@ -18,7 +18,7 @@ info), reads its RSS and the two halves at each of AT seconds after start,
 prints the page map at the last one, stops it; ROUNDS times, alternating,
 so that every build sees the same page cache and load:
 
-    source /work/plan/ports.sh …; PEERS="xmpp" contrib/peers/start-peers.sh $PEERS_DIR
+    export PEERS_DIR=/tmp/ferry-bench-peers; PEERS="xmpp" contrib/peers/start-peers.sh $PEERS_DIR
     python3 tests/bench_codepages.py idle before=/path/ferry after=/path/ferry \
         [--at 4,10] [--rounds 2] [--csv FILE] [--top 12]
 

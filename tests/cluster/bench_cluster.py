@@ -3,7 +3,7 @@ ejabberd node), on the same two-node ejabberd cluster and InspIRCd: the IRC
 round trip and an IRC channel's fan-out to 20 XMPP members. Figures printed
 (never asserted); docs/scaling.md has them and how to rerun:
 
-    source /work/plan/ports.sh …   # or any set of ports
+    export PEERS_DIR=/tmp/ferry-bench-peers   # ports: contrib/peers/lib.sh's defaults, or export other *_PORT values
     XMPP_LOAD_USERS=20 PEERS="ejcluster irc" contrib/peers/start-peers.sh $PEERS_DIR
     cargo build --features test-bridge
     cd tests && $FERRY_VENVS/test/bin/python -m pytest cluster/bench_cluster.py -s -p no:cacheprovider

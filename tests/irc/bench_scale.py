@@ -2,7 +2,7 @@
 Prosody and InspIRCd (figures printed and written as CSV, never asserted;
 docs/performance.md has the figures, the plots and how to rerun):
 
-    source /work/plan/ports.sh …   # or any set of ports
+    export PEERS_DIR=/tmp/ferry-bench-peers   # ports: contrib/peers/lib.sh's defaults, or export other *_PORT values
     XMPP_LOAD_USERS=1000 XMPP_EXTRA_COMPONENTS="biboumi:biboumisecret" IRC_MAX_CONNECTIONS=1200 \\
         PEERS="xmpp irc" contrib/peers/start-peers.sh $PEERS_DIR
     apt-get install biboumi gnuplot-nox
