@@ -10,9 +10,9 @@
 //! [`THRESHOLD`], asks malloc to return unused pages (`malloc_trim`), at
 //! most once every [`MIN_GAP`] ticks and a few more times after the growth
 //! stopped (the burst's memory is freed while its queues drain, after the
-//! growth). In steady state it trims once every [`STEADY_GAP`] ticks, so
-//! that memory freed without a growth just before is given back too;
-//! nothing at all is done with other C libraries.
+//! growth). In steady state it trims once every [`STEADY_GAP`] ticks (a
+//! minute), so that memory freed without a growth just before is given
+//! back too; nothing at all is done with other C libraries.
 //!
 //! The reclaimer does not ask malloc for its statistics (`mallinfo2`):
 //! that walks every free chunk of every arena under the arena locks, which
@@ -33,8 +33,10 @@ const FOLLOW_UPS: u8 = 3;
 
 /// Ticks after which one trim is done anyway: memory freed without a
 /// growth just before (a Matrix session closing its idle stores, sessions
-/// ending) is given back within five minutes too.
-const STEADY_GAP: u32 = 300;
+/// ending, a hundred idle Matrix accounts dropping their clients: tens
+/// of megabytes) is given back within a minute too (a trim runs on a
+/// blocking thread, off the async workers).
+const STEADY_GAP: u32 = 60;
 
 /// Starts the background task (until `shutdown`).
 pub fn start_reclaimer(shutdown: CancellationToken) {

@@ -7,7 +7,7 @@ line per gateway, as SVG and PNG.
 
 Writes OUTDIR/irc-rss.{svg,png}, irc-p95.{svg,png} from the IRC rows
 (scenario "scale" and "one-channel") and OUTDIR/matrix-rss.{svg,png} from
-the Matrix rows (scenario "sessions"). Where a file holds several runs of
+the Matrix rows (scenarios "sessions" and "sessions-idle"). Where a file holds several runs of
 the same point, the last one is drawn.
 """
 import csv
@@ -83,6 +83,7 @@ def main():
             "users (channels of 100)", "ms (log scale)", p95, logy=True, key="below"):
         made.append("irc-p95")
     mx = [(g, pts) for g, pts in series(data, "sessions", "rss_kib", mib).items()]
+    mx += [(f"{g}, idle", pts) for g, pts in series(data, "sessions-idle", "rss_kib", mib).items()]
     if plot(out, "matrix-rss", "Matrix bridge RSS (logged-in, synced accounts)", "accounts", "RSS (MiB)", mx):
         made.append("matrix-rss")
     print("wrote " + ", ".join(f"{out}/{m}.svg/.png" for m in made) if made else "nothing to draw")
