@@ -189,9 +189,10 @@ mod tests {
         assert!(p.tick(30 * MIB));
         p.trimmed(30 * MIB, 30 * MIB);
         // The growth stopped: FOLLOW_UPS - 1 more trims, MIN_GAP apart,
-        // as long as they give back little; then nothing.
+        // as long as they give back little; then nothing until the steady
+        // gap (the window ends before it).
         let mut trims = 0;
-        for _ in 0..(MIN_GAP * 10) {
+        for _ in 0..STEADY_GAP {
             if p.tick(30 * MIB) {
                 trims += 1;
                 p.trimmed(30 * MIB, 30 * MIB);
@@ -207,8 +208,9 @@ mod tests {
         p.trimmed(40 * MIB, 40 * MIB);
         let mut trims = 0;
         let mut now = 40 * MIB;
-        // The queues drain: each trim gives back 8 MiB, then nothing more.
-        for _ in 0..(MIN_GAP * 20) {
+        // The queues drain: each trim gives back 8 MiB, then nothing more
+        // (the window ends before a steady gap after the last trim).
+        for _ in 0..STEADY_GAP {
             if p.tick(now) {
                 trims += 1;
                 let after = if now > 16 * MIB { now - 8 * MIB } else { now };
