@@ -11,35 +11,12 @@ use ferry_bridge::{ErrorKind, Event, Presence};
 use super::{ChanState, Conn, Phase};
 use crate::proto::{Line, Message, Source};
 
-/// Capabilities we ask for when the server offers them.
-pub const WANTED_CAPS: &[&str] = &[
-    "multi-prefix",
-    "message-tags",
-    "server-time",
-    "echo-message",
-    "batch",
-    "away-notify",
-    "account-notify",
-    "extended-join",
-    "account-tag",
-    "chghost",
-    "setname",
-    "userhost-in-names",
-    "labeled-response",
-    "invite-notify",
-    "cap-notify",
-    "extended-monitor",
-    "draft/chathistory",
-    "draft/multiline",
-    "draft/message-redaction",
-];
-
 impl Conn {
     fn wanted(&self, cap: &str) -> bool {
         if cap == "sasl" {
             return self.settings.sasl_plain.is_some() || self.settings.sasl_external;
         }
-        WANTED_CAPS.contains(&cap)
+        super::caps::WANTED.contains(&cap)
     }
 
     fn request_caps(&mut self, caps: Vec<String>) {
