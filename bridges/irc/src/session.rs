@@ -249,7 +249,7 @@ impl IrcSession {
             if ended.load(Ordering::Relaxed) {
                 tracing::error!(
                     "an IRC connection failed after its session ended: {}",
-                    panic_text(panic.as_ref())
+                    ferry_bridge::network::panic_message(panic.as_ref())
                 );
             } else {
                 // The session's failure, as if one of its tasks panicked.
@@ -792,15 +792,6 @@ impl Drop for IrcSession {
 /// Requests a session may queue for its connection before it waits (the
 /// channel allocates per request, nothing ahead).
 const REQUEST_BUFFER: usize = 256;
-
-/// The message of a panic's payload.
-fn panic_text(panic: &(dyn std::any::Any + Send)) -> &str {
-    panic
-        .downcast_ref::<&str>()
-        .copied()
-        .or_else(|| panic.downcast_ref::<String>().map(String::as_str))
-        .unwrap_or("panic")
-}
 
 async fn futures_join(waits: Vec<oneshot::Receiver<()>>) {
     for w in waits {
