@@ -105,7 +105,7 @@ struct Usage {
 /// Keeps the client built and its stores open while it lives; gives the
 /// session's [`Ctx`].
 pub struct Hold {
-    gate: Arc<StoreGate>,
+    /// The session's context; its `stores` is the gate this hold keeps.
     ctx: Ctx,
     /// Whether dropping it counts as activity (an action: yes; a sync that
     /// brought nothing: no, see [`Hold::quiet`]).
@@ -203,7 +203,6 @@ impl StoreGate {
         drop(state);
         self.usage().holds += 1;
         Ok(Hold {
-            gate: self.clone(),
             ctx: Ctx {
                 shared: self.shared.clone(),
                 client,
@@ -299,7 +298,7 @@ impl std::ops::Deref for Hold {
 
 impl Drop for Hold {
     fn drop(&mut self) {
-        let mut usage = self.gate.usage();
+        let mut usage = self.ctx.stores.usage();
         usage.holds = usage.holds.saturating_sub(1);
         if self.active {
             usage.last_active = Instant::now();
