@@ -274,7 +274,7 @@ async fn wait_for_news(gate: &StoreGate, since: &str, wait: Duration) -> Result<
         .append_pair("set_presence", "offline")
         .append_pair("timeout", &wait.as_millis().to_string())
         .append_pair("use_state_after", "true");
-    let response = gate
+    let mut response = gate
         .http()
         .get(url)
         .bearer_auth(&account.access_token)
@@ -290,9 +290,31 @@ async fn wait_for_news(gate: &StoreGate, since: &str, wait: Duration) -> Result<
     if !status.is_success() {
         return Err(NewsError::Status(status));
     }
-    let body: serde_json::Value =
-        serde_json::from_slice(&response.bytes().await?).unwrap_or(serde_json::Value::Null);
-    Ok(carries_news(&body))
+    let mut body = Vec::new();
+    while let Some(chunk) = response.chunk().await? {
+        body.extend_from_slice(&chunk);
+        if body.len() > MAX_EMPTY_ANSWER {
+            return Ok(true);
+        }
+    }
+    Ok(answer_has_news(&body))
+}
+
+/// An answer to the bare long-poll larger than this carries something (one
+/// with nothing new is well under 1 KiB); it is not read further.
+const MAX_EMPTY_ANSWER: usize = 64 * 1024;
+
+/// Whether the body of a `/sync` answer means the real sync should run: it
+/// carries something, or it is not a sync answer at all (the real sync
+/// meets the same answer, says what is wrong and backs off, where
+/// treating it as "nothing new" would poll again at once).
+fn answer_has_news(body: &[u8]) -> bool {
+    match serde_json::from_slice::<serde_json::Value>(body) {
+        Ok(answer) if answer.get("next_batch").is_some_and(|b| b.is_string()) => {
+            carries_news(&answer)
+        }
+        _ => true,
+    }
 }
 
 /// Whether the JSON of a `/sync` answer carries anything: rooms, presence,
@@ -758,7 +780,7 @@ async fn presence(ctx: &Ctx, p: PresenceEvent) {
 
 #[cfg(test)]
 mod tests {
-    use super::carries_news;
+    use super::{answer_has_news, carries_news};
     use serde_json::json;
 
     #[test]
@@ -774,8 +796,24 @@ mod tests {
             "rooms": {"join": {}, "invite": {}, "leave": {}, "knock": {}}
         });
         assert!(!carries_news(&empty));
-        assert!(!carries_news(&json!({"next_batch": "s2_1"})));
-        assert!(!carries_news(&json!(null)));
+        assert!(!answer_has_news(empty.to_string().as_bytes()));
+        assert!(!answer_has_news(br#"{"next_batch": "s2_1"}"#));
+    }
+
+    #[test]
+    fn an_answer_that_is_not_a_sync_answer_wakes_the_real_sync() {
+        // Otherwise a server that answers at once with something else
+        // would be polled again and again without a pause.
+        for body in [
+            &b""[..],
+            b"null",
+            b"<html>502 Bad Gateway</html>",
+            b"{}",
+            br#"{"next_batch": 5}"#,
+            b"\xff\xfe not UTF-8",
+        ] {
+            assert!(answer_has_news(body), "{}", String::from_utf8_lossy(body));
+        }
     }
 
     #[test]
