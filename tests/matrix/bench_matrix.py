@@ -39,8 +39,8 @@ CHECKPOINTS = sorted({int(n) for n in os.environ.get("BENCH_CHECKPOINTS", "5 10 
 # store_idle_secs + one sync long-poll + a margin.
 IDLE_WAIT = float(os.environ.get("BENCH_IDLE_WAIT", "75"))
 # Further idle measurements this long after the last login (seconds, for
-# instance "360": the memory reclaimer trims malloc's free lists every 5
-# minutes in steady state, so what idle sessions gave back shows then).
+# instance "240": the memory reclaimer trims malloc's free lists once a
+# minute in steady state, so what idle sessions gave back shows by then).
 IDLE_LATER = [float(x) for x in os.environ.get("BENCH_IDLE_LATER", "").split()]
 FIELDS = ["rss_kib", "anon_kib", "file_kib", "per_session_kib", "median_ms", "p95_ms", "n"]
 
