@@ -14,14 +14,13 @@ use std::sync::atomic::Ordering;
 use std::time::{Duration, SystemTime};
 
 use futures::{SinkExt, StreamExt as _};
-use tokio::io::BufStream;
 use tokio::net::TcpStream;
 use tokio::sync::mpsc;
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
-use tokio_xmpp::connect::{DnsConfig, ServerConnector as _, TcpServerConnector};
 use tokio_xmpp::xmlstream::{
-    FallibleStreamElement, ReadError, StreamElementError, Timeouts, XmppStream, XmppStreamElement,
+    FallibleStreamElement, ReadError, StreamElementError, StreamHeader, Timeouts, XmppStream,
+    XmppStreamElement, initiate_stream,
 };
 use xmpp_parsers::component::Handshake;
 use xmpp_parsers::iq::Iq;
@@ -34,16 +33,19 @@ use xmpp_parsers::ns;
 use xmpp_parsers::stanza::Stanza;
 
 use super::privilege::{self, describe};
+use super::wire::Wire;
 use super::{
     Command, ComponentConfig, Inbound, InvalidStanza, Privileges, RequestError, Shared, StreamState,
 };
 use crate::metrics::BridgeMetrics;
 use crate::store::Store;
 
-type Stream = XmppStream<BufStream<TcpStream>>;
+type Stream = XmppStream<Wire<TcpStream>>;
 
 /// Stanzas written between two flushes at most.
 const WRITE_BURST: usize = 256;
+/// Bytes written between two flushes at most (a burst of big stanzas).
+const WRITE_BURST_BYTES: usize = 32 * 1024;
 /// Outbox entries read at once.
 const OUTBOX_BATCH: usize = 256;
 /// How long to wait for a privilege advertisement after the first ping's
@@ -640,12 +642,10 @@ impl Task {
             match cmd {
                 Command::Send(text) => {
                     self.shared.taken();
-                    if let Some(el) = self.parse_queued(&text) {
-                        self.trace_stanza("out", &el);
-                        stream.feed(&el).await.map_err(write_error)?;
-                        BridgeMetrics::inc(&self.metrics.stanzas_out);
-                        self.unconfirmed.push_back(Unconfirmed::Live(text));
-                    }
+                    self.trace_queued(&text);
+                    stream.get_stream().push(&text);
+                    BridgeMetrics::inc(&self.metrics.stanzas_out);
+                    self.unconfirmed.push_back(Unconfirmed::Live(text));
                     written += 1;
                 }
                 Command::Close { done, timeout } => {
@@ -662,25 +662,23 @@ impl Task {
                     break;
                 }
             }
-            if written < WRITE_BURST {
+            if written < WRITE_BURST && stream.get_stream().pending() < WRITE_BURST_BYTES {
                 next = self.commands.try_recv().ok();
             }
         }
-        flush(&mut *stream).await.map_err(write_error)?;
-        self.ping_if_needed(stream).await
+        self.flush_and_ping(stream).await
     }
 
-    /// The element of a queued stanza, serialized by
+    /// Traces a queued stanza (serialized by
     /// [`ComponentHandle::send`](super::ComponentHandle::send) from an
-    /// element: it parses (an error would be a serializer bug, logged and
-    /// the stanza dropped, as for an outbox entry).
-    fn parse_queued(&self, text: &str) -> Option<Element> {
-        match text.parse::<Element>() {
-            Ok(el) => Some(el),
-            Err(e) => {
-                BridgeMetrics::inc(&self.metrics.errors);
-                tracing::error!(domain = %self.domain(), "dropping a queued stanza that does not parse ({e}, {} bytes)", text.len());
-                None
+    /// element, so it parses) when stanza tracing is on.
+    fn trace_queued(&self, text: &str) {
+        if tracing::enabled!(target: STANZA_TARGET, tracing::Level::TRACE) {
+            match text.parse::<Element>() {
+                Ok(el) => self.trace_stanza("out", &el),
+                Err(e) => {
+                    tracing::trace!(target: STANZA_TARGET, domain = %self.domain(), "out: ({e}, {} bytes)", text.len())
+                }
             }
         }
     }
@@ -729,8 +727,7 @@ impl Task {
             }
             self.unconfirmed.push_back(Unconfirmed::Outbox(seq));
         }
-        flush(&mut *stream).await.map_err(write_error)?;
-        self.ping_if_needed(stream).await?;
+        self.flush_and_ping(stream).await?;
         if full {
             return Ok(Drain::After(last));
         }
@@ -741,8 +738,12 @@ impl Task {
         Ok(Drain::Done)
     }
 
-    /// Sends a ping covering everything unconfirmed, unless one is out.
-    async fn ping_if_needed(&mut self, stream: &mut Stream) -> Result<(), String> {
+    /// Writes what is buffered, then a ping covering everything unconfirmed
+    /// unless one is out. The stanzas leave first, in a write of their
+    /// own: nothing of the ping is on their way (putting both in one write
+    /// measured no different on a round trip through Prosody; docs/perf/wire.md).
+    async fn flush_and_ping(&mut self, stream: &mut Stream) -> Result<(), String> {
+        flush(&mut *stream).await.map_err(write_error)?;
         if self.ping.is_none() && !self.unconfirmed.is_empty() {
             self.send_ping(stream).await?;
         }
@@ -815,7 +816,7 @@ impl Task {
                 }
             }
         }
-        self.ping_if_needed(stream).await
+        self.flush_and_ping(stream).await
     }
 
     /// Whether `el` is a privilege advertisement (then recorded).
@@ -978,13 +979,8 @@ impl Task {
             match cmd {
                 Command::Send(text) => {
                     self.shared.taken();
-                    let Some(el) = self.parse_queued(&text) else {
-                        continue;
-                    };
-                    if stream.feed(&el).await.is_err() {
-                        self.unconfirmed.push_back(Unconfirmed::Live(text));
-                        return Ended::Dead("the connection failed while closing".into());
-                    }
+                    self.trace_queued(&text);
+                    stream.get_stream().push(&text);
                     BridgeMetrics::inc(&self.metrics.stanzas_out);
                     self.unconfirmed.push_back(Unconfirmed::Live(text));
                 }
@@ -1099,25 +1095,32 @@ async fn connect_inner(
         response_timeout: config.tuning.keepalive_timeout,
     };
     let mut last = format!("{} has no address", config.host);
-    let mut pending = None;
+    let mut socket = None;
     for addr in addrs {
-        let connector = TcpServerConnector(DnsConfig::addr(&addr.to_string()));
-        match connector.connect(&jid, ns::COMPONENT, timeouts).await {
-            Ok((p, _)) => {
-                pending = Some(p);
+        match TcpStream::connect(addr).await {
+            Ok(s) => {
+                socket = Some(s);
                 break;
             }
             Err(e) => last = format!("{addr}: {e}"),
         }
     }
-    let Some(mut pending) = pending else {
+    let Some(socket) = socket else {
         return Err(ConnectError::Failed(last));
     };
-    let header = pending.take_header();
-    let mut stream: Stream = pending.skip_features();
-    if let Err(e) = stream.get_stream().get_ref().set_nodelay(true) {
+    if let Err(e) = socket.set_nodelay(true) {
         tracing::debug!("cannot set TCP_NODELAY: {e}");
     }
+    let header = StreamHeader {
+        to: Some(jid.domain().as_str().into()),
+        from: None,
+        id: None,
+    };
+    let mut pending = initiate_stream(Wire::new(socket), ns::COMPONENT, header, timeouts)
+        .await
+        .map_err(|e| ConnectError::Failed(format!("stream header: {e}")))?;
+    let header = pending.take_header();
+    let mut stream: Stream = pending.skip_features();
     let Some(stream_id) = header.id.map(|id| id.into_owned()) else {
         return Err(ConnectError::Failed(
             "the server's stream header has no id (is this a component port?)".into(),

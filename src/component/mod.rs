@@ -45,6 +45,7 @@ pub(crate) mod fake_server;
 pub mod privilege;
 #[cfg(test)]
 mod tests;
+mod wire;
 
 use std::collections::{BTreeMap, HashMap};
 use std::fmt;
