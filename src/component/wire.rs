@@ -36,6 +36,13 @@ struct Pending {
     sent: usize,
 }
 
+impl Pending {
+    /// Bytes not yet taken by the socket.
+    fn queued(&self) -> usize {
+        self.buf.len() - self.sent
+    }
+}
+
 /// A socket with a read buffer and a shared write buffer (see the module).
 pub(super) struct Wire<S> {
     read: BufReader<S>,
@@ -57,8 +64,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Wire<S> {
 
     /// How many bytes wait for the next flush.
     pub(super) fn pending(&self) -> usize {
-        let out = self.lock();
-        out.buf.len() - out.sent
+        self.lock().queued()
     }
 
     fn lock(&self) -> std::sync::MutexGuard<'_, Pending> {
@@ -113,10 +119,11 @@ impl<S: AsyncRead + AsyncWrite + Unpin> AsyncWrite for Wire<S> {
         data: &[u8],
     ) -> Poll<io::Result<usize>> {
         let this = self.get_mut();
-        let queued = {
-            let out = this.out.get_mut().unwrap_or_else(|e| e.into_inner());
-            out.buf.len() - out.sent
-        };
+        let queued = this
+            .out
+            .get_mut()
+            .unwrap_or_else(|e| e.into_inner())
+            .queued();
         if queued >= HIGH_WATER {
             ready!(this.poll_drain(cx))?;
         }
@@ -146,54 +153,58 @@ mod tests {
     /// Pushed text and written bytes leave in the order they came, through a
     /// pipe too narrow to take them at once (partial writes).
     #[tokio::test]
-    async fn pushed_and_written_bytes_leave_in_order() {
+    async fn pushed_and_written_bytes_leave_in_order() -> io::Result<()> {
         let (near, mut far) = tokio::io::duplex(7);
         let mut wire = Wire::new(near);
         let reader = tokio::spawn(async move {
             let mut got = Vec::new();
             far.read_to_end(&mut got).await.map(|_| got)
         });
-        wire.write_all(b"<a/>").await.expect("write");
+        wire.write_all(b"<a/>").await?;
         wire.push("<b>pushed</b>");
-        wire.write_all(b"<c/>").await.expect("write");
-        wire.flush().await.expect("flush");
+        wire.write_all(b"<c/>").await?;
+        wire.flush().await?;
         let big = "x".repeat(HIGH_WATER * 2);
         wire.push(&big);
-        wire.write_all(b"<d/>").await.expect("write");
-        wire.shutdown().await.expect("shutdown");
-        let got = reader.await.expect("join").expect("read");
+        wire.write_all(b"<d/>").await?;
+        wire.shutdown().await?;
+        let got = reader.await.map_err(io::Error::other)??;
         let want = format!("<a/><b>pushed</b><c/>{big}<d/>");
-        assert_eq!(String::from_utf8(got).expect("utf-8"), want);
-        let out = wire.out.get_mut().expect("lock");
-        assert!(out.buf.is_empty() && out.buf.capacity() <= KEEP_CAPACITY);
+        assert!(got == want.as_bytes(), "bytes out of order or lost");
+        assert_eq!(wire.pending(), 0);
+        let capacity = wire.lock().buf.capacity();
+        assert!(capacity <= KEEP_CAPACITY, "{capacity} bytes kept");
+        Ok(())
     }
 
     /// Nothing goes out before a flush (the connection task batches a burst
     /// into few writes).
     #[tokio::test]
-    async fn nothing_leaves_before_a_flush() {
+    async fn nothing_leaves_before_a_flush() -> io::Result<()> {
         let (near, mut far) = tokio::io::duplex(1024);
         let mut wire = Wire::new(near);
         wire.push("<a/>");
-        wire.write_all(b"<b/>").await.expect("write");
+        wire.write_all(b"<b/>").await?;
         let mut buf = [0u8; 16];
         let early =
             tokio::time::timeout(std::time::Duration::from_millis(50), far.read(&mut buf)).await;
         assert!(early.is_err(), "bytes left before the flush");
-        wire.flush().await.expect("flush");
-        let n = far.read(&mut buf).await.expect("read");
+        wire.flush().await?;
+        let n = far.read(&mut buf).await?;
         assert_eq!(&buf[..n], b"<a/><b/>");
+        Ok(())
     }
 
     /// What the far side sends is read through the buffer.
     #[tokio::test]
-    async fn reads_pass_through() {
+    async fn reads_pass_through() -> io::Result<()> {
         let (near, mut far) = tokio::io::duplex(64);
         let mut wire = Wire::new(near);
-        far.write_all(b"<stream/>").await.expect("write");
+        far.write_all(b"<stream/>").await?;
         drop(far);
         let mut got = String::new();
-        wire.read_to_string(&mut got).await.expect("read");
+        wire.read_to_string(&mut got).await?;
         assert_eq!(got, "<stream/>");
+        Ok(())
     }
 }
